@@ -1,0 +1,48 @@
+"""The ``smsbot`` command. Each component registers its own sub-commands."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from bot.errors import ConfigError, SmsbotError, UsageError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="smsbot", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # Imported here so that `smsbot --help` stays cheap and each area owns its commands.
+    from intents import cli as intents_cli
+
+    intents_cli.register(sub)
+    try:
+        from dialogs import cli as dialogs_cli
+    except ImportError:  # dialogs not built yet
+        pass
+    else:
+        dialogs_cli.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except UsageError as exc:
+        print(f"smsbot: {exc}", file=sys.stderr)
+        return 2
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    except SmsbotError as exc:
+        print(f"smsbot: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

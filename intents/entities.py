@@ -1,0 +1,160 @@
+"""Entities of a promise or a payment: date or date range, amount, number of installments."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import date
+
+from intents.dates import TimeExpr, find_time_expressions
+from intents.model import Entities, Intent, Span
+from intents.numbers import NUMBER_RE, parse_number
+
+_CURRENCY_AFTER = re.compile(r"\s*(?:元|块|圆|rmb|人民币|cny|yuan|米)")
+_CURRENCY_BEFORE = re.compile(r"(?:¥|￥|rmb|人民币|cny)\s*$")
+# Words after a number that make it a count of something other than money.
+_NOT_MONEY_AFTER = re.compile(
+    r"\s*(?:天|日|号|点|时|分钟|小时|期|个|月|年|周|星期|礼拜|次|岁|%|成|倍|楼|人|条|位|斤|公里|折)"
+)
+# The debt quoted back is not what the borrower pays: 欠3200, 你们说的3200, 一共3200.
+_DEBT_BEFORE = re.compile(
+    r"(?:欠|借|借了|欠了|逾期|本金|利息|罚息|总共|一共|共|总额|剩|还剩|还差|差|应还|账单|说的|"
+    r"显示|要我还|让我还|让我|要我|收我|扣我|多收|只借|才借|催)\s*(?:你们|我)?\s*$"
+)
+_DEBT_AFTER = re.compile(r"\s*(?:元|块)?\s*(?:不对|哪来|怎么来|是什么|是怎么|太多|太高|多了|的利息|利息)")
+_PHONE_LIKE = re.compile(r"\d{7,}")
+_CANNOT_PAY = re.compile(r"[^,.!?;\s]{0,4}?(?:不上|不了|不起|不出|没钱|不行|不方便)")
+_INSTALLMENTS = re.compile(
+    r"分\s*(?:成|为)?\s*(\d{1,2}|[一二两三四五六七八九十]{1,3})\s*(?:期|个月|次|份|个月还|回)"
+    r"|(\d{1,2}|[一二两三四五六七八九十]{1,3})\s*期(?:还|付|分期)?"
+)
+_PLAN_CONTEXT = re.compile(r"分期|分\s*(?:成|为)?\s*\S{1,3}\s*(?:期|个月|次)|期")
+
+AMOUNT_INTENTS = frozenset({Intent.PROMISE_TO_PAY, Intent.ALREADY_PAID, Intent.REQUEST_PLAN})
+DATE_INTENTS = frozenset(
+    {Intent.PROMISE_TO_PAY, Intent.ALREADY_PAID, Intent.REQUEST_PLAN, Intent.HARDSHIP}
+)
+
+
+@dataclass
+class Readings:
+    """Entity candidates read from one normalised text, before tense and intent are known."""
+
+    times: list[TimeExpr] = field(default_factory=list)
+    amounts: list[Span] = field(default_factory=list)
+    installments: Span | None = None
+    negated: frozenset[int] = frozenset()  # starts of time phrases in a can't-pay clause
+
+
+def read(text: str) -> Readings:
+    """Everything that depends on the text alone (cacheable per normalised text)."""
+    times = list(find_time_expressions(text))
+    taken = [(t.start, t.end) for t in times]
+    inst = _read_installments(text)
+    if inst is not None:
+        taken.append((inst.start, inst.end))
+    amounts = [a for a in _read_amounts(text) if not any(a.start < e and s < a.end for s, e in taken)]
+    negated = frozenset(t.start for t in times if _CANNOT_PAY.match(text, t.end))
+    return Readings(times=times, amounts=amounts, installments=inst, negated=negated)
+
+
+def _read_amounts(text: str) -> list[Span]:
+    found: list[Span] = []
+    for m in NUMBER_RE.finditer(text):
+        token, s, e = m.group(), m.start(), m.end()
+        value = parse_number(token)
+        if value is None or value <= 0:
+            continue
+        before, after = text[max(0, s - 8) : s], text[e : e + 8]
+        has_currency = bool(_CURRENCY_AFTER.match(after) or _CURRENCY_BEFORE.search(before))
+        if _PHONE_LIKE.fullmatch(token.replace(",", "")) and not has_currency:
+            continue
+        if not has_currency and _NOT_MONEY_AFTER.match(after):
+            continue
+        if _DEBT_BEFORE.search(before) or _DEBT_AFTER.match(after):
+            continue
+        is_chinese = not token[0].isdigit()
+        # 一下, 一点, 一起: a lone small Chinese numeral is a word, not money.
+        if value < 10 and not has_currency:
+            continue
+        if is_chinese and value < 50 and not has_currency:
+            continue
+        end = e
+        cm = _CURRENCY_AFTER.match(after)
+        if cm:
+            end = e + cm.end()
+        found.append(Span(kind="amount", text=text[s:end], start=s, end=end, value=value))
+    return found
+
+
+def _read_installments(text: str) -> Span | None:
+    m = _INSTALLMENTS.search(text)
+    if m is None:
+        return None
+    raw = m.group(1) or m.group(2)
+    if m.group(2) and not _PLAN_CONTEXT.search(text[: m.start()] + text[m.end() :]) and not m.group(
+        0
+    ).endswith(("还", "付")):
+        return None
+    n = parse_number(raw)
+    if n is None or not 2 <= n <= 60:
+        return None
+    return Span(kind="installments", text=m.group(), start=m.start(), end=m.end(), value=int(n))
+
+
+def resolve(
+    readings: Readings, intents: frozenset[Intent], today: date
+) -> tuple[Entities, tuple[Span, ...]]:
+    """Picks the entities that matter for these intents and resolves dates against ``today``."""
+    past = Intent.ALREADY_PAID in intents and Intent.PROMISE_TO_PAY not in intents
+    spans: list[Span] = []
+    the_date: date | None = None
+    the_range: tuple[date, date] | None = None
+    unresolved: list[str] = []
+    if intents & DATE_INTENTS:
+        # 今天还不上 明天一定还: a day the borrower says they cannot pay is not the pay date.
+        times = [t for t in readings.times if t.start not in readings.negated] or readings.times
+        for t in times:
+            value = t.resolve(today, t.inherent_past if t.inherent_past is not None else past)
+            if value is None:
+                unresolved.append(t.text)
+                spans.append(Span(kind="unresolved_date", text=t.text, start=t.start, end=t.end))
+            elif isinstance(value, tuple):
+                spans.append(Span(kind="date_range", text=t.text, start=t.start, end=t.end, value=value))
+                the_range = the_range or value
+            else:
+                spans.append(Span(kind="date", text=t.text, start=t.start, end=t.end, value=value))
+                if the_date is None or _prefer(value, the_date, today, past):
+                    the_date = value
+    amount: float | None = None
+    if intents & AMOUNT_INTENTS and readings.amounts:
+        first = readings.amounts[0]
+        spans.append(first)
+        amount = first.value
+    installments: int | None = None
+    if readings.installments is not None:
+        spans.append(readings.installments)
+        installments = readings.installments.value
+    if the_date is not None:
+        the_range = None  # a specific day beats a fuzzy one (下周一之前 → the Monday)
+    entities = Entities(
+        date=the_date,
+        date_range=the_range,
+        amount=_clean_number(amount),
+        installments=installments,
+        unresolved=tuple(unresolved) if the_date is None and the_range is None else (),
+    )
+    return entities, tuple(sorted(spans, key=lambda sp: sp.start))
+
+
+def _prefer(candidate: date, current: date, today: date, past: bool) -> bool:
+    """With two dates, a promise is about the future and a payment about the past."""
+    cand_ok = candidate <= today if past else candidate >= today
+    cur_ok = current <= today if past else current >= today
+    return cand_ok and not cur_ok
+
+
+def _clean_number(value: float | None) -> float | None:
+    if value is None:
+        return None
+    return float(int(value)) if value == int(value) else round(value, 2)

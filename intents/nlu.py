@@ -1,0 +1,139 @@
+"""The NLU: normalise, apply rules, score with the model, combine, read entities.
+
+Everything heavy (OpenCC, jieba's dictionary, the rules, the trained model) is built once in
+:meth:`Understander.load`; :meth:`Understander.understand` does no I/O.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import datetime, tzinfo
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import jieba
+
+from bot.errors import UsageError
+from intents import entities as ent
+from intents.classifier import IntentModel, char_ngrams
+from intents.combine import combine
+from intents.data import DATA_DIR, load_training
+from intents.model import Explanation, Intent, IntentScore, RuleHit, Understanding
+from intents.normalize import Normalizer
+from intents.rules import Rules, load_rules
+
+DEFAULT_TZ = "Asia/Shanghai"
+_CACHE_SIZE = 8192
+
+
+@dataclass(frozen=True)
+class _Analysis:
+    """Everything that depends on the normalised text alone; cached across borrowers."""
+
+    normalized: str
+    stripped_quote: str | None
+    scores: tuple[IntentScore, ...]
+    hits: tuple[RuleHit, ...]
+    suppressed: tuple[RuleHit, ...]
+    model: dict[str, float]
+    readings: ent.Readings
+
+
+class Understander:
+    def __init__(self, rules: Rules, model: IntentModel, tokenizer: jieba.Tokenizer) -> None:
+        self._rules = rules
+        self._model = model
+        self._tokenizer = tokenizer
+        self._normalize = Normalizer(rules.typos)
+        self._cache: OrderedDict[str, _Analysis] = OrderedDict()
+
+    @classmethod
+    def load(cls, data_dir: Path = DATA_DIR) -> Understander:
+        """Builds the NLU from the data files (raises ConfigError naming file and line)."""
+        rules = load_rules(data_dir / "rules.yaml")
+        tokenizer = make_tokenizer(data_dir / "userdict.txt")
+        normalize = Normalizer(rules.typos)
+        examples = load_training(data_dir / "train")
+        texts = [normalize(e.text).text for e in examples]
+
+        def featurize(text: str) -> list[str]:
+            return features(text, tokenizer)
+
+        model = IntentModel.train(texts, [e.intents for e in examples], featurize, list(Intent))
+        return cls(rules, model, tokenizer)
+
+    def understand(
+        self, text: str, *, now: datetime, tz: str | tzinfo = DEFAULT_TZ
+    ) -> Understanding:
+        zone = resolve_tz(tz)
+        raw = text if isinstance(text, str) else str(text)
+        norm = self._normalize(raw)
+        cached = self._cache.get(norm.text)
+        if cached is None:
+            analysis = self._analyse(norm.text, norm.compact, norm.stripped_quote)
+            self._cache[norm.text] = analysis
+            if len(self._cache) > _CACHE_SIZE:
+                self._cache.popitem(last=False)
+        else:
+            self._cache.move_to_end(norm.text)
+            analysis = cached
+        local_now = now.replace(tzinfo=zone) if now.tzinfo is None else now.astimezone(zone)
+        present = frozenset(s.name for s in analysis.scores)
+        entities, spans = ent.resolve(analysis.readings, present, local_now.date())
+        primary = Intent.STOP if Intent.STOP in present else analysis.scores[0].name
+        return Understanding(
+            text=raw,
+            intent=primary,
+            intents=analysis.scores,
+            entities=entities,
+            explain=Explanation(
+                normalized=analysis.normalized,
+                stripped_quote=analysis.stripped_quote,
+                rules=analysis.hits,
+                suppressed=analysis.suppressed,
+                model=analysis.model,
+                spans=spans,
+                cached=cached is not None,
+            ),
+        )
+
+    def _analyse(self, text: str, compact: str, quote: str | None) -> _Analysis:
+        hits, suppressed = self._rules.match(text, compact)
+        meaningful = bool(compact) or any(not c.isspace() and not c.isascii() for c in text)
+        model = self._model.scores(features(text, self._tokenizer)) if meaningful else {}
+        scores = combine(hits, model, self._rules, meaningful=meaningful)
+        return _Analysis(
+            normalized=text,
+            stripped_quote=quote,
+            scores=scores,
+            hits=tuple(hits),
+            suppressed=tuple(suppressed),
+            model={i.value: round(p, 4) for i, p in model.items()},
+            readings=ent.read(text),
+        )
+
+
+def features(text: str, tokenizer: jieba.Tokenizer) -> list[str]:
+    return char_ngrams(text) + ["w:" + w for w in tokenizer.lcut(text) if w.strip()]
+
+
+def make_tokenizer(userdict: Path) -> jieba.Tokenizer:
+    """Our own jieba Tokenizer, initialised now (never lazily in a request) and quiet."""
+    jieba.setLogLevel(logging.WARNING)
+    logging.getLogger("jieba").setLevel(logging.WARNING)
+    tokenizer = jieba.Tokenizer()
+    tokenizer.initialize()
+    if userdict.exists():
+        tokenizer.load_userdict(str(userdict))
+    return tokenizer
+
+
+def resolve_tz(tz: str | tzinfo) -> tzinfo:
+    if not isinstance(tz, str):
+        return tz
+    try:
+        return ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise UsageError(f"unknown time zone {tz!r} (use an IANA name such as Asia/Shanghai)") from exc

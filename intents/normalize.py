@@ -1,0 +1,108 @@
+"""Normalisation of borrowers' raw SMS text before anything reads it.
+
+Order matters: width and script first (so every later pattern sees one spelling), then typos,
+then the quoted reminder is cut out (so its amounts and dates are never read as the borrower's).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import opencc
+
+# Analysing more than this gains nothing (an SMS reply is short) and bounds the cost of abuse.
+MAX_ANALYSED_CHARS = 1000
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200d\u2060\ufeff\ufe0e\ufe0f]")
+# Skin tones and emoji joiners carry no meaning for us; dropping them makes 👍🏻 equal 👍.
+_EMOJI_MODIFIERS = re.compile(r"[\U0001f3fb-\U0001f3ff\u200d]")
+_WS = re.compile(r"\s+")
+_CJK = r"\u3400-\u9fff\uf900-\ufaff"
+# Spaces between CJK characters are never meaningful in Chinese ("退 订" is 退订).
+_SPACE_BETWEEN_CJK = re.compile(rf"(?<=[{_CJK}])\s+(?=[{_CJK}])")
+# Spaces between lone Latin letters are spacing tricks ("t d", "s t o p").
+_SPACED_LETTERS = re.compile(r"\b[a-z](?:[\s.\-_*]+[a-z])+\b")
+_REPEATED_PUNCT = re.compile(r"([!?.,~。，！？、…\-_=*#])\1+")
+_PUNCT_VARIANTS = str.maketrans(
+    {
+        "，": ",",
+        "。": ".",
+        "！": "!",
+        "？": "?",
+        "：": ":",
+        "；": ";",
+        "、": ",",
+        "～": "~",
+        "“": '"',
+        "”": '"',
+        "‘": "'",
+        "’": "'",
+        "「": '"',
+        "」": '"',
+        "…": ".",
+    }
+)
+
+# A quoted reminder starts at a 【signature】 (optionally after 回复/引用) ...
+_QUOTE_START = re.compile(r"(?:(?:回复|引用|原文|转发)\s*[:：]?\s*)?【[^】]{1,20}】")
+# ... and its sentences read like our reminders, not like a borrower.
+_REMINDER_SENTENCE = re.compile(
+    r"您|尊敬|先生|女士|请于|请及时|请尽快|以免|客服|热线|详询|退订回|回t退订|拒收请回|"
+    r"已逾期|逾期\d+天|应还|账单|借款\d|征信|拨打|官方|www|http"
+)
+_SENTENCE_SPLIT = re.compile(r"(?<=[.!?;,\s])")
+
+
+@dataclass(frozen=True)
+class Normalized:
+    text: str  # what rules, the model and entity readers see
+    compact: str  # text without spaces or punctuation, for keyword checks immune to spacing tricks
+    stripped_quote: str | None  # the reminder text the borrower quoted back, if any
+
+
+class Normalizer:
+    """Turns raw SMS text into one canonical spelling. Built once; ``__call__`` is pure."""
+
+    def __init__(self, typos: Mapping[str, str]) -> None:
+        self._t2s = opencc.OpenCC("t2s")
+        # Longest first, so that 以经还了 is fixed before a shorter overlapping key.
+        self._typos = sorted(typos.items(), key=lambda kv: -len(kv[0]))
+        pattern = "|".join(re.escape(k) for k, _ in self._typos)
+        self._typo_re = re.compile(pattern) if pattern else None
+        self._typo_map = dict(self._typos)
+
+    def __call__(self, raw: str) -> Normalized:
+        text = _CONTROL.sub("", raw[: MAX_ANALYSED_CHARS * 2])
+        text = unicodedata.normalize("NFKC", text)  # full-width → half-width, among others
+        text = _EMOJI_MODIFIERS.sub("", text)
+        text = self._t2s.convert(text).lower().translate(_PUNCT_VARIANTS)
+        # Before spaces are squeezed: a space is often all that ends a pasted reminder.
+        text, quote = strip_quoted_reminder(text)
+        text = _SPACE_BETWEEN_CJK.sub("", text)
+        text = _SPACED_LETTERS.sub(lambda m: re.sub(r"[\s.\-_*]+", "", m.group()), text)
+        text = _REPEATED_PUNCT.sub(r"\1", text)
+        text = _WS.sub(" ", text).strip()
+        if self._typo_re is not None:
+            text = self._typo_re.sub(lambda m: self._typo_map[m.group()], text)
+        text = text[:MAX_ANALYSED_CHARS]
+        return Normalized(text=text, compact=re.sub(r"[\W_]+", "", text), stripped_quote=quote)
+
+
+def strip_quoted_reminder(text: str) -> tuple[str, str | None]:
+    """Removes a reminder the borrower pasted back, keeping the borrower's own words."""
+    m = _QUOTE_START.search(text)
+    if m is None:
+        return text, None
+    before, rest = text[: m.start()], text[m.end() :]
+    consumed = 0
+    for piece in _SENTENCE_SPLIT.split(rest):
+        if not piece.strip() or _REMINDER_SENTENCE.search(piece):
+            consumed += len(piece)
+            continue
+        break
+    quote = text[m.start() : m.end() + consumed]
+    kept = (before + " " + rest[consumed:]).strip(" :,.")
+    return kept.strip(), quote.strip()
