@@ -13,11 +13,12 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/smsbot intents train  # fill the model cache once, so every start is fast
 	touch $(STAMP)
 
 ## run the service with the zero-setup defaults (memory store, sandbox provider, demo data)
 run: $(STAMP)
-	$(BIN)/smsbot serve
+	$(BIN)/smsbot simulate
 
 ## lint, type-check and run the whole test suite (installs what the tests need)
 test: $(STAMP) lint typecheck

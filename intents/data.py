@@ -118,9 +118,7 @@ def _load_training(train_dir: Path) -> tuple[list[Example], list[Problem]]:
             try:
                 default = Intent(file_intent)
             except ValueError:
-                problems.append(
-                    Problem(str(path), 1, f"unknown intent {file_intent!r}", "intent")
-                )
+                problems.append(Problem(str(path), 1, f"unknown intent {file_intent!r}", "intent"))
                 continue
         for line, item, _ in items:
             try:
@@ -143,7 +141,9 @@ def load_heldout(path: Path = HELDOUT_FILE) -> HeldOut:
     if problems:
         raise ConfigError(problems)
     try:
-        return HeldOut(now=header.get("now"), tz=header.get("tz", "Asia/Shanghai"), examples=examples)
+        return HeldOut(
+            now=header.get("now"), tz=header.get("tz", "Asia/Shanghai"), examples=examples
+        )
     except ValidationError as exc:
         raise ConfigError([_problem(path, 1, exc)]) from exc
 
@@ -173,7 +173,11 @@ def check(data_dir: Path = DATA_DIR) -> list[Problem]:
     for e in heldout:
         if normalize(e.text).text in train_keys:
             problems.append(
-                Problem(e.file, e.line, f"{e.text!r} is also a training example (held-out must be unseen)")
+                Problem(
+                    e.file,
+                    e.line,
+                    f"{e.text!r} is also a training example (held-out must be unseen)",
+                )
             )
     return problems
 

@@ -214,9 +214,14 @@ _RULES: list[tuple[re.Pattern[str], Callable[[re.Match[str]], Resolver | None], 
     (re.compile(r"(?:这个?|本)?月(初|中|底|末)"), lambda m: _this_month_part(m.group(1)), None),
     (
         re.compile(rf"({_N})\s*月\s*({_N})\s*(?:号|日)?"),
-        lambda m: _month_day(mo, d)
-        if (mo := _num(m.group(1))) and (d := _num(m.group(2))) and 1 <= mo <= 12 and 1 <= d <= 31
-        else None,
+        lambda m: (
+            _month_day(mo, d)
+            if (mo := _num(m.group(1)))
+            and (d := _num(m.group(2)))
+            and 1 <= mo <= 12
+            and 1 <= d <= 31
+            else None
+        ),
         None,
     ),
     (

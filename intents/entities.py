@@ -14,14 +14,16 @@ _CURRENCY_AFTER = re.compile(r"\s*(?:元|块|圆|rmb|人民币|cny|yuan|米)")
 _CURRENCY_BEFORE = re.compile(r"(?:¥|￥|rmb|人民币|cny)\s*$")
 # Words after a number that make it a count of something other than money.
 _NOT_MONEY_AFTER = re.compile(
-    r"\s*(?:天|日|号|点|时|分钟|小时|期|个|月|年|周|星期|礼拜|次|岁|%|成|倍|楼|人|条|位|斤|公里|折)"
+    r"\s*(?:天|日|号|点|时|分钟|小时|期|个|月(?![底初中])|年|周|星期|礼拜|次|岁|%|成|倍|楼|人|条|位|斤|公里|折)"
 )
 # The debt quoted back is not what the borrower pays: 欠3200, 你们说的3200, 一共3200.
 _DEBT_BEFORE = re.compile(
     r"(?:欠|借|借了|欠了|逾期|本金|利息|罚息|总共|一共|共|总额|剩|还剩|还差|差|应还|账单|说的|"
     r"显示|要我还|让我还|让我|要我|收我|扣我|多收|只借|才借|催)\s*(?:你们|我)?\s*$"
 )
-_DEBT_AFTER = re.compile(r"\s*(?:元|块)?\s*(?:不对|哪来|怎么来|是什么|是怎么|太多|太高|多了|的利息|利息)")
+_DEBT_AFTER = re.compile(
+    r"\s*(?:元|块)?\s*(?:不对|哪来|怎么来|是什么|是怎么|太多|太高|多了|的利息|利息)"
+)
 _PHONE_LIKE = re.compile(r"\d{7,}")
 _CANNOT_PAY = re.compile(r"[^,.!?;\s]{0,4}?(?:不上|不了|不起|不出|没钱|不行|不方便)")
 _INSTALLMENTS = re.compile(
@@ -53,7 +55,9 @@ def read(text: str) -> Readings:
     inst = _read_installments(text)
     if inst is not None:
         taken.append((inst.start, inst.end))
-    amounts = [a for a in _read_amounts(text) if not any(a.start < e and s < a.end for s, e in taken)]
+    amounts = [
+        a for a in _read_amounts(text) if not any(a.start < e and s < a.end for s, e in taken)
+    ]
     negated = frozenset(t.start for t in times if _CANNOT_PAY.match(text, t.end))
     return Readings(times=times, amounts=amounts, installments=inst, negated=negated)
 
@@ -92,9 +96,11 @@ def _read_installments(text: str) -> Span | None:
     if m is None:
         return None
     raw = m.group(1) or m.group(2)
-    if m.group(2) and not _PLAN_CONTEXT.search(text[: m.start()] + text[m.end() :]) and not m.group(
-        0
-    ).endswith(("还", "付")):
+    if (
+        m.group(2)
+        and not _PLAN_CONTEXT.search(text[: m.start()] + text[m.end() :])
+        and not m.group(0).endswith(("还", "付"))
+    ):
         return None
     n = parse_number(raw)
     if n is None or not 2 <= n <= 60:
@@ -120,7 +126,9 @@ def resolve(
                 unresolved.append(t.text)
                 spans.append(Span(kind="unresolved_date", text=t.text, start=t.start, end=t.end))
             elif isinstance(value, tuple):
-                spans.append(Span(kind="date_range", text=t.text, start=t.start, end=t.end, value=value))
+                spans.append(
+                    Span(kind="date_range", text=t.text, start=t.start, end=t.end, value=value)
+                )
                 the_range = the_range or value
             else:
                 spans.append(Span(kind="date", text=t.text, start=t.start, end=t.end, value=value))

@@ -87,7 +87,10 @@ class Report:
             "date_range_exact": round(self.date_range.score, 4),
             "amount_exact": round(self.amount.score, 4),
             "installments_exact": round(self.installments.score, 4),
-            "confusion": {a.value: {b.value: n for b, n in row.items() if n} for a, row in self.confusion.items()},
+            "confusion": {
+                a.value: {b.value: n for b, n in row.items() if n}
+                for a, row in self.confusion.items()
+            },
         }
 
 
@@ -132,18 +135,25 @@ def _score(report: Report, e: Example, u: Understanding) -> None:
 
 def _ents(*values: object) -> str:
     names = ("date", "range", "amount", "inst")
-    return "{" + ", ".join(f"{n}={v}" for n, v in zip(names, values, strict=True) if v is not None) + "}"
+    return (
+        "{"
+        + ", ".join(f"{n}={v}" for n, v in zip(names, values, strict=True) if v is not None)
+        + "}"
+    )
 
 
 def format_report(report: Report, *, show_errors: bool = False) -> str:
+    exact = [
+        ("date exact", report.date),
+        ("date_range exact", report.date_range),
+        ("amount exact", report.amount),
+        ("installments", report.installments),
+    ]
     lines = [
         f"examples          {report.n}",
         f"primary accuracy  {report.accuracy:.4f}",
         f"macro-F1          {report.macro_f1:.4f}",
-        f"date exact        {report.date.score:.4f}  ({report.date.right}/{report.date.total})",
-        f"date_range exact  {report.date_range.score:.4f}  ({report.date_range.right}/{report.date_range.total})",
-        f"amount exact      {report.amount.score:.4f}  ({report.amount.right}/{report.amount.total})",
-        f"installments      {report.installments.score:.4f}  ({report.installments.right}/{report.installments.total})",
+        *(f"{name:<18}{e.score:.4f}  ({e.right}/{e.total})" for name, e in exact),
         "",
         f"{'intent':<16}{'precision':>10}{'recall':>8}{'f1':>8}{'support':>9}",
     ]
@@ -156,7 +166,9 @@ def format_report(report: Report, *, show_errors: bool = False) -> str:
     lines += ["", "confusion (rows: expected primary, columns: predicted primary)"]
     lines.append(" " * 16 + "".join(f"{short[i]:>7}" for i in Intent))
     for a in Intent:
-        lines.append(f"{a.value:<16}" + "".join(f"{report.confusion[a][b] or '.':>7}" for b in Intent))
+        lines.append(
+            f"{a.value:<16}" + "".join(f"{report.confusion[a][b] or '.':>7}" for b in Intent)
+        )
     if show_errors and report.errors:
         lines += ["", f"errors ({len(report.errors)})", *report.errors]
     return "\n".join(lines)

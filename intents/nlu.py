@@ -7,6 +7,7 @@ Everything heavy (OpenCC, jieba's dictionary, the rules, the trained model) is b
 from __future__ import annotations
 
 import logging
+import os
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
@@ -17,12 +18,14 @@ import jieba
 
 from bot.errors import UsageError
 from intents import entities as ent
-from intents.classifier import IntentModel, char_ngrams
+from intents.classifier import IntentModel, char_ngrams, training_key
 from intents.combine import combine
 from intents.data import DATA_DIR, load_training
 from intents.model import Explanation, Intent, IntentScore, RuleHit, Understanding
 from intents.normalize import Normalizer
 from intents.rules import Rules, load_rules
+
+log = logging.getLogger(__name__)
 
 DEFAULT_TZ = "Asia/Shanghai"
 _CACHE_SIZE = 8192
@@ -50,18 +53,35 @@ class Understander:
         self._cache: OrderedDict[str, _Analysis] = OrderedDict()
 
     @classmethod
-    def load(cls, data_dir: Path = DATA_DIR) -> Understander:
-        """Builds the NLU from the data files (raises ConfigError naming file and line)."""
+    def load(cls, data_dir: Path = DATA_DIR, *, cache_dir: Path | None = None) -> Understander:
+        """Builds the NLU from the data files (raises ConfigError naming file and line).
+
+        Training takes seconds, so the trained model is cached under ``cache_dir`` keyed by
+        a hash of the training data and settings; a stale cache is never used.
+        """
         rules = load_rules(data_dir / "rules.yaml")
         tokenizer = make_tokenizer(data_dir / "userdict.txt")
         normalize = Normalizer(rules.typos)
         examples = load_training(data_dir / "train")
         texts = [normalize(e.text).text for e in examples]
-
-        def featurize(text: str) -> list[str]:
-            return features(text, tokenizer)
-
-        model = IntentModel.train(texts, [e.intents for e in examples], featurize, list(Intent))
+        targets = [e.intents for e in examples]
+        cache = (
+            cache_dir or default_cache_dir()
+        ) / f"intent-model-{training_key(texts, targets)}.npz"
+        model: IntentModel | None = None
+        if cache.exists():
+            try:
+                model = IntentModel.load(cache)
+            except (OSError, ValueError, KeyError) as exc:
+                log.warning("ignoring unreadable model cache %s: %s", cache, exc)
+        if model is None:
+            model = IntentModel.train(
+                texts, targets, lambda t: features(t, tokenizer), list(Intent)
+            )
+            try:
+                model.save(cache)
+            except OSError as exc:  # a read-only disk costs start-up time, nothing else
+                log.warning("cannot write model cache %s: %s", cache, exc)
         return cls(rules, model, tokenizer)
 
     def understand(
@@ -115,6 +135,13 @@ class Understander:
         )
 
 
+def default_cache_dir() -> Path:
+    env = os.environ.get("SMSBOT_CACHE_DIR")
+    if env:
+        return Path(env)
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "smsbot"
+
+
 def features(text: str, tokenizer: jieba.Tokenizer) -> list[str]:
     return char_ngrams(text) + ["w:" + w for w in tokenizer.lcut(text) if w.strip()]
 
@@ -126,7 +153,9 @@ def make_tokenizer(userdict: Path) -> jieba.Tokenizer:
     tokenizer = jieba.Tokenizer()
     tokenizer.initialize()
     if userdict.exists():
-        tokenizer.load_userdict(str(userdict))
+        # Given a path jieba leaves the file open; hand it one we close.
+        with userdict.open("rb") as fh:
+            tokenizer.load_userdict(fh)
     return tokenizer
 
 
@@ -136,4 +165,6 @@ def resolve_tz(tz: str | tzinfo) -> tzinfo:
     try:
         return ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise UsageError(f"unknown time zone {tz!r} (use an IANA name such as Asia/Shanghai)") from exc
+        raise UsageError(
+            f"unknown time zone {tz!r} (use an IANA name such as Asia/Shanghai)"
+        ) from exc

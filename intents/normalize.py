@@ -81,12 +81,12 @@ class Normalizer:
         text = self._t2s.convert(text).lower().translate(_PUNCT_VARIANTS)
         # Before spaces are squeezed: a space is often all that ends a pasted reminder.
         text, quote = strip_quoted_reminder(text)
+        text = _WS.sub(" ", text).strip()
+        if self._typo_re is not None:  # keys may hold one space: "hao de"
+            text = self._typo_re.sub(lambda m: self._typo_map[m.group()], text)
         text = _SPACE_BETWEEN_CJK.sub("", text)
         text = _SPACED_LETTERS.sub(lambda m: re.sub(r"[\s.\-_*]+", "", m.group()), text)
         text = _REPEATED_PUNCT.sub(r"\1", text)
-        text = _WS.sub(" ", text).strip()
-        if self._typo_re is not None:
-            text = self._typo_re.sub(lambda m: self._typo_map[m.group()], text)
         text = text[:MAX_ANALYSED_CHARS]
         return Normalized(text=text, compact=re.sub(r"[\W_]+", "", text), stripped_quote=quote)
 

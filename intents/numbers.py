@@ -59,7 +59,9 @@ def _arabic_with_unit(value: float, rest: str) -> float | None:
 
 def parse_chinese(token: str) -> float | None:
     """Chinese numerals including colloquial elision: 一千二 → 1200, 两万五 → 25000."""
-    if not token or any(c not in DIGITS and c not in SMALL_UNITS and c not in BIG_UNITS for c in token):
+    if not token or any(
+        c not in DIGITS and c not in SMALL_UNITS and c not in BIG_UNITS for c in token
+    ):
         return None
     if all(c in DIGITS for c in token):
         # Digit-by-digit reading (一五零零) is only plausible for several digits.

@@ -150,7 +150,9 @@ def load_rules(path: Path) -> Rules:
     ids = [r.id for rules in spec.intents.values() for r in rules]
     dupes = sorted({i for i in ids if ids.count(i) > 1})
     if dupes:
-        raise ConfigError([Problem(str(path), None, f"duplicate rule ids: {', '.join(dupes)}", "id")])
+        raise ConfigError(
+            [Problem(str(path), None, f"duplicate rule ids: {', '.join(dupes)}", "id")]
+        )
     return Rules(spec)
 
 

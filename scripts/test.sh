@@ -2,4 +2,14 @@
 # Runs the test suite. Installs and starts what the tests need on a fresh Debian box.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v dot >/dev/null 2>&1 || need_apt+=(graphviz)  # flow diagrams (smsbot flows graph)
+if [ ${#need_apt[@]} -gt 0 ]; then
+    echo "installing: ${need_apt[*]}"
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
 exec .venv/bin/python -m pytest "$@"

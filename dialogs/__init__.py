@@ -1,0 +1,1 @@
+"""Dialog flows operators edit in YAML: schema, validator, engine, tests, tools (see README.md)."""

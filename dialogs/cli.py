@@ -1,0 +1,145 @@
+"""``smsbot flows validate|test|graph`` and ``smsbot simulate``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from bot.errors import ConfigError, UsageError
+from dialogs.registry import DEFAULT_FLOWS, DEFAULT_TESTS, check_flow
+
+if TYPE_CHECKING:
+    from dialogs.engine import CompiledFlow
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    flows = sub.add_parser("flows", help="check, test and draw dialog flows")
+    fsub = flows.add_subparsers(dest="flows_command", required=True, metavar="COMMAND")
+
+    p = fsub.add_parser("validate", help="check flow files (schema, safety rules, templates)")
+    p.add_argument(
+        "paths",
+        nargs="*",
+        type=Path,
+        metavar="PATH",
+        help=f"flow files or directories (default: {DEFAULT_FLOWS})",
+    )
+    p.add_argument(
+        "--previous",
+        type=Path,
+        metavar="FILE",
+        help="the running version: states it has must exist or be migrated",
+    )
+    p.set_defaults(handler=cmd_validate)
+
+    p = fsub.add_parser("test", help="run YAML conversation tests")
+    p.add_argument(
+        "paths",
+        nargs="*",
+        type=Path,
+        metavar="PATH",
+        help=f"test files or directories (default: {DEFAULT_TESTS})",
+    )
+    p.add_argument(
+        "--flows",
+        type=Path,
+        default=DEFAULT_FLOWS,
+        metavar="DIR",
+        help="where flows named in tests are looked up",
+    )
+    p.set_defaults(handler=cmd_test)
+
+    p = fsub.add_parser("graph", help="draw a flow as .svg, .png or .dot")
+    p.add_argument("flow", metavar="FLOW", help="a flow name or a flow file")
+    p.add_argument("-o", "--output", type=Path, required=True, metavar="FILE")
+    p.set_defaults(handler=cmd_graph)
+
+    p = sub.add_parser("simulate", help="play the borrower against a flow in the terminal")
+    p.add_argument(
+        "--flow",
+        default="collections",
+        metavar="NAME",
+        help="a flow name or a flow file (default: collections)",
+    )
+    p.add_argument(
+        "--start",
+        metavar="ISO-TIME",
+        help="simulated start time (default: 2026-12-02T10:00:00+08:00)",
+    )
+    p.set_defaults(handler=cmd_simulate)
+
+
+def _flow_files(paths: list[Path]) -> list[Path]:
+    files: list[Path] = []
+    for p in paths or [DEFAULT_FLOWS]:
+        if p.is_dir():
+            files += sorted(p.glob("*.yaml"))
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise UsageError(f"no such file or directory: {p}")
+    if not files:
+        raise UsageError("no flow files (*.yaml) found")
+    return files
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    previous = None
+    if args.previous is not None:
+        previous, problems = check_flow(args.previous)
+        if previous is None:
+            raise ConfigError(problems)
+    failed = 0
+    for path in _flow_files(args.paths):
+        flow, problems = check_flow(path, previous)
+        for problem in problems:
+            print(problem)
+        if problems:
+            failed += 1
+            print(f"FAIL {path}: {len(problems)} problem(s)")
+        elif flow is not None:
+            print(
+                f"ok   {path}: flow {flow.name} version {flow.version}, "
+                f"{len(flow.spec.states)} states, {len(flow.templates)} templates"
+            )
+    return 1 if failed else 0
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    from dialogs.convtest import FlowSource, Runner, run_paths
+
+    paths = args.paths or [DEFAULT_TESTS]
+    for p in paths:
+        if not p.exists():
+            raise UsageError(f"no such file or directory: {p}")
+    passed, failed, problems = run_paths(paths, Runner(FlowSource(args.flows)))
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    print(
+        f"{passed} passed, {failed} failed"
+        + (f", {len(problems)} file problem(s)" if problems else "")
+    )
+    return 1 if failed or problems or not passed else 0
+
+
+def _compiled(ref: str) -> CompiledFlow:
+    from dialogs.convtest import FlowSource
+
+    return FlowSource().get(ref, Path.cwd())
+
+
+def cmd_graph(args: argparse.Namespace) -> int:
+    from dialogs.graph import write_graph
+
+    write_graph(_compiled(args.flow).flow, args.output)
+    print(f"wrote {args.output}")
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from dialogs.simulate import Simulator, parse_start
+
+    sim = Simulator(_compiled(args.flow), start=parse_start(args.start))
+    return sim.run(sys.stdin, sys.stdout)

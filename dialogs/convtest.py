@@ -1,0 +1,383 @@
+"""Conversation tests: YAML scripts run through the real pipeline with a simulated clock.
+
+A step is one of: the campaign ``start``, the borrower's reply (``say``, read by the NLU unless
+``intent:`` pins it), time passing (``wait: 2d``, firing every timer due on the way), a
+``pay``-ment, an ``agent`` action, or a ``delivery_failed``. Its ``expect`` checks the state,
+detected intent, templates sent, text fragments, handoffs, flags — or that nothing was sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Protocol
+
+from pydantic import AwareDatetime, Field, ValidationError, model_validator
+
+from bot.errors import ConfigError, Problem
+from dialogs import conversation as c
+from dialogs.engine import CompiledFlow, compile_flow, new_conversation, run_until, step
+from dialogs.registry import DEFAULT_FLOWS, Registry, check_flow
+from dialogs.schema import AgentAction, Duration, Flag, Frozen, format_duration
+from dialogs.yamlio import Located, load_yaml, validation_problems
+
+# --- file format -----------------------------------------------------------------------------
+
+
+class Expect(Frozen):
+    state: str | None = None
+    intent: str | None = None
+    sent: list[str] | None = None  # templates, in order; [] means nothing sent
+    text: list[str] = Field(default_factory=list)  # fragments the sent texts contain
+    not_text: list[str] = Field(default_factory=list)
+    no_message: bool = False
+    handoff: str | bool | None = None  # a reason, or true/false
+    flags: list[Flag] = Field(default_factory=list)
+    not_flags: list[Flag] = Field(default_factory=list)
+    timers: list[str] | None = None  # the timers pending afterwards
+    closed: str | None = None
+
+
+_STEP_KINDS = ("start", "say", "wait", "pay", "agent", "delivery_failed")
+
+
+class Step(Frozen):
+    start: bool | None = None
+    say: str | None = None
+    intent: str | list[str] | None = None  # pins the intent(s); the NLU is not asked
+    entities: c.ReplyEntities | None = None  # pins the entities
+    wait: Duration | None = None
+    pay: Decimal | None = Field(default=None, gt=0)
+    agent: AgentAction | None = None
+    delivery_failed: str | None = None
+    expect: Expect = Expect()
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Step:
+        given = [k for k in _STEP_KINDS if getattr(self, k) is not None]
+        if len(given) != 1:
+            kinds = ", ".join(_STEP_KINDS)
+            raise ValueError(f"a step is exactly one of {kinds}; got {', '.join(given) or 'none'}")
+        if (self.intent is not None or self.entities is not None) and self.say is None:
+            raise ValueError("`intent` and `entities` go with `say`")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in _STEP_KINDS if getattr(self, k) is not None)
+
+
+class AccountFixture(Frozen):
+    id: str = "test-account"
+    name: str = "张三"
+    amount_due: Decimal = Decimal("3200.00")
+    due_date: date
+    last4: str = "1234"
+
+
+class ConvTest(Frozen):
+    name: str
+    flow: str | None = None
+    account: AccountFixture | None = None
+    start: AwareDatetime | None = None
+    steps: list[Step] = Field(min_length=1)
+
+
+class ConvTestFile(Frozen):
+    flow: str | None = None  # a flow name, or a path to a flow file (relative to this file)
+    account: AccountFixture | None = None
+    start: AwareDatetime | None = None
+    tests: list[ConvTest] = Field(min_length=1)
+
+
+# --- running ---------------------------------------------------------------------------------
+
+
+class Understand(Protocol):
+    def __call__(self, text: str, now: datetime, tz: str) -> c.Reply: ...
+
+
+def nlu_understander() -> Understand:
+    """The real NLU, built once (it trains its model at load)."""
+    from intents import Understander
+
+    nlu = Understander.load()
+
+    def understand(text: str, now: datetime, tz: str) -> c.Reply:
+        return c.reply_from_understanding(nlu.understand(text, now=now, tz=tz))
+
+    return understand
+
+
+@dataclass
+class StepRecord:
+    index: int
+    line: int | None
+    at: datetime
+    label: str
+    intent: str | None
+    state: str
+    actions: list[c.AnyAction]
+    failures: list[str] = field(default_factory=list)
+
+
+@dataclass
+class TestResult:
+    file: str
+    name: str
+    line: int | None
+    records: list[StepRecord] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.error is None and not any(r.failures for r in self.records)
+
+
+class FlowSource:
+    """Finds the flow a test names: a loaded flow by name, or a flow file by path."""
+
+    def __init__(self, flows_dir: Path = DEFAULT_FLOWS) -> None:
+        self.flows_dir = flows_dir
+        self._registry: Registry | None = None
+        self._files: dict[Path, CompiledFlow] = {}
+
+    def get(self, ref: str, base: Path) -> CompiledFlow:
+        if ref.endswith((".yaml", ".yml")):
+            path = (base / ref).resolve()
+            if path not in self._files:
+                flow, problems = check_flow(path)
+                if problems or flow is None:
+                    raise ConfigError(problems)
+                self._files[path] = compile_flow(flow)
+            return self._files[path]
+        if self._registry is None:
+            self._registry = Registry.load(self.flows_dir)
+        return self._registry.get(ref)
+
+
+class Runner:
+    def __init__(
+        self,
+        flows: FlowSource | None = None,
+        understand: Understand | None = None,
+    ) -> None:
+        self.flows = flows or FlowSource()
+        self._understand = understand
+
+    def understand(self, text: str, now: datetime, tz: str) -> c.Reply:
+        if self._understand is None:
+            self._understand = nlu_understander()
+        return self._understand(text, now, tz)
+
+    def run_file(self, path: Path) -> list[TestResult]:
+        doc = load_yaml(path)
+        try:
+            spec = ConvTestFile.model_validate(doc.data)
+        except ValidationError as exc:
+            raise ConfigError(validation_problems(exc, doc)) from exc
+        results = []
+        for i, test in enumerate(spec.tests):
+            results.append(self._run_test(doc, path, spec, test, i))
+        return results
+
+    def _run_test(
+        self, doc: Located, path: Path, file: ConvTestFile, test: ConvTest, index: int
+    ) -> TestResult:
+        result = TestResult(doc.file, test.name, doc.line(("tests", index)))
+        flow_ref = test.flow or file.flow
+        account = test.account or file.account
+        now = test.start or file.start
+        missing = [
+            n for n, v in (("flow", flow_ref), ("account", account), ("start", now)) if not v
+        ]
+        if missing or flow_ref is None or account is None or now is None:
+            result.error = f"no {', '.join(missing)} given for this test or its file"
+            return result
+        try:
+            cf = self.flows.get(flow_ref, path.parent)
+        except ConfigError as exc:
+            result.error = f"flow {flow_ref!r} does not load:\n" + str(exc)
+            return result
+        conv = new_conversation(cf, c.Account.model_validate(account.model_dump()), f"{test.name}")
+        for i, st in enumerate(test.steps):
+            line = doc.line(("tests", index, "steps", i))
+            try:
+                conv, now, record = self._step(cf, conv, st, now, i, line)
+            except (ConfigError, ValueError) as exc:
+                result.error = f"step {i + 1} (line {line}): {exc}"
+                return result
+            record.failures = check(st.expect, record, conv)
+            result.records.append(record)
+            if record.failures:
+                break  # later steps would only repeat the first difference
+        return result
+
+    def _step(
+        self,
+        cf: CompiledFlow,
+        conv: c.Conversation,
+        st: Step,
+        now: datetime,
+        index: int,
+        line: int | None,
+    ) -> tuple[c.Conversation, datetime, StepRecord]:
+        if st.wait is not None:
+            actions: list[c.AnyAction] = []
+            until = now + st.wait
+            for _, _, after, acts in run_until(cf, conv, until):
+                conv = after
+                actions += acts
+            label = f"{format_duration(st.wait)} pass"
+            return conv, until, StepRecord(index, line, now, label, None, conv.state, actions)
+        event = self._event(cf, st, now)
+        conv, actions = step(cf, conv, event, now)
+        intent = conv.last_intent if isinstance(event, c.Reply) else None
+        label = c.event_label(event)
+        return conv, now, StepRecord(index, line, now, label, intent, conv.state, actions)
+
+    def _event(self, cf: CompiledFlow, st: Step, now: datetime) -> c.AnyEvent:
+        if st.say is not None:
+            return self._reply(cf, st, st.say, now)
+        if st.pay is not None:
+            return c.Payment(amount=st.pay)
+        if st.agent is not None:
+            return c.Agent(action=st.agent)
+        if st.delivery_failed is not None:
+            return c.DeliveryFailed(reason=st.delivery_failed)
+        return c.Start()
+
+    def _reply(self, cf: CompiledFlow, st: Step, text: str, now: datetime) -> c.Reply:
+        if st.intent is None:
+            nlu = self.understand(text, now, cf.flow.spec.settings.timezone)
+            return nlu.model_copy(update={"entities": st.entities}) if st.entities else nlu
+        # A pinned intent skips the NLU altogether: the test is about the flow, not the model.
+        pinned = [st.intent] if isinstance(st.intent, str) else st.intent
+        return c.Reply(
+            text=text,
+            intents=tuple(c.ScoredIntent(name=n) for n in pinned),
+            entities=st.entities or c.ReplyEntities(),
+        )
+
+
+# --- expectations ----------------------------------------------------------------------------
+
+
+def _sends(actions: Iterable[c.AnyAction]) -> list[c.Send]:
+    return [a for a in actions if isinstance(a, c.Send)]
+
+
+def check(exp: Expect, rec: StepRecord, conv: c.Conversation) -> list[str]:
+    """Differences between what a step expected and what happened, as `- want / + got` pairs."""
+    out: list[str] = []
+    sends = _sends(rec.actions)
+    sent = [s.template for s in sends]
+    texts = "\n".join(s.text for s in sends)
+    handoffs = [a.reason for a in rec.actions if isinstance(a, c.Handoff)]
+    closes = [a.reason for a in rec.actions if isinstance(a, c.Close)]
+
+    def show(v: object) -> str:
+        return "[" + ", ".join(map(str, v)) + "]" if isinstance(v, list) else str(v)
+
+    def diff(what: str, want: object, got: object) -> None:
+        out.append(f"- {what}: {show(want)}\n+ {what}: {show(got)}")
+
+    if exp.state is not None and exp.state != conv.state:
+        diff("state", exp.state, conv.state)
+    if exp.intent is not None and exp.intent != rec.intent:
+        diff("intent", exp.intent, rec.intent)
+    if exp.sent is not None and exp.sent != sent:
+        diff("sent", exp.sent, sent)
+    if exp.no_message and sends:
+        diff("sent", "nothing", sent)
+    for frag in exp.text:
+        if frag not in texts:
+            diff("text containing", repr(frag), repr(texts) if texts else "no message")
+    for frag in exp.not_text:
+        if frag in texts:
+            diff("text without", repr(frag), repr(texts))
+    if exp.handoff is True and not handoffs:
+        diff("handoff", "yes", "none")
+    elif exp.handoff is False and handoffs:
+        diff("handoff", "none", handoffs)
+    elif isinstance(exp.handoff, str) and exp.handoff not in handoffs:
+        diff("handoff", exp.handoff, handoffs or "none")
+    for f in exp.flags:
+        if not conv.has(f):
+            diff("flags including", f.value, [x.value for x in conv.flags])
+    for f in exp.not_flags:
+        if conv.has(f):
+            diff("flags without", f.value, [x.value for x in conv.flags])
+    if exp.timers is not None and sorted(exp.timers) != sorted(conv.timers):
+        diff("timers", sorted(exp.timers), sorted(conv.timers))
+    if exp.closed is not None and exp.closed not in closes:
+        diff("closed", exp.closed, closes or "not closed")
+    return out
+
+
+# --- reporting -------------------------------------------------------------------------------
+
+
+def transcript(records: Sequence[StepRecord]) -> list[str]:
+    lines = []
+    for r in records:
+        arrow = f" ({r.intent})" if r.intent else ""
+        lines.append(f"[{r.at:%m-%d %H:%M}] {r.label}{arrow} → {r.state}")
+        for a in r.actions:
+            match a:
+                case c.Send():
+                    lines.append(f"    sent {a.template}: {a.text}")
+                case c.Handoff():
+                    lines.append(f"    handoff: {a.reason} ({a.priority})")
+                case c.Blocked():
+                    lines.append(f"    BLOCKED {a.template}: {a.reason}")
+                case c.Close():
+                    lines.append(f"    closed: {a.reason}")
+    return lines
+
+
+def report(result: TestResult) -> str:
+    where = f"{result.file}:{result.line}" if result.line else result.file
+    if result.passed:
+        return f"ok   {where} {result.name}"
+    out = [f"FAIL {where} {result.name}"]
+    if result.error:
+        out.append(f"  {result.error}")
+    out.append("  transcript:")
+    out += [f"    {line}" for line in transcript(result.records)]
+    for r in result.records:
+        if r.failures:
+            out.append(f"  step {r.index + 1} (line {r.line}) expected differently:")
+            out += ["    " + line for f in r.failures for line in f.splitlines()]
+    return "\n".join(out)
+
+
+def collect(paths: Sequence[Path]) -> list[Path]:
+    files: list[Path] = []
+    for p in paths:
+        files += sorted(p.glob("*.yaml")) if p.is_dir() else [p]
+    return files
+
+
+def run_paths(
+    paths: Sequence[Path],
+    runner: Runner,
+    emit: Callable[[str], None] = print,
+) -> tuple[int, int, list[Problem]]:
+    """Run every test in ``paths``; returns (passed, failed, problems of unreadable files)."""
+    passed = failed = 0
+    problems: list[Problem] = []
+    for path in collect(paths):
+        try:
+            results = runner.run_file(path)
+        except ConfigError as exc:
+            problems += exc.problems
+            continue
+        for result in results:
+            emit(report(result))
+            passed += result.passed
+            failed += not result.passed
+    return passed, failed, problems

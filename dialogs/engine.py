@@ -1,0 +1,399 @@
+"""The dialog engine: ``step(flow, conversation, event, now) -> (conversation', actions)``.
+
+Deterministic and free of I/O: the clock is an argument, templates are rendered from the
+conversation, and the caller (web service, simulator, tests) performs the returned actions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
+
+from bot.errors import SmsbotError
+from dialogs import conversation as c
+from dialogs.dispatch import RuleRef
+from dialogs.flow import Flow
+from dialogs.machine import FlowMachine
+from dialogs.schema import ActionSpec, Condition, Delay, Flag, Settings
+from dialogs.templates import SETTINGS_VARIABLES, parse, render, sms_length
+
+if TYPE_CHECKING:
+    from dialogs.registry import Registry
+
+# Safety intents win over whatever the NLU ranked first: a reply that says "stop" or "wrong
+# person" anywhere must never be answered with debt content.
+OVERRIDING_INTENTS = ("stop", "wrong_number")
+TIMEOUT = "timeout"  # the timer behind a state's `timeout:`
+
+
+class EngineError(SmsbotError):
+    """The engine was asked something a validated flow cannot answer (a bug or stale data)."""
+
+
+@dataclass(frozen=True)
+class CompiledFlow:
+    """A validated flow and its machine, built once per version."""
+
+    flow: Flow
+    machine: FlowMachine
+
+    @property
+    def name(self) -> str:
+        return self.flow.name
+
+    @property
+    def version(self) -> str:
+        return self.flow.version
+
+
+def compile_flow(flow: Flow) -> CompiledFlow:
+    return CompiledFlow(flow, FlowMachine(flow.spec))
+
+
+def new_conversation(cf: CompiledFlow, account: c.Account, conversation_id: str) -> c.Conversation:
+    return c.Conversation(
+        id=conversation_id,
+        flow=cf.name,
+        flow_version=cf.version,
+        state=cf.flow.spec.initial,
+        account=account,
+    )
+
+
+# --- values shown in templates ---------------------------------------------------------------
+
+
+def money(d: Decimal) -> str:
+    return f"{d.quantize(Decimal('0.01'))}"
+
+
+def cn_date(d: date) -> str:
+    return f"{d.month}月{d.day}日"
+
+
+def template_values(
+    settings: Settings,
+    conv: c.Conversation,
+    today: date,
+) -> dict[str, str]:
+    """Every variable that has a value for this conversation today."""
+    acc = conv.account
+    values = {
+        "signature": settings.signature,
+        "creditor": settings.creditor,
+        "hotline": settings.hotline,
+        "app_link": settings.app_link,
+        "name": acc.masked_name,
+        "last4": acc.last4,
+        "amount_due": money(conv.outstanding),
+        "days_overdue": str(max((today - acc.due_date).days, 0)),
+        "due_date": cn_date(acc.due_date),
+    }
+    if conv.promise is not None and conv.promise.date is not None:
+        values["promised_date"] = cn_date(conv.promise.date)
+    if conv.promise is not None and conv.promise.amount is not None:
+        values["promised_amount"] = money(conv.promise.amount)
+    if conv.last_payment is not None:
+        values["paid_amount"] = money(conv.last_payment)
+    return values
+
+
+# --- the working copy transitions fires on ---------------------------------------------------
+
+
+@dataclass
+class _Work:
+    """Mutable copy of a conversation for the length of one step."""
+
+    cf: CompiledFlow
+    conv: c.Conversation
+    event: c.AnyEvent
+    now: datetime
+    state: str
+    actions: list[c.AnyAction] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.settings = self.cf.flow.spec.settings
+        self.tz = ZoneInfo(self.settings.timezone)
+        self.opted_out_before = self.conv.has(Flag.OPTED_OUT)
+
+    # The conversation as it stands mid-step, for conditions and templates.
+    def snapshot(self) -> c.Conversation:
+        return self.conv.model_copy(update={"state": self.state})
+
+    def _update(self, **changes: object) -> None:
+        self.conv = self.conv.model_copy(update=changes)
+
+    @property
+    def today(self) -> date:
+        return self.now.astimezone(self.tz).date()
+
+    # -- Interpreter protocol (called by the machine) --
+
+    def check(self, ref: RuleRef) -> bool:
+        return ref.rule.if_ is None or holds(ref.rule.if_, self.conv, self.event, self.today)
+
+    def run_rule(self, ref: RuleRef) -> None:
+        for spec in ref.rule.do:
+            self.apply(spec)
+
+    def enter(self, state: str) -> None:
+        st = self.cf.flow.spec.states[state]
+        self._cancel(TIMEOUT)
+        if st.terminal:
+            # Nothing may happen after the end; leftover reminders would message a closed case.
+            for name in list(self.conv.timers):
+                self._cancel(name)
+        if st.timeout is not None:
+            self._schedule(TIMEOUT, st.timeout)
+        for spec in st.entry:
+            self.apply(spec)
+
+    # -- actions --
+
+    def apply(self, spec: ActionSpec) -> None:
+        if spec.send is not None:
+            self._send(spec.send)
+        elif spec.schedule is not None:
+            self._schedule(spec.schedule.timer, spec.schedule)
+        elif spec.cancel is not None:
+            for name in list(self.conv.timers) if spec.cancel == "all" else [spec.cancel]:
+                self._cancel(name)
+        elif spec.handoff is not None:
+            self.actions.append(
+                c.Handoff(reason=spec.handoff.reason, priority=spec.handoff.priority)
+            )
+        elif spec.record_promise:
+            self._record_promise()
+        elif spec.set_flag is not None:
+            self._flag(spec.set_flag, True)
+        elif spec.clear_flag is not None:
+            self._flag(spec.clear_flag, False)
+        elif spec.increment is not None:
+            counters = dict(self.conv.counters)
+            counters[spec.increment] = counters.get(spec.increment, 0) + 1
+            self._update(counters=counters)
+        elif spec.reset is not None:
+            self._update(counters={k: v for k, v in self.conv.counters.items() if k != spec.reset})
+        elif spec.notify_agent is not None:
+            self.actions.append(c.NotifyAgent(message=spec.notify_agent))
+        elif spec.close is not None:
+            self.actions.append(c.Close(reason=spec.close))
+
+    def _send(self, name: str) -> None:
+        tpl = self.cf.flow.templates[name]
+        # Defence in depth behind the validator: flags, not flow files, have the last word.
+        if self.opted_out_before:
+            self.actions.append(c.Blocked(template=name, reason="opted_out"))
+            return
+        for flag in (Flag.OPTED_OUT, Flag.WRONG_NUMBER):
+            if tpl.debt_content and self.conv.has(flag):
+                self.actions.append(c.Blocked(template=name, reason=flag.value))
+                return
+        values = template_values(self.settings, self.snapshot(), self.today)
+        text = render(tpl.text, values)
+        length = sms_length(text)
+        params = {
+            k: values[k]
+            for k in parse(tpl.text).variables
+            if k in values and k not in SETTINGS_VARIABLES
+        }
+        self.actions.append(
+            c.Send(
+                template=name,
+                text=text,
+                codes=dict(tpl.codes),
+                params=params,
+                length=length.units,
+                segments=length.segments,
+                debt_content=tpl.debt_content,
+            )
+        )
+
+    def _schedule(self, name: str, delay: Delay) -> None:
+        at = self.due(delay)
+        self._update(timers={**self.conv.timers, name: at})
+        self.actions.append(c.Schedule(timer=name, at=at))
+
+    def _cancel(self, name: str) -> None:
+        if name in self.conv.timers:
+            self._update(timers={k: v for k, v in self.conv.timers.items() if k != name})
+            self.actions.append(c.Cancel(timer=name))
+
+    def _record_promise(self) -> None:
+        ents = self.event.entities if isinstance(self.event, c.Reply) else c.ReplyEntities()
+        promise = c.Promise(
+            date=ents.pay_date,
+            amount=ents.amount,
+            made_at=self.now,
+            paid_before=self.conv.paid_total,
+        )
+        self._update(promise=promise)
+        self.actions.append(c.RecordPromise(date=promise.date, amount=promise.amount))
+
+    def _flag(self, flag: Flag, value: bool) -> None:
+        if self.conv.has(flag) == value:
+            return
+        flags = set(self.conv.flags) | {flag} if value else set(self.conv.flags) - {flag}
+        self._update(flags=tuple(f for f in Flag if f in flags))
+        self.actions.append(c.SetFlag(flag=flag, value=value))
+
+    def due(self, delay: Delay) -> datetime:
+        """When a timer fires, moved into the send window (CN-TIME-01: no contact at night)."""
+        if delay.after is not None:
+            at = self.now + delay.after
+        else:
+            promise = self.conv.promise
+            if promise is None or promise.date is None:
+                raise EngineError("timer on the promised date, but no date was promised")
+            start = self.settings.send_window[0]
+            day = promise.date + timedelta(days=delay.plus_days)
+            at = datetime.combine(day, delay.at or start, self.tz)
+        return into_window(at, self.settings, self.tz)
+
+
+def into_window(at: datetime, settings: Settings, tz: ZoneInfo) -> datetime:
+    local = at.astimezone(tz)
+    start, end = settings.send_window
+    if local.time() < start:
+        return datetime.combine(local.date(), start, tz)
+    if local.time() >= end:
+        return datetime.combine(local.date() + timedelta(days=1), start, tz)
+    return at
+
+
+# --- conditions ------------------------------------------------------------------------------
+
+
+def holds(cond: Condition, conv: c.Conversation, event: c.AnyEvent, today: date) -> bool:
+    """True if every test written in ``cond`` holds."""
+    ents = event.entities if isinstance(event, c.Reply) else c.ReplyEntities()
+    present = ents.present()
+    tests: list[bool] = [
+        all(e in present for e in cond.entity),
+        not any(e in present for e in cond.no_entity),
+        all(conv.has(f) for f in cond.flags),
+        not any(conv.has(f) for f in cond.not_flags),
+        all(conv.counters.get(k, 0) < n for k, n in cond.counter_below.items()),
+        all(conv.counters.get(k, 0) >= n for k, n in cond.counter_at_least.items()),
+    ]
+    if cond.within_days is not None:
+        day = ents.pay_date
+        tests.append(day is not None and 0 <= (day - today).days <= cond.within_days)
+    if cond.amount_covers_due is not None:
+        covers = ents.amount is not None and ents.amount >= conv.outstanding
+        tests.append(covers == cond.amount_covers_due)
+    if cond.paid_in_full is not None:
+        tests.append((conv.outstanding == 0) == cond.paid_in_full)
+    if cond.promise_kept is not None:
+        tests.append(promise_kept(conv) == cond.promise_kept)
+    return all(tests)
+
+
+def promise_kept(conv: c.Conversation) -> bool:
+    p = conv.promise
+    if p is None:
+        return False
+    owed_then = conv.account.amount_due - p.paid_before
+    target = min(p.amount, owed_then) if p.amount is not None else owed_then
+    return conv.paid_total - p.paid_before >= target
+
+
+# --- the step --------------------------------------------------------------------------------
+
+
+def choose_intent(reply: c.Reply, min_confidence: float) -> str:
+    names = [s.name for s in reply.intents]
+    for name in OVERRIDING_INTENTS:
+        if name in names:
+            return name
+    if reply.intents[0].score < min_confidence:
+        return "unknown"
+    return names[0]
+
+
+def _migrate(cf: CompiledFlow, conv: c.Conversation) -> c.Conversation:
+    if conv.flow_version == cf.version:
+        return conv
+    state = conv.state
+    if state not in cf.flow.spec.states:
+        if state not in cf.flow.spec.migrations:
+            raise EngineError(
+                f"conversation {conv.id} is in state {state!r}, which flow {cf.name} version "
+                f"{cf.version} neither has nor migrates"
+            )
+        state = cf.flow.spec.migrations[state]
+    return conv.model_copy(update={"state": state, "flow_version": cf.version})
+
+
+def step(
+    cf: CompiledFlow, conv: c.Conversation, event: c.AnyEvent, now: datetime
+) -> tuple[c.Conversation, list[c.AnyAction]]:
+    """Apply one event at time ``now``; return the new conversation and what to do."""
+    if now.tzinfo is None:
+        raise EngineError("`now` must carry a timezone")
+    if conv.flow != cf.name:
+        raise EngineError(f"conversation {conv.id} runs flow {conv.flow!r}, not {cf.name!r}")
+    conv = _migrate(cf, conv)
+    updates: dict[str, object] = {"updated_at": now}
+    match event:
+        case c.TimerFired(name=name):
+            due = conv.timers.get(name)
+            if due is None or due > now:
+                return conv, []  # cancelled or rescheduled since the caller looked: stale
+            updates["timers"] = {k: v for k, v in conv.timers.items() if k != name}
+            trigger = TIMEOUT if name == TIMEOUT else f"timer:{name}"
+        case c.Reply():
+            intent = choose_intent(event, cf.flow.spec.settings.min_confidence)
+            updates["last_intent"] = intent
+            trigger = f"intent:{intent}"
+        case c.Payment(amount=amount):
+            updates["paid_total"] = conv.paid_total + amount
+            updates["last_payment"] = amount
+            trigger = "payment"
+        case c.Agent(action=action):
+            trigger = f"agent:{action.value}"
+        case c.DeliveryFailed():
+            trigger = "delivery_failed"
+        case _:
+            if conv.started_at is None:
+                updates["started_at"] = now
+            trigger = "start"
+    work = _Work(cf, conv.model_copy(update=updates), event, now, conv.state)
+    cf.machine.fire(work, trigger)
+    return work.snapshot(), work.actions
+
+
+def due_timers(conv: c.Conversation, until: datetime) -> list[tuple[datetime, str]]:
+    return sorted((at, name) for name, at in conv.timers.items() if at <= until)
+
+
+def run_until(
+    cf: CompiledFlow, conv: c.Conversation, until: datetime
+) -> Iterator[tuple[datetime, c.TimerFired, c.Conversation, list[c.AnyAction]]]:
+    """Fire every timer due up to ``until``, each at its own time (a simulated clock)."""
+    for _ in range(10_000):  # a flow that reschedules itself at zero delay must not hang us
+        due = due_timers(conv, until)
+        if not due:
+            return
+        at, name = due[0]
+        event = c.TimerFired(name=name)
+        conv, actions = step(cf, conv, event, at)
+        yield at, event, conv, actions
+    raise EngineError("timers keep firing; does a timeout reschedule itself with no delay?")
+
+
+class Engine:
+    """``step(conversation, event, now)`` against the current version of each flow."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+
+    def step(
+        self, conv: c.Conversation, event: c.AnyEvent, now: datetime
+    ) -> tuple[c.Conversation, list[c.AnyAction]]:
+        return step(self.registry.get(conv.flow), conv, event, now)

@@ -1,0 +1,142 @@
+"""Sandboxed template rendering and SMS length arithmetic.
+
+Templates use ``{name}`` placeholders (``{{`` and ``}}`` for literal braces) parsed by our own
+code: no ``str.format`` and no ``eval``, so a template can never reach attributes or run code,
+and an unknown name is an error instead of an empty string in front of a borrower.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+from bot.errors import SmsbotError
+
+# --- variables -------------------------------------------------------------------------------
+
+Source = Literal["settings", "account", "promise", "payment"]
+
+
+@dataclass(frozen=True)
+class Variable:
+    source: Source
+    # Longest value that may appear, used to prove a template fits its segment limit before
+    # any borrower sees it. Settings are known exactly, so they have no sample.
+    sample: str
+    debt: bool  # reveals that there is a debt (or who owes it)
+    description: str
+
+
+VARIABLES: dict[str, Variable] = {
+    "signature": Variable("settings", "", False, "the registered SMS signature, without 【】"),
+    "creditor": Variable("settings", "", True, "the creditor's name as approved for SMS"),
+    "hotline": Variable("settings", "", False, "official service hotline"),
+    "app_link": Variable("settings", "", True, "official app / repayment link"),
+    "name": Variable("account", "欧阳**", True, "borrower's masked name (张*)"),
+    "last4": Variable("account", "8888", True, "last 4 digits of the loan number"),
+    "amount_due": Variable("account", "9999999.99", True, "amount outstanding now, yuan"),
+    "days_overdue": Variable("account", "9999", True, "days past the due date, today"),
+    "due_date": Variable("account", "12月31日", True, "due date, M月D日"),
+    "promised_date": Variable("promise", "12月31日", True, "date the borrower promised"),
+    "promised_amount": Variable("promise", "9999999.99", True, "amount the borrower promised"),
+    "paid_amount": Variable("payment", "9999999.99", True, "amount of the last payment"),
+}
+
+SETTINGS_VARIABLES = frozenset(k for k, v in VARIABLES.items() if v.source == "settings")
+ALWAYS_AVAILABLE = frozenset(k for k, v in VARIABLES.items() if v.source in ("settings", "account"))
+
+
+class RenderError(SmsbotError):
+    """A template could not be rendered (unknown or unavailable variable, too long)."""
+
+
+# --- parsing ---------------------------------------------------------------------------------
+
+_TOKEN = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
+_VAR = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class Parsed:
+    parts: tuple[str | tuple[str], ...]  # literal text, or (variable name,)
+    errors: tuple[str, ...]
+
+    @property
+    def variables(self) -> list[str]:
+        seen: list[str] = []
+        for p in self.parts:
+            if isinstance(p, tuple) and p[0] not in seen:
+                seen.append(p[0])
+        return seen
+
+
+def parse(text: str) -> Parsed:
+    parts: list[str | tuple[str]] = []
+    errors: list[str] = []
+    pos = 0
+    for m in _TOKEN.finditer(text):
+        parts.append(text[pos : m.start()])
+        pos = m.end()
+        tok = m.group(0)
+        if tok in ("{{", "}}"):
+            parts.append(tok[0])
+        elif m.group(1) is not None and _VAR.match(m.group(1)):
+            parts.append((m.group(1),))
+        elif m.group(1) is not None:
+            errors.append(f"{tok!r} is not a variable: names are lower-case letters, digits and _")
+        else:
+            errors.append(f"stray {tok!r}: write {tok * 2} for a literal brace")
+    parts.append(text[pos:])
+    return Parsed(tuple(p for p in parts if p != ""), tuple(errors))
+
+
+def render(text: str, values: Mapping[str, str]) -> str:
+    parsed = parse(text)
+    if parsed.errors:
+        raise RenderError("; ".join(parsed.errors))
+    out: list[str] = []
+    for p in parsed.parts:
+        if isinstance(p, tuple):
+            if p[0] not in values:
+                raise RenderError(f"variable {{{p[0]}}} has no value here")
+            out.append(values[p[0]])
+        else:
+            out.append(p)
+    return "".join(out)
+
+
+# --- SMS length ------------------------------------------------------------------------------
+
+_GSM7 = frozenset(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡"
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+_GSM7_EXT = frozenset("^{}\\[~]|€")  # each costs two septets
+
+
+@dataclass(frozen=True)
+class Length:
+    encoding: Literal["gsm7", "ucs2"]
+    units: int  # characters as the network counts them (septets or UTF-16 units)
+    segments: int
+
+
+def sms_length(text: str) -> Length:
+    """Encoding, length and segment count of one SMS, signature included (SMS-ENC-01).
+
+    Any character outside GSM-7 makes the whole message UCS-2: 70 units single, 67 per part of
+    a concatenated message. Chinese text is always UCS-2.
+    """
+    if all(ch in _GSM7 or ch in _GSM7_EXT for ch in text):
+        units = sum(2 if ch in _GSM7_EXT else 1 for ch in text)
+        single, multi = 160, 153
+        encoding: Literal["gsm7", "ucs2"] = "gsm7"
+    else:
+        units = len(text.encode("utf-16-le")) // 2  # emoji take two units
+        single, multi = 70, 67
+        encoding = "ucs2"
+    segments = 1 if units <= single else math.ceil(units / multi)
+    return Length(encoding, units, segments)

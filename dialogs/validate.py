@@ -1,0 +1,520 @@
+"""The flow validator: structure, graph, collections safety and template checks.
+
+Every check returns :class:`Problem`s naming file, line, field and a hint. A flow with problems
+is never loaded (see :mod:`dialogs.registry`); ``smsbot flows validate`` prints them.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from bot.errors import Problem
+from dialogs import lexicon
+from dialogs.dispatch import INTENT_TRIGGERS, RuleRef, all_rules, all_triggers, candidates, handler
+from dialogs.dispatch import is_handled as handled
+from dialogs.flow import Flow, TemplateSource
+from dialogs.schema import ActionSpec, Flag, FlowSpec, Owner, Rule, TemplateSpec
+from dialogs.templates import ALWAYS_AVAILABLE, VARIABLES, parse, render, sms_length
+from dialogs.yamlio import YamlPath
+
+MAX_CHARS = 500  # Aliyun and Huawei refuse longer messages (SMS-CN-LEN-01)
+SIGNATURE_PREFIX = "【{signature}】"
+PAUSING_INTENTS = ("dispute", "hardship")
+
+
+def _close(word: str, options: Iterable[str]) -> str | None:
+    match = difflib.get_close_matches(word, list(options), n=1)
+    return f"did you mean {match[0]!r}?" if match else None
+
+
+def validate_flow(flow: Flow) -> list[Problem]:
+    """All problems of a shape-valid flow; an empty list means it may be loaded."""
+    v = _Validator(flow)
+    v.structure()
+    resolved = not v.problems  # the graph checks assume every name resolves
+    if resolved:
+        v.graph()
+        v.safety()
+    v.templates()
+    if resolved:
+        v.availability()
+    return v.problems
+
+
+def validate_migration(old: Flow, new: Flow) -> list[Problem]:
+    """A new version must say where conversations in its removed states go."""
+    problems: list[Problem] = []
+    for state in old.spec.states:
+        if state in new.spec.states or state in new.spec.migrations:
+            continue
+        problems.append(
+            new.problem(
+                ("states",),
+                f"state {state!r} of the running version {old.version} is gone; conversations "
+                "waiting there would be stranded",
+                f"add `migrations: {{{state}: <state>}}` naming where they continue",
+            )
+        )
+    return problems
+
+
+@dataclass(frozen=True)
+class _Send:
+    template: str
+    path: YamlPath
+
+
+def _sends(actions: list[ActionSpec], base: YamlPath) -> Iterator[_Send]:
+    for i, a in enumerate(actions):
+        if a.send is not None:
+            yield _Send(a.send, (*base, i, "send"))
+
+
+def _sets(actions: Iterable[ActionSpec], flag: Flag) -> bool:
+    return any(a.set_flag == flag for a in actions)
+
+
+class _Validator:
+    def __init__(self, flow: Flow) -> None:
+        self.flow = flow
+        self.spec: FlowSpec = flow.spec
+        self.problems: list[Problem] = []
+
+    def err(self, path: YamlPath, message: str, hint: str | None = None) -> None:
+        self.problems.append(self.flow.problem(path, message, hint))
+
+    # -- structure -------------------------------------------------------------------------
+
+    def structure(self) -> None:
+        spec, states = self.spec, self.spec.states
+        if spec.initial not in states:
+            self.err(
+                ("initial",),
+                f"initial state {spec.initial!r} is not defined",
+                _close(spec.initial, states),
+            )
+        for old, new in spec.migrations.items():
+            if new not in states:
+                self.err(
+                    ("migrations", old),
+                    f"migration target {new!r} is not a state",
+                    _close(new, states),
+                )
+        scheduled = {
+            a.schedule.timer
+            for _, actions in self._action_lists()
+            for a in actions
+            if a.schedule is not None
+        }
+        for ref in all_rules(spec):
+            self._rule_structure(ref, scheduled)
+        for path, actions in self._action_lists():
+            for i, a in enumerate(actions):
+                self._action_structure(a, (*path, i), scheduled)
+        for name, st in states.items():
+            if st.terminal and (st.rules or st.timeout is not None):
+                self.err(
+                    ("states", name),
+                    f"terminal state {name!r} has rules or a timeout",
+                    "terminal states end the conversation; remove `terminal` or the rules",
+                )
+            has_timeout_rule = any(r.when == "timeout" for r in st.rules)
+            if has_timeout_rule and st.timeout is None:
+                self.err(
+                    ("states", name, "rules"),
+                    f"state {name!r} answers `timeout` but declares no `timeout:`",
+                    "add e.g. `timeout: {after: 2d}`",
+                )
+
+    def _rule_structure(self, ref: RuleRef, scheduled: set[str]) -> None:
+        rule, path = ref.rule, ref.path
+        if rule.to is not None and rule.to not in self.spec.states:
+            self.err(
+                (*path, "to"),
+                f"target state {rule.to!r} is not defined",
+                _close(rule.to, self.spec.states),
+            )
+        if rule.always and not ref.is_global:
+            self.err(
+                (*path, "always"),
+                "`always` only means something in global_rules",
+                "a state's own rules already come before the global ones",
+            )
+        if rule.when == "timeout" and rule.to is None:
+            self.err(
+                (*path, "to"),
+                "a `timeout` rule must name a state (`to:`)",
+                "the timeout is re-armed on entering a state; use the same state to repeat",
+            )
+        timer = rule.when.removeprefix("timer:")
+        if rule.when.startswith("timer:") and timer not in scheduled:
+            self.err(
+                (*path, "when"),
+                f"timer {timer!r} is never scheduled",
+                _close(timer, scheduled) or "add `schedule: {timer: ..., after: ...}`",
+            )
+
+    def _action_structure(self, a: ActionSpec, path: YamlPath, scheduled: set[str]) -> None:
+        if a.send is not None and a.send not in self.flow.templates:
+            self.err(
+                (*path, "send"),
+                f"template {a.send!r} is not defined",
+                _close(a.send, self.flow.templates) or "define it in a template file",
+            )
+        if a.cancel is not None and a.cancel != "all" and a.cancel not in scheduled:
+            self.err(
+                (*path, "cancel"),
+                f"timer {a.cancel!r} is never scheduled",
+                _close(a.cancel, scheduled),
+            )
+        if a.schedule is not None and a.schedule.timer == "timeout":
+            self.err(
+                (*path, "schedule", "timer"),
+                "`timeout` is the state timeout's timer",
+                "declare `timeout:` on the state, or pick another timer name",
+            )
+
+    def _action_lists(self) -> Iterator[tuple[YamlPath, list[ActionSpec]]]:
+        """Every ``do:`` and ``entry:`` list in the flow."""
+        for ref in all_rules(self.spec):
+            yield (*ref.path, "do"), ref.rule.do
+        for name, st in self.spec.states.items():
+            yield ("states", name, "entry"), st.entry
+
+    # -- graph -----------------------------------------------------------------------------
+
+    def _edges(self, state: str) -> Iterator[tuple[str, RuleRef]]:
+        for trigger in all_triggers(self.spec):
+            for ref in candidates(self.spec, state, trigger):
+                yield trigger, ref
+
+    def _reachable(self, start: str, skip: tuple[str, ...] = ()) -> set[str]:
+        seen, todo = {start}, [start]
+        while todo:
+            for trigger, ref in self._edges(todo.pop()):
+                if trigger in skip:
+                    continue
+                if ref.rule.to is not None and ref.rule.to not in seen:
+                    seen.add(ref.rule.to)
+                    todo.append(ref.rule.to)
+        return seen
+
+    def graph(self) -> None:
+        spec = self.spec
+        reachable = self._reachable(spec.initial)
+        for name, st in spec.states.items():
+            where = ("states", name)
+            if name not in reachable:
+                self.err(
+                    where,
+                    f"state {name!r} is unreachable from {spec.initial!r}",
+                    "add a rule leading to it, or delete it",
+                )
+                continue
+            if st.terminal:
+                continue
+            # Every state can end through stop or wrong number; that is the borrower's way out,
+            # not the flow's, so it does not count.
+            ends = self._reachable(name, skip=("intent:stop", "intent:wrong_number"))
+            if not any(spec.states[s].terminal for s in ends):
+                self.err(
+                    where,
+                    f"dead end: apart from stop and wrong number, nothing leads from {name!r} "
+                    "to an end",
+                    "add a way out, e.g. a handoff to a human or a close",
+                )
+            if not handled(spec, name, "start") and name == spec.initial:
+                self.err(
+                    where,
+                    f"initial state {name!r} does not answer `start`",
+                    "add a rule `when: start` that sends the first message",
+                )
+            if name != spec.initial and st.owner == Owner.BOT:
+                if st.timeout is None:
+                    self.err(
+                        where,
+                        f"waiting state {name!r} has no timeout",
+                        "add `timeout: {after: 2d}` and a `when: timeout` rule, or "
+                        "`owner: agent` if a human owns it",
+                    )
+                elif not handled(spec, name, "timeout"):
+                    self.err(
+                        (*where, "timeout"),
+                        f"the timeout of {name!r} has no rule",
+                        "add a rule `when: timeout` without `if:`",
+                    )
+            missing = [
+                t.removeprefix("intent:") for t in INTENT_TRIGGERS if not handled(spec, name, t)
+            ]
+            if missing:
+                self.err(
+                    where,
+                    f"state {name!r} has no handler for intent(s) {', '.join(missing)}",
+                    "add rules in the state or in global_rules (or `when: intent:*`); "
+                    "the last one for each intent must have no `if:`",
+                )
+
+    # -- collections safety ----------------------------------------------------------------
+
+    def safety(self) -> None:
+        reports: dict[tuple[YamlPath, str, str], list[str]] = {}
+        for name, st in self.spec.states.items():
+            if st.terminal:
+                continue
+            for intent in ("stop", "wrong_number", *PAUSING_INTENTS):
+                for ref in handler(self.spec, name, f"intent:{intent}"):
+                    for message, hint in self._unsafe(name, intent, ref.rule):
+                        reports.setdefault((ref.path, message, hint), []).append(name)
+            if st.owner == Owner.AGENT:
+                self._agent_state(name)
+        for (path, message, hint), states in reports.items():
+            self.err(path, f"{message} (in state {', '.join(states)})", hint)
+
+    def _debt_sends(self, actions: Iterable[_Send]) -> list[str]:
+        return [
+            s.template
+            for s in actions
+            if s.template in self.flow.templates and self.flow.templates[s.template].debt_content
+        ]
+
+    def _unsafe(self, state: str, intent: str, rule: Rule) -> Iterator[tuple[str, str]]:
+        target = self.spec.states[rule.to] if rule.to else None
+        entered = target.entry if target is not None and rule.to != state else []
+        actions = [*rule.do, *entered]
+        sends = [*_sends(rule.do, ()), *_sends(entered, ())]
+        if intent in ("stop", "wrong_number"):
+            flag = Flag.OPTED_OUT if intent == "stop" else Flag.WRONG_NUMBER
+            what = "an opted-out state" if intent == "stop" else "a terminal state"
+            if target is None or not target.terminal:
+                yield (
+                    f"`{intent}` must lead to {what}; this rule goes to "
+                    f"{rule.to or 'the same state'!r}",
+                    f"send `{intent}` to a terminal state (`terminal: true`) so nothing follows",
+                )
+            if not _sets(actions, flag):
+                yield (
+                    f"`{intent}` must set the `{flag.value}` flag",
+                    f"add `- set_flag: {flag.value}` to the rule",
+                )
+            if len(sends) > 1:
+                yield (
+                    f"`{intent}` may send at most one confirmation; this sends "
+                    f"{', '.join(s.template for s in sends)}",
+                    "keep one template",
+                )
+            debt = self._debt_sends(sends)
+            if debt:
+                yield (
+                    f"`{intent}` answers with debt content ({', '.join(debt)})",
+                    "use a template with `debt_content: false`: no amount, name, 逾期/欠款/"
+                    "还款/借款",
+                )
+            return
+        ends_in = rule.to or state
+        if self.spec.states[ends_in].owner != Owner.AGENT:
+            yield (
+                f"`{intent}` must pause collection and hand off to a human; this rule "
+                f"stays with the bot in {ends_in!r}",
+                "go to a state with `owner: agent`",
+            )
+        if self.spec.states[state].owner == Owner.BOT:
+            if not any(a.handoff is not None for a in actions):
+                yield (
+                    f"`{intent}` must hand off to a human",
+                    "add `- handoff: {reason: " + intent + ", priority: high}`",
+                )
+            if not _sets(actions, Flag.PAUSED):
+                yield (f"`{intent}` must pause collection", "add `- set_flag: paused`")
+
+    def _agent_state(self, name: str) -> None:
+        """A human owns the conversation: the bot adds no debt content of its own."""
+        st = self.spec.states[name]
+        for s in _sends(st.entry, ("states", name, "entry")):
+            if self._debt_sends([s]):
+                self.err(
+                    s.path,
+                    f"state {name!r} is owned by an agent but its entry sends debt content "
+                    f"({s.template})",
+                    "let the agent talk",
+                )
+        found: dict[_Send, list[str]] = {}
+        for trigger in all_triggers(self.spec):
+            for ref in handler(self.spec, name, trigger):
+                if self.spec.states[ref.rule.to or name].owner != Owner.AGENT:
+                    continue
+                for s in _sends(ref.rule.do, (*ref.path, "do")):
+                    if self._debt_sends([s]):
+                        found.setdefault(s, []).append(trigger)
+        for s, triggers in found.items():
+            self.err(
+                s.path,
+                f"in agent-owned state {name!r}, {', '.join(triggers)} would send debt content "
+                f"({s.template})",
+                "override it in the state, e.g. `when: intent:*` with `notify_agent`",
+            )
+
+    # -- templates -------------------------------------------------------------------------
+
+    def templates(self) -> None:
+        for name, tpl in self.flow.templates.items():
+            self._template(self.flow.template_sources[name], tpl)
+
+    def _template(self, src: TemplateSource, tpl: TemplateSpec) -> None:
+        settings = self.spec.settings
+
+        def err(field: str | None, message: str, hint: str | None = None) -> None:
+            self.problems.append(src.problem(field, message, hint))
+
+        parsed = parse(tpl.text)
+        for e in parsed.errors:
+            err("text", e)
+        unknown = [v for v in parsed.variables if v not in VARIABLES]
+        for var in unknown:
+            err(
+                "text",
+                f"unknown variable {{{var}}}",
+                _close(var, VARIABLES) or f"known: {', '.join(VARIABLES)}",
+            )
+        if not tpl.text.startswith(SIGNATURE_PREFIX):
+            err(
+                "text",
+                "a template must start with 【{signature}】",
+                "the registered signature identifies the sender (CN-ID-01, CN-SMS-01)",
+            )
+        elif "【" in tpl.text[1:] or "】" in tpl.text[len(SIGNATURE_PREFIX) :]:
+            err(
+                "text",
+                "【】 may appear only around the signature",
+                "providers reject templates with extra 【】",
+            )
+        for cat, word in lexicon.hard_block_hits(tpl.text):
+            err(
+                "text",
+                f"prohibited wording {word!r} ({cat})",
+                "compliance.md §1.4 lists words never to send",
+            )
+        soft = lexicon.soft_risk_hits(tpl.text)
+        if soft and not tpl.compliance_approved:
+            err(
+                "text",
+                f"soft-risk wording {', '.join(soft)} needs compliance approval",
+                "have compliance approve the text, then add `compliance_approved: true`",
+            )
+        if not tpl.debt_content:
+            words = lexicon.debt_word_hits(tpl.text)
+            debt_vars = [v for v in parsed.variables if v in VARIABLES and VARIABLES[v].debt]
+            if words or debt_vars:
+                shown = ", ".join([*words, *(f"{{{v}}}" for v in debt_vars)])
+                err(
+                    "debt_content",
+                    f"marked `debt_content: false` but mentions {shown}",
+                    "messages to opted-out or wrong numbers must not reveal the debt",
+                )
+        missing = [p for p in settings.providers if p not in tpl.codes]
+        if missing:
+            err(
+                "codes",
+                f"no template code for provider(s) {', '.join(missing)}",
+                "mainland providers send approved template codes, not free text",
+            )
+        if unknown or parsed.errors:
+            return
+        samples = {k: v.sample for k, v in VARIABLES.items()}
+        samples.update(
+            signature=settings.signature,
+            creditor=settings.creditor,
+            hotline=settings.hotline,
+            app_link=settings.app_link,
+        )
+        length = sms_length(render(tpl.text, samples))
+        if length.segments > settings.max_segments or length.units > MAX_CHARS:
+            err(
+                "text",
+                f"up to {length.units} characters = {length.segments} SMS, over the "
+                f"limit of {settings.max_segments}",
+                "shorten the text (longest values of every variable and the 【signature】 count)",
+            )
+
+    # -- variable availability -------------------------------------------------------------
+
+    def availability(self) -> None:
+        """Every variable a template uses has a value wherever it is sent.
+
+        Promise and payment variables exist only after a promise was recorded (with the date
+        or amount its rule's `if:` guarantees) or a payment arrived, on *every* path: a
+        must-analysis over the state graph, iterated to a fixed point.
+        """
+        spec = self.spec
+        entry: dict[str, frozenset[str]] = {s: frozenset(VARIABLES) for s in spec.states}
+        entry[spec.initial] = ALWAYS_AVAILABLE
+        uses: list[_Use] = []
+        changed = True
+        while changed:
+            changed = False
+            uses.clear()
+            for state, st in spec.states.items():
+                for trigger, ref in self._edges(state):
+                    have = entry[state] | ({"paid_amount"} if trigger == "payment" else set())
+                    have = _flow_through(ref.rule, ref.rule.do, have, (*ref.path, "do"), uses)
+                    target = ref.rule.to
+                    if target is not None and entry[target] & have != entry[target]:
+                        entry[target] &= have
+                        changed = True
+                if st.timeout is not None and st.timeout.on_date:
+                    uses.append(_Use(("states", state, "timeout"), None, entry[state]))
+                _flow_through(None, st.entry, entry[state], ("states", state, "entry"), uses)
+        for use in uses:
+            if use.template is None:
+                if "promised_date" not in use.have:
+                    self.err(
+                        use.path,
+                        "timer on `promised_date`, but no promised date is certain here",
+                        "record a promise with `if: {entity: date}` on every way here first",
+                    )
+                continue
+            tpl = self.flow.templates.get(use.template)
+            needed = parse(tpl.text).variables if tpl is not None else []
+            lacking = [v for v in needed if v in VARIABLES and v not in use.have]
+            if lacking:
+                self.err(
+                    use.path,
+                    f"template {use.template!r} uses "
+                    f"{', '.join('{' + v + '}' for v in lacking)}, which may have no value "
+                    "here",
+                    "record the promise (with `if: {entity: date}` / amount) or the "
+                    "payment on every path to this point, or use another template",
+                )
+
+
+@dataclass(frozen=True)
+class _Use:
+    """A place that needs variables: a send (template) or a timer on the promised date (None)."""
+
+    path: YamlPath
+    template: str | None
+    have: frozenset[str]
+
+
+def _flow_through(
+    rule: Rule | None,
+    actions: list[ActionSpec],
+    have: frozenset[str] | set[str],
+    base: YamlPath,
+    uses: list[_Use],
+) -> frozenset[str]:
+    """Variables available after ``actions`` run, recording what each send needs on the way."""
+    facts = set(have)
+    for i, a in enumerate(actions):
+        if a.record_promise:
+            # A promise is replaced as a whole: only what this rule's `if:` guarantees is sure.
+            sure = rule.if_.guaranteed_entities if rule is not None and rule.if_ else set()
+            is_reply = rule is not None and rule.when.startswith("intent:")
+            facts -= {"promised_date", "promised_amount"}
+            facts |= {f"promised_{e}" for e in ("date", "amount") if is_reply and e in sure}
+        if a.send is not None:
+            uses.append(_Use((*base, i, "send"), a.send, frozenset(facts)))
+        if a.schedule is not None and a.schedule.on_date:
+            uses.append(_Use((*base, i, "schedule"), None, frozenset(facts)))
+    return frozenset(facts)

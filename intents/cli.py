@@ -1,0 +1,103 @@
+"""``smsbot classify`` and ``smsbot intents eval|check|train``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bot.errors import UsageError
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "classify",
+        help="understand borrowers' replies, one JSON object per message",
+        description="Prints one JSON line per message: intent, intents with scores, entities "
+        "and the explanation. Without TEXT, reads one message per line from stdin.",
+    )
+    p.add_argument("--now", help="ISO-8601 time the messages were received (default: now)")
+    p.add_argument("--tz", default="Asia/Shanghai", help="borrower's IANA time zone")
+    p.add_argument("texts", nargs="*", metavar="TEXT")
+    p.set_defaults(handler=_classify)
+
+    intents = sub.add_parser("intents", help="evaluate and check the intent data")
+    isub = intents.add_subparsers(dest="intents_command", required=True, metavar="COMMAND")
+    ev = isub.add_parser("eval", help="precision/recall/F1, accuracy, confusion, entity match")
+    ev.add_argument("file", nargs="?", type=Path, help="labelled file (default: the held-out set)")
+    ev.add_argument("--errors", action="store_true", help="list every misread example")
+    ev.add_argument("--json", action="store_true", help="print the report as JSON")
+    ev.set_defaults(handler=_eval)
+    ck = isub.add_parser("check", help="validate the data files (file:line: message)")
+    ck.set_defaults(handler=_check)
+    tr = isub.add_parser("train", help="train the model now and fill the cache")
+    tr.set_defaults(handler=_train)
+
+
+def parse_now(value: str | None) -> datetime:
+    if value is None:
+        return datetime.now(UTC)
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise UsageError(f"--now: not an ISO-8601 time: {value!r}") from exc
+
+
+def _classify(args: argparse.Namespace) -> int:
+    from intents.nlu import Understander, resolve_tz
+
+    now = parse_now(args.now)
+    resolve_tz(args.tz)  # a bad zone is a usage error before anything loads
+    nlu = Understander.load()
+    texts = args.texts if args.texts else (line.rstrip("\r\n") for line in sys.stdin)
+    out = sys.stdout
+    for text in texts:
+        u = nlu.understand(text, now=now, tz=args.tz)
+        out.write(json.dumps(u.to_json_dict(), ensure_ascii=False) + "\n")
+        out.flush()
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from intents.data import HELDOUT_FILE, load_heldout
+    from intents.evaluate import evaluate, format_report
+    from intents.nlu import Understander
+
+    path: Path = args.file or HELDOUT_FILE
+    if not path.exists():
+        raise UsageError(f"no such file: {path}")
+    heldout = load_heldout(path)
+    report = evaluate(Understander.load(), heldout.examples, heldout.now, heldout.tz)
+    if args.json:
+        print(json.dumps(report.as_dict(), ensure_ascii=False, indent=2))
+    else:
+        print(f"file              {path}")
+        print(format_report(report, show_errors=args.errors))
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from intents.data import DATA_DIR, check, load_training
+
+    problems = check(DATA_DIR)
+    for p in problems:
+        print(p)
+    if problems:
+        print(f"{len(problems)} problem(s)", file=sys.stderr)
+        return 1
+    print(f"ok: {len(load_training())} training examples, rules and held-out set valid")
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    import time
+
+    from intents.nlu import Understander, default_cache_dir
+
+    started = time.perf_counter()
+    Understander.load()
+    print(f"model ready in {time.perf_counter() - started:.1f}s (cache: {default_cache_dir()})")
+    return 0

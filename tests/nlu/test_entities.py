@@ -1,0 +1,151 @@
+"""Entity readings, table-driven, against now = Wednesday 2026-12-02 10:00 Asia/Shanghai."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+import pytest
+
+from intents import Understanding
+
+D = date
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("今天还", D(2026, 12, 2)),
+        ("今晚还", D(2026, 12, 2)),
+        ("明天还", D(2026, 12, 3)),
+        ("后天还", D(2026, 12, 4)),
+        ("大后天还", D(2026, 12, 5)),
+        ("周五还", D(2026, 12, 4)),
+        ("这周五还", D(2026, 12, 4)),
+        ("星期五还", D(2026, 12, 4)),
+        ("礼拜五还", D(2026, 12, 4)),
+        ("周三晚上还", D(2026, 12, 2)),  # today counts
+        ("周一还", D(2026, 12, 7)),  # already past this week: the next one
+        ("下周一还", D(2026, 12, 7)),
+        ("下周五还", D(2026, 12, 11)),
+        ("15号还", D(2026, 12, 15)),
+        ("1号还", D(2027, 1, 1)),  # future tense, day already past: next month
+        ("12月5号还", D(2026, 12, 5)),
+        ("12.5还", D(2026, 12, 5)),
+        ("1月3号还", D(2027, 1, 3)),
+        ("下个月10号还", D(2027, 1, 10)),
+        ("元旦还", D(2027, 1, 1)),
+        ("三天后还", D(2026, 12, 5)),
+        ("3天后还", D(2026, 12, 5)),
+        ("今天还不上 明天一定还", D(2026, 12, 3)),  # not the day they cannot pay
+    ],
+)
+def test_promise_dates(understand, text: str, expected: date) -> None:  # type: ignore[no-untyped-def]
+    u: Understanding = understand(text)
+    assert u.entities.date == expected, u.explain.spans
+    assert u.entities.date_range is None
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("周五就扣了", D(2026, 11, 27)),  # past tense looks back
+        ("上周五还的", D(2026, 11, 27)),
+        ("昨天还了", D(2026, 12, 1)),
+        ("前天就还了", D(2026, 11, 30)),
+        ("1号还了", D(2026, 12, 1)),
+        ("28号就还了啊", D(2026, 11, 28)),
+    ],
+)
+def test_payment_dates_look_back(understand, text: str, expected: date) -> None:  # type: ignore[no-untyped-def]
+    u: Understanding = understand(text)
+    assert u.intent == "already_paid"
+    assert u.entities.date == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "start", "end"),
+    [
+        ("这几天就还", D(2026, 12, 2), D(2026, 12, 5)),
+        ("过两天还", D(2026, 12, 3), D(2026, 12, 5)),
+        ("周末还", D(2026, 12, 5), D(2026, 12, 6)),
+        ("这周内还清", D(2026, 12, 2), D(2026, 12, 6)),
+        ("一周内还", D(2026, 12, 2), D(2026, 12, 9)),
+        ("下周还", D(2026, 12, 7), D(2026, 12, 13)),
+        ("下个月还", D(2027, 1, 1), D(2027, 1, 31)),
+        ("月底还", D(2026, 12, 25), D(2026, 12, 31)),
+        ("3天内还", D(2026, 12, 2), D(2026, 12, 5)),
+        ("下月初还", D(2027, 1, 1), D(2027, 1, 5)),
+    ],
+)
+def test_date_ranges(understand, text: str, start: date, end: date) -> None:  # type: ignore[no-untyped-def]
+    u: Understanding = understand(text)
+    assert u.entities.date_range == (start, end)
+    assert u.entities.date is None
+
+
+@pytest.mark.parametrize("text", ["发工资后还", "等有钱了就还", "年后还"])
+def test_unresolvable_times_keep_the_phrase(understand, text: str) -> None:  # type: ignore[no-untyped-def]
+    u: Understanding = understand(text)
+    assert u.intent == "promise_to_pay"
+    assert u.entities.date is None and u.entities.date_range is None
+    assert u.entities.unresolved
+
+
+def test_month_end_rolls_over_year(understand) -> None:  # type: ignore[no-untyped-def]
+    u: Understanding = understand(
+        "下个月10号还", now=datetime.fromisoformat("2026-12-31T23:00:00+08:00")
+    )
+    assert u.entities.date == D(2027, 1, 10)
+
+
+def test_time_zone_decides_today(nlu) -> None:  # type: ignore[no-untyped-def]
+    # 2026-12-02 20:00 UTC is already 12-03 in Shanghai but still 12-02 in New York.
+    now = datetime.fromisoformat("2026-12-02T20:00:00+00:00")
+    assert nlu.understand("明天还", now=now, tz="Asia/Shanghai").entities.date == D(2026, 12, 4)
+    assert nlu.understand("明天还", now=now, tz="America/New_York").entities.date == D(2026, 12, 3)
+
+
+@pytest.mark.parametrize(
+    ("text", "amount"),
+    [
+        ("明天还500", 500),
+        ("先还五百", 500),
+        ("下周还一千二", 1200),
+        ("1.2万月底一次性还清", 12000),
+        ("今天先还两千块", 2000),
+        ("先还3k", 3000),
+        ("贰仟元周五转账", 2000),
+        ("¥1,500 今晚还", 1500),
+        ("1500元明天打过去", 1500),
+        ("昨天还了八百", 800),
+        ("刚转了1000，注意查收", 1000),
+    ],
+)
+def test_amounts(understand, text: str, amount: float) -> None:  # type: ignore[no-untyped-def]
+    assert understand(text).entities.amount == amount
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "回复：【XX金融】张先生，您的借款3200元已逾期5天，请及时还款。明天还",  # quoted reminder
+        "欠你们3200我知道，明天还",  # the debt quoted back
+        "先还一半",  # relative
+        "全部还清",
+        "逾期5天了明天还",  # days, not money
+        "明天下午3点前还",  # a time, not money
+        "分3期行吗",  # installments, not money
+    ],
+)
+def test_not_amounts(understand, text: str) -> None:  # type: ignore[no-untyped-def]
+    assert understand(text).entities.amount is None
+
+
+@pytest.mark.parametrize(
+    ("text", "n"),
+    [("分三期可以吗", 3), ("能分6期吗", 6), ("分12个月还行吗", 12), ("分成十期慢慢还", 10)],
+)
+def test_installments(understand, text: str, n: int) -> None:  # type: ignore[no-untyped-def]
+    u: Understanding = understand(text)
+    assert u.entities.installments == n
+    assert u.intent == "request_plan"
