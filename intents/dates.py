@@ -115,6 +115,10 @@ def _next_month(day: int | None, part: str | None) -> Resolver:
     return resolve
 
 
+def _last_month(day: int) -> Resolver:
+    return lambda today, _past: _add_months(today, -1, day)
+
+
 def _month_part(first: date, part: str | None) -> tuple[date, date]:
     end = _month_end(first)
     if part == "初":
@@ -211,6 +215,11 @@ _RULES: list[tuple[re.Pattern[str], Callable[[re.Match[str]], Resolver | None], 
         False,
     ),
     (re.compile(r"下个?月\s*(初|中|底|末)?"), lambda m: _next_month(None, m.group(1)), False),
+    (
+        re.compile(rf"上个?月\s*({_N})\s*(?:号|日)"),
+        lambda m: _last_month(n) if (n := _num(m.group(1))) and 1 <= n <= 31 else None,
+        True,
+    ),
     (re.compile(r"(?:这个?|本)?月(初|中|底|末)"), lambda m: _this_month_part(m.group(1)), None),
     (
         re.compile(rf"({_N})\s*月\s*({_N})\s*(?:号|日)?"),
@@ -230,7 +239,7 @@ _RULES: list[tuple[re.Pattern[str], Callable[[re.Match[str]], Resolver | None], 
         None,
     ),
     (
-        re.compile(rf"(?<![\d月])({_N})\s*(?:号|日)(?!\s*(?:线|楼|门|床|房|机))"),
+        re.compile(rf"(?<![\d月])({_N})\s*(?:号|日|hao)(?!\s*(?:线|楼|门|床|房|机))"),
         lambda m: _day_of_month(n) if (n := _num(m.group(1))) and 1 <= n <= 31 else None,
         None,
     ),

@@ -14,7 +14,8 @@ _CURRENCY_AFTER = re.compile(r"\s*(?:元|块|圆|rmb|人民币|cny|yuan|米)")
 _CURRENCY_BEFORE = re.compile(r"(?:¥|￥|rmb|人民币|cny)\s*$")
 # Words after a number that make it a count of something other than money.
 _NOT_MONEY_AFTER = re.compile(
-    r"\s*(?:天|日|号|点|时|分钟|小时|期|个|月(?![底初中])|年|周|星期|礼拜|次|岁|%|成|倍|楼|人|条|位|斤|公里|折)"
+    r"\s*(?:天|日|号|hao|点|时|分钟|小时|期|个|月(?![底初中])|年|周|星期|礼拜|次|岁|%|成|倍|楼|人|条|位"
+    r"|斤|公里|折|投诉|举报|热线|客服|电话)"
 )
 # The debt quoted back is not what the borrower pays: 欠3200, 你们说的3200, 一共3200.
 _DEBT_BEFORE = re.compile(
@@ -27,7 +28,7 @@ _DEBT_AFTER = re.compile(
 _PHONE_LIKE = re.compile(r"\d{7,}")
 _CANNOT_PAY = re.compile(r"[^,.!?;\s]{0,4}?(?:不上|不了|不起|不出|没钱|不行|不方便)")
 _INSTALLMENTS = re.compile(
-    r"分\s*(?:成|为)?\s*(\d{1,2}|[一二两三四五六七八九十]{1,3})\s*(?:期|个月|次|份|个月还|回)"
+    r"(?:分|拆)\s*(?:成|为)?\s*(\d{1,2}|[一二两三四五六七八九十]{1,3})\s*(?:期|个月|次|份|个月还|回)"
     r"|(\d{1,2}|[一二两三四五六七八九十]{1,3})\s*期(?:还|付|分期)?"
 )
 _PLAN_CONTEXT = re.compile(r"分期|分\s*(?:成|为)?\s*\S{1,3}\s*(?:期|个月|次)|期")
