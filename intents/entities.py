@@ -23,7 +23,7 @@ _DEBT_BEFORE = re.compile(
     r"显示|要我还|让我还|让我|要我|收我|扣我|多收|只借|才借|催)\s*(?:你们|我)?\s*$"
 )
 _DEBT_AFTER = re.compile(
-    r"\s*(?:元|块)?\s*(?:不对|哪来|怎么来|是什么|是怎么|太多|太高|多了|的利息|利息)"
+    r"\s*(?:元|块)?\s*(?:不对|哪来|怎么来|是什么|是怎么|太多|太高|多了|的利息|利息|包含|包括|含|是本金)"
 )
 _PHONE_LIKE = re.compile(r"\d{7,}")
 _CANNOT_PAY = re.compile(r"[^,.!?;\s]{0,4}?(?:不上|不了|不起|不出|没钱|不行|不方便)")
@@ -66,7 +66,8 @@ def read(text: str) -> Readings:
 def _read_amounts(text: str) -> list[Span]:
     found: list[Span] = []
     for m in NUMBER_RE.finditer(text):
-        token, s, e = m.group(), m.start(), m.end()
+        token, s = m.group().rstrip(), m.start()
+        e = s + len(token)
         value = parse_number(token)
         if value is None or value <= 0:
             continue

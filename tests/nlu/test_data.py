@@ -29,8 +29,9 @@ def test_enough_examples_per_intent() -> None:
         assert held[intent] >= 20, intent
 
 
-def test_heldout_targets(nlu: Understander) -> None:
-    heldout = load_heldout()
+@pytest.mark.parametrize("name", ["heldout.yaml", "blind.yaml", "blind2.yaml"])
+def test_evaluation_targets(nlu: Understander, name: str) -> None:
+    heldout = load_heldout(DATA_DIR / name)
     r = evaluate(nlu, heldout.examples, heldout.now, heldout.tz)
     assert r.accuracy >= 0.92
     assert r.macro_f1 >= 0.90
