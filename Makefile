@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 
 ## run the service with the zero-setup defaults (memory store, sandbox provider, demo data)
 run: $(STAMP)
-	$(BIN)/smsbot simulate
+	$(BIN)/smsbot serve --demo
 
 ## lint, type-check and run the whole test suite (installs what the tests need)
 test: $(STAMP) lint typecheck

@@ -15,15 +15,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="smsbot", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     # Imported here so that `smsbot --help` stays cheap and each area owns its commands.
+    from bot import serve
+    from dialogs import cli as dialogs_cli
     from intents import cli as intents_cli
 
+    serve.register(sub)
     intents_cli.register(sub)
-    try:
-        from dialogs import cli as dialogs_cli
-    except ImportError:  # dialogs not built yet
-        pass
-    else:
-        dialogs_cli.register(sub)
+    dialogs_cli.register(sub)
     return parser
 
 

@@ -5,6 +5,9 @@ cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v dot >/dev/null 2>&1 || need_apt+=(graphviz)  # flow diagrams (smsbot flows graph)
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)  # tests/service/test_simulator_page.py
+# The Redis store's contract tests; tests/service/conftest.py starts a private server itself.
+command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "installing: ${need_apt[*]}"
     SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"

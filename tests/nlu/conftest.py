@@ -9,11 +9,6 @@ from intents import Understander, Understanding
 NOW = datetime.fromisoformat("2026-12-02T10:00:00+08:00")  # a Wednesday
 
 
-@pytest.fixture(scope="session")
-def nlu() -> Understander:
-    return Understander.load()
-
-
 @pytest.fixture
 def understand(nlu: Understander):  # type: ignore[no-untyped-def]
     def run(text: str, now: datetime = NOW) -> Understanding:

@@ -1,0 +1,211 @@
+"""The JSON API (Bearer $SMSBOT_API_KEY): accounts, conversations, payments, sandbox, health."""
+
+from __future__ import annotations
+
+import hmac
+import json
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+from aiohttp import web
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+
+from bot.context import API_KEY, CLOCK, FLOWS, NLU, PIPELINE, STORE
+from bot.records import AccountRecord, QueuedEvent
+from bot.storage.base import StoreUnavailable
+from bot.transport.inbound import WebhookError
+from dialogs import conversation as c
+
+TRANSCRIPT_KINDS = frozenset(
+    {"inbound", "understood", "send", "sent", "blocked", "handoff", "payment", "step"}
+)
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AccountsBody(_Body):
+    accounts: list[dict[str, Any]] = Field(max_length=10_000)
+    start: bool = True
+
+
+class PaymentBody(_Body):
+    account_id: str = Field(min_length=1)
+    amount: Decimal = Field(gt=0, max_digits=14, decimal_places=2)
+    paid_at: AwareDatetime
+    reference: str = Field(min_length=1, max_length=200)
+
+
+class AgentBody(_Body):
+    action: Literal["resolved", "returned", "closed"]
+
+
+def routes() -> list[web.RouteDef]:
+    return [
+        web.post("/api/accounts", post_accounts),
+        web.get("/api/conversations/{account_id}", get_conversation),
+        web.post("/api/conversations/{account_id}/agent", post_agent_action),
+        web.post("/api/payments", post_payment),
+        web.get("/api/sandbox/messages", get_sandbox_messages),
+        web.get("/api/unmatched", get_unmatched),
+        web.get("/healthz", healthz),
+        web.get("/readyz", readyz),
+    ]
+
+
+def require_key(request: web.Request) -> None:
+    given = request.headers.get("Authorization", "")
+    expected = f"Bearer {request.app[API_KEY]}"
+    if not hmac.compare_digest(given.encode(), expected.encode()):
+        raise WebhookError(401, "missing or wrong API key (Authorization: Bearer …)")
+
+
+async def _json(request: web.Request, model: type[BaseModel]) -> Any:
+    try:
+        return model.model_validate_json(await request.read())
+    except ValidationError as exc:
+        raise WebhookError(400, _reasons(exc)) from exc
+
+
+def _reasons(exc: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()
+    )
+
+
+async def post_accounts(request: web.Request) -> web.Response:
+    require_key(request)
+    body: AccountsBody = await _json(request, AccountsBody)
+    store, pipeline, clock = request.app[STORE], request.app[PIPELINE], request.app[CLOCK]
+    flows = request.app[FLOWS]
+    created = updated = started = 0
+    errors: list[dict[str, Any]] = []
+    for index, row in enumerate(body.accounts):
+        try:
+            account = AccountRecord.model_validate(row)
+            flows.get(account.flow)
+        except ValidationError as exc:
+            errors.append({"index": index, "id": row.get("id"), "error": _reasons(exc)})
+            continue
+        except Exception as exc:  # unknown flow
+            errors.append({"index": index, "id": row.get("id"), "error": str(exc)})
+            continue
+        if await store.upsert_account(account):
+            created += 1
+            if body.start:
+                # The dedup key makes a re-sent batch start each conversation only once.
+                start = QueuedEvent(kind="start", at=clock.now())
+                started += await pipeline.submit(account.id, start, dedup="start")
+        else:
+            updated += 1
+    return web.json_response(
+        {"created": created, "updated": updated, "started": started, "errors": errors},
+        status=200,
+    )
+
+
+async def get_conversation(request: web.Request) -> web.Response:
+    require_key(request)
+    account_id = request.match_info["account_id"]
+    store = request.app[STORE]
+    account = await store.get_account(account_id)
+    if account is None:
+        raise WebhookError(404, f"no account {account_id!r}")
+    raw = await store.get_conversation(account_id)
+    conv = c.Conversation.model_validate_json(raw) if raw else None
+    audit = await store.read_audit(account_id)
+    return web.json_response(
+        {
+            "account_id": account_id,
+            "phone": account.phone,
+            "flow": conv.flow if conv else account.flow,
+            "flow_version": conv.flow_version if conv else None,
+            "state": conv.state if conv else None,
+            "flags": [f.value for f in conv.flags] if conv else [],
+            "counters": conv.counters if conv else {},
+            "promise": conv.promise.model_dump(mode="json") if conv and conv.promise else None,
+            "paid_total": str(conv.paid_total) if conv else "0",
+            "outstanding": str(conv.outstanding) if conv else str(account.amount_due),
+            "timers": {k: v.isoformat() for k, v in conv.timers.items()} if conv else {},
+            "opted_out": await store.is_opted_out(account.phone),
+            "transcript": [e.model_dump(mode="json") for e in audit if e.kind in TRANSCRIPT_KINDS],
+        }
+    )
+
+
+async def post_agent_action(request: web.Request) -> web.Response:
+    require_key(request)
+    account_id = request.match_info["account_id"]
+    body: AgentBody = await _json(request, AgentBody)
+    if await request.app[STORE].get_account(account_id) is None:
+        raise WebhookError(404, f"no account {account_id!r}")
+    event = QueuedEvent(kind="agent", at=request.app[CLOCK].now(), action=body.action)
+    await request.app[PIPELINE].submit(account_id, event)
+    return web.json_response({"status": "accepted"}, status=202)
+
+
+async def post_payment(request: web.Request) -> web.Response:
+    require_key(request)
+    body: PaymentBody = await _json(request, PaymentBody)
+    if await request.app[STORE].get_account(body.account_id) is None:
+        raise WebhookError(404, f"no account {body.account_id!r}")
+    event = QueuedEvent(
+        kind="payment",
+        at=request.app[CLOCK].now(),
+        amount=body.amount,
+        reference=body.reference,
+    )
+    accepted = await request.app[PIPELINE].submit(
+        body.account_id, event, dedup=f"payment:{body.reference}"
+    )
+    return web.json_response({"status": "accepted" if accepted else "duplicate"}, status=202)
+
+
+async def get_sandbox_messages(request: web.Request) -> web.Response:
+    require_key(request)
+    messages = await request.app[STORE].list_sandbox(_limit(request))
+    return web.json_response([m.model_dump(mode="json") for m in messages])
+
+
+async def get_unmatched(request: web.Request) -> web.Response:
+    require_key(request)
+    messages = await request.app[STORE].list_unmatched(_limit(request))
+    return web.json_response([m.model_dump(mode="json") for m in messages])
+
+
+def _limit(request: web.Request) -> int:
+    try:
+        return max(1, min(int(request.query.get("limit", "200")), 10_000))
+    except ValueError as exc:
+        raise WebhookError(400, "limit: expected an integer") from exc
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "alive"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    checks: dict[str, str] = {}
+    try:
+        await request.app[STORE].ping()
+        checks["store"] = "ok"
+    except StoreUnavailable as exc:
+        checks["store"] = f"unavailable: {exc}"
+    checks["flows"] = "ok" if request.app[FLOWS].names() else "none loaded"
+    checks["nlu"] = "ok" if request.app.get(NLU) is not None else "not loaded"
+    ready = all(v == "ok" for v in checks.values())
+    return web.json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)
+
+
+def dumps(data: Any) -> str:
+    return json.dumps(data, ensure_ascii=False, default=_default)
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    raise TypeError(type(value).__name__)

@@ -1,0 +1,139 @@
+"""``create_app(settings)``: the aiohttp application, its resources and routes. No globals."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from aiohttp import web
+
+from bot import api, openapi, simulator, webhooks
+from bot.clock import Clock
+from bot.context import API_KEY, CLOCK, FLOWS, NLU, PIPELINE, SETTINGS, STORE
+from bot.pipeline import Pipeline
+from bot.providers import SandboxProvider
+from bot.settings import Settings
+from bot.storage.base import Store, StoreUnavailable
+from bot.storage.memory import MemoryStore
+from bot.transport.inbound import WebhookError
+from dialogs.registry import Registry
+from intents import Understander
+
+log = logging.getLogger(__name__)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def create_app(
+    settings: Settings,
+    *,
+    store: Store | None = None,
+    nlu: Understander | None = None,
+    clock: Clock | None = None,
+) -> web.Application:
+    """The service. ``store``, ``nlu`` and ``clock`` may be injected (tests, benchmarks)."""
+    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[_errors])
+    app[SETTINGS] = settings
+    app[CLOCK] = clock or Clock()
+    app[API_KEY] = (
+        settings.api_key.get_secret_value() if settings.api_key else secrets.token_urlsafe(24)
+    )
+    app.cleanup_ctx.append(_store_ctx(store))
+    app.cleanup_ctx.append(_nlu_ctx(nlu))
+    app.cleanup_ctx.append(_flows_ctx)
+    app.cleanup_ctx.append(_pipeline_ctx)
+    app.add_routes(webhooks.routes())
+    app.add_routes(api.routes())
+    app.add_routes(openapi.routes())
+    if settings.demo:
+        app.add_routes(simulator.routes())
+    return app
+
+
+def _store_ctx(injected: Store | None) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        settings = app[SETTINGS]
+        if injected is not None:
+            app[STORE] = injected
+        elif settings.redis_url:
+            from bot.storage.redis import RedisStore
+
+            app[STORE] = RedisStore.from_url(settings.redis_url)
+        else:
+            app[STORE] = MemoryStore()
+        yield
+        if injected is None:
+            await app[STORE].close()
+
+    return ctx
+
+
+def _nlu_ctx(injected: Understander | None) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        # Loading reads files and may train (seconds): keep the loop free meanwhile.
+        app[NLU] = injected if injected is not None else await asyncio.to_thread(Understander.load)
+        yield
+
+    return ctx
+
+
+async def _flows_ctx(app: web.Application) -> AsyncIterator[None]:
+    app[FLOWS] = await asyncio.to_thread(Registry.load, app[SETTINGS].flows_dir)
+    yield
+
+
+async def _pipeline_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    store = app[STORE]
+    pipeline = Pipeline(
+        store,
+        app[NLU],
+        app[FLOWS],
+        SandboxProvider(store),
+        app[CLOCK],
+        lock_ttl_ms=settings.lock_ttl_ms,
+        paused=settings.pause_processing,
+    )
+    app[PIPELINE] = pipeline
+    if settings.demo:
+        from bot.demo import load_demo
+
+        await load_demo(app)
+    try:
+        recovered = await pipeline.recover()  # acknowledged but unprocessed before a crash
+        if recovered:
+            log.info("recovering %d account queue(s) left from before the restart", recovered)
+    except StoreUnavailable as exc:
+        log.warning("store unavailable at start-up (%s); recovery retries in the background", exc)
+    loops = asyncio.create_task(
+        pipeline.run_loops(settings.timer_interval_s, settings.recovery_interval_s)
+    )
+    yield
+    await pipeline.close()  # finish in-flight work before the store closes
+    loops.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await loops
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every refusal is JSON with a reason; a store outage is a 503 so providers retry."""
+    try:
+        return await handler(request)
+    except WebhookError as exc:
+        return _error(exc.status, exc.reason)
+    except StoreUnavailable as exc:
+        log.warning("store unavailable: %s", exc)
+        return _error(503, "storage unavailable, retry later")
+    except web.HTTPRequestEntityTooLarge:
+        return _error(413, f"body too large (limit {request.app[SETTINGS].max_body_bytes} bytes)")
+    except web.HTTPException as exc:
+        if exc.status >= 400:
+            return _error(exc.status, exc.reason)
+        raise
+
+
+def _error(status: int, reason: str) -> web.Response:
+    return web.json_response({"error": reason, "status": status}, status=status)

@@ -1,0 +1,20 @@
+"""Typed application keys: the service's resources, created in ``create_app``'s cleanup_ctx."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from bot.clock import Clock
+from bot.pipeline import Pipeline
+from bot.settings import Settings
+from bot.storage.base import Store
+from dialogs.registry import Registry
+from intents import Understander
+
+SETTINGS = web.AppKey("settings", Settings)
+CLOCK = web.AppKey("clock", Clock)
+STORE = web.AppKey("store", Store)
+NLU = web.AppKey("nlu", Understander)
+FLOWS = web.AppKey("flows", Registry)
+PIPELINE = web.AppKey("pipeline", Pipeline)
+API_KEY = web.AppKey("api_key", str)

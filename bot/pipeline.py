@@ -1,0 +1,323 @@
+"""One account's events, in arrival order, exactly once: understand → step → commit → send.
+
+Webhooks and the API only *enqueue* (durably, de-duplicated) and then ``kick`` the account.
+Whoever holds the account's lock drains its queue; the lock is taken before the conversation
+is read, and each event's consequences are committed atomically with its removal from the
+queue (see ``bot.storage.base``). Background loops fire due timers and recover queues left
+behind by a crash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any, Literal
+
+from bot.clock import Clock
+from bot.privacy import mask_phone
+from bot.providers import Provider
+from bot.records import AccountRecord, AuditEntry, Outbound, QueuedEvent
+from bot.storage.base import Store, StoreUnavailable
+from bot.transport.inbound import InboundSms
+from dialogs import conversation as c
+from dialogs.engine import new_conversation, step
+from dialogs.registry import Registry
+from dialogs.schema import AgentAction, Flag
+from intents import Understander
+
+log = logging.getLogger(__name__)
+
+Received = Literal["accepted", "duplicate", "unmatched"]
+
+
+def dialog_account(acc: AccountRecord) -> c.Account:
+    assert acc.last4 is not None  # filled in by AccountRecord's validator
+    return c.Account(
+        id=acc.id, name=acc.name, amount_due=acc.amount_due, due_date=acc.due_date, last4=acc.last4
+    )
+
+
+class Pipeline:
+    def __init__(
+        self,
+        store: Store,
+        nlu: Understander,
+        registry: Registry,
+        provider: Provider,
+        clock: Clock,
+        *,
+        lock_ttl_ms: int = 30_000,
+        paused: bool = False,
+    ) -> None:
+        self.store = store
+        self.nlu = nlu
+        self.registry = registry
+        self.provider = provider
+        self.clock = clock
+        self.lock_ttl_ms = lock_ttl_ms
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closing = False
+        self.paused = paused  # accept and store only; see Settings.pause_processing
+
+    # --- entry points -------------------------------------------------------------------
+
+    async def receive(self, sms: InboundSms) -> Received:
+        """Durably accepts one inbound SMS (call before acknowledging the provider)."""
+        account_id = await self.store.find_account(sms.phone)
+        if account_id is None:
+            added = await self.store.add_unmatched(sms)
+            log.info("inbound from unknown number %s kept for agents", mask_phone(sms.phone))
+            return "unmatched" if added else "duplicate"
+        event = QueuedEvent(kind="inbound", at=sms.received_at, inbound=sms)
+        if not await self.store.enqueue(
+            account_id, event, dedup=f"msg:{sms.provider}:{sms.msg_id}"
+        ):
+            return "duplicate"
+        self.kick(account_id)
+        return "accepted"
+
+    async def submit(self, account_id: str, event: QueuedEvent, dedup: str | None = None) -> bool:
+        """Queues a non-SMS event (campaign start, payment, agent action)."""
+        accepted = await self.store.enqueue(account_id, event, dedup=dedup)
+        if accepted:
+            self.kick(account_id)
+        return accepted
+
+    def kick(self, account_id: str) -> None:
+        """Makes sure someone drains the account's queue soon."""
+        if self._closing or self.paused:
+            return  # stays queued: the next start's recovery picks it up
+        task = asyncio.get_running_loop().create_task(self.drain(account_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def drain(self, account_id: str) -> None:
+        try:
+            while True:
+                lock = self.store.lock(account_id, self.lock_ttl_ms)
+                if not await lock.acquire():
+                    return  # the holder drains; it re-checks the queue after releasing
+                try:
+                    while (event := await self.store.head(account_id)) is not None:
+                        await self._process(account_id, event)
+                        if not await lock.refresh():
+                            log.warning(
+                                "lost the lock of account %s; its new owner goes on", account_id
+                            )
+                            return
+                    await self._flush(account_id)
+                finally:
+                    await lock.release()
+                # Released first, looked second: a message enqueued meanwhile is never orphaned.
+                if await self.store.head(account_id) is None:
+                    return
+        except StoreUnavailable as exc:
+            log.warning("store unavailable while draining account %s: %s", account_id, exc)
+
+    async def idle(self) -> None:
+        """Waits until every queued account has been drained (tests, shutdown)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    # --- background loops ----------------------------------------------------------------
+
+    async def recover(self) -> int:
+        """Queues and outboxes left by a crash or a lost lock are drained again."""
+        accounts = await self.store.pending_accounts()
+        for account_id in accounts:
+            self.kick(account_id)
+        return len(accounts)
+
+    async def fire_due_timers(self) -> int:
+        now = self.clock.now()
+        accounts = await self.store.due_accounts(now)
+        for account_id in accounts:
+            # One tick per due time, however many processes scan: the dedup key says which.
+            tick = QueuedEvent(kind="tick", at=now)
+            await self.submit(account_id, tick, dedup=f"tick:{int(now.timestamp())}")
+        return len(accounts)
+
+    async def run_loops(self, timer_interval: float, recovery_interval: float) -> None:
+        last_recovery = 0.0
+        loop = asyncio.get_running_loop()
+        while not self._closing and not self.paused:
+            try:
+                await self.fire_due_timers()
+                if loop.time() - last_recovery >= recovery_interval:
+                    last_recovery = loop.time()
+                    await self.recover()
+            except StoreUnavailable as exc:
+                log.warning("background loop: store unavailable: %s", exc)
+            except Exception:
+                log.exception("background loop failed; retrying")
+            await asyncio.sleep(timer_interval)
+
+    async def close(self, grace: float = 10.0) -> None:
+        """Graceful shutdown: no new work, in-flight work finishes (for ``grace`` seconds)."""
+        self._closing = True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.idle(), grace)
+
+    # --- one event -----------------------------------------------------------------------
+
+    async def _process(self, account_id: str, event: QueuedEvent) -> None:
+        account = await self.store.get_account(account_id)
+        raw = await self.store.get_conversation(account_id)
+        audit: list[AuditEntry] = []
+        outbox: list[Outbound] = []
+        conv: c.Conversation | None = c.Conversation.model_validate_json(raw) if raw else None
+        original = conv
+        try:
+            if account is None:
+                raise LookupError(f"account {account_id} no longer exists")
+            cf = self.registry.get(conv.flow if conv else account.flow)
+            if conv is None:
+                conv = new_conversation(cf, dialog_account(account), account_id)
+            # The ledger may have changed (amount due); the conversation quotes the latest.
+            conv = conv.model_copy(update={"account": dialog_account(account)})
+            opted_out_before = conv.has(Flag.OPTED_OUT)
+            for dialog_event, at in self._dialog_events(account, conv, event, audit):
+                before = conv.state
+                conv, actions = step(cf, conv, dialog_event, at)
+                audit.append(
+                    _entry(
+                        at,
+                        "step",
+                        event=c.event_label(dialog_event),
+                        before=before,
+                        after=conv.state,
+                    )
+                )
+                audit.extend(self._actions(account, at, actions, outbox))
+            if conv.has(Flag.OPTED_OUT) and not opted_out_before:
+                # Cross-account suppression is written first: honoured before anything else runs.
+                await self.store.add_opt_out(account.phone)
+        except StoreUnavailable:
+            raise
+        except Exception as exc:  # a bug or bad data must not block the borrower's queue
+            log.exception("event %s of account %s failed", event.id, account_id)
+            # Nothing half-done is kept: the conversation stays as it was, the error is audited.
+            audit = [
+                _entry(event.at, "error", event=event.kind, error=f"{type(exc).__name__}: {exc}")
+            ]
+            outbox.clear()
+            conv = original
+            if conv is None:
+                await self.store.append_audit(account_id, audit)
+                await self._skip(account_id, event)
+                return
+        next_due = min(conv.timers.values(), default=None)
+        if not await self.store.commit(
+            account_id, event.id, conv.model_dump_json(), audit, outbox, next_due
+        ):
+            log.warning(
+                "event %s of account %s was committed by someone else", event.id, account_id
+            )
+
+    async def _skip(self, account_id: str, event: QueuedEvent) -> None:
+        """Removes an event that cannot be processed, keeping whatever conversation exists."""
+        raw = await self.store.get_conversation(account_id) or "{}"
+        await self.store.commit(account_id, event.id, raw, [], [], None)
+
+    def _dialog_events(
+        self,
+        account: AccountRecord,
+        conv: c.Conversation,
+        event: QueuedEvent,
+        audit: list[AuditEntry],
+    ) -> Iterable[tuple[c.AnyEvent, datetime]]:
+        match event.kind:
+            case "inbound":
+                assert event.inbound is not None
+                u = self.nlu.understand(event.inbound.text, now=event.at, tz=account.tz)
+                audit.append(
+                    _entry(
+                        event.at,
+                        "inbound",
+                        provider=event.inbound.provider,
+                        msg_id=event.inbound.msg_id,
+                        text=event.inbound.text,
+                    )
+                )
+                audit.append(
+                    _entry(
+                        event.at,
+                        "understood",
+                        intent=u.intent.value,
+                        intents=[{"name": s.name.value, "score": s.score} for s in u.intents],
+                        entities=u.to_json_dict()["entities"],
+                        rules=[h.rule for h in u.explain.rules],
+                    )
+                )
+                yield c.reply_from_understanding(u), event.at
+            case "start":
+                yield c.Start(), event.at
+            case "payment":
+                assert event.amount is not None
+                audit.append(
+                    _entry(event.at, "payment", amount=str(event.amount), reference=event.reference)
+                )
+                yield c.Payment(amount=event.amount), event.at
+            case "agent":
+                assert event.action is not None
+                yield c.Agent(action=AgentAction(event.action)), event.at
+            case "delivery_failed":
+                yield c.DeliveryFailed(reason=event.reason or ""), event.at
+            case "tick":
+                yield from _due_timers(conv, event.at)
+
+    def _actions(
+        self,
+        account: AccountRecord,
+        at: datetime,
+        actions: list[c.AnyAction],
+        outbox: list[Outbound],
+    ) -> Iterable[AuditEntry]:
+        for action in actions:
+            if isinstance(action, c.Send):
+                msg = Outbound(
+                    account_id=account.id,
+                    phone=account.phone,
+                    text=action.text,
+                    template=action.template,
+                    codes=action.codes,
+                    params=action.params,
+                    segments=action.segments,
+                    debt_content=action.debt_content,
+                    created_at=at,
+                )
+                outbox.append(msg)
+                yield _entry(
+                    at, "send", message_id=msg.id, template=action.template, text=action.text
+                )
+            else:
+                yield _entry(at, action.kind, **action.model_dump(mode="json", exclude={"kind"}))
+
+    async def _flush(self, account_id: str) -> None:
+        while (msg := await self.store.pop_outbox(account_id)) is not None:
+            now = self.clock.now()
+            if msg.debt_content and await self.store.is_opted_out(msg.phone):
+                await self.store.append_audit(
+                    account_id, [_entry(now, "blocked", message_id=msg.id, reason="opted_out")]
+                )
+                continue
+            result = await self.provider.send(msg)
+            await self.store.append_audit(
+                account_id,
+                [_entry(now, result.status, message_id=msg.id, provider=self.provider.name,
+                        provider_id=result.provider_id, error=result.error)],
+            )  # fmt: skip
+
+
+def _due_timers(conv: c.Conversation, until: datetime) -> Iterable[tuple[c.AnyEvent, datetime]]:
+    """Due timers, each at its own due time (never before the conversation's last change)."""
+    floor = conv.updated_at
+    for at, name in sorted((at, name) for name, at in conv.timers.items() if at <= until):
+        yield c.TimerFired(name=name), max(at, floor) if floor else at
+
+
+def _entry(at: datetime, kind: str, /, **detail: Any) -> AuditEntry:
+    return AuditEntry(at=at, kind=kind, detail={k: v for k, v in detail.items() if v is not None})

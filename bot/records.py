@@ -1,0 +1,96 @@
+"""Service-level records kept by the store: accounts, queued events, outbound SMS, audit."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from decimal import Decimal
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from bot.transport.inbound import InboundSms, e164
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class AccountRecord(_Record):
+    """A borrower's loan account as the lender's ledger gives it (POST /api/accounts)."""
+
+    id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
+    name: str = Field(min_length=1, max_length=50)
+    phone: str = Field(min_length=5, max_length=32)
+    amount_due: Decimal = Field(ge=0, max_digits=14, decimal_places=2)
+    days_overdue: int = Field(ge=0, le=36500)
+    due_date: dt.date
+    tz: str = "Asia/Shanghai"
+    # The loan's last four digits, quoted by the templates (尾号1234的借款). Defaults to the
+    # account id's last four digits when those are digits.
+    last4: str | None = Field(default=None, pattern=r"^\d{4}$")
+    flow: str = "collections"
+
+    @field_validator("phone")
+    @classmethod
+    def _phone(cls, v: str) -> str:
+        normalised = e164(v)
+        if not 8 <= len(normalised) <= 16:
+            raise ValueError("not a phone number (E.164 such as +8613800138000)")
+        return normalised
+
+    @field_validator("tz")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {v!r}") from exc
+        return v
+
+    @model_validator(mode="after")
+    def _last4(self) -> AccountRecord:
+        if self.last4 is None:
+            tail = self.id[-4:]
+            if not (len(tail) == 4 and tail.isdigit()):
+                raise ValueError("last4 is required when the account id does not end in 4 digits")
+            object.__setattr__(self, "last4", tail)
+        return self
+
+
+EventKind = Literal["inbound", "start", "payment", "agent", "tick", "delivery_failed"]
+
+
+class QueuedEvent(_Record):
+    """Something that happened to one account, queued in arrival order until processed."""
+
+    id: str = Field(default_factory=lambda: uuid.uuid4().hex)
+    kind: EventKind
+    at: AwareDatetime  # when it arrived (the clock the dialog steps with)
+    inbound: InboundSms | None = None
+    amount: Decimal | None = None  # payment
+    reference: str | None = None  # payment
+    action: str | None = None  # agent: resolved | returned | closed
+    reason: str | None = None
+
+
+class Outbound(_Record):
+    id: str = Field(default_factory=lambda: uuid.uuid4().hex)
+    account_id: str
+    phone: str
+    text: str
+    template: str
+    codes: dict[str, str] = Field(default_factory=dict)
+    params: dict[str, str] = Field(default_factory=dict)
+    segments: int = 1
+    debt_content: bool = True
+    created_at: AwareDatetime
+
+
+class AuditEntry(_Record):
+    """One line of an account's append-only history (evidence of every decision)."""
+
+    at: AwareDatetime
+    kind: str  # inbound | understood | step | send | sent | blocked | handoff | payment | ...
+    detail: dict[str, Any] = Field(default_factory=dict)

@@ -1,0 +1,168 @@
+"""The demo simulator (``make run``): play a borrower in the browser, move the clock.
+
+Only mounted in demo mode, which uses the sandbox provider: nothing here reaches a carrier.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+
+from bot.api import _json
+from bot.context import CLOCK, NLU, PIPELINE, STORE
+from bot.demo import demo_accounts
+from bot.records import QueuedEvent
+from bot.transport.inbound import InboundSms, WebhookError
+from dialogs import conversation as c
+
+PAGE = Path(__file__).resolve().parent / "static" / "simulator.html"
+_DURATION = re.compile(r"^(\d{1,4})([mhd])$")
+
+
+class ReplyBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    account_id: str
+    text: str = Field(max_length=1000)
+
+
+class AdvanceBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    duration: str = Field(description="e.g. 30m, 4h, 2d")
+
+
+class PaymentBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    account_id: str
+    amount: Decimal = Field(gt=0, decimal_places=2)
+
+
+def routes() -> list[web.RouteDef]:
+    return [
+        web.get("/simulator", page),
+        web.get("/simulator/api/accounts", accounts),
+        web.get("/simulator/api/state/{account_id}", state),
+        web.post("/simulator/api/reply", reply),
+        web.post("/simulator/api/advance", advance),
+        web.post("/simulator/api/payment", payment),
+    ]
+
+
+async def page(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(PAGE, headers={"Cache-Control": "no-store"})
+
+
+async def accounts(request: web.Request) -> web.Response:
+    return web.json_response(
+        {
+            "now": request.app[CLOCK].now().isoformat(),
+            "accounts": [
+                {"id": a.id, "name": a.name, "phone": a.phone, "amount_due": str(a.amount_due),
+                 "days_overdue": a.days_overdue}
+                for a in demo_accounts(request.app)
+            ],
+        }
+    )  # fmt: skip
+
+
+async def _view(request: web.Request, account_id: str) -> dict[str, Any]:
+    store = request.app[STORE]
+    account = await store.get_account(account_id)
+    if account is None:
+        raise WebhookError(404, f"no account {account_id!r}")
+    raw = await store.get_conversation(account_id)
+    conv = c.Conversation.model_validate_json(raw) if raw else None
+    audit = await store.read_audit(account_id)
+    understood = [e for e in audit if e.kind == "understood"]
+    messages = [m for m in await store.list_sandbox(10_000) if m.account_id == account_id]
+    events: list[dict[str, Any]] = []
+    for e in audit:
+        if e.kind == "inbound":
+            events.append(
+                {"at": e.at.isoformat(), "who": "borrower", "text": e.detail.get("text", "")}
+            )
+        elif e.kind == "send":
+            events.append({"at": e.at.isoformat(), "who": "bot", "text": e.detail.get("text", ""),
+                           "template": e.detail.get("template"),
+                           "message_id": e.detail.get("message_id")})  # fmt: skip
+        elif e.kind in {"handoff", "blocked", "close", "error", "payment"}:
+            # kind and detail let the page say which message was blocked, and why.
+            events.append({"at": e.at.isoformat(), "who": "system", "text": f"{e.kind}: {e.detail}",
+                           "kind": e.kind, "detail": e.detail})  # fmt: skip
+    return {
+        "now": request.app[CLOCK].now().isoformat(),
+        "account_id": account_id,
+        "tz": account.tz,
+        "state": conv.state if conv else None,
+        "flags": [f.value for f in conv.flags] if conv else [],
+        "timers": {k: v.isoformat() for k, v in conv.timers.items()} if conv else {},
+        "promise": conv.promise.model_dump(mode="json") if conv and conv.promise else None,
+        "paid_total": str(conv.paid_total) if conv else "0",
+        "last_understanding": understood[-1].detail if understood else None,
+        "transcript": events,
+        "sent": [m.model_dump(mode="json") for m in messages],
+    }
+
+
+async def state(request: web.Request) -> web.Response:
+    return web.json_response(await _view(request, request.match_info["account_id"]))
+
+
+async def reply(request: web.Request) -> web.Response:
+    body: ReplyBody = await _json(request, ReplyBody)
+    store = request.app[STORE]
+    account = await store.get_account(body.account_id)
+    if account is None:
+        raise WebhookError(404, f"no account {body.account_id!r}")
+    sms = InboundSms(
+        provider="simulator",
+        msg_id=uuid.uuid4().hex,
+        phone=account.phone,
+        text=body.text,
+        received_at=request.app[CLOCK].now(),
+    )
+    pipeline = request.app[PIPELINE]
+    await pipeline.receive(sms)
+    await pipeline.idle()  # the page shows the consequences at once
+    view = await _view(request, body.account_id)
+    view["understanding"] = (
+        request.app[NLU].understand(body.text, now=sms.received_at, tz=account.tz).to_json_dict()
+    )
+    return web.json_response(view)
+
+
+async def advance(request: web.Request) -> web.Response:
+    body: AdvanceBody = await _json(request, AdvanceBody)
+    m = _DURATION.match(body.duration.strip())
+    if m is None:
+        raise WebhookError(400, "duration: use a number and m, h or d (30m, 4h, 2d)")
+    n, unit = int(m.group(1)), m.group(2)
+    delta = {"m": timedelta(minutes=n), "h": timedelta(hours=n), "d": timedelta(days=n)}[unit]
+    clock, pipeline = request.app[CLOCK], request.app[PIPELINE]
+    # Step through in hours so timers that fall due along the way fire in order.
+    step = min(delta, timedelta(hours=1))
+    remaining = delta
+    while remaining > timedelta(0):
+        clock.advance(min(step, remaining))
+        remaining -= step
+        await pipeline.fire_due_timers()
+        await pipeline.idle()
+    return web.json_response({"now": clock.now().isoformat()})
+
+
+async def payment(request: web.Request) -> web.Response:
+    body: PaymentBody = await _json(request, PaymentBody)
+    now = request.app[CLOCK].now()
+    event = QueuedEvent(
+        kind="payment", at=now, amount=body.amount, reference=f"sim-{uuid.uuid4().hex}"
+    )
+    pipeline = request.app[PIPELINE]
+    await pipeline.submit(body.account_id, event)
+    await pipeline.idle()
+    return web.json_response(await _view(request, body.account_id))

@@ -1,0 +1,143 @@
+"""The store seam. Every implementation passes the same contract suite (tests/service).
+
+Design (why it looks like this):
+- Each account has a FIFO queue of events. A webhook only *enqueues* (atomically with the
+  de-duplication claim) before acknowledging, so an acknowledged message is durable.
+- Events are processed one at a time per account, by whoever holds the account's lock; the
+  lock is taken *before* the conversation is read. ``commit`` removes the processed event and
+  writes the conversation, audit and outbox in one atomic step, and only if the event is still
+  at the head of the queue: a crash anywhere before it leaves the event to be processed again,
+  a crash after it leaves nothing to redo.
+- Timers live in the conversation (the dialog engine's data); the store keeps an index of the
+  earliest due time per account so a scanner can find due conversations.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from datetime import datetime
+
+from bot.errors import SmsbotError
+from bot.records import AccountRecord, AuditEntry, Outbound, QueuedEvent
+from bot.transport.inbound import InboundSms
+
+
+class StoreUnavailable(SmsbotError):
+    """The backing store cannot be reached; callers answer 503 so providers retry."""
+
+
+class AccountLock(ABC):
+    """A per-account lock that works across processes (try-acquire; never blocks)."""
+
+    @abstractmethod
+    async def acquire(self) -> bool: ...
+
+    @abstractmethod
+    async def refresh(self) -> bool:
+        """Extends the lease; False if it was lost (another process may own the account)."""
+
+    @abstractmethod
+    async def release(self) -> None: ...
+
+
+class Store(ABC):
+    # --- lifecycle ---
+    # Every ``limit`` argument: at most that many of the newest items; 0 or less gives none.
+
+    @abstractmethod
+    async def ping(self) -> None:
+        """Raises StoreUnavailable when the store cannot be used."""
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    # --- accounts ---
+    @abstractmethod
+    async def upsert_account(self, account: AccountRecord) -> bool:
+        """Creates or replaces the account and its phone index; True if it was new."""
+
+    @abstractmethod
+    async def get_account(self, account_id: str) -> AccountRecord | None: ...
+
+    @abstractmethod
+    async def find_account(self, phone: str) -> str | None:
+        """The account id of an E.164 phone number."""
+
+    # --- per-account event queue ---
+    @abstractmethod
+    async def enqueue(self, account_id: str, event: QueuedEvent, dedup: str | None = None) -> bool:
+        """Appends ``event``; with ``dedup``, atomically only if that key was never claimed for
+        this account (provider retries, repeated payment references). False means a duplicate.
+        Claims are kept at least 30 days (Redis expires them then)."""
+
+    @abstractmethod
+    async def head(self, account_id: str) -> QueuedEvent | None:
+        """The oldest unprocessed event of the account."""
+
+    @abstractmethod
+    async def pending_accounts(self) -> list[str]:
+        """Accounts with unprocessed events or unsent outbound messages (recovery)."""
+
+    @abstractmethod
+    async def get_conversation(self, account_id: str) -> str | None:
+        """The conversation as JSON (the dialog engine's data)."""
+
+    @abstractmethod
+    async def commit(
+        self,
+        account_id: str,
+        event_id: str,
+        conversation: str,
+        audit: Sequence[AuditEntry],
+        outbox: Sequence[Outbound],
+        next_due: datetime | None,
+    ) -> bool:
+        """Atomically: pop ``event_id`` from the head of the queue, save the conversation,
+        append audit entries and outbound messages, index the next due timer. False if
+        ``event_id`` is no longer at the head: then nothing changes, except that the due-timer
+        index may have been lowered to ``next_due`` (never raised or removed; an early index
+        only costs a tick that finds nothing due)."""
+
+    @abstractmethod
+    def lock(self, account_id: str, ttl_ms: int = 30_000) -> AccountLock: ...
+
+    # --- timers ---
+    @abstractmethod
+    async def due_accounts(self, now: datetime, limit: int = 500) -> list[str]:
+        """Accounts whose earliest timer is due at ``now``."""
+
+    # --- outbox ---
+    @abstractmethod
+    async def pop_outbox(self, account_id: str) -> Outbound | None:
+        """Takes the oldest unsent message (at most once: a crash after this may lose it,
+        never send it twice)."""
+
+    # --- suppression list ---
+    @abstractmethod
+    async def add_opt_out(self, phone: str) -> None: ...
+
+    @abstractmethod
+    async def is_opted_out(self, phone: str) -> bool: ...
+
+    # --- audit ---
+    @abstractmethod
+    async def append_audit(self, account_id: str, entries: Sequence[AuditEntry]) -> None: ...
+
+    @abstractmethod
+    async def read_audit(self, account_id: str, limit: int = 1000) -> list[AuditEntry]: ...
+
+    # --- messages from unknown numbers, kept for agents ---
+    @abstractmethod
+    async def add_unmatched(self, sms: InboundSms) -> bool:
+        """Keeps it once per provider message id; False for a duplicate."""
+
+    @abstractmethod
+    async def list_unmatched(self, limit: int = 100) -> list[InboundSms]: ...
+
+    # --- sandbox provider's record of "sent" messages ---
+    @abstractmethod
+    async def record_sandbox(self, message: Outbound) -> None: ...
+
+    @abstractmethod
+    async def list_sandbox(self, limit: int = 200) -> list[Outbound]: ...

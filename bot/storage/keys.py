@@ -1,0 +1,123 @@
+"""Every Redis key smsbot uses, built in one place (as arq keeps its key prefixes together).
+
+Layout (everything starts with ``smsbot:``):
+
+Per account, all under the hash tag ``{acc:<id>}`` so that one account's keys share one Redis
+Cluster slot and every multi-key script of an account (enqueue + de-duplication claim, commit)
+touches a single slot:
+
+- ``smsbot:{acc:<id>}:account``        string  the AccountRecord (JSON)
+- ``smsbot:{acc:<id>}:queue``          list    unprocessed QueuedEvents, oldest first (JSON)
+- ``smsbot:{acc:<id>}:seen:<dedup>``   string  a de-duplication claim (expires, see redis.py)
+- ``smsbot:{acc:<id>}:conversation``   string  the dialog engine's conversation (JSON)
+- ``smsbot:{acc:<id>}:audit``          list    AuditEntries, oldest first (JSON)
+- ``smsbot:{acc:<id>}:outbox``         list    unsent Outbound messages, oldest first (JSON)
+- ``smsbot:{acc:<id>}:lock``           string  the per-account lock's owner token (expires)
+
+Global (each in its own slot; never combined with per-account keys in one script):
+
+- ``smsbot:phone:<E.164>``             string  the account id of a phone number
+- ``smsbot:due``                       zset    account id -> earliest timer (µs since epoch)
+- ``smsbot:optout``                    set     phone numbers that opted out
+- ``smsbot:{unmatched}:list``          list    InboundSms from unknown numbers (JSON)
+- ``smsbot:{unmatched}:seen:<p>:<id>`` string  claim of one provider message id (same slot as
+  the list, so the claim and the append are one script)
+- ``smsbot:sandbox``                   list    the sandbox provider's "sent" messages (JSON)
+"""
+
+from __future__ import annotations
+
+PREFIX = "smsbot:"
+
+# --- per account ---------------------------------------------------------------------------
+ACCOUNT_TAG_PREFIX = PREFIX + "{acc:"
+ACCOUNT_TAG_SUFFIX = "}"
+
+ACCOUNT = "account"
+QUEUE = "queue"
+SEEN = "seen"
+CONVERSATION = "conversation"
+AUDIT = "audit"
+OUTBOX = "outbox"
+LOCK = "lock"
+
+# --- global --------------------------------------------------------------------------------
+PHONE_PREFIX = PREFIX + "phone:"
+DUE = PREFIX + "due"
+OPT_OUT = PREFIX + "optout"
+UNMATCHED_TAG = PREFIX + "{unmatched}"
+UNMATCHED = UNMATCHED_TAG + ":list"
+UNMATCHED_SEEN_PREFIX = UNMATCHED_TAG + ":seen:"
+SANDBOX = PREFIX + "sandbox"
+
+
+def usable_account_id(account_id: str) -> bool:
+    """False for ids no key can be built for (empty, or with a brace)."""
+    # A brace would end (or open) the hash tag early: the account's keys could then fall in
+    # different slots, and an id such as "a}:seen:x" could collide with another account's
+    # de-duplication key. AccountRecord's id pattern never allows braces.
+    return bool(account_id) and "{" not in account_id and "}" not in account_id
+
+
+def _check_account_id(account_id: str) -> str:
+    if not usable_account_id(account_id):
+        raise ValueError(f"invalid account id {account_id!r}: empty or contains a brace")
+    return account_id
+
+
+def account_prefix(account_id: str) -> str:
+    """``smsbot:{acc:<id>}:`` — the start of every key of the account."""
+    return f"{ACCOUNT_TAG_PREFIX}{_check_account_id(account_id)}{ACCOUNT_TAG_SUFFIX}:"
+
+
+def account(account_id: str) -> str:
+    return account_prefix(account_id) + ACCOUNT
+
+
+def queue(account_id: str) -> str:
+    return account_prefix(account_id) + QUEUE
+
+
+def seen(account_id: str, dedup: str) -> str:
+    return f"{account_prefix(account_id)}{SEEN}:{dedup}"
+
+
+def conversation(account_id: str) -> str:
+    return account_prefix(account_id) + CONVERSATION
+
+
+def audit(account_id: str) -> str:
+    return account_prefix(account_id) + AUDIT
+
+
+def outbox(account_id: str) -> str:
+    return account_prefix(account_id) + OUTBOX
+
+
+def lock(account_id: str) -> str:
+    return account_prefix(account_id) + LOCK
+
+
+def phone(number: str) -> str:
+    return PHONE_PREFIX + number
+
+
+def unmatched_seen(provider: str, msg_id: str) -> str:
+    return f"{UNMATCHED_SEEN_PREFIX}{provider}:{msg_id}"
+
+
+def account_pattern(suffix: str) -> str:
+    """SCAN pattern for one kind of per-account key, e.g. every account's queue."""
+    return f"{ACCOUNT_TAG_PREFIX}*{ACCOUNT_TAG_SUFFIX}:{suffix}"
+
+
+def account_of(key: str, suffix: str) -> str | None:
+    """The account id of a per-account key ending in ``suffix``; None for any other key."""
+    head = ACCOUNT_TAG_PREFIX
+    tail = f"{ACCOUNT_TAG_SUFFIX}:{suffix}"
+    if not (key.startswith(head) and key.endswith(tail)) or len(key) <= len(head) + len(tail):
+        return None
+    account_id = key[len(head) : -len(tail)]
+    if "{" in account_id or "}" in account_id:
+        return None  # e.g. a de-duplication key whose text happens to end in "}:queue"
+    return account_id

@@ -1,0 +1,166 @@
+"""In-process store: the zero-set-up default. One process only; nothing survives a restart."""
+
+from __future__ import annotations
+
+from collections import defaultdict, deque
+from collections.abc import Sequence
+from datetime import datetime
+
+from bot.records import AccountRecord, AuditEntry, Outbound, QueuedEvent
+from bot.storage.base import AccountLock, Store
+from bot.transport.inbound import InboundSms
+
+
+class _MemoryLock(AccountLock):
+    def __init__(self, held: set[str], account_id: str) -> None:
+        self._held = held
+        self._id = account_id
+        self._mine = False
+
+    async def acquire(self) -> bool:
+        # No await between the test and the set: atomic on the event loop.
+        if self._id in self._held:
+            return False
+        self._held.add(self._id)
+        self._mine = True
+        return True
+
+    async def refresh(self) -> bool:
+        return self._mine and self._id in self._held
+
+    async def release(self) -> None:
+        if self._mine:
+            self._held.discard(self._id)
+            self._mine = False
+
+
+class MemoryStore(Store):
+    def __init__(self) -> None:
+        self._accounts: dict[str, AccountRecord] = {}
+        self._phones: dict[str, str] = {}
+        self._queues: defaultdict[str, deque[QueuedEvent]] = defaultdict(deque)
+        self._claimed: set[tuple[str, str]] = set()
+        self._conversations: dict[str, str] = {}
+        self._audit: defaultdict[str, list[AuditEntry]] = defaultdict(list)
+        self._outbox: defaultdict[str, deque[Outbound]] = defaultdict(deque)
+        self._due: dict[str, datetime] = {}
+        self._held: set[str] = set()
+        self._opted_out: set[str] = set()
+        self._unmatched: list[InboundSms] = []
+        self._unmatched_ids: set[str] = set()
+        self._sandbox: deque[Outbound] = deque(maxlen=10_000)
+
+    async def ping(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def upsert_account(self, account: AccountRecord) -> bool:
+        old = self._accounts.get(account.id)
+        # A recycled number may already point at another account: only drop our own entry.
+        if (
+            old is not None
+            and old.phone != account.phone
+            and self._phones.get(old.phone) == account.id
+        ):
+            del self._phones[old.phone]
+        self._accounts[account.id] = account
+        self._phones[account.phone] = account.id
+        return old is None
+
+    async def get_account(self, account_id: str) -> AccountRecord | None:
+        return self._accounts.get(account_id)
+
+    async def find_account(self, phone: str) -> str | None:
+        return self._phones.get(phone)
+
+    async def enqueue(self, account_id: str, event: QueuedEvent, dedup: str | None = None) -> bool:
+        if dedup is not None:
+            key = (account_id, dedup)
+            if key in self._claimed:
+                return False
+            self._claimed.add(key)
+        self._queues[account_id].append(event)
+        return True
+
+    async def head(self, account_id: str) -> QueuedEvent | None:
+        q = self._queues.get(account_id)
+        return q[0] if q else None
+
+    async def pending_accounts(self) -> list[str]:
+        ids = {a for a, q in self._queues.items() if q} | {a for a, q in self._outbox.items() if q}
+        return sorted(ids)
+
+    async def get_conversation(self, account_id: str) -> str | None:
+        return self._conversations.get(account_id)
+
+    async def commit(
+        self,
+        account_id: str,
+        event_id: str,
+        conversation: str,
+        audit: Sequence[AuditEntry],
+        outbox: Sequence[Outbound],
+        next_due: datetime | None,
+    ) -> bool:
+        q = self._queues.get(account_id)
+        if not q or q[0].id != event_id:
+            return False
+        q.popleft()
+        self._conversations[account_id] = conversation
+        self._audit[account_id].extend(audit)
+        self._outbox[account_id].extend(outbox)
+        if next_due is None:
+            self._due.pop(account_id, None)
+        else:
+            self._due[account_id] = next_due
+        return True
+
+    def lock(self, account_id: str, ttl_ms: int = 30_000) -> AccountLock:
+        return _MemoryLock(self._held, account_id)
+
+    async def due_accounts(self, now: datetime, limit: int = 500) -> list[str]:
+        if limit <= 0:
+            return []
+        due = sorted((at, a) for a, at in self._due.items() if at <= now)
+        return [a for _, a in due[:limit]]
+
+    async def pop_outbox(self, account_id: str) -> Outbound | None:
+        q = self._outbox.get(account_id)
+        return q.popleft() if q else None
+
+    async def add_opt_out(self, phone: str) -> None:
+        self._opted_out.add(phone)
+
+    async def is_opted_out(self, phone: str) -> bool:
+        return phone in self._opted_out
+
+    async def append_audit(self, account_id: str, entries: Sequence[AuditEntry]) -> None:
+        self._audit[account_id].extend(entries)
+
+    async def read_audit(self, account_id: str, limit: int = 1000) -> list[AuditEntry]:
+        if limit <= 0:
+            return []
+        return self._audit.get(account_id, [])[-limit:]
+
+    async def add_unmatched(self, sms: InboundSms) -> bool:
+        key = f"{sms.provider}:{sms.msg_id}"
+        if key in self._unmatched_ids:
+            return False
+        self._unmatched_ids.add(key)
+        self._unmatched.append(sms)
+        return True
+
+    async def list_unmatched(self, limit: int = 100) -> list[InboundSms]:
+        if limit <= 0:
+            return []
+        return self._unmatched[-limit:]
+
+    async def record_sandbox(self, message: Outbound) -> None:
+        self._sandbox.append(message)
+
+    async def list_sandbox(self, limit: int = 200) -> list[Outbound]:
+        if limit <= 0:
+            return []
+        return list(self._sandbox)[-limit:]

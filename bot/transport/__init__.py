@@ -1,0 +1,1 @@
+"""Transport: provider webhooks in, provider sends out."""

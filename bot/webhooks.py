@@ -1,0 +1,121 @@
+"""Inbound webhooks: authenticate, parse into InboundSms, store durably, then acknowledge.
+
+Processing happens after the acknowledgement (``Pipeline.kick``); the message is already in
+the account's queue, so a crash after the answer loses nothing (recovered at restart).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import timedelta
+
+from aiohttp import web
+
+from bot.context import CLOCK, PIPELINE, SETTINGS
+from bot.settings import Settings
+from bot.transport import aliyun, auth, generic, tencent, twilio
+from bot.transport.inbound import InboundSms, WebhookError
+
+
+def routes() -> list[web.RouteDef]:
+    return [
+        web.post("/webhooks/twilio", twilio_inbound),
+        web.post("/webhooks/generic", generic_inbound),
+        web.get("/webhooks/aliyun", aliyun_probe),
+        web.get("/webhooks/aliyun/{token}", aliyun_probe),
+        web.post("/webhooks/aliyun", aliyun_inbound),
+        web.post("/webhooks/aliyun/{token}", aliyun_inbound),
+        web.post("/webhooks/tencent", tencent_inbound),
+        web.post("/webhooks/tencent/{token}", tencent_inbound),
+    ]
+
+
+async def _accept(request: web.Request, messages: Sequence[InboundSms]) -> None:
+    pipeline = request.app[PIPELINE]
+    for sms in messages:
+        await pipeline.receive(sms)
+
+
+def _secret(value: object | None, provider: str) -> str:
+    if value is None:
+        raise WebhookError(403, f"{provider} webhook is not configured (no secret set)")
+    return value.get_secret_value()  # type: ignore[attr-defined, no-any-return]
+
+
+async def twilio_inbound(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS]
+    token = _secret(settings.twilio_auth_token, "twilio")
+    if request.content_type != "application/x-www-form-urlencoded":
+        raise WebhookError(400, "expected application/x-www-form-urlencoded")
+    form = await request.post()
+    params = [(k, v) for k, v in form.items() if isinstance(v, str)]
+    # Twilio signs the URL it called, as it saw it: our public URL, not the socket address.
+    url = settings.base_url + request.path_qs
+    twilio.verify(
+        token,
+        url,
+        params,
+        request.headers.get(twilio.SIGNATURE_HEADER),
+        settings_header=request.headers.get(twilio.SIGNATURE_SETTINGS_HEADER),
+    )
+    sms = twilio.parse(params, request.app[CLOCK].now())
+    await _accept(request, [sms])
+    return web.Response(text=twilio.TWIML_EMPTY, content_type="text/xml")
+
+
+async def generic_inbound(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS]
+    secret = _secret(settings.generic_secret, "generic")
+    body = await request.read()
+    now = request.app[CLOCK].now()
+    generic.verify(
+        secret,
+        request.headers.get(generic.TIMESTAMP_HEADER),
+        request.headers.get(generic.SIGNATURE_HEADER),
+        body,
+        now,
+        window=_window(settings),
+    )
+    sms = generic.parse(body, now)
+    await _accept(request, [sms])
+    return web.json_response({"ok": True, "id": sms.msg_id})
+
+
+def _guard(request: web.Request, token: object | None, allowed: list[str], provider: str) -> None:
+    """Providers that sign nothing: a secret path token and/or an IP allow-list."""
+    if token is None and not allowed:
+        raise WebhookError(403, f"{provider} webhook is not configured (set a path token or IPs)")
+    if token is not None:
+        auth.check_path_token(token.get_secret_value(), request.match_info.get("token"))  # type: ignore[attr-defined]
+    auth.check_ip(allowed, request.remote)
+
+
+async def aliyun_probe(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS]
+    _guard(request, settings.aliyun_path_token, settings.aliyun_allowed_ips, "aliyun")
+    return web.json_response(aliyun.PROBE_ACK)
+
+
+async def aliyun_inbound(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS]
+    _guard(request, settings.aliyun_path_token, settings.aliyun_allowed_ips, "aliyun")
+    messages = aliyun.parse(await request.read(), request.app[CLOCK].now())
+    await _accept(request, messages)
+    return web.json_response(aliyun.ACK)
+
+
+async def tencent_inbound(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS]
+    _guard(request, settings.tencent_path_token, settings.tencent_allowed_ips, "tencent")
+    messages = tencent.parse(await request.read(), request.app[CLOCK].now())
+    await _accept(request, messages)
+    return web.json_response(tencent.ACK)
+
+
+def _window(settings: Settings) -> timedelta:
+    return timedelta(seconds=settings.replay_window_s)
+
+
+def error_body(status: int, reason: str) -> str:
+    return json.dumps({"error": reason, "status": status}, ensure_ascii=False)

@@ -1,0 +1,256 @@
+"""The service end to end over the memory store: API, webhooks per provider, pipeline."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import time
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from bot.context import PIPELINE
+from intents import Understander
+from tests.service.apphelpers import (
+    ALIYUN_TOKEN,
+    AUTH,
+    account,
+    borrower_texts,
+    client,
+    conversation,
+    generic_request,
+    post_twilio,
+)
+
+pytestmark = pytest.mark.timeout(60)
+
+
+async def _settle(c: Any) -> None:
+    await c.app[PIPELINE].idle()
+
+
+async def _with_account(c: Any, i: int = 1, start: bool = True) -> dict[str, Any]:
+    r = await c.post("/api/accounts", json={"accounts": [account(i)], "start": start}, headers=AUTH)
+    assert r.status == 200
+    await _settle(c)
+    return account(i)
+
+
+async def test_accounts_api_takes_good_rows_and_reports_bad_ones(nlu: Understander) -> None:
+    async with client(nlu) as c:
+        rows = [
+            account(1),
+            {"id": "x"},
+            account(2, phone="not-a-phone"),
+            account(3, tz="Mars/Base"),
+        ]
+        r = await c.post("/api/accounts", json={"accounts": rows}, headers=AUTH)
+        body = await r.json()
+        assert r.status == 200
+        assert body["created"] == 1 and body["started"] == 1
+        assert [e["index"] for e in body["errors"]] == [1, 2, 3]
+        assert "phone" in body["errors"][1]["error"] and "Mars/Base" in body["errors"][2]["error"]
+        await _settle(c)
+        conv = await conversation(c, "acc-0001")
+        assert conv["state"] == "awaiting_reply"
+        sent = await (await c.get("/api/sandbox/messages", headers=AUTH)).json()
+        assert len(sent) == 1 and "3200.00" in sent[0]["text"]
+        # Re-sending the batch updates but never restarts the conversation.
+        r = await c.post("/api/accounts", json={"accounts": [account(1)]}, headers=AUTH)
+        assert (await r.json())["updated"] == 1
+        await _settle(c)
+        assert len(await (await c.get("/api/sandbox/messages", headers=AUTH)).json()) == 1
+
+
+@pytest.mark.parametrize(
+    ("path", "method"),
+    [("/api/accounts", "post"), ("/api/conversations/acc-0001", "get"), ("/api/payments", "post"),
+     ("/api/sandbox/messages", "get")],
+)  # fmt: skip
+async def test_api_needs_the_key(nlu: Understander, path: str, method: str) -> None:
+    async with client(nlu) as c:
+        r = await getattr(c, method)(path, headers={"Authorization": "Bearer wrong"})
+        assert r.status == 401
+        assert "API key" in (await r.json())["error"]
+
+
+async def test_malformed_api_body_is_400_with_reason(nlu: Understander) -> None:
+    async with client(nlu) as c:
+        r = await c.post("/api/accounts", data=b"{not json", headers=AUTH)
+        assert r.status == 400
+        assert (await r.json())["error"]
+
+
+async def test_twilio_reply_is_understood_and_answered(nlu: Understander) -> None:
+    async with client(nlu) as c:
+        acc = await _with_account(c)
+        r = await post_twilio(c, acc["phone"], "明天还500", "SM" + "1" * 32)
+        assert r.status == 200
+        assert "<Response/>" in await r.text()
+        await _settle(c)
+        conv = await conversation(c, acc["id"])
+        assert conv["state"] == "promised"
+        assert Decimal(conv["promise"]["amount"]) == 500
+        kinds = [e["kind"] for e in conv["transcript"]]
+        assert "understood" in kinds and kinds.count("sent") == 2
+
+
+async def test_forged_twilio_request_is_refused_and_changes_nothing(nlu: Understander) -> None:
+    async with client(nlu) as c:
+        acc = await _with_account(c)
+        r = await post_twilio(c, acc["phone"], "退订", "SM" + "2" * 32, signature="Zm9yZ2Vk")
+        assert r.status == 403
+        assert "signature" in (await r.json())["error"].lower()
+        await _settle(c)
+        conv = await conversation(c, acc["id"])
+        assert borrower_texts(conv) == [] and conv["state"] == "awaiting_reply"
+
+
+async def test_provider_retries_are_acknowledged_but_processed_once(nlu: Understander) -> None:
+    async with client(nlu) as c:
+        acc = await _with_account(c)
+        sid = "SM" + "3" * 32
+        for _ in range(3):
+            assert (await post_twilio(c, acc["phone"], "好的", sid)).status == 200
+        await _settle(c)
+        assert borrower_texts(await conversation(c, acc["id"])) == ["好的"]
+
+
+async def test_aliyun_probe_batch_and_token(nlu: Understander) -> None:
+    async with client(nlu) as c:
+        acc = await _with_account(c)
+        probe = await c.get(f"/webhooks/aliyun/{ALIYUN_TOKEN}")
+        assert probe.status == 200 and (await probe.json())["code"] == 0
+        batch = [
+            {"phone_number": acc["phone"][3:], "content": "我失业了", "send_time": "2026-12-02 10:00:00",
+             "dest_code": "1234", "sequence_id": 1001, "sign_name": "XX金融"},
+            {"phone_number": "13912345678", "content": "你们是谁", "send_time": "2026-12-02 10:00:01",
+             "dest_code": "1234", "sequence_id": "1002"},
+        ]  # fmt: skip
+        r = await c.post(f"/webhooks/aliyun/{ALIYUN_TOKEN}", json=batch)
+        assert r.status == 200
+        assert await r.json() == {"code": 0, "msg": "接收成功"}
+        assert (await c.post("/webhooks/aliyun/wrong-token", json=batch)).status == 403
+        assert (await c.post("/webhooks/aliyun", json=batch)).status == 403
+        bad = await c.post(f"/webhooks/aliyun/{ALIYUN_TOKEN}", data=b"[{]")
+        assert bad.status == 400
+        await _settle(c)
+        assert borrower_texts(await conversation(c, acc["id"])) == ["我失业了"]
+        unmatched = await (await c.get("/api/unmatched", headers=AUTH)).json()
+        assert [u["text"] for u in unmatched] == ["你们是谁"]  # kept for agents, never dropped
+
+
+async def test_tencent_ip_allow_list(nlu: Understander) -> None:
+    async with client(nlu) as c:
+        acc = await _with_account(c)
+        body = {"extend": "", "mobile": acc["phone"][3:], "nationcode": "86", "sign": "XX金融",
+                "text": "转人工", "time": 1764640800}  # fmt: skip
+        r = await c.post("/webhooks/tencent", json=body)
+        assert r.status == 200
+        assert await r.json() == {"result": 0, "errmsg": "OK"}
+        await _settle(c)
+        assert borrower_texts(await conversation(c, acc["id"])) == ["转人工"]
+    async with client(nlu, tencent_allowed_ips=["10.9.8.7"]) as c:
+        r = await c.post("/webhooks/tencent", json=body)
+        assert r.status == 403
+
+
+async def test_generic_signed_and_replay_window(nlu: Understander) -> None:
+    async with client(nlu) as c:
+        acc = await _with_account(c)
+        body, headers = generic_request("g-1", acc["phone"], "这几天就还")
+        assert (await c.post("/webhooks/generic", data=body, headers=headers)).status == 200
+        old_body, old_headers = generic_request(
+            "g-2", acc["phone"], "还", ts=int(time.time()) - 3600
+        )
+        r = await c.post("/webhooks/generic", data=old_body, headers=old_headers)
+        assert r.status == 403
+        forged_body, forged_headers = generic_request("g-3", acc["phone"], "还", secret="guess")
+        assert (
+            await c.post("/webhooks/generic", data=forged_body, headers=forged_headers)
+        ).status == 403
+        bad_body = b'{"id": "g-4"}'
+        _, h = generic_request("g-4", acc["phone"], "x")
+        import hashlib
+        import hmac
+
+        h["X-Smsbot-Signature"] = hmac.new(
+            b"generic-test-secret",
+            h["X-Smsbot-Timestamp"].encode() + b"." + bad_body,
+            hashlib.sha256,
+        ).hexdigest()
+        r = await c.post("/webhooks/generic", data=bad_body, headers=h)
+        assert r.status == 400
+        assert (await r.json())["error"]
+        await _settle(c)
+        assert borrower_texts(await conversation(c, acc["id"])) == ["这几天就还"]
+
+
+async def test_unconfigured_provider_is_refused(nlu: Understander) -> None:
+    async with client(nlu, twilio_auth_token=None) as c:
+        r = await post_twilio(c, "+8613800000001", "hi", "SM" + "4" * 32)
+        assert r.status == 403
+
+
+async def test_oversize_body_is_413(nlu: Understander) -> None:
+    async with client(nlu, max_body_bytes=2048) as c:
+        r = await c.post(f"/webhooks/aliyun/{ALIYUN_TOKEN}", data=b"[" + b" " * 5000 + b"]")
+        assert r.status == 413
+        assert "too large" in (await r.json())["error"]
+
+
+async def test_concurrent_replies_are_processed_one_at_a_time_in_order(nlu: Understander) -> None:
+    async with client(nlu) as c:
+        acc = await _with_account(c)
+        texts = ["你好", "我想问下", "还差多少", "好的"]
+        requests = [generic_request(f"o-{i}", acc["phone"], t) for i, t in enumerate(texts)]
+        results = await asyncio.gather(
+            *(c.post("/webhooks/generic", data=b, headers=h) for b, h in requests)
+        )
+        assert all(r.status == 200 for r in results)
+        await _settle(c)
+        conv = await conversation(c, acc["id"])
+        assert sorted(borrower_texts(conv)) == sorted(texts)
+        steps = [e["detail"] for e in conv["transcript"] if e["kind"] == "step"]
+        # Serial processing: every step starts from the state the previous one left.
+        assert all(a["after"] == b["before"] for a, b in itertools.pairwise(steps))
+
+
+async def test_payment_is_idempotent_by_reference(nlu: Understander) -> None:
+    async with client(nlu) as c:
+        acc = await _with_account(c)
+        pay = {"account_id": acc["id"], "amount": "3200.00", "paid_at": "2026-12-02T10:00:00+08:00",
+               "reference": "PAY-1"}  # fmt: skip
+        first = await c.post("/api/payments", json=pay, headers=AUTH)
+        again = await c.post("/api/payments", json=pay, headers=AUTH)
+        assert (await first.json())["status"] == "accepted"
+        assert (await again.json())["status"] == "duplicate"
+        await _settle(c)
+        conv = await conversation(c, acc["id"])
+        assert conv["paid_total"] == "3200.00" and conv["outstanding"] == "0.00"
+        assert conv["state"] == "paid"
+
+
+async def test_stop_opts_the_number_out(nlu: Understander) -> None:
+    async with client(nlu) as c:
+        acc = await _with_account(c)
+        await post_twilio(c, acc["phone"], "TD", "SM" + "5" * 32)
+        await _settle(c)
+        conv = await conversation(c, acc["id"])
+        assert conv["opted_out"] is True and "opted_out" in conv["flags"]
+
+
+async def test_health_ready_and_openapi(nlu: Understander) -> None:
+    async with client(nlu) as c:
+        assert (await c.get("/healthz")).status == 200
+        ready = await c.get("/readyz")
+        assert ready.status == 200 and (await ready.json())["ready"] is True
+        doc = await (await c.get("/api/openapi.json")).json()
+        assert doc["openapi"].startswith("3.")
+        assert {"/api/accounts", "/api/payments", "/api/conversations/{account_id}"} <= set(
+            doc["paths"]
+        )
+        assert "AccountRecord" in doc["components"]["schemas"]
+        json.dumps(doc)

@@ -1,0 +1,693 @@
+"""The store seam's contract, run on every implementation (memory and a real Redis).
+
+Tests that only make sense for one implementation (lease expiry, key layout, Redis down) are
+at the end and say so in their name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
+
+import pytest
+import redis.asyncio as aioredis
+from redis.crc import key_slot
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from bot.records import AccountRecord, AuditEntry, Outbound, QueuedEvent
+from bot.storage import keys
+from bot.storage.base import Store, StoreUnavailable
+from bot.storage.redis import RedisStore
+from bot.transport.inbound import InboundSms
+
+if TYPE_CHECKING:
+    from conftest import RedisServer  # tests/service/conftest.py (fixtures only at run time)
+
+T0 = datetime(2024, 5, 1, 9, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
+
+
+def account(account_id: str = "L0001", phone: str = "13800138000", **kw: object) -> AccountRecord:
+    fields: dict[str, object] = {
+        "id": account_id,
+        "name": "张三",
+        "phone": phone,
+        "amount_due": Decimal("1234.50"),
+        "days_overdue": 12,
+        "due_date": date(2024, 4, 19),
+    }
+    fields.update(kw)
+    return AccountRecord.model_validate(fields)
+
+
+def sms(msg_id: str = "SM1", text: str = "好的，明天还", provider: str = "twilio") -> InboundSms:
+    return InboundSms.model_validate(
+        {
+            "provider": provider,
+            "msg_id": msg_id,
+            "phone": "+8613800138000",
+            "to": "106900001234",
+            "text": text,
+            "sent_at": T0,
+            "received_at": T0 + timedelta(seconds=1),
+        }
+    )
+
+
+def inbound(text: str = "好的", msg_id: str = "SM1", at: datetime = T0) -> QueuedEvent:
+    return QueuedEvent(kind="inbound", at=at, inbound=sms(msg_id, text))
+
+
+def tick(at: datetime = T0) -> QueuedEvent:
+    return QueuedEvent(kind="tick", at=at)
+
+
+def outbound(text: str, account_id: str = "L0001") -> Outbound:
+    return Outbound(
+        account_id=account_id,
+        phone="+8613800138000",
+        text=text,
+        template="reminder",
+        codes={"aliyun": "SMS_1"},
+        params={"amount": "1234.50"},
+        created_at=T0,
+    )
+
+
+def entry(kind: str, n: int = 0) -> AuditEntry:
+    return AuditEntry(at=T0 + timedelta(seconds=n), kind=kind, detail={"n": n, "text": "你好"})
+
+
+async def commit_head(
+    store: Store,
+    account_id: str,
+    *,
+    conversation: str = "{}",
+    audit: list[AuditEntry] | None = None,
+    outbox: list[Outbound] | None = None,
+    next_due: datetime | None = None,
+) -> QueuedEvent:
+    """Commits the account's head event (there must be one) and returns it."""
+    event = await store.head(account_id)
+    assert event is not None
+    assert await store.commit(
+        account_id, event.id, conversation, audit or [], outbox or [], next_due
+    )
+    return event
+
+
+async def queue_of(store: Store, account_id: str) -> list[QueuedEvent]:
+    """Drains the account's queue through the contract (head + commit) and returns it."""
+    drained = []
+    while (event := await store.head(account_id)) is not None:
+        drained.append(event)
+        assert await store.commit(account_id, event.id, "{}", [], [], None)
+    return drained
+
+
+# --- lifecycle -------------------------------------------------------------------------------
+
+
+async def test_ping_answers_when_the_store_is_up(store: Store) -> None:
+    await store.ping()
+
+
+# --- accounts and the phone index -----------------------------------------------------------
+
+
+async def test_upsert_reports_new_then_replaces(store: Store) -> None:
+    assert await store.get_account("L0001") is None
+    assert await store.upsert_account(account(amount_due=Decimal("100.00"))) is True
+    assert await store.upsert_account(account(amount_due=Decimal("80.00"))) is False
+    got = await store.get_account("L0001")
+    assert got == account(amount_due=Decimal("80.00"))
+    assert got is not None and got.amount_due == Decimal("80.00") and got.last4 == "0001"
+    assert await store.find_account("+8613800138000") == "L0001"
+
+
+async def test_unknown_phone_and_account(store: Store) -> None:
+    assert await store.find_account("+8613900000000") is None
+    assert await store.get_account("nobody") is None
+    assert await store.get_account("a{b}") is None  # ids from URLs can be anything
+
+
+async def test_phone_change_repoints_the_index(store: Store) -> None:
+    await store.upsert_account(account(phone="13800138000"))
+    await store.upsert_account(account(phone="13900139000"))
+    assert await store.find_account("+8613800138000") is None
+    assert await store.find_account("+8613900139000") == "L0001"
+
+
+async def test_accounts_are_independent(store: Store) -> None:
+    await store.upsert_account(account("L0001", "13800138000"))
+    await store.upsert_account(account("L0002", "13900139000"))
+    assert await store.find_account("+8613800138000") == "L0001"
+    assert await store.find_account("+8613900139000") == "L0002"
+    got = await store.get_account("L0002")
+    assert got is not None and got.phone == "+8613900139000"
+
+
+async def test_recycled_number_stays_with_its_new_account(store: Store) -> None:
+    # The number moves from L0001 to L0002 (the carrier recycled it); when L0001 is later
+    # updated with its own new number, the old number must keep pointing at L0002.
+    await store.upsert_account(account("L0001", "13800138000"))
+    await store.upsert_account(account("L0002", "13800138000"))
+    assert await store.find_account("+8613800138000") == "L0002"
+    await store.upsert_account(account("L0001", "13700137000"))
+    assert await store.find_account("+8613700137000") == "L0001"
+    assert await store.find_account("+8613800138000") == "L0002"
+
+
+async def test_concurrent_creations_report_one_new(store: Store) -> None:
+    results = await asyncio.gather(*(store.upsert_account(account()) for _ in range(10)))
+    assert results.count(True) == 1
+
+
+# --- the per-account queue ------------------------------------------------------------------
+
+
+async def test_queue_is_fifo_and_round_trips_events(store: Store) -> None:
+    assert await store.head("L0001") is None
+    events = [
+        inbound("好的，明天还", "SM1"),
+        QueuedEvent(
+            kind="payment",
+            at=T0 + timedelta(minutes=1),
+            amount=Decimal("500.25"),
+            reference="PAY-1",
+        ),
+        QueuedEvent(kind="agent", at=T0 + timedelta(minutes=2), action="resolved", reason="x"),
+        tick(T0 + timedelta(minutes=3)),
+    ]
+    for event in events:
+        assert await store.enqueue("L0001", event) is True
+    assert await store.head("L0001") == events[0]
+    assert await queue_of(store, "L0001") == events
+
+
+async def test_enqueue_without_dedup_always_appends(store: Store) -> None:
+    event = tick()
+    assert await store.enqueue("L0001", event)
+    assert await store.enqueue("L0001", event)
+    assert len(await queue_of(store, "L0001")) == 2
+
+
+async def test_dedup_claims_a_key_once(store: Store) -> None:
+    first, retry, second = inbound("好的", "SM1"), inbound("好的", "SM1"), inbound("TD", "SM2")
+    assert await store.enqueue("L0001", first, dedup="twilio:SM1") is True
+    assert await store.enqueue("L0001", retry, dedup="twilio:SM1") is False
+    assert await store.enqueue("L0001", second, dedup="twilio:SM2") is True
+    # The retry was not queued; the next message was.
+    assert [e.id for e in await queue_of(store, "L0001")] == [first.id, second.id]
+
+
+async def test_dedup_is_not_forgotten_after_processing(store: Store) -> None:
+    first = inbound("好的", "SM1")
+    assert await store.enqueue("L0001", first, dedup="twilio:SM1")
+    await commit_head(store, "L0001")
+    # A provider retry arriving after the message was processed is still a duplicate.
+    assert await store.enqueue("L0001", inbound("好的", "SM1"), dedup="twilio:SM1") is False
+    assert await store.head("L0001") is None
+
+
+async def test_dedup_keys_are_per_account(store: Store) -> None:
+    assert await store.enqueue("L0001", tick(), dedup="payment:REF-1") is True
+    assert await store.enqueue("L0002", tick(), dedup="payment:REF-1") is True
+    assert await store.head("L0001") is not None
+    assert await store.head("L0002") is not None
+
+
+async def test_concurrent_enqueues_of_one_key_claim_it_once(store: Store) -> None:
+    events = [inbound("好的", "SM1") for _ in range(20)]
+    results = await asyncio.gather(*(store.enqueue("L0001", e, dedup="twilio:SM1") for e in events))
+    assert results.count(True) == 1
+    queued = await queue_of(store, "L0001")
+    assert [e.id for e in queued] == [events[results.index(True)].id]
+
+
+# --- commit ---------------------------------------------------------------------------------
+
+
+async def test_commit_pops_the_head_and_writes_everything(store: Store) -> None:
+    first, second = inbound("好的", "SM1"), inbound("TD", "SM2")
+    await store.enqueue("L0001", first)
+    await store.enqueue("L0001", second)
+    assert await store.get_conversation("L0001") is None
+    audit = [entry("inbound", 0), entry("understood", 1), entry("step", 2)]
+    out = [outbound("您好，请于今日还款"), outbound("回复TD退订")]
+    assert await store.commit("L0001", first.id, '{"state": "promised"}', audit, out, None)
+    assert await store.head("L0001") == second
+    assert await store.get_conversation("L0001") == '{"state": "promised"}'
+    assert await store.read_audit("L0001") == audit
+    assert await store.pop_outbox("L0001") == out[0]
+    assert await store.pop_outbox("L0001") == out[1]
+    assert await store.pop_outbox("L0001") is None
+
+
+async def test_commit_of_a_non_head_event_changes_nothing(store: Store) -> None:
+    first, second = inbound("好的", "SM1"), inbound("TD", "SM2")
+    await store.enqueue("L0001", first)
+    await store.enqueue("L0001", second)
+    # The second event is queued but not at the head; an unknown id is nowhere.
+    for event_id in (second.id, "no-such-event"):
+        ok = await store.commit(
+            "L0001", event_id, '{"x": 1}', [entry("step")], [outbound("hi")], None
+        )
+        assert ok is False
+    assert await store.head("L0001") == first
+    assert await store.get_conversation("L0001") is None
+    assert await store.read_audit("L0001") == []
+    assert await store.pop_outbox("L0001") is None
+    assert await store.due_accounts(T0 + timedelta(days=365)) == []
+
+
+async def test_commit_on_an_empty_queue_is_refused(store: Store) -> None:
+    event = inbound()
+    assert await store.commit("L0001", event.id, "{}", [], [], None) is False
+    await store.enqueue("L0001", event)
+    await commit_head(store, "L0001")
+    # The same event committed twice (a second worker, a retry): only the first counts.
+    assert await store.commit("L0001", event.id, '{"again": 1}', [entry("x")], [], None) is False
+    assert await store.get_conversation("L0001") == "{}"
+    assert await store.read_audit("L0001") == []
+
+
+async def test_commit_replaces_the_conversation_and_appends_audit(store: Store) -> None:
+    for i in range(3):
+        await store.enqueue("L0001", inbound(f"m{i}", f"SM{i}"))
+    for i in range(3):
+        await commit_head(store, "L0001", conversation=f'{{"n": {i}}}', audit=[entry("step", i)])
+    assert await store.get_conversation("L0001") == '{"n": 2}'
+    assert [e.detail["n"] for e in await store.read_audit("L0001")] == [0, 1, 2]
+
+
+async def test_commit_with_nothing_to_append(store: Store) -> None:
+    await store.enqueue("L0001", tick())
+    await commit_head(store, "L0001", conversation="{}")
+    assert await store.read_audit("L0001") == []
+    assert await store.pop_outbox("L0001") is None
+    assert await store.get_conversation("L0001") == "{}"
+
+
+async def test_commit_of_a_long_batch(store: Store) -> None:
+    # More arguments than one Lua unpack() comfortably takes.
+    await store.enqueue("L0001", tick())
+    audit = [entry("step", i) for i in range(1200)]
+    out = [outbound(f"m{i}") for i in range(700)]
+    await commit_head(store, "L0001", audit=audit, outbox=out)
+    assert await store.read_audit("L0001", limit=5000) == audit
+    popped = [await store.pop_outbox("L0001") for _ in range(701)]
+    assert popped[:700] == out and popped[700] is None
+
+
+# --- timers ---------------------------------------------------------------------------------
+
+
+async def test_next_due_is_indexed_and_found_when_due(store: Store) -> None:
+    await store.enqueue("L0001", tick())
+    due = T0 + timedelta(hours=2)
+    await commit_head(store, "L0001", next_due=due)
+    assert await store.due_accounts(due - timedelta(microseconds=1)) == []
+    assert await store.due_accounts(due) == ["L0001"]  # due at exactly ``now``
+    assert await store.due_accounts(due + timedelta(days=3)) == ["L0001"]
+
+
+async def test_due_accounts_are_ordered_and_limited(store: Store) -> None:
+    # Created in an order that is neither the id order nor the due order.
+    dues = {"L0003": T0 + timedelta(minutes=5), "L0001": T0 + timedelta(minutes=30)}
+    dues |= {"L0002": T0 + timedelta(minutes=1), "L0004": T0 + timedelta(hours=5)}
+    for account_id, due in dues.items():
+        await store.enqueue(account_id, tick())
+        await commit_head(store, account_id, next_due=due)
+    now = T0 + timedelta(hours=1)
+    assert await store.due_accounts(now) == ["L0002", "L0003", "L0001"]
+    assert await store.due_accounts(now, limit=2) == ["L0002", "L0003"]
+    assert await store.due_accounts(now, limit=1) == ["L0002"]
+
+
+async def test_due_times_compare_as_instants_in_any_zone(store: Store) -> None:
+    due = datetime(2024, 5, 1, 1, 0, tzinfo=UTC)  # 09:00 in Shanghai
+    await store.enqueue("L0001", tick())
+    await commit_head(store, "L0001", next_due=due)
+    assert await store.due_accounts(T0 - timedelta(seconds=1)) == []
+    assert await store.due_accounts(T0) == ["L0001"]
+
+
+async def test_next_due_moves_later_and_earlier(store: Store) -> None:
+    for due in (T0 + timedelta(hours=1), T0 + timedelta(hours=3), T0 + timedelta(minutes=10)):
+        await store.enqueue("L0001", tick())
+        await commit_head(store, "L0001", next_due=due)
+        assert await store.due_accounts(due - timedelta(seconds=1)) == []
+        assert await store.due_accounts(due) == ["L0001"]
+
+
+async def test_next_due_none_removes_the_account_from_the_index(store: Store) -> None:
+    await store.enqueue("L0001", tick())
+    await commit_head(store, "L0001", next_due=T0)
+    await store.enqueue("L0001", tick())
+    await commit_head(store, "L0001", next_due=None)
+    assert await store.due_accounts(T0 + timedelta(days=365)) == []
+
+
+async def test_a_refused_commit_never_delays_or_drops_a_timer(store: Store) -> None:
+    # Whatever a stale worker's refused commit carries, the indexed timer still fires on time.
+    await store.enqueue("L0001", tick())
+    await commit_head(store, "L0001", next_due=T0)
+    stale = tick()
+    await store.enqueue("L0001", tick())
+    for next_due in (T0 + timedelta(days=2), None):
+        assert not await store.commit("L0001", stale.id, "{}", [], [], next_due)
+        assert await store.due_accounts(T0) == ["L0001"]
+
+
+# --- the per-account lock -------------------------------------------------------------------
+
+
+async def test_lock_is_exclusive_until_released(store: Store) -> None:
+    mine, theirs = store.lock("L0001"), store.lock("L0001")
+    assert await mine.acquire() is True
+    assert await theirs.acquire() is False
+    assert await mine.acquire() is False  # not re-entrant
+    assert await mine.refresh() is True
+    await mine.release()
+    assert await mine.refresh() is False
+    assert await theirs.acquire() is True
+    assert await theirs.refresh() is True
+    await theirs.release()
+
+
+async def test_release_by_a_non_owner_does_nothing(store: Store) -> None:
+    mine, theirs = store.lock("L0001"), store.lock("L0001")
+    assert await mine.acquire()
+    await theirs.release()
+    assert await theirs.refresh() is False
+    assert await store.lock("L0001").acquire() is False
+    assert await mine.refresh() is True
+    await mine.release()
+
+
+async def test_locks_of_different_accounts_are_independent(store: Store) -> None:
+    a, b = store.lock("L0001"), store.lock("L0002")
+    assert await a.acquire() and await b.acquire()
+    await a.release()
+    await b.release()
+
+
+async def test_concurrent_acquires_grant_one(store: Store) -> None:
+    locks = [store.lock("L0001") for _ in range(10)]
+    results = await asyncio.gather(*(lock.acquire() for lock in locks))
+    assert results.count(True) == 1
+    await locks[results.index(True)].release()
+
+
+async def test_refresh_without_acquire_is_false(store: Store) -> None:
+    assert await store.lock("L0001").refresh() is False
+
+
+# --- outbox, opt-out, audit, unmatched, sandbox ---------------------------------------------
+
+
+async def test_pop_outbox_is_fifo_across_commits(store: Store) -> None:
+    assert await store.pop_outbox("L0001") is None
+    await store.enqueue("L0001", tick())
+    await store.enqueue("L0001", tick())
+    await commit_head(store, "L0001", outbox=[outbound("a"), outbound("b")])
+    await commit_head(store, "L0001", outbox=[outbound("c")])
+    texts = []
+    while (message := await store.pop_outbox("L0001")) is not None:
+        texts.append(message.text)
+    assert texts == ["a", "b", "c"]
+
+
+async def test_opt_out(store: Store) -> None:
+    assert await store.is_opted_out("+8613800138000") is False
+    await store.add_opt_out("+8613800138000")
+    await store.add_opt_out("+8613800138000")
+    assert await store.is_opted_out("+8613800138000") is True
+    assert await store.is_opted_out("+8613900139000") is False
+
+
+async def test_audit_appends_in_order_and_reads_the_latest(store: Store) -> None:
+    assert await store.read_audit("L0001") == []
+    await store.append_audit("L0001", [entry("inbound", 0), entry("blocked", 1)])
+    await store.append_audit("L0001", [])
+    await store.enqueue("L0001", tick())
+    await commit_head(store, "L0001", audit=[entry("step", 2)])
+    await store.append_audit("L0001", [entry("sent", 3)])
+    entries = await store.read_audit("L0001")
+    assert [e.kind for e in entries] == ["inbound", "blocked", "step", "sent"]
+    assert entries[0] == entry("inbound", 0)
+    assert [e.kind for e in await store.read_audit("L0001", limit=2)] == ["step", "sent"]
+    assert await store.read_audit("L0002") == []
+
+
+async def test_unmatched_kept_once_per_provider_message(store: Store) -> None:
+    assert await store.list_unmatched() == []
+    assert await store.add_unmatched(sms("SM1", "你是谁")) is True
+    assert await store.add_unmatched(sms("SM1", "你是谁")) is False  # provider retry
+    assert await store.add_unmatched(sms("SM1", "other", provider="aliyun")) is True
+    assert await store.add_unmatched(sms("SM2", "再见")) is True
+    got = await store.list_unmatched()
+    assert got == [sms("SM1", "你是谁"), sms("SM1", "other", provider="aliyun"), sms("SM2", "再见")]
+    assert [m.text for m in await store.list_unmatched(limit=2)] == ["other", "再见"]
+
+
+async def test_sandbox_lists_the_latest_in_order(store: Store) -> None:
+    assert await store.list_sandbox() == []
+    messages = [outbound(f"m{i}") for i in range(5)]
+    for message in messages:
+        await store.record_sandbox(message)
+    assert await store.list_sandbox() == messages
+    assert await store.list_sandbox(limit=2) == messages[-2:]
+
+
+# --- recovery -------------------------------------------------------------------------------
+
+
+async def test_pending_accounts_have_events_or_unsent_messages(store: Store) -> None:
+    assert await store.pending_accounts() == []
+    await store.enqueue("L0002", tick())
+    await store.enqueue("L0001", tick(), dedup="twilio:SM1")
+    await store.upsert_account(account("L0003", "13700137000"))  # nothing to do
+    assert await store.pending_accounts() == ["L0001", "L0002"]
+    await commit_head(store, "L0001", outbox=[outbound("hi")])
+    await commit_head(store, "L0002")
+    assert await store.pending_accounts() == ["L0001"]  # its message is not sent yet
+    assert await store.pop_outbox("L0001") is not None
+    assert await store.pending_accounts() == []
+
+
+# --- Redis only -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def redis_store(redis_server: RedisServer) -> AsyncIterator[RedisStore]:
+    async with aioredis.Redis.from_url(redis_server.url) as admin:
+        await admin.flushdb()
+    store = RedisStore.from_url(redis_server.url)
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+async def test_redis_lock_lease_expires(redis_store: RedisStore) -> None:
+    crashed = redis_store.lock("L0001", ttl_ms=100)
+    assert await crashed.acquire()
+    other = redis_store.lock("L0001", ttl_ms=100)
+    assert await other.acquire() is False
+    await asyncio.sleep(0.25)
+    assert await other.acquire() is True  # the holder died without releasing
+    assert await crashed.refresh() is False  # and finds out when it next refreshes
+    await crashed.release()  # must not release the new owner's lease
+    assert await redis_store.lock("L0001").acquire() is False
+    await other.release()
+
+
+async def test_redis_refresh_extends_the_lease(redis_store: RedisStore) -> None:
+    lock = redis_store.lock("L0001", ttl_ms=500)
+    assert await lock.acquire()
+    for _ in range(4):
+        await asyncio.sleep(0.15)
+        assert await lock.refresh() is True
+    # 600 ms after acquiring a 500 ms lease: still held thanks to the refreshes.
+    assert await redis_store.lock("L0001").acquire() is False
+    await lock.release()
+
+
+async def test_redis_keys_of_one_account_share_a_slot(
+    redis_store: RedisStore, redis_server: RedisServer
+) -> None:
+    await redis_store.upsert_account(account("L0001"))
+    await redis_store.enqueue("L0001", tick(), dedup="twilio:SM1")
+    await redis_store.enqueue("L0001", tick())
+    lock = redis_store.lock("L0001")
+    assert await lock.acquire()
+    await commit_head(
+        redis_store,
+        "L0001",
+        audit=[entry("step")],
+        outbox=[outbound("hi")],
+        next_due=T0,
+    )
+    async with aioredis.Redis.from_url(redis_server.url) as admin:
+        all_keys = {k.decode() if isinstance(k, bytes) else k for k in await admin.keys("*")}
+        per_account = {k for k in all_keys if k.startswith("smsbot:{acc:L0001}:")}
+        assert {k.rsplit(":", 1)[-1] for k in per_account} >= {
+            "account",
+            "queue",
+            "conversation",
+            "audit",
+            "outbox",
+            "lock",
+        }
+        assert keys.seen("L0001", "twilio:SM1") in per_account
+        assert len({key_slot(k.encode()) for k in per_account}) == 1
+        assert all_keys - per_account == {keys.phone("+8613800138000"), keys.DUE}
+        assert all(k.startswith(keys.PREFIX) for k in all_keys)
+        # De-duplication claims expire after a long time, the lock with its lease; the
+        # account's data never does.
+        assert 29 * 86400 < await admin.ttl(keys.seen("L0001", "twilio:SM1")) <= 30 * 86400
+        assert 0 < await admin.pttl(keys.lock("L0001")) <= 30_000
+        for key in (keys.account, keys.queue, keys.conversation, keys.audit, keys.outbox):
+            assert await admin.ttl(key("L0001")) == -1
+    await lock.release()
+
+
+def test_redis_keys_reject_account_ids_that_break_the_hash_tag() -> None:
+    for bad in ("", "a{b", "a}b"):
+        with pytest.raises(ValueError, match="account id"):
+            keys.queue(bad)
+    assert keys.account_of(keys.queue("L0001"), keys.QUEUE) == "L0001"
+    assert keys.account_of(keys.seen("L0001", "x}:queue"), keys.QUEUE) is None
+    assert keys.account_of(keys.outbox("L0001"), keys.QUEUE) is None
+
+
+async def test_redis_pending_accounts_ignore_lookalike_keys(redis_store: RedisStore) -> None:
+    # A de-duplication key whose text ends like a queue key is not an account's queue.
+    await redis_store.enqueue("L0001", tick(), dedup="x}:queue")
+    await commit_head(redis_store, "L0001")
+    assert await redis_store.pending_accounts() == []
+
+
+async def test_redis_sandbox_is_capped(
+    redis_store: RedisStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("bot.storage.redis.SANDBOX_MAX", 3)
+    messages = [outbound(f"m{i}") for i in range(5)]
+    for message in messages:
+        await redis_store.record_sandbox(message)
+    assert await redis_store.list_sandbox() == messages[-3:]
+
+
+async def test_redis_scripts_are_reloaded_after_a_script_flush(
+    redis_store: RedisStore, redis_server: RedisServer
+) -> None:
+    await redis_store.enqueue("L0001", tick(), dedup="a")
+    await redis_store.upsert_account(account(phone="13800138000"))
+    async with aioredis.Redis.from_url(redis_server.url) as admin:
+        await admin.script_flush()
+    # Every script-backed operation still works (as after a Redis restart).
+    assert await redis_store.enqueue("L0001", tick(), dedup="b")
+    assert await redis_store.upsert_account(account(phone="13900139000")) is False
+    assert await redis_store.find_account("+8613800138000") is None
+    await commit_head(redis_store, "L0001", next_due=T0)
+    async with aioredis.Redis.from_url(redis_server.url) as admin:
+        await admin.script_flush()
+    await commit_head(redis_store, "L0001", next_due=None)
+    assert await redis_store.due_accounts(T0) == []
+    async with aioredis.Redis.from_url(redis_server.url) as admin:
+        await admin.script_flush()
+    assert await redis_store.lock("L0001").acquire()
+    assert await redis_store.add_unmatched(sms())
+
+
+async def test_redis_commit_stands_when_only_the_index_update_fails(
+    redis_store: RedisStore, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Moving a timer later takes a second call after the commit; if Redis drops then, the
+    # commit has happened and the index is left early (the safe side), never late.
+    await redis_store.enqueue("L0001", tick())
+    await redis_store.enqueue("L0001", tick())
+    await commit_head(redis_store, "L0001", next_due=T0)
+
+    async def down(*args: object, **kwargs: object) -> None:
+        raise RedisConnectionError("Connection reset by peer")
+
+    monkeypatch.setattr(redis_store._redis, "zadd", down)
+    await commit_head(
+        redis_store, "L0001", conversation='{"n": 2}', next_due=T0 + timedelta(days=1)
+    )
+    assert await redis_store.get_conversation("L0001") == '{"n": 2}'
+    assert await redis_store.due_accounts(T0) == ["L0001"]
+    assert "due-timer index stays early" in caplog.text
+
+
+async def test_redis_store_unavailable_when_nothing_listens() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # free once closed: nothing listens there
+    store = RedisStore.from_url(f"redis://127.0.0.1:{port}/0")
+    try:
+        with pytest.raises(StoreUnavailable, match="unavailable"):
+            await store.ping()
+        with pytest.raises(StoreUnavailable):
+            await store.enqueue("L0001", tick(), dedup="twilio:SM1")
+        with pytest.raises(StoreUnavailable):
+            await store.lock("L0001").acquire()
+    finally:
+        await store.close()
+
+
+async def test_redis_down_then_back(own_redis_server: RedisServer) -> None:
+    store = RedisStore.from_url(own_redis_server.url, socket_timeout=0.5)
+    try:
+        await store.upsert_account(account())
+        assert await store.enqueue("L0001", inbound(), dedup="twilio:SM1")
+        lock = store.lock("L0001")
+
+        own_redis_server.stop()
+        calls = [
+            store.ping(),
+            store.enqueue("L0001", inbound("TD", "SM2"), dedup="twilio:SM2"),
+            store.head("L0001"),
+            store.commit("L0001", "x", "{}", [], [], T0),
+            lock.acquire(),
+            store.pending_accounts(),
+            store.due_accounts(T0),
+            store.find_account("+8613800138000"),
+        ]
+        for call in calls:
+            with pytest.raises(StoreUnavailable, match=r"127\.0\.0\.1"):
+                await call
+
+        # Back (empty: the test server keeps nothing) — the same store object works again.
+        own_redis_server.start()
+        await store.ping()
+        assert await store.enqueue("L0001", inbound("TD", "SM2"), dedup="twilio:SM2")
+        assert await lock.acquire()
+        await commit_head(store, "L0001", next_due=T0)
+        assert await store.due_accounts(T0) == ["L0001"]
+        await lock.release()
+    finally:
+        await store.close()
+
+
+async def test_redis_paused_times_out_then_recovers(own_redis_server: RedisServer) -> None:
+    store = RedisStore.from_url(own_redis_server.url, socket_timeout=0.3)
+    try:
+        await store.upsert_account(account())
+        own_redis_server.pause()
+        try:
+            with pytest.raises(StoreUnavailable, match="Timeout"):
+                await store.get_account("L0001")
+        finally:
+            own_redis_server.resume()
+        await store.ping()
+        assert await store.get_account("L0001") == account()
+    finally:
+        await store.close()
