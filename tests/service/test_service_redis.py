@@ -212,3 +212,45 @@ async def test_graceful_shutdown_finishes_in_flight_work(nlu: Understander, redi
         conv = await conversation(c, "acc-0001")
         assert borrower_texts(conv) == ["下周一还"]
         assert conv["state"] == "promised"
+
+
+async def test_two_real_processes_keep_one_borrower_in_order(redis_url: str) -> None:
+    ports = [_free_port(), _free_port()]
+    bases = [f"http://127.0.0.1:{p}" for p in ports]
+    procs = [_serve(redis_url, p) for p in ports]
+    try:
+        async with aiohttp.ClientSession() as session:
+            for base in bases:
+                await _wait_ready(session, base)
+            async with session.post(
+                bases[0] + "/api/accounts",
+                json={"accounts": [account(1)], "start": False},
+                headers=AUTH,
+            ) as r:
+                assert r.status == 200
+            texts = ["我想问一下", "还差多少", "能分期吗", "好的"]
+            reqs = [generic_request(f"p2-{i}", account(1)["phone"], t) for i, t in enumerate(texts)]
+
+            async def send(i: int) -> int:
+                body, headers = reqs[i]
+                async with session.post(
+                    bases[i % 2] + "/webhooks/generic", data=body, headers=headers
+                ) as r:
+                    return r.status
+
+            assert await asyncio.gather(*(send(i) for i in range(4))) == [200] * 4
+            for _ in range(100):
+                async with session.get(bases[1] + "/api/conversations/acc-0001", headers=AUTH) as r:
+                    conv = await r.json()
+                if len(borrower_texts(conv)) == 4:
+                    break
+                await asyncio.sleep(0.1)
+            assert sorted(borrower_texts(conv)) == sorted(texts)
+            steps = [e["detail"] for e in conv["transcript"] if e["kind"] == "step"]
+            assert len(steps) == 4
+            assert all(x["after"] == y["before"] for x, y in itertools.pairwise(steps))
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(timeout=20)
