@@ -29,7 +29,7 @@ _DURATION = re.compile(r"^(\d{1,4})([mhd])$")
 class ReplyBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     account_id: str
-    text: str = Field(max_length=1000)
+    text: str = Field(min_length=1, max_length=1000)
 
 
 class AdvanceBody(BaseModel):
@@ -144,6 +144,8 @@ async def advance(request: web.Request) -> web.Response:
         raise WebhookError(400, "duration: use a number and m, h or d (30m, 4h, 2d)")
     n, unit = int(m.group(1)), m.group(2)
     delta = {"m": timedelta(minutes=n), "h": timedelta(hours=n), "d": timedelta(days=n)}[unit]
+    if not timedelta(0) < delta <= timedelta(days=60):
+        raise WebhookError(400, "duration: between 1 minute and 60 days")
     clock, pipeline = request.app[CLOCK], request.app[PIPELINE]
     # Step through in hours so timers that fall due along the way fire in order.
     step = min(delta, timedelta(hours=1))
@@ -158,6 +160,8 @@ async def advance(request: web.Request) -> web.Response:
 
 async def payment(request: web.Request) -> web.Response:
     body: PaymentBody = await _json(request, PaymentBody)
+    if await request.app[STORE].get_account(body.account_id) is None:
+        raise WebhookError(404, f"no account {body.account_id!r}")
     now = request.app[CLOCK].now()
     event = QueuedEvent(
         kind="payment", at=now, amount=body.amount, reference=f"sim-{uuid.uuid4().hex}"
