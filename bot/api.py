@@ -11,14 +11,29 @@ from typing import Any, Literal
 from aiohttp import web
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
-from bot.context import API_KEY, CLOCK, FLOWS, NLU, PIPELINE, STORE
+from bot.compliance.status import gate_context, status
+from bot.context import API_KEY, CLOCK, FLOWS, GATE, NLU, PIPELINE, STORE
 from bot.records import AccountRecord, QueuedEvent
 from bot.storage.base import StoreUnavailable
 from bot.transport.inbound import WebhookError
 from dialogs import conversation as c
 
 TRANSCRIPT_KINDS = frozenset(
-    {"inbound", "understood", "send", "sent", "blocked", "handoff", "payment", "step"}
+    {
+        "inbound",
+        "understood",
+        "preference",
+        "step",
+        "send",
+        "gate",
+        "sent",
+        "failed",
+        "blocked",
+        "superseded",
+        "handoff",
+        "payment",
+        "error",
+    }
 )
 
 
@@ -116,6 +131,14 @@ async def get_conversation(request: web.Request) -> web.Response:
     raw = await store.get_conversation(account_id)
     conv = c.Conversation.model_validate_json(raw) if raw else None
     audit = await store.read_audit(account_id)
+    now = request.app[CLOCK].now()
+    ctx = await gate_context(store, request.app[GATE], request.app[FLOWS], account, conv, now)
+    compliance = status(ctx, now)
+    compliance["deferred"] = [
+        {"message_id": m.id, "template": m.template, "not_before": m.not_before.isoformat()}
+        for m in await store.deferred(account_id)
+        if m.not_before
+    ]
     return web.json_response(
         {
             "account_id": account_id,
@@ -130,6 +153,7 @@ async def get_conversation(request: web.Request) -> web.Response:
             "outstanding": str(conv.outstanding) if conv else str(account.amount_due),
             "timers": {k: v.isoformat() for k, v in conv.timers.items()} if conv else {},
             "opted_out": await store.is_opted_out(account.phone),
+            "compliance": compliance,
             "transcript": [e.model_dump(mode="json") for e in audit if e.kind in TRANSCRIPT_KINDS],
         }
     )

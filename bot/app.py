@@ -12,7 +12,8 @@ from aiohttp import web
 
 from bot import api, openapi, simulator, webhooks
 from bot.clock import Clock
-from bot.context import API_KEY, CLOCK, FLOWS, NLU, PIPELINE, SETTINGS, STORE
+from bot.compliance.gate import Gate
+from bot.context import API_KEY, CLOCK, FLOWS, GATE, NLU, PIPELINE, SETTINGS, STORE
 from bot.pipeline import Pipeline
 from bot.providers import SandboxProvider
 from bot.settings import Settings
@@ -43,6 +44,7 @@ def create_app(
     app.cleanup_ctx.append(_store_ctx(store))
     app.cleanup_ctx.append(_nlu_ctx(nlu))
     app.cleanup_ctx.append(_flows_ctx)
+    app.cleanup_ctx.append(_gate_ctx)
     app.cleanup_ctx.append(_pipeline_ctx)
     app.add_routes(webhooks.routes())
     app.add_routes(api.routes())
@@ -84,6 +86,11 @@ async def _flows_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
 
 
+async def _gate_ctx(app: web.Application) -> AsyncIterator[None]:
+    app[GATE] = await asyncio.to_thread(Gate.load, app[SETTINGS].compliance_file)
+    yield
+
+
 async def _pipeline_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     store = app[STORE]
@@ -93,6 +100,7 @@ async def _pipeline_ctx(app: web.Application) -> AsyncIterator[None]:
         app[FLOWS],
         SandboxProvider(store),
         app[CLOCK],
+        app[GATE],
         lock_ttl_ms=settings.lock_ttl_ms,
         paused=settings.pause_processing,
     )

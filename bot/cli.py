@@ -16,12 +16,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     # Imported here so that `smsbot --help` stays cheap and each area owns its commands.
     from bot import serve
+    from bot.compliance import cli as compliance_cli
     from dialogs import cli as dialogs_cli
     from intents import cli as intents_cli
 
     serve.register(sub)
     intents_cli.register(sub)
     dialogs_cli.register(sub)
+    compliance_cli.register(sub)
     return parser
 
 

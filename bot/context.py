@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from bot.clock import Clock
+from bot.compliance.gate import Gate
 from bot.pipeline import Pipeline
 from bot.settings import Settings
 from bot.storage.base import Store
@@ -16,5 +17,6 @@ CLOCK = web.AppKey("clock", Clock)
 STORE = web.AppKey("store", Store)
 NLU = web.AppKey("nlu", Understander)
 FLOWS = web.AppKey("flows", Registry)
+GATE = web.AppKey("gate", Gate)
 PIPELINE = web.AppKey("pipeline", Pipeline)
 API_KEY = web.AppKey("api_key", str)

@@ -11,19 +11,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 from bot.clock import Clock
+from bot.compliance import preferences as prefs
+from bot.compliance.gate import Decision, Gate, text_hash
+from bot.compliance.status import gate_context
+from bot.compliance.window import Preferences, zones_for
 from bot.privacy import mask_phone
 from bot.providers import Provider
-from bot.records import AccountRecord, AuditEntry, Outbound, QueuedEvent
+from bot.records import AccountRecord, AuditEntry, Outbound, QueuedEvent, SendKind, SendRecord
 from bot.storage.base import Store, StoreUnavailable
 from bot.transport.inbound import InboundSms
 from dialogs import conversation as c
-from dialogs.engine import new_conversation, step
+from dialogs.engine import CompiledFlow, new_conversation, step
 from dialogs.registry import Registry
 from dialogs.schema import AgentAction, Flag
 from intents import Understander
@@ -48,6 +54,7 @@ class Pipeline:
         registry: Registry,
         provider: Provider,
         clock: Clock,
+        gate: Gate,
         *,
         lock_ttl_ms: int = 30_000,
         paused: bool = False,
@@ -57,6 +64,7 @@ class Pipeline:
         self.registry = registry
         self.provider = provider
         self.clock = clock
+        self.gate = gate
         self.lock_ttl_ms = lock_ttl_ms
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
@@ -179,6 +187,7 @@ class Pipeline:
             # The ledger may have changed (amount due); the conversation quotes the latest.
             conv = conv.model_copy(update={"account": dialog_account(account)})
             opted_out_before = conv.has(Flag.OPTED_OUT)
+            kind: SendKind = "reply" if event.kind == "inbound" else "proactive"
             for dialog_event, at in self._dialog_events(account, conv, event, audit):
                 before = conv.state
                 conv, actions = step(cf, conv, dialog_event, at)
@@ -191,7 +200,10 @@ class Pipeline:
                         after=conv.state,
                     )
                 )
-                audit.extend(self._actions(account, at, actions, outbox))
+                audit.extend(self._actions(account, cf, conv, kind, at, actions, outbox))
+            if event.kind == "inbound":
+                assert event.inbound is not None
+                await self._remember_preferences(account_id, event.inbound.text, audit, event.at)
             if conv.has(Flag.OPTED_OUT) and not opted_out_before:
                 # Cross-account suppression is written first: honoured before anything else runs.
                 await self.store.add_opt_out(account.phone)
@@ -209,13 +221,17 @@ class Pipeline:
                 await self.store.append_audit(account_id, audit)
                 await self._skip(account_id, event)
                 return
-        next_due = min(conv.timers.values(), default=None)
+        deferred = [m.not_before for m in await self.store.deferred(account_id) if m.not_before]
+        next_due = min([*conv.timers.values(), *deferred], default=None)
         if not await self.store.commit(
             account_id, event.id, conv.model_dump_json(), audit, outbox, next_due
         ):
             log.warning(
                 "event %s of account %s was committed by someone else", event.id, account_id
             )
+
+    def _tz(self, account: AccountRecord) -> ZoneInfo:
+        return zones_for(account.phone, account.tz, self.gate.pack(account.pack))[0]
 
     async def _skip(self, account_id: str, event: QueuedEvent) -> None:
         """Removes an event that cannot be processed, keeping whatever conversation exists."""
@@ -232,7 +248,7 @@ class Pipeline:
         match event.kind:
             case "inbound":
                 assert event.inbound is not None
-                u = self.nlu.understand(event.inbound.text, now=event.at, tz=account.tz)
+                u = self.nlu.understand(event.inbound.text, now=event.at, tz=self._tz(account))
                 audit.append(
                     _entry(
                         event.at,
@@ -272,12 +288,17 @@ class Pipeline:
     def _actions(
         self,
         account: AccountRecord,
+        cf: CompiledFlow,
+        conv: c.Conversation,
+        kind: SendKind,
         at: datetime,
         actions: list[c.AnyAction],
         outbox: list[Outbound],
     ) -> Iterable[AuditEntry]:
         for action in actions:
             if isinstance(action, c.Send):
+                spec = cf.flow.templates[action.template]
+                confirmation = conv.has(Flag.OPTED_OUT) and not action.debt_content
                 msg = Outbound(
                     account_id=account.id,
                     phone=account.phone,
@@ -288,6 +309,9 @@ class Pipeline:
                     segments=action.segments,
                     debt_content=action.debt_content,
                     created_at=at,
+                    kind="confirmation" if confirmation else kind,
+                    approved=spec.compliance_approved,
+                    fingerprint=fingerprint(conv),
                 )
                 outbox.append(msg)
                 yield _entry(
@@ -297,19 +321,99 @@ class Pipeline:
                 yield _entry(at, action.kind, **action.model_dump(mode="json", exclude={"kind"}))
 
     async def _flush(self, account_id: str) -> None:
+        """Every outbound message of the account passes the compliance gate, now or later."""
+        now = self.clock.now()
+        pending: list[Outbound] = []
         while (msg := await self.store.pop_outbox(account_id)) is not None:
-            now = self.clock.now()
-            if msg.debt_content and await self.store.is_opted_out(msg.phone):
-                await self.store.append_audit(
-                    account_id, [_entry(now, "blocked", message_id=msg.id, reason="opted_out")]
-                )
+            pending.append(msg)
+        due = [
+            m for m in await self.store.deferred(account_id) if m.not_before and m.not_before <= now
+        ]
+        if not pending and not due:
+            return
+        account = await self.store.get_account(account_id)
+        raw = await self.store.get_conversation(account_id)
+        if account is None or raw is None:
+            return
+        conv = c.Conversation.model_validate_json(raw)
+        current = fingerprint(conv)
+        for msg in due:
+            taken = await self.store.take_deferred(account_id, msg.id)
+            if taken is None:
                 continue
+            if taken.fingerprint != current:
+                # A reply, a payment or a stop came in meanwhile: the flow has moved on.
+                superseded = _entry(now, "superseded", message_id=taken.id, template=taken.template)
+                await self.store.append_audit(account_id, [superseded])
+                continue
+            pending.append(taken)
+        for msg in pending:
+            await self._gate_and_send(account, conv, msg, now)
+        # Deferrals and sends changed what is due next: index it exactly (the commit before
+        # could not know).
+        waiting = [m.not_before for m in await self.store.deferred(account_id) if m.not_before]
+        await self.store.set_due(account_id, min([*conv.timers.values(), *waiting], default=None))
+
+    async def _gate_and_send(
+        self, account: AccountRecord, conv: c.Conversation, msg: Outbound, now: datetime
+    ) -> Decision:
+        ctx = await gate_context(self.store, self.gate, self.registry, account, conv, now)
+        decision = self.gate.decide(msg, ctx, now)
+        until = decision.until.isoformat() if decision.until else None
+        audit = [
+            _entry(
+                now,
+                "gate",
+                message_id=msg.id,
+                template=msg.template,
+                kind=msg.kind,
+                verdict=decision.verdict,
+                rules=list(decision.rules),
+                reasons=list(decision.reasons),
+                until=until,
+            )
+        ]
+        if decision.verdict == "defer":
+            assert decision.until is not None
+            await self.store.defer(
+                account.id, msg.model_copy(update={"not_before": decision.until})
+            )
+        elif decision.verdict == "send":
             result = await self.provider.send(msg)
-            await self.store.append_audit(
-                account_id,
-                [_entry(now, result.status, message_id=msg.id, provider=self.provider.name,
-                        provider_id=result.provider_id, error=result.error)],
-            )  # fmt: skip
+            audit.append(
+                _entry(
+                    now,
+                    result.status,
+                    message_id=msg.id,
+                    provider=self.provider.name,
+                    provider_id=result.provider_id,
+                    error=result.error,
+                )
+            )
+            if result.status == "sent":
+                record = SendRecord(
+                    at=now,
+                    account_id=account.id,
+                    message_id=msg.id,
+                    kind=msg.kind,
+                    text_hash=text_hash(msg.text),
+                )
+                await self.store.record_send(account.phone, record)
+                await self.store.set_meta(account.id, "contacted", now.isoformat())
+        await self.store.append_audit(account.id, audit)
+        return decision
+
+    async def _remember_preferences(
+        self, account_id: str, text: str, audit: list[AuditEntry], at: datetime
+    ) -> None:
+        """晚上别发, 上班时间别发: what the borrower asks for is kept and honoured by the gate."""
+        found = prefs.extract(text)
+        if not found:
+            return
+        raw = await self.store.get_meta(account_id, "preferences")
+        merged = prefs.merge(Preferences.model_validate_json(raw) if raw else None, found)
+        await self.store.set_meta(account_id, "preferences", merged.model_dump_json())
+        audit.append(_entry(at, "preference", periods=[q.label for q in found]))
 
 
 def _due_timers(conv: c.Conversation, until: datetime) -> Iterable[tuple[c.AnyEvent, datetime]]:
@@ -317,6 +421,18 @@ def _due_timers(conv: c.Conversation, until: datetime) -> Iterable[tuple[c.AnyEv
     floor = conv.updated_at
     for at, name in sorted((at, name) for name, at in conv.timers.items() if at <= until):
         yield c.TimerFired(name=name), max(at, floor) if floor else at
+
+
+def fingerprint(conv: c.Conversation) -> str:
+    """What a deferred message depends on: if any of it changed, the message is stale."""
+    parts = (
+        conv.state,
+        sorted(f.value for f in conv.flags),
+        str(conv.paid_total),
+        conv.promise.model_dump_json() if conv.promise else "",
+        sorted(conv.counters.items()),
+    )
+    return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
 
 
 def _entry(at: datetime, kind: str, /, **detail: Any) -> AuditEntry:

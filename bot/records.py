@@ -26,7 +26,8 @@ class AccountRecord(_Record):
     amount_due: Decimal = Field(ge=0, max_digits=14, decimal_places=2)
     days_overdue: int = Field(ge=0, le=36500)
     due_date: dt.date
-    tz: str = "Asia/Shanghai"
+    tz: str | None = None  # unset: from the phone number and the compliance pack
+    pack: str | None = None  # compliance rule pack (cn, us); unset: the default pack
     # The loan's last four digits, quoted by the templates (尾号1234的借款). Defaults to the
     # account id's last four digits when those are digits.
     last4: str | None = Field(default=None, pattern=r"^\d{4}$")
@@ -42,7 +43,9 @@ class AccountRecord(_Record):
 
     @field_validator("tz")
     @classmethod
-    def _tz(cls, v: str) -> str:
+    def _tz(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
         try:
             ZoneInfo(v)
         except (ZoneInfoNotFoundError, ValueError) as exc:
@@ -75,6 +78,9 @@ class QueuedEvent(_Record):
     reason: str | None = None
 
 
+SendKind = Literal["proactive", "reply", "confirmation"]
+
+
 class Outbound(_Record):
     id: str = Field(default_factory=lambda: uuid.uuid4().hex)
     account_id: str
@@ -86,6 +92,23 @@ class Outbound(_Record):
     segments: int = 1
     debt_content: bool = True
     created_at: AwareDatetime
+    # For the compliance gate: why it is sent, whether compliance approved its wording, and
+    # the conversation it was written for (a deferred message the flow no longer wants is
+    # dropped when the conversation has moved on).
+    kind: SendKind = "proactive"
+    approved: bool = False
+    fingerprint: str = ""
+    not_before: AwareDatetime | None = None
+
+
+class SendRecord(_Record):
+    """One message that went out, in the per-phone ledger the frequency caps count."""
+
+    at: AwareDatetime
+    account_id: str
+    message_id: str
+    kind: SendKind
+    text_hash: str
 
 
 class AuditEntry(_Record):

@@ -33,6 +33,7 @@ class Settings(BaseSettings):
     provider: Literal["sandbox"] = "sandbox"
     demo: bool = False  # demo accounts and the /simulator page's time controls
     flows_dir: Path = Path(__file__).resolve().parent.parent / "dialogs" / "flows"
+    compliance_file: Path = Path(__file__).resolve().parent.parent / "config" / "compliance.yaml"
     max_body_bytes: int = Field(default=256 * 1024, ge=1024)
     replay_window_s: int = Field(default=300, ge=1)
     aliyun_allowed_ips: list[str] = Field(default_factory=list)
@@ -106,12 +107,15 @@ class _YamlSource(PydanticBaseSettingsSource):
             raise ConfigError(
                 [
                     Problem(
-                        str(path), None, f"set SMSBOT_{k.upper()} in the environment instead", k,
+                        str(path),
+                        None,
+                        f"set SMSBOT_{k.upper()} in the environment instead",
+                        k,
                         "secrets never live in a file",
                     )
                     for k in leaked
                 ]
-            )  # fmt: skip
+            )
         return data
 
 

@@ -63,12 +63,17 @@ async def accounts(request: web.Request) -> web.Response:
         {
             "now": request.app[CLOCK].now().isoformat(),
             "accounts": [
-                {"id": a.id, "name": a.name, "phone": a.phone, "amount_due": str(a.amount_due),
-                 "days_overdue": a.days_overdue}
+                {
+                    "id": a.id,
+                    "name": a.name,
+                    "phone": a.phone,
+                    "amount_due": str(a.amount_due),
+                    "days_overdue": a.days_overdue,
+                }
                 for a in demo_accounts(request.app)
             ],
         }
-    )  # fmt: skip
+    )
 
 
 async def _view(request: web.Request, account_id: str) -> dict[str, Any]:
@@ -88,13 +93,41 @@ async def _view(request: web.Request, account_id: str) -> dict[str, Any]:
                 {"at": e.at.isoformat(), "who": "borrower", "text": e.detail.get("text", "")}
             )
         elif e.kind == "send":
-            events.append({"at": e.at.isoformat(), "who": "bot", "text": e.detail.get("text", ""),
-                           "template": e.detail.get("template"),
-                           "message_id": e.detail.get("message_id")})  # fmt: skip
-        elif e.kind in {"handoff", "blocked", "close", "error", "payment"}:
+            events.append(
+                {
+                    "at": e.at.isoformat(),
+                    "who": "bot",
+                    "text": e.detail.get("text", ""),
+                    "template": e.detail.get("template"),
+                    "message_id": e.detail.get("message_id"),
+                }
+            )
+        elif e.kind == "gate" and e.detail.get("verdict") != "send":
+            # The compliance gate held a message back: say when (deferred) or why (blocked).
+            verdict = e.detail.get("verdict")
+            until = e.detail.get("until")
+            rules = ", ".join(e.detail.get("rules", []))
+            text = f"deferred to {until} ({rules})" if verdict == "defer" else f"blocked ({rules})"
+            events.append(
+                {
+                    "at": e.at.isoformat(),
+                    "who": "system",
+                    "text": f"gate: {text}",
+                    "kind": "gate",
+                    "detail": e.detail,
+                }
+            )
+        elif e.kind in {"handoff", "blocked", "close", "error", "payment", "superseded"}:
             # kind and detail let the page say which message was blocked, and why.
-            events.append({"at": e.at.isoformat(), "who": "system", "text": f"{e.kind}: {e.detail}",
-                           "kind": e.kind, "detail": e.detail})  # fmt: skip
+            events.append(
+                {
+                    "at": e.at.isoformat(),
+                    "who": "system",
+                    "text": f"{e.kind}: {e.detail}",
+                    "kind": e.kind,
+                    "detail": e.detail,
+                }
+            )
     return {
         "now": request.app[CLOCK].now().isoformat(),
         "account_id": account_id,
@@ -132,7 +165,9 @@ async def reply(request: web.Request) -> web.Response:
     await pipeline.idle()  # the page shows the consequences at once
     view = await _view(request, body.account_id)
     view["understanding"] = (
-        request.app[NLU].understand(body.text, now=sms.received_at, tz=account.tz).to_json_dict()
+        request.app[NLU]
+        .understand(body.text, now=sms.received_at, tz=account.tz or "Asia/Shanghai")
+        .to_json_dict()
     )
     return web.json_response(view)
 

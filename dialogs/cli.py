@@ -114,7 +114,10 @@ def cmd_test(args: argparse.Namespace) -> int:
     for p in paths:
         if not p.exists():
             raise UsageError(f"no such file or directory: {p}")
-    passed, failed, problems = run_paths(paths, Runner(FlowSource(args.flows)))
+    from bot.compliance.sim import GateReviewer
+
+    runner = Runner(FlowSource(args.flows), gate=GateReviewer.load())
+    passed, failed, problems = run_paths(paths, runner)
     for problem in problems:
         print(problem, file=sys.stderr)
     print(

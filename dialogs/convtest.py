@@ -39,6 +39,8 @@ class Expect(Frozen):
     not_flags: list[Flag] = Field(default_factory=list)
     timers: list[str] | None = None  # the timers pending afterwards
     closed: str | None = None
+    # The compliance gate's verdict per sent template: send, defer or block.
+    gate: list[str] | None = None
 
 
 _STEP_KINDS = ("start", "say", "wait", "pay", "agent", "delivery_failed")
@@ -100,6 +102,21 @@ class Understand(Protocol):
     def __call__(self, text: str, now: datetime, tz: str) -> c.Reply: ...
 
 
+class Reviewer(Protocol):
+    """The compliance gate as seen by a test: one verdict line per message the flow sends."""
+
+    def start_test(self) -> None: ...
+
+    def review(
+        self,
+        cf: CompiledFlow,
+        conv: c.Conversation,
+        sends: list[c.Send],
+        reply: bool,
+        now: datetime,
+    ) -> list[str]: ...
+
+
 def nlu_understander() -> Understand:
     """The real NLU, built once (it trains its model at load)."""
     from intents import Understander
@@ -122,6 +139,7 @@ class StepRecord:
     state: str
     actions: list[c.AnyAction]
     failures: list[str] = field(default_factory=list)
+    gate: list[str] = field(default_factory=list)  # "send", "defer until …", "block (rules)"
 
 
 @dataclass
@@ -164,9 +182,11 @@ class Runner:
         self,
         flows: FlowSource | None = None,
         understand: Understand | None = None,
+        gate: Reviewer | None = None,
     ) -> None:
         self.flows = flows or FlowSource()
         self._understand = understand
+        self.gate = gate
 
     def understand(self, text: str, now: datetime, tz: str) -> c.Reply:
         if self._understand is None:
@@ -203,6 +223,8 @@ class Runner:
             result.error = f"flow {flow_ref!r} does not load:\n" + str(exc)
             return result
         conv = new_conversation(cf, c.Account.model_validate(account.model_dump()), f"{test.name}")
+        if self.gate is not None:
+            self.gate.start_test()
         for i, st in enumerate(test.steps):
             line = doc.line(("tests", index, "steps", i))
             try:
@@ -210,6 +232,10 @@ class Runner:
             except (ConfigError, ValueError) as exc:
                 result.error = f"step {i + 1} (line {line}): {exc}"
                 return result
+            if self.gate is not None and st.wait is None:
+                record.gate = self.gate.review(
+                    cf, conv, _sends(record.actions), st.say is not None, record.at
+                )
             record.failures = check(st.expect, record, conv)
             result.records.append(record)
             if record.failures:
@@ -227,12 +253,16 @@ class Runner:
     ) -> tuple[c.Conversation, datetime, StepRecord]:
         if st.wait is not None:
             actions: list[c.AnyAction] = []
+            notes: list[str] = []
             until = now + st.wait
-            for _, _, after, acts in run_until(cf, conv, until):
+            for at, _, after, acts in run_until(cf, conv, until):
                 conv = after
                 actions += acts
+                if self.gate is not None:  # each timer's messages are judged at its own time
+                    notes += self.gate.review(cf, conv, _sends(acts), False, at)
             label = f"{format_duration(st.wait)} pass"
-            return conv, until, StepRecord(index, line, now, label, None, conv.state, actions)
+            record = StepRecord(index, line, now, label, None, conv.state, actions, gate=notes)
+            return conv, until, record
         event = self._event(cf, st, now)
         conv, actions = step(cf, conv, event, now)
         intent = conv.last_intent if isinstance(event, c.Reply) else None
@@ -315,6 +345,9 @@ def check(exp: Expect, rec: StepRecord, conv: c.Conversation) -> list[str]:
         diff("timers", sorted(exp.timers), sorted(conv.timers))
     if exp.closed is not None and exp.closed not in closes:
         diff("closed", exp.closed, closes or "not closed")
+    verdicts = [g.split()[0] for g in rec.gate]
+    if exp.gate is not None and exp.gate != verdicts:
+        diff("gate", exp.gate, rec.gate or "no gate")
     return out
 
 
@@ -326,10 +359,14 @@ def transcript(records: Sequence[StepRecord]) -> list[str]:
     for r in records:
         arrow = f" ({r.intent})" if r.intent else ""
         lines.append(f"[{r.at:%m-%d %H:%M}] {r.label}{arrow} → {r.state}")
+        verdicts = iter(r.gate)
         for a in r.actions:
             match a:
                 case c.Send():
                     lines.append(f"    sent {a.template}: {a.text}")
+                    verdict = next(verdicts, None)
+                    if verdict is not None and verdict != "send":
+                        lines.append(f"      gate: {verdict}")
                 case c.Handoff():
                     lines.append(f"    handoff: {a.reason} ({a.priority})")
                 case c.Blocked():

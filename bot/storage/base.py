@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from bot.errors import SmsbotError
-from bot.records import AccountRecord, AuditEntry, Outbound, QueuedEvent
+from bot.records import AccountRecord, AuditEntry, Outbound, QueuedEvent, SendRecord
 from bot.transport.inbound import InboundSms
 
 
@@ -59,6 +59,17 @@ class Store(ABC):
 
     @abstractmethod
     async def get_account(self, account_id: str) -> AccountRecord | None: ...
+
+    @abstractmethod
+    async def account_ids(self) -> list[str]:
+        """Every account id (reports; may be slow)."""
+
+    @abstractmethod
+    async def get_meta(self, account_id: str, key: str) -> str | None:
+        """Small per-account facts kept beside the conversation (borrower preferences)."""
+
+    @abstractmethod
+    async def set_meta(self, account_id: str, key: str, value: str) -> None: ...
 
     @abstractmethod
     async def find_account(self, phone: str) -> str | None:
@@ -107,11 +118,37 @@ class Store(ABC):
     async def due_accounts(self, now: datetime, limit: int = 500) -> list[str]:
         """Accounts whose earliest timer is due at ``now``."""
 
+    @abstractmethod
+    async def set_due(self, account_id: str, at: datetime | None) -> None:
+        """Sets the account's due time exactly (None: nothing due), outside a commit: after
+        the outbox was flushed and messages were deferred or sent."""
+
     # --- outbox ---
     @abstractmethod
     async def pop_outbox(self, account_id: str) -> Outbound | None:
         """Takes the oldest unsent message (at most once: a crash after this may lose it,
         never send it twice)."""
+
+    # --- messages the compliance gate deferred ---
+    @abstractmethod
+    async def defer(self, account_id: str, message: Outbound) -> None:
+        """Keeps a message (with ``not_before`` set) until the gate looks at it again."""
+
+    @abstractmethod
+    async def deferred(self, account_id: str) -> list[Outbound]: ...
+
+    @abstractmethod
+    async def take_deferred(self, account_id: str, message_id: str) -> Outbound | None:
+        """Removes and returns one deferred message; None if someone else took it."""
+
+    # --- the per-phone ledger of sent messages (frequency caps) ---
+    @abstractmethod
+    async def record_send(self, phone: str, record: SendRecord) -> None:
+        """Appends to the phone's ledger (entries older than 8 days may be dropped)."""
+
+    @abstractmethod
+    async def send_history(self, phone: str, since: datetime) -> list[SendRecord]:
+        """The phone's sends at or after ``since``, oldest first."""
 
     # --- suppression list ---
     @abstractmethod

@@ -13,6 +13,8 @@ touches a single slot:
 - ``smsbot:{acc:<id>}:audit``          list    AuditEntries, oldest first (JSON)
 - ``smsbot:{acc:<id>}:outbox``         list    unsent Outbound messages, oldest first (JSON)
 - ``smsbot:{acc:<id>}:lock``           string  the per-account lock's owner token (expires)
+- ``smsbot:{acc:<id>}:meta``           hash    small per-account facts (borrower preferences)
+- ``smsbot:{acc:<id>}:deferred``       list    Outbound messages the compliance gate deferred
 
 Global (each in its own slot; never combined with per-account keys in one script):
 
@@ -23,6 +25,7 @@ Global (each in its own slot; never combined with per-account keys in one script
 - ``smsbot:{unmatched}:seen:<p>:<id>`` string  claim of one provider message id (same slot as
   the list, so the claim and the append are one script)
 - ``smsbot:sandbox``                   list    the sandbox provider's "sent" messages (JSON)
+- ``smsbot:{ph:<E.164>}:sends``         zset    SendRecords of one phone by time (frequency caps)
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ CONVERSATION = "conversation"
 AUDIT = "audit"
 OUTBOX = "outbox"
 LOCK = "lock"
+META = "meta"
+DEFERRED = "deferred"
 
 # --- global --------------------------------------------------------------------------------
 PHONE_PREFIX = PREFIX + "phone:"
@@ -49,6 +54,7 @@ UNMATCHED_TAG = PREFIX + "{unmatched}"
 UNMATCHED = UNMATCHED_TAG + ":list"
 UNMATCHED_SEEN_PREFIX = UNMATCHED_TAG + ":seen:"
 SANDBOX = PREFIX + "sandbox"
+SENDS_PREFIX = PREFIX + "{ph:"
 
 
 def usable_account_id(account_id: str) -> bool:
@@ -96,6 +102,18 @@ def outbox(account_id: str) -> str:
 
 def lock(account_id: str) -> str:
     return account_prefix(account_id) + LOCK
+
+
+def meta(account_id: str) -> str:
+    return account_prefix(account_id) + META
+
+
+def deferred(account_id: str) -> str:
+    return account_prefix(account_id) + DEFERRED
+
+
+def sends(phone: str) -> str:
+    return f"{SENDS_PREFIX}{phone}}}:sends"
 
 
 def phone(number: str) -> str:

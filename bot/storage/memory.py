@@ -6,7 +6,7 @@ from collections import defaultdict, deque
 from collections.abc import Sequence
 from datetime import datetime
 
-from bot.records import AccountRecord, AuditEntry, Outbound, QueuedEvent
+from bot.records import AccountRecord, AuditEntry, Outbound, QueuedEvent, SendRecord
 from bot.storage.base import AccountLock, Store
 from bot.transport.inbound import InboundSms
 
@@ -49,6 +49,9 @@ class MemoryStore(Store):
         self._unmatched: list[InboundSms] = []
         self._unmatched_ids: set[str] = set()
         self._sandbox: deque[Outbound] = deque(maxlen=10_000)
+        self._meta: defaultdict[str, dict[str, str]] = defaultdict(dict)
+        self._deferred: defaultdict[str, list[Outbound]] = defaultdict(list)
+        self._sends: defaultdict[str, list[SendRecord]] = defaultdict(list)
 
     async def ping(self) -> None:
         return None
@@ -74,6 +77,34 @@ class MemoryStore(Store):
 
     async def find_account(self, phone: str) -> str | None:
         return self._phones.get(phone)
+
+    async def account_ids(self) -> list[str]:
+        return sorted(self._accounts)
+
+    async def get_meta(self, account_id: str, key: str) -> str | None:
+        return self._meta.get(account_id, {}).get(key)
+
+    async def set_meta(self, account_id: str, key: str, value: str) -> None:
+        self._meta[account_id][key] = value
+
+    async def defer(self, account_id: str, message: Outbound) -> None:
+        self._deferred[account_id].append(message)
+
+    async def deferred(self, account_id: str) -> list[Outbound]:
+        return list(self._deferred.get(account_id, []))
+
+    async def take_deferred(self, account_id: str, message_id: str) -> Outbound | None:
+        items = self._deferred.get(account_id, [])
+        for i, m in enumerate(items):
+            if m.id == message_id:
+                return items.pop(i)
+        return None
+
+    async def record_send(self, phone: str, record: SendRecord) -> None:
+        self._sends[phone].append(record)
+
+    async def send_history(self, phone: str, since: datetime) -> list[SendRecord]:
+        return [r for r in self._sends.get(phone, []) if r.at >= since]
 
     async def enqueue(self, account_id: str, event: QueuedEvent, dedup: str | None = None) -> bool:
         if dedup is not None:
@@ -125,6 +156,12 @@ class MemoryStore(Store):
             return []
         due = sorted((at, a) for a, at in self._due.items() if at <= now)
         return [a for _, a in due[:limit]]
+
+    async def set_due(self, account_id: str, at: datetime | None) -> None:
+        if at is None:
+            self._due.pop(account_id, None)
+        else:
+            self._due[account_id] = at
 
     async def pop_outbox(self, account_id: str) -> Outbound | None:
         q = self._outbox.get(account_id)

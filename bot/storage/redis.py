@@ -56,7 +56,7 @@ from redis.exceptions import (
 )
 from redis.retry import Retry
 
-from bot.records import AccountRecord, AuditEntry, Outbound, QueuedEvent
+from bot.records import AccountRecord, AuditEntry, Outbound, QueuedEvent, SendRecord
 from bot.storage import keys
 from bot.storage.base import AccountLock, Store, StoreUnavailable
 from bot.transport.inbound import InboundSms
@@ -77,6 +77,8 @@ _UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, ReadOnlyError, OutOfMem
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
+# The frequency caps look back 7 days; the ledger keeps 8.
+_LEDGER_KEEP_US = 8 * 24 * 3600 * 1_000_000
 
 # --- Lua scripts: each touches the keys of one slot only -------------------------------------
 
@@ -235,19 +237,28 @@ class RedisStore(Store):
         dedup_ttl_s: int = DEDUP_TTL_S,
         socket_timeout: float = 5.0,
         socket_connect_timeout: float = 2.0,
+        max_connections: int = 100,
         **kwargs: Any,
     ) -> RedisStore:
         """A store on ``redis://[[user]:password@]host[:port][/db]`` (or rediss://, unix://).
 
-        Connects lazily: a bad URL host only shows on first use (``ping``)."""
-        client = aioredis.Redis.from_url(
+        Connects lazily: a bad URL host only shows on first use (``ping``).
+
+        The pool *waits* for a free connection (up to ``socket_timeout``) when all
+        ``max_connections`` are busy. redis-py's default pool raises MaxConnectionsError
+        at once instead, which under a burst (hundreds of accounts draining at the same time)
+        turned into spurious 503s and aborted drains that left locks held until their TTL.
+        """
+        pool = aioredis.BlockingConnectionPool.from_url(
             url,
+            max_connections=max_connections,
+            timeout=socket_timeout,  # waiting for a pooled connection, then StoreUnavailable
             socket_timeout=socket_timeout,
             socket_connect_timeout=socket_connect_timeout,
             retry=Retry(NoBackoff(), 0),  # never re-send a command (see the module docstring)
             **kwargs,
         )
-        return cls(client, dedup_ttl_s=dedup_ttl_s)
+        return cls(aioredis.Redis.from_pool(pool), dedup_ttl_s=dedup_ttl_s)
 
     # --- helpers -------------------------------------------------------------------------
 
@@ -282,7 +293,12 @@ class RedisStore(Store):
 
     @_translated
     async def ping(self) -> None:
-        await self._redis.ping()
+        try:
+            await self._redis.ping()
+        except _UNAVAILABLE:
+            # After a Redis restart the pool still holds dead connections; a PING is safe to
+            # repeat, so one more try on a fresh connection tells the truth.
+            await self._redis.ping()
 
     async def close(self) -> None:
         await self._redis.aclose()  # from_url's client owns its pool and closes it too
@@ -435,12 +451,79 @@ class RedisStore(Store):
         )
         return [_text(r) for r in cast(list[bytes], raw)]
 
+    @_translated
+    async def set_due(self, account_id: str, at: datetime | None) -> None:
+        if at is None:
+            await self._redis.zrem(keys.DUE, account_id)
+        else:
+            await self._redis.zadd(keys.DUE, {account_id: _score(at)})
+
     # --- outbox --------------------------------------------------------------------------
 
     @_translated
     async def pop_outbox(self, account_id: str) -> Outbound | None:
         raw = cast(bytes | None, await self._redis.lpop(keys.outbox(account_id)))
         return Outbound.model_validate_json(raw) if raw is not None else None
+
+    # --- accounts (reports) and per-account facts ---------------------------------------
+
+    @_translated
+    async def account_ids(self) -> list[str]:
+        ids: list[str] = []
+        async for key in self._redis.scan_iter(
+            match=keys.account_pattern(keys.ACCOUNT), count=1000
+        ):
+            account_id = keys.account_of(_text(key), keys.ACCOUNT)
+            if account_id is not None:
+                ids.append(account_id)
+        return sorted(ids)
+
+    @_translated
+    async def get_meta(self, account_id: str, key: str) -> str | None:
+        raw = await self._redis.hget(keys.meta(account_id), key)
+        return _text(raw) if raw is not None else None
+
+    @_translated
+    async def set_meta(self, account_id: str, key: str, value: str) -> None:
+        await self._redis.hset(keys.meta(account_id), key, value)
+
+    # --- deferred messages ---------------------------------------------------------------
+
+    @_translated
+    async def defer(self, account_id: str, message: Outbound) -> None:
+        await self._redis.rpush(keys.deferred(account_id), message.model_dump_json())
+
+    @_translated
+    async def deferred(self, account_id: str) -> list[Outbound]:
+        raw = await self._redis.lrange(keys.deferred(account_id), 0, -1)
+        return [Outbound.model_validate_json(r) for r in raw]
+
+    @_translated
+    async def take_deferred(self, account_id: str, message_id: str) -> Outbound | None:
+        key = keys.deferred(account_id)
+        for raw in await self._redis.lrange(key, 0, -1):
+            message = Outbound.model_validate_json(raw)
+            # LREM of the exact element is the atomic claim: only one caller removes it.
+            if message.id == message_id and await self._redis.lrem(key, 1, _text(raw)):
+                return message
+        return None
+
+    # --- per-phone ledger of sends -------------------------------------------------------
+
+    @_translated
+    async def record_send(self, phone: str, record: SendRecord) -> None:
+        key = keys.sends(phone)
+        score = _score(record.at)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.zadd(key, {record.model_dump_json(): score})
+            pipe.zremrangebyscore(key, "-inf", score - _LEDGER_KEEP_US)
+            pipe.expire(key, _LEDGER_KEEP_US // 1_000_000)
+            await pipe.execute()
+
+    @_translated
+    async def send_history(self, phone: str, since: datetime) -> list[SendRecord]:
+        raw = await self._redis.zrange(keys.sends(phone), _score(since), "+inf", byscore=True)
+        return [SendRecord.model_validate_json(r) for r in cast(list[bytes], raw)]
 
     # --- suppression list ----------------------------------------------------------------
 

@@ -9,6 +9,7 @@ import pytest
 import yaml
 from dialogs_support import FIXTURES
 
+from bot.compliance.sim import GateReviewer
 from dialogs import conversation as c
 from dialogs.convtest import Runner, collect, report, run_paths
 from dialogs.registry import DEFAULT_TESTS
@@ -22,7 +23,7 @@ CASES = [
 
 @pytest.fixture(scope="module")
 def runner() -> Runner:
-    return Runner()  # the real NLU, loaded once
+    return Runner(gate=GateReviewer.load())  # the real NLU and the compliance gate, loaded once
 
 
 @pytest.mark.parametrize(

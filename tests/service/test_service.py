@@ -66,9 +66,13 @@ async def test_accounts_api_takes_good_rows_and_reports_bad_ones(nlu: Understand
 
 @pytest.mark.parametrize(
     ("path", "method"),
-    [("/api/accounts", "post"), ("/api/conversations/acc-0001", "get"), ("/api/payments", "post"),
-     ("/api/sandbox/messages", "get")],
-)  # fmt: skip
+    [
+        ("/api/accounts", "post"),
+        ("/api/conversations/acc-0001", "get"),
+        ("/api/payments", "post"),
+        ("/api/sandbox/messages", "get"),
+    ],
+)
 async def test_api_needs_the_key(nlu: Understander, path: str, method: str) -> None:
     async with client(nlu) as c:
         r = await getattr(c, method)(path, headers={"Authorization": "Bearer wrong"})
@@ -124,11 +128,22 @@ async def test_aliyun_probe_batch_and_token(nlu: Understander) -> None:
         probe = await c.get(f"/webhooks/aliyun/{ALIYUN_TOKEN}")
         assert probe.status == 200 and (await probe.json())["code"] == 0
         batch = [
-            {"phone_number": acc["phone"][3:], "content": "我失业了", "send_time": "2026-12-02 10:00:00",
-             "dest_code": "1234", "sequence_id": 1001, "sign_name": "XX金融"},
-            {"phone_number": "13912345678", "content": "你们是谁", "send_time": "2026-12-02 10:00:01",
-             "dest_code": "1234", "sequence_id": "1002"},
-        ]  # fmt: skip
+            {
+                "phone_number": acc["phone"][3:],
+                "content": "我失业了",
+                "send_time": "2026-12-02 10:00:00",
+                "dest_code": "1234",
+                "sequence_id": 1001,
+                "sign_name": "XX金融",
+            },
+            {
+                "phone_number": "13912345678",
+                "content": "你们是谁",
+                "send_time": "2026-12-02 10:00:01",
+                "dest_code": "1234",
+                "sequence_id": "1002",
+            },
+        ]
         r = await c.post(f"/webhooks/aliyun/{ALIYUN_TOKEN}", json=batch)
         assert r.status == 200
         assert await r.json() == {"code": 0, "msg": "接收成功"}
@@ -145,8 +160,14 @@ async def test_aliyun_probe_batch_and_token(nlu: Understander) -> None:
 async def test_tencent_ip_allow_list(nlu: Understander) -> None:
     async with client(nlu) as c:
         acc = await _with_account(c)
-        body = {"extend": "", "mobile": acc["phone"][3:], "nationcode": "86", "sign": "XX金融",
-                "text": "转人工", "time": 1764640800}  # fmt: skip
+        body = {
+            "extend": "",
+            "mobile": acc["phone"][3:],
+            "nationcode": "86",
+            "sign": "XX金融",
+            "text": "转人工",
+            "time": 1764640800,
+        }
         r = await c.post("/webhooks/tencent", json=body)
         assert r.status == 200
         assert await r.json() == {"result": 0, "errmsg": "OK"}
@@ -221,8 +242,12 @@ async def test_concurrent_replies_are_processed_one_at_a_time_in_order(nlu: Unde
 async def test_payment_is_idempotent_by_reference(nlu: Understander) -> None:
     async with client(nlu) as c:
         acc = await _with_account(c)
-        pay = {"account_id": acc["id"], "amount": "3200.00", "paid_at": "2026-12-02T10:00:00+08:00",
-               "reference": "PAY-1"}  # fmt: skip
+        pay = {
+            "account_id": acc["id"],
+            "amount": "3200.00",
+            "paid_at": "2026-12-02T10:00:00+08:00",
+            "reference": "PAY-1",
+        }
         first = await c.post("/api/payments", json=pay, headers=AUTH)
         again = await c.post("/api/payments", json=pay, headers=AUTH)
         assert (await first.json())["status"] == "accepted"

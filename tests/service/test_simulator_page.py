@@ -230,15 +230,33 @@ def test_a_blocked_message_is_marked_on_its_bubble(page: Page, base_url: str) ->
     # crafted view: the "blocked" event names the message the outbound rules stopped.
     at = "2026-12-02T04:00:00+00:00"
     view = {
-        "now": at, "account_id": "demo-0001", "tz": "Asia/Shanghai", "state": "awaiting_reply",
-        "flags": [], "timers": {}, "promise": None, "paid_total": "0", "last_understanding": None,
+        "now": at,
+        "account_id": "demo-0001",
+        "tz": "Asia/Shanghai",
+        "state": "awaiting_reply",
+        "flags": [],
+        "timers": {},
+        "promise": None,
+        "paid_total": "0",
+        "last_understanding": None,
         "sent": [],
         "transcript": [
-            {"at": at, "who": "bot", "text": "【XX金融】提醒", "template": "follow_up", "message_id": "m1"},
-            {"at": at, "who": "system", "text": "blocked: …", "kind": "blocked",
-             "detail": {"message_id": "m1", "reason": "opted_out"}},
+            {
+                "at": at,
+                "who": "bot",
+                "text": "【XX金融】提醒",
+                "template": "follow_up",
+                "message_id": "m1",
+            },
+            {
+                "at": at,
+                "who": "system",
+                "text": "blocked: …",
+                "kind": "blocked",
+                "detail": {"message_id": "m1", "reason": "opted_out"},
+            },
         ],
-    }  # fmt: skip
+    }
     page.route(
         f"{base_url}/simulator/api/state/demo-0001",
         lambda route: route.fulfill(json=view),

@@ -691,3 +691,64 @@ async def test_redis_paused_times_out_then_recovers(own_redis_server: RedisServe
         assert await store.get_account("L0001") == account()
     finally:
         await store.close()
+
+
+# --- compliance support: per-account facts, deferred messages, the per-phone send ledger ------
+
+
+def _deferred_msg(message_id: str, at: datetime) -> Outbound:
+    return Outbound(
+        id=message_id,
+        account_id="L0001",
+        phone="+8613800138000",
+        text="【XX金融】提醒",
+        template="t",
+        created_at=T0,
+        not_before=at,
+    )
+
+
+async def test_account_ids_and_meta(store: Store) -> None:
+    await store.upsert_account(account("L0002", "13900139000"))
+    await store.upsert_account(account("L0001"))
+    assert await store.account_ids() == ["L0001", "L0002"]
+    assert await store.get_meta("L0001", "preferences") is None
+    await store.set_meta("L0001", "preferences", '{"a": 1}')
+    await store.set_meta("L0001", "preferences", '{"a": 2}')
+    assert await store.get_meta("L0001", "preferences") == '{"a": 2}'
+    assert await store.get_meta("L0002", "preferences") is None
+
+
+async def test_deferred_messages_are_taken_once(store: Store) -> None:
+    await store.defer("L0001", _deferred_msg("m1", T0 + timedelta(hours=10)))
+    await store.defer("L0001", _deferred_msg("m2", T0 + timedelta(hours=11)))
+    assert [m.id for m in await store.deferred("L0001")] == ["m1", "m2"]
+    taken = await asyncio.gather(
+        store.take_deferred("L0001", "m1"), store.take_deferred("L0001", "m1")
+    )
+    assert sorted(t.id if t else "-" for t in taken) == ["-", "m1"]
+    assert [m.id for m in await store.deferred("L0001")] == ["m2"]
+    assert await store.take_deferred("L0001", "nope") is None
+
+
+async def test_send_ledger_by_time(store: Store) -> None:
+    from bot.records import SendRecord
+
+    phone = "+8613800138000"
+    for i, kind in enumerate(["proactive", "reply", "confirmation"]):
+        await store.record_send(
+            phone,
+            SendRecord(
+                at=T0 + timedelta(days=i),
+                account_id="L0001",
+                message_id=f"m{i}",
+                kind=kind,
+                text_hash="h",
+            ),
+        )
+    assert [r.message_id for r in await store.send_history(phone, T0)] == ["m0", "m1", "m2"]
+    assert [r.message_id for r in await store.send_history(phone, T0 + timedelta(hours=1))] == [
+        "m1",
+        "m2",
+    ]
+    assert await store.send_history("+8613900000000", T0) == []

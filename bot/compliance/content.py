@@ -1,0 +1,705 @@
+"""Content lint of one rendered outbound SMS: pure, fast, driven by operator-edited lexicons.
+
+:class:`ContentChecker` is built once per rule pack (``ContentChecker.load``) and then answers
+``check(text, approved_template=..., first_contact=...)`` with every :class:`Finding`:
+
+- ``block``: hard-block wording (threats, invented legal consequences, impersonation, insults,
+  exposure to third parties, pressure to borrow or pay privately, marketing);
+- ``soft``: legal wording allowed only in compliance-approved templates (not reported when
+  ``approved_template`` is true: there it is allowed);
+- ``format``: full ID or card numbers, 【 or 】 in the body, more segments than allowed;
+- ``required``: a missing whitelisted signature, creditor name, official contact or required
+  phrase (``required_every``, and ``required_first_contact`` on a first contact);
+- ``debt_content``: words that reveal a debt. Not a problem in itself: the gate uses them to
+  keep such texts from wrong numbers and opted-out borrowers.
+
+Matching works on a *normalised* text (:func:`normalize_for_lint`): full-width → half-width,
+traditional → simplified, lower case, and every space, punctuation mark, zero-width or symbol
+character removed, so ``逮 捕``, ``逮.捕``, ``逮*捕`` and ``逮捕`` read the same. Homophones and
+other spellings are listed in the lexicon files (``evasions``) and expanded into the term list
+when the checker is built, so matching stays one pass over the text. Terms written only in
+Latin letters (``sue``, ``irs``) must stand as whole words (an English ending such as -s, -ed,
+-ing may follow), so ``issue`` and ``first`` do not hit.
+
+Speed: everything is compiled in ``load``. A check is one normalisation, one Aho-Corasick pass
+over the normalised text for all terms at once (``ahocorasick_rs``; a pure-Python index of the
+terms' first two characters stands in when it is missing), one ``search`` per regex pattern and
+a handful of substring tests.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import re
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+from operator import itemgetter
+from pathlib import Path
+from typing import Literal, Protocol
+
+import opencc
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from bot.compliance.pack import Pack
+from bot.errors import ConfigError, Problem
+from dialogs.templates import sms_length
+from dialogs.yamlio import Located, load_yaml, validation_problems
+
+try:
+    import ahocorasick_rs
+except ImportError:  # pragma: no cover - exercised through _PyMatcher in the tests
+    ahocorasick_rs = None  # type: ignore[assignment]
+
+Severity = Literal["block", "soft", "debt_content", "required", "format"]
+LexiconSeverity = Literal["block", "soft", "debt_content", "format"]
+
+
+class Finding(BaseModel):
+    """One thing the checker found; every severity but ``debt_content`` is a reason not to send."""
+
+    model_config = ConfigDict(frozen=True)
+
+    rule: str  # rule id, e.g. CN-CONTENT-01/violence
+    category: str
+    severity: Severity
+    term: str  # the lexicon entry (term or pattern) as written, or the missing element
+    why: str  # the law or guideline behind the rule
+    # The words as they stand in the original text (``馬 上 逮.捕``) for block and soft hits
+    # when they can be located; empty otherwise (never for ID or card numbers: no PII in logs).
+    quote: str = ""
+
+
+# --- normalisation ---------------------------------------------------------------------------
+
+# Kept: letters and digits of every script, and currency signs (amounts: ¥100, $100).
+# Dropped: spaces, punctuation, symbols, emoji, zero-width and other format characters, "_".
+_DROP = re.compile(r"[^\w¥$€£]|_")
+_KEEP = re.compile(r"[^\W_]|[¥$€£]")
+_KEEP_RUN = re.compile(r"(?:[^\W_]|[¥$€£])+")
+# An English word may carry one of these endings after a term (sue → sued, arrest → arrests).
+_SUFFIXES = frozenset({"s", "es", "d", "ed", "ing", "er", "ers"})
+_MAX_VARIANTS = 256  # spellings one term may expand into through the evasion map
+
+
+class _Normalizer:
+    """NFKC, traditional → simplified, lower case, separators removed. Built once: OpenCC
+    loads its dictionaries when constructed."""
+
+    def __init__(self) -> None:
+        self._t2s = opencc.OpenCC("t2s")
+
+    def __call__(self, text: str) -> str:
+        t = _DROP.sub("", text)
+        if not unicodedata.is_normalized("NFKC", t):  # CJK + ASCII usually is: skip the cost
+            t = _DROP.sub("", unicodedata.normalize("NFKC", t))
+        return str(self._t2s.convert(t)).lower()
+
+
+@functools.cache
+def _default_normalizer() -> _Normalizer:
+    return _Normalizer()
+
+
+def normalize_for_lint(text: str) -> str:
+    """The text as the lexicons see it: ``"馬上 逮.捕！"`` → ``"马上逮捕"``."""
+    return _default_normalizer()(text)
+
+
+def _is_word_char(ch: str) -> bool:
+    return ch.isascii() and ch.isalnum()
+
+
+# --- lexicon files ---------------------------------------------------------------------------
+
+
+class LexiconCategory(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(min_length=1, pattern=r"^\S+$")  # rule id, unique across a pack's files
+    category: str = Field(min_length=1)
+    severity: LexiconSeverity
+    why: str = Field(min_length=1)
+    terms: list[str] = Field(default_factory=list)
+    patterns: list[str] = Field(default_factory=list)  # regexes over the normalised text
+    allow: list[str] = Field(default_factory=list)  # harmless phrases around a term: 谨防骗子
+
+
+class LexiconFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    description: str = ""
+    # other spelling → the spelling used in the terms (劳赖: 老赖); applies to every term
+    evasions: dict[str, str] = Field(default_factory=dict)
+    categories: list[LexiconCategory] = Field(min_length=1)
+
+
+@dataclass(frozen=True)
+class Lexicon:
+    """The validated content of a pack's lexicon files."""
+
+    categories: tuple[LexiconCategory, ...]
+    evasions: dict[str, str]  # normalised variant → normalised canonical, chains resolved
+
+
+def load_lexicons(paths: Sequence[Path]) -> Lexicon:
+    """Read and validate lexicon files; every problem raises one ``ConfigError`` naming file,
+    line and field (unknown severity, empty terms, invalid regex, duplicate rule id …)."""
+    normalize = _default_normalizer()
+    problems: list[Problem] = []
+    categories: list[LexiconCategory] = []
+    evasions: dict[str, str] = {}
+    seen_ids: dict[str, str] = {}
+    for path in paths:
+        doc = load_yaml(path)
+        try:
+            lex = LexiconFile.model_validate(doc.data if doc.data is not None else {})
+        except ValidationError as exc:
+            problems.extend(validation_problems(exc, doc))
+            continue
+        for variant, canonical in lex.evasions.items():
+            v, c = normalize(str(variant)), normalize(canonical)
+            if not v or not c or v == c:
+                problems.append(
+                    doc.problem(
+                        ("evasions", variant),
+                        f"evasion {variant!r} → {canonical!r} is empty or changes nothing "
+                        "once normalised",
+                        "write another spelling on the left and the terms' spelling on the right",
+                    )
+                )
+            else:
+                evasions[v] = c
+        for i, spec in enumerate(lex.categories):
+            problems.extend(_category_problems(doc, i, spec, normalize))
+            where = f"{doc.file}:{doc.line(('categories', i, 'id'))}"
+            if spec.id in seen_ids:
+                problems.append(
+                    doc.problem(
+                        ("categories", i, "id"),
+                        f"duplicate rule id {spec.id!r} (first at {seen_ids[spec.id]})",
+                        "every category needs its own id",
+                    )
+                )
+                continue
+            seen_ids[spec.id] = where
+            categories.append(spec)
+    cycle = _evasion_cycle(evasions)
+    if cycle:
+        files = ", ".join(str(p) for p in paths)
+        problems.append(Problem(files, None, f"evasions go round in a cycle: {cycle}", "evasions"))
+    if problems:
+        raise ConfigError(problems)
+    return Lexicon(tuple(categories), _resolve_chains(evasions))
+
+
+def _category_problems(
+    doc: Located, i: int, spec: LexiconCategory, normalize: _Normalizer
+) -> list[Problem]:
+    out: list[Problem] = []
+    if not spec.terms and not spec.patterns:
+        out.append(
+            doc.problem(
+                ("categories", i, "terms"),
+                "empty terms: a category needs at least one term or pattern",
+                "add terms (literal words) or patterns (regular expressions)",
+            )
+        )
+    for field in ("terms", "allow"):
+        for j, term in enumerate(getattr(spec, field)):
+            if not normalize(term):
+                out.append(
+                    doc.problem(
+                        ("categories", i, field, j),
+                        f"{term!r} is empty once spaces and punctuation are removed",
+                        "terms are matched without spaces or punctuation",
+                    )
+                )
+    for j, pattern in enumerate(spec.patterns):
+        try:
+            rx = re.compile(pattern)
+        except re.error as exc:
+            out.append(
+                doc.problem(
+                    ("categories", i, "patterns", j),
+                    f"invalid regex {pattern!r}: {exc}",
+                    "patterns are Python regular expressions; write them in 'single quotes'",
+                )
+            )
+            continue
+        if rx.search("") is not None:
+            out.append(
+                doc.problem(
+                    ("categories", i, "patterns", j),
+                    f"pattern {pattern!r} matches the empty text",
+                    "it would hit every message; use + instead of * or ?",
+                )
+            )
+    return out
+
+
+def _evasion_cycle(evasions: dict[str, str]) -> str | None:
+    for start in evasions:
+        path = [start]
+        cur = start
+        while cur in evasions:
+            cur = evasions[cur]
+            if cur in path:
+                return " → ".join([*path, cur])
+            path.append(cur)
+    return None
+
+
+def _resolve_chains(evasions: dict[str, str]) -> dict[str, str]:
+    """nin → 您 and 您 → 你 become nin → 你 (the map has no cycles by now)."""
+    out = {}
+    for variant, canonical in evasions.items():
+        while canonical in evasions:
+            canonical = evasions[canonical]
+        out[variant] = canonical
+    return out
+
+
+def _variants(term: str, by_canonical: dict[str, list[str]]) -> set[str]:
+    """Every spelling of ``term`` the evasion map allows (each canonical replaced in turn)."""
+    out = {term}
+    for canonical, variants in by_canonical.items():
+        if canonical not in term:
+            continue
+        for spelled in list(out):
+            if canonical in spelled:
+                out.update(spelled.replace(canonical, v) for v in variants)
+        if len(out) > _MAX_VARIANTS:
+            break
+    return out
+
+
+# --- matching --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False, slots=True)
+class _Entry:
+    """One term (all its spellings), pattern or exception phrase of one category."""
+
+    severity: LexiconSeverity
+    cat: int  # category index: exceptions and overlaps count within a category
+    term: str  # as written in the file
+    allow: bool  # an exception phrase, not a hit
+    finding: Finding  # what it reports (a copy gets ``quote`` for block and soft hits)
+
+
+_Hit = tuple[int, int, _Entry, bool]  # start, end (normalised text), entry, whole word needed
+
+
+class _Matcher(Protocol):
+    def find_matches_as_indexes(
+        self, haystack: str, overlapping: bool = False
+    ) -> list[tuple[int, int, int]]: ...
+
+
+class _PyMatcher:
+    """Pure-Python stand-in for ``ahocorasick_rs.AhoCorasick`` (same answers, ~10x slower):
+    first character → (first two characters → spellings, longest first)."""
+
+    def __init__(self, spellings: Sequence[str]) -> None:
+        pairs: dict[str, dict[str, list[tuple[str, int]]]] = {}
+        single: dict[str, list[int]] = {}
+        for idx in sorted(range(len(spellings)), key=lambda k: -len(spellings[k])):
+            s = spellings[idx]
+            if len(s) == 1:
+                single.setdefault(s, []).append(idx)
+            else:
+                pairs.setdefault(s[0], {}).setdefault(s[:2], []).append((s, idx))
+        self._pairs = pairs
+        self._single = single
+        self._first = frozenset(pairs) | frozenset(single)
+
+    def find_matches_as_indexes(
+        self, haystack: str, overlapping: bool = False
+    ) -> list[tuple[int, int, int]]:
+        assert overlapping, "only overlapping matching is implemented"
+        out: list[tuple[int, int, int]] = []
+        text = haystack
+        for ch in self._first.intersection(text):
+            pairs = self._pairs.get(ch, {})
+            ones = self._single.get(ch, [])
+            i = text.find(ch)
+            while i != -1:
+                for s, idx in pairs.get(text[i : i + 2], ()):
+                    if text.startswith(s, i):
+                        out.append((idx, i, i + len(s)))
+                out.extend((idx, i, i + 1) for idx in ones)
+                i = text.find(ch, i + 1)
+        return out
+
+
+# --- the checker -----------------------------------------------------------------------------
+
+# Latin-script markets open a text with the sender's name ("ACME Recovery: …"); mainland
+# providers put the registered signature in 【】. Pack files do not say which (yet).
+_BARE_SIGNATURE_PACKS = frozenset({"us"})
+# Rule ids of the built-in checks that the research notes number differently per market.
+_CONTACT_RULE = {"cn": "CN-CONTENT-05/contact"}
+
+
+class ContentChecker:
+    """Lint for one pack. Build with :meth:`load`; :meth:`check` is pure and thread-safe."""
+
+    def __init__(self, pack: Pack, lexicon: Lexicon, *, use_rust: bool = True) -> None:
+        self.pack = pack
+        self._normalize = _Normalizer()
+        norm = self._normalize
+        content = pack.content
+        self._prefix = p = pack.name.upper()
+        self._bare_signature = pack.name.lower() in _BARE_SIGNATURE_PACKS
+
+        by_canonical: dict[str, list[str]] = {}
+        for variant, canonical in lexicon.evasions.items():
+            by_canonical.setdefault(canonical, []).append(variant)
+        spelling_ids: dict[str, int] = {}
+        spellings: list[str] = []
+        entries: list[list[tuple[_Entry, bool]]] = []
+        self._patterns: list[tuple[re.Pattern[str], _Entry, bool]] = []
+
+        def finding(spec: LexiconCategory, term: str) -> Finding:
+            return Finding(
+                rule=spec.id,
+                category=spec.category,
+                severity=spec.severity,
+                term=term,
+                why=spec.why,
+            )
+
+        def add(spec: LexiconCategory, cat: int, term: str, *, allow: bool) -> None:
+            entry = _Entry(spec.severity, cat, term, allow, finding(spec, term))
+            for spelled in _variants(norm(term), by_canonical):
+                if spelled not in spelling_ids:
+                    spelling_ids[spelled] = len(spellings)
+                    spellings.append(spelled)
+                    entries.append([])
+                word = all(_is_word_char(ch) for ch in spelled)
+                slot = entries[spelling_ids[spelled]]
+                if not any(e.cat == cat and e.allow == allow for e, _ in slot):
+                    slot.append((entry, word))
+
+        # The creditor's name in the body (not the signature) tells a stranger who is owed.
+        creditor = LexiconCategory(
+            id=f"{p}-3P-01/creditor-name",
+            category="creditor named in the body",
+            severity="debt_content",
+            why="naming the lender to someone else reveals the loan (CN-3P-01 / FDCPA 1692c(b))",
+            terms=list(content.creditor_names),
+        )
+        for cat, spec in enumerate([*lexicon.categories, creditor]):
+            for term in spec.terms:
+                add(spec, cat, term, allow=False)
+            for term in spec.allow:
+                add(spec, cat, term, allow=True)
+            for pattern in spec.patterns:
+                entry = _Entry(spec.severity, cat, pattern, False, finding(spec, pattern))
+                # With exceptions in the category every match counts, else the first suffices.
+                self._patterns.append((re.compile(pattern), entry, bool(spec.allow)))
+        self._entries = [tuple(slot) for slot in entries]
+        # Spellings whose hits need no weighing (debt words, no exceptions, not Latin words).
+        self._plain: list[tuple[_Entry, ...] | None] = [
+            tuple(e for e, _ in slot)
+            if all(e.severity == "debt_content" and not e.allow and not w for e, w in slot)
+            else None
+            for slot in self._entries
+        ]
+        self.spelling_count = len(spellings)
+        self._matcher: _Matcher
+        if use_rust and ahocorasick_rs is not None:
+            self._matcher = ahocorasick_rs.AhoCorasick(spellings)
+        else:
+            self._matcher = _PyMatcher(spellings)
+
+        # Required elements, normalised once.
+        self._signatures = sorted(content.signature_whitelist, key=len, reverse=True)
+        self._signature_norm = {s: norm(s) for s in self._signatures}
+        self._creditors = list(dict.fromkeys(norm(c) for c in content.creditor_names))
+        self._contacts = list(dict.fromkeys(norm(c) for c in content.official_contacts))
+        self._every = [(phrase, norm(phrase)) for phrase in content.required_every]
+        self._first_contact = [(phrase, norm(phrase)) for phrase in content.required_first_contact]
+        self._req = self._required_findings()
+
+    @classmethod
+    def load(cls, pack: Pack, config_dir: Path, *, use_rust: bool = True) -> ContentChecker:
+        """Read and validate the pack's lexicon files (``ConfigError`` names file and line)."""
+        lexicon = load_lexicons([config_dir / ref for ref in pack.content.lexicons])
+        return cls(pack, lexicon, use_rust=use_rust)
+
+    # --- public API ---------------------------------------------------------------------------
+
+    def normalize(self, text: str) -> str:
+        return self._normalize(text)
+
+    def check(self, text: str, *, approved_template: bool, first_contact: bool) -> list[Finding]:
+        """Every problem of ``text`` and its debt-content hits (see the module docstring)."""
+        req = self._req
+        signature, body, after_bracket = self._split_signature(text)
+        compact = self._normalize(body)
+        out = self._lint(body, compact, soft=not approved_template)
+        # required elements (the signature counts as the creditor's name when it is one)
+        if signature is None:
+            found = _leading_bracket(text)
+            if found is None:
+                out.append(req["signature"])
+            else:
+                out.append(req["signature"].model_copy(update={"term": found}))
+            full = compact
+        else:
+            full = self._signature_norm[signature] + compact
+        for name in self._creditors:
+            if name in full:
+                break
+        else:
+            out.append(req["creditor"])
+        for contact in self._contacts:
+            if contact in full:
+                break
+        else:
+            out.append(req["contact"])
+        for phrase, n in self._every:
+            if n not in full:
+                out.append(req[f"every:{phrase}"])
+        if first_contact:
+            for phrase, n in self._first_contact:
+                if n not in full:
+                    out.append(req[f"first:{phrase}"])
+        # format
+        if "【" in after_bracket or "】" in after_bracket:
+            out.append(req["brackets"])
+        segments = sms_length(text).segments
+        limit = self.pack.content.max_segments
+        if segments > limit:
+            out.append(req["segments"].model_copy(update={"term": f"{segments} SMS > {limit}"}))
+        return out
+
+    def debt_content(self, text: str) -> list[Finding]:
+        """What in ``text`` reveals a debt (amounts, 逾期, 还款, the creditor's name …)."""
+        _, body, _ = self._split_signature(text)
+        return self._lint(body, self._normalize(body), soft=False, only_debt=True)
+
+    # --- internals ----------------------------------------------------------------------------
+
+    def _split_signature(self, text: str) -> tuple[str | None, str, str]:
+        """(whitelisted signature or None, text to lint, text after a leading 【…】)."""
+        s = text.lstrip()
+        if s.startswith("【"):
+            close = s.find("】", 1)
+            if close < 0:
+                return None, s, s[1:]
+            after = s[close + 1 :]
+            if s[1:close] in self._signature_norm:
+                return s[1:close], after, after
+            return None, s, after  # an unknown signature is linted too (【XX派出所】)
+        if self._bare_signature:
+            for sig in self._signatures:
+                if s.startswith(sig) and (len(s) == len(sig) or not s[len(sig)].isalnum()):
+                    return sig, s[len(sig) :], s
+        return None, s, s
+
+    def _lint(
+        self, body: str, compact: str, *, soft: bool, only_debt: bool = False
+    ) -> list[Finding]:
+        matches = self._matcher.find_matches_as_indexes(compact, overlapping=True)
+        # The usual case, a reminder: only plain debt words, nothing to weigh. One finding per
+        # entry, in the order found; everything else goes through _weigh.
+        plain = self._plain
+        found: dict[_Entry, None] = {}
+        for idx, _, _ in matches:
+            entries = plain[idx]
+            if entries is None:
+                return self._weigh(matches, body, compact, soft=soft, only_debt=only_debt)
+            for entry in entries:
+                found[entry] = None
+        for rx, entry, every in self._patterns:
+            if rx.search(compact) is not None:
+                if every or entry.severity != "debt_content":
+                    return self._weigh(matches, body, compact, soft=soft, only_debt=only_debt)
+                found[entry] = None
+        return [entry.finding for entry in found]
+
+    def _weigh(
+        self,
+        matches: list[tuple[int, int, int]],
+        body: str,
+        compact: str,
+        *,
+        soft: bool,
+        only_debt: bool,
+    ) -> list[Finding]:
+        entries = self._entries
+        hits: list[_Hit] = [
+            (start, end, entry, word) for idx, start, end in matches for entry, word in entries[idx]
+        ]
+        for rx, entry, every in self._patterns:
+            if every:
+                hits.extend((m.start(), m.end(), entry, False) for m in rx.finditer(compact))
+            else:
+                m = rx.search(compact)
+                if m is not None:
+                    hits.append((m.start(), m.end(), entry, False))
+        hits.sort(key=itemgetter(0))
+        if only_debt:
+            hits = [h for h in hits if h[2].severity == "debt_content"]
+        elif not soft:
+            hits = [h for h in hits if h[2].severity != "soft"]
+        located = _Located(body, compact)
+        if any(h[3] for h in hits):
+            hits = [h for h in hits if not h[3] or located.whole_word(h[0], h[1])]
+        hits = _without_exceptions(hits)
+        out: dict[_Entry, Finding] = {}
+        for start, end, entry, _ in hits:
+            if entry in out:
+                continue
+            found = entry.finding
+            if entry.severity in ("block", "soft"):
+                quote = located.quote(start, end)
+                if quote:
+                    found = found.model_copy(update={"quote": quote})
+            out[entry] = found
+        return list(out.values())
+
+    def _required_findings(self) -> dict[str, Finding]:
+        p = self._prefix
+        content = self.pack.content
+
+        def req(rule: str, category: str, term: str, why: str) -> Finding:
+            return Finding(rule=rule, category=category, severity="required", term=term, why=why)
+
+        out = {
+            "signature": req(
+                f"{p}-ID-01/signature",
+                "whitelisted signature at the start",
+                "signature" if self._bare_signature else "【signature】",
+                f"the registered sender name ({', '.join(content.signature_whitelist)}) must "
+                "open every SMS (CN-ID-01, CN-SMS-01)",
+            ),
+            "creditor": req(
+                f"{p}-ID-01/creditor",
+                "creditor named",
+                "creditor name",
+                f"the creditor must be named ({', '.join(content.creditor_names)}) (CN-ID-01)",
+            ),
+            "contact": req(
+                _CONTACT_RULE.get(self.pack.name.lower(), f"{p}-ID-02/contact"),
+                "official contact",
+                "official contact",
+                "every collection SMS carries an official channel for questions and disputes "
+                f"({', '.join(content.official_contacts)}) (CN-CONTENT-05)",
+            ),
+            "brackets": Finding(
+                rule=f"{p}-SMS-01/brackets",
+                category="【】 in the body",
+                severity="format",
+                term="【】",
+                why="only the signature stands in 【】: providers reject the rest (CN-SMS-01)",
+            ),
+            "segments": Finding(
+                rule="SMS-ENC-01/segments",
+                category="too many segments",
+                severity="format",
+                term="",
+                why="required elements must arrive within max_segments (SMS-ENC-01, SMS-SPLIT-01)",
+            ),
+        }
+        for phrase in content.required_every:
+            out[f"every:{phrase}"] = req(
+                f"{p}-REQ-01/every",
+                "phrase required in every SMS",
+                phrase,
+                "the pack requires it in every SMS (US-OPTOUT-01 opt-out line, US-MM-01 "
+                "'from a debt collector')",
+            )
+        for phrase in content.required_first_contact:
+            out[f"first:{phrase}"] = req(
+                f"{p}-REQ-02/first-contact",
+                "phrase required in the first contact",
+                phrase,
+                "the pack requires it in the initial communication (US-MM-01 mini-Miranda)",
+            )
+        return out
+
+
+def _leading_bracket(text: str) -> str | None:
+    """The signature a text opens with, whitelisted or not (None when there is no 【)."""
+    s = text.lstrip()
+    if not s.startswith("【"):
+        return None
+    close = s.find("】", 1)
+    return s[1:close] if close > 0 else None
+
+
+def _without_exceptions(hits: list[_Hit]) -> list[_Hit]:
+    """Drop exception phrases, every hit an exception of its category covers, and hits inside
+    a longer hit of the same category (马上逮捕 and 逮捕 are one finding). ``hits`` are sorted
+    by start."""
+    allows = [h for h in hits if h[2].allow]
+    kept = [h for h in hits if not h[2].allow] if allows else hits
+    if allows:
+        kept = [
+            h
+            for h in kept
+            if not any(a[2].cat == h[2].cat and a[0] <= h[0] and h[1] <= a[1] for a in allows)
+        ]
+    # Longer first among equal starts; then a hit is inside an earlier one of its category
+    # exactly when it ends before that one's end (or at it, starting later).
+    kept.sort(key=lambda h: (h[0], h[0] - h[1]))
+    reach: dict[int, tuple[int, int]] = {}  # category → (furthest end so far, its start)
+    out: list[_Hit] = []
+    for h in kept:
+        cat = h[2].cat
+        prev = reach.get(cat)
+        if prev is not None and (h[1] < prev[0] or (h[1] == prev[0] and h[0] > prev[1])):
+            continue
+        if prev is None or h[1] > prev[0]:
+            reach[cat] = (h[1], h[0])
+        out.append(h)
+    return out
+
+
+class _Located:
+    """Maps the normalised text back to the original, computed only when asked: word
+    boundaries for Latin terms and quotes of block and soft hits. When normalising changed the
+    number of characters the map would lie, so it is not used (no quote, no gaps)."""
+
+    def __init__(self, original: str, compact: str) -> None:
+        self.original = original
+        self.compact = compact
+        self._gaps: frozenset[int] | None = None
+        self._positions: list[int] | None = None
+
+    @property
+    def gaps(self) -> frozenset[int]:
+        """Normalised positions k with something removed between k-1 and k (a space, a dot)."""
+        if self._gaps is None:
+            runs = _KEEP_RUN.findall(self.original)
+            ok = sum(map(len, runs)) == len(self.compact)
+            self._gaps = frozenset(itertools.accumulate(map(len, runs))) if ok else frozenset()
+        return self._gaps
+
+    def quote(self, start: int, end: int) -> str:
+        if self._positions is None:
+            positions = [m.start() for m in _KEEP.finditer(self.original)]
+            self._positions = positions if len(positions) == len(self.compact) else []
+        if not self._positions or end <= start:
+            return ""
+        return self.original[self._positions[start] : self._positions[end - 1] + 1]
+
+    def boundary(self, k: int) -> bool:
+        """Is there a word boundary between normalised characters k-1 and k?"""
+        c = self.compact
+        if k <= 0 or k >= len(c):
+            return True
+        return not (_is_word_char(c[k - 1]) and _is_word_char(c[k])) or k in self.gaps
+
+    def whole_word(self, start: int, end: int) -> bool:
+        if not self.boundary(start):
+            return False
+        k = end
+        while not self.boundary(k) and k - end < 4:
+            k += 1
+        return k == end or (self.boundary(k) and self.compact[end:k] in _SUFFIXES)

@@ -1,0 +1,187 @@
+"""The gate every outbound SMS passes: send, defer until a computed time, or block.
+
+``Gate.decide`` is pure: the caller (the pipeline, the CLI, the tests) gathers the facts into
+a :class:`GateContext`; the decision names the rule ids it applied, and the caller audits it.
+Order of the checks, and why:
+
+1. content (hard-block lexicon, format, required elements, soft-risk outside approved wording):
+   a bad text is never fixed by waiting, so it is blocked;
+2. opt-out: after a stop only one confirmation without debt content may go;
+3. third parties: nothing with debt content to a number marked wrong_number;
+4. holds (dispute, hardship, cease, a person owns the case): no proactive collection content;
+5. frequency caps and the identical-text gap: wait until the count allows;
+6. the contact window and the borrower's stated quiet times: wait until it opens.
+The one confirmation of an opt-out skips 5 and 6: it answers the borrower's own message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, time, timedelta
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict
+
+from bot.compliance.content import ContentChecker, Finding
+from bot.compliance.pack import CONFIG_DIR, DEFAULT_FILE, Pack, PackFile, load_packs
+from bot.compliance.window import NoAllowedTime, Preferences, next_allowed
+from bot.records import Outbound, SendRecord
+
+Verdict = Literal["send", "defer", "block"]
+
+
+class Decision(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    verdict: Verdict
+    until: AwareDatetime | None = None  # for defer: when to look again
+    rules: tuple[str, ...] = ()
+    reasons: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class GateContext:
+    """What the gate needs to know about the recipient at the moment of sending."""
+
+    pack: Pack
+    zones: Sequence[ZoneInfo]
+    opted_out: bool = False
+    flags: frozenset[str] = frozenset()
+    agent_owned: bool = False
+    history: Sequence[SendRecord] = ()  # this phone's sends of the last 7 days
+    first_contact: bool = False
+    preferences: Preferences | None = None
+
+
+@dataclass
+class _Verdicts:
+    blocks: list[tuple[str, str]] = field(default_factory=list)
+    defers: list[tuple[str, str, datetime]] = field(default_factory=list)
+
+
+def text_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+class Gate:
+    def __init__(self, packs: PackFile, checkers: dict[str, ContentChecker]) -> None:
+        self.packs = packs
+        self._checkers = checkers
+
+    @classmethod
+    def load(cls, path: Path = DEFAULT_FILE) -> Gate:
+        packs = load_packs(path)
+        config_dir = path.parent if path != DEFAULT_FILE else CONFIG_DIR
+        checkers = {name: ContentChecker.load(p, config_dir) for name, p in packs.packs.items()}
+        return cls(packs, checkers)
+
+    def pack(self, name: str | None) -> Pack:
+        return self.packs.packs[name or self.packs.default_pack]
+
+    def checker(self, pack: Pack) -> ContentChecker:
+        return self._checkers[pack.name]
+
+    def lint(self, pack: Pack, text: str, *, approved: bool, first_contact: bool) -> list[Finding]:
+        return self.checker(pack).check(
+            text, approved_template=approved, first_contact=first_contact
+        )
+
+    def decide(self, msg: Outbound, ctx: GateContext, now: datetime) -> Decision:
+        pack = ctx.pack
+        p = pack.name.upper()
+        v = _Verdicts()
+        findings = self.lint(pack, msg.text, approved=msg.approved, first_contact=ctx.first_contact)
+        debt = msg.debt_content or any(f.severity == "debt_content" for f in findings)
+        for f in findings:
+            if f.severity in ("block", "format"):
+                v.blocks.append((f.rule, f"{f.category}: {f.term} ({f.why})"))
+            elif f.severity == "soft" and not msg.approved:
+                v.blocks.append((f.rule, f"{f.term}: allowed only in compliance-approved wording"))
+            elif f.severity == "required" and debt:
+                v.blocks.append((f.rule, f"missing {f.term} ({f.why})"))
+        if ctx.opted_out or "opted_out" in ctx.flags:
+            confirmations = sum(1 for r in ctx.history if r.kind == "confirmation")
+            if msg.kind != "confirmation" or debt:
+                v.blocks.append(
+                    (f"{p}-OPTOUT-01", "the number opted out: nothing but one confirmation")
+                )
+            elif confirmations >= pack.optout.max_confirmations:
+                v.blocks.append((f"{p}-OPTOUT-02", "the opt-out was already confirmed"))
+        if "wrong_number" in ctx.flags and debt:
+            v.blocks.append((f"{p}-3P-01", "debt content to a number that is not the borrower's"))
+        held = set(pack.holds.flags) & ctx.flags
+        if (
+            msg.kind == "proactive"
+            and debt
+            and (held or (pack.holds.agent_owned and ctx.agent_owned))
+        ):
+            why = ", ".join(sorted(held)) or "a person owns the conversation"
+            v.blocks.append((f"{p}-HOLD-01", f"collection is on hold ({why})"))
+        if v.blocks:
+            return Decision(
+                verdict="block",
+                rules=tuple(dict.fromkeys(r for r, _ in v.blocks)),
+                reasons=tuple(reason for _, reason in v.blocks),
+            )
+        if msg.kind == "confirmation":
+            # The one content-free answer to the borrower's own stop goes at once, whatever the
+            # hour: it replies to a message they just sent (US-TIME-01's exception; TCPA asks
+            # for it within five minutes), and caps do not count it.
+            return Decision(verdict="send")
+        self._caps(msg, ctx, now, v)
+        earliest = max([now, *(at for _, _, at in v.defers)])
+        try:
+            allowed = next_allowed(earliest, ctx.zones, pack.window, ctx.preferences)
+        except NoAllowedTime as exc:
+            # The borrower's quiet times leave no moment at all: a person must decide.
+            return Decision(verdict="block", rules=(f"{p}-PREF-02",), reasons=(str(exc),))
+        # A cap that waits to midnight is moved to the morning without blaming the window.
+        outside_now = (
+            not v.defers or next_allowed(now, ctx.zones, pack.window, ctx.preferences) > now
+        )
+        if allowed > earliest and outside_now:
+            rule = f"{p}-TIME-01"
+            if ctx.preferences and allowed != next_allowed(earliest, ctx.zones, pack.window, None):
+                rule = f"{p}-PREF-01"
+            v.defers.append(
+                (rule, "outside the contact window or the borrower's quiet time", allowed)
+            )
+        if not v.defers and allowed <= earliest:
+            return Decision(verdict="send")
+        until = max(allowed, *(at for _, _, at in v.defers))
+        return Decision(
+            verdict="defer",
+            until=until,
+            rules=tuple(dict.fromkeys(r for r, _, _ in v.defers)),
+            reasons=tuple(reason for _, reason, _ in v.defers),
+        )
+
+    def _caps(self, msg: Outbound, ctx: GateContext, now: datetime, v: _Verdicts) -> None:
+        pack = ctx.pack
+        p = pack.name.upper()
+        freq = pack.frequency
+        zone = ctx.zones[0] if ctx.zones else ZoneInfo(pack.timezone_default)
+        local_day = now.astimezone(zone).date()
+        next_day = datetime.combine(local_day + timedelta(days=1), time(0), zone)
+        today = [r for r in ctx.history if r.at.astimezone(zone).date() == local_day]
+        week = [r for r in ctx.history if r.at > now - timedelta(days=7)]
+        if msg.kind == "proactive":
+            if sum(r.kind == "proactive" for r in today) >= freq.proactive_max_per_day:
+                v.defers.append((f"{p}-FREQ-01", "daily cap on proactive messages", next_day))
+            proactive_week = sorted(r.at for r in week if r.kind == "proactive")
+            if len(proactive_week) >= freq.proactive_max_per_7d:
+                oldest = proactive_week[-freq.proactive_max_per_7d]
+                v.defers.append(
+                    (f"{p}-FREQ-02", "7-day cap on proactive messages", oldest + timedelta(days=7))
+                )
+        elif sum(r.kind == "reply" for r in today) >= freq.reply_max_per_day:
+            v.defers.append((f"{p}-FREQ-03", "daily cap on replies", next_day))
+        digest = text_hash(msg.text)
+        same = [r.at for r in ctx.history if r.text_hash == digest]
+        gap = timedelta(hours=freq.identical_text_min_gap_h)
+        if same and max(same) + gap > now:
+            v.defers.append((f"{p}-FREQ-04", "the same text was sent recently", max(same) + gap))

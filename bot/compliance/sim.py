@@ -1,0 +1,96 @@
+"""The gate for in-process runs (conversation tests, the terminal simulator).
+
+It keeps the send ledger of the one simulated borrower, so caps, opt-out confirmations and
+the contact window are judged exactly as the service judges them. A deferred message is
+reported ("defer until 12-03 08:00") but not replayed later: the service does that part.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from bot.compliance.gate import Decision, Gate, GateContext, text_hash
+from bot.records import Outbound, SendRecord
+from dialogs import conversation as c
+from dialogs.engine import CompiledFlow
+from dialogs.schema import Flag
+
+
+class GateReviewer:
+    def __init__(self, gate: Gate, pack: str | None = None) -> None:
+        self.gate = gate
+        self.pack = gate.pack(pack)
+        self.history: list[SendRecord] = []
+
+    @classmethod
+    def load(cls, pack: str | None = None) -> GateReviewer:
+        return cls(Gate.load(), pack)
+
+    def start_test(self) -> None:
+        self.history = []
+
+    def review(
+        self,
+        cf: CompiledFlow,
+        conv: c.Conversation,
+        sends: list[c.Send],
+        reply: bool,
+        now: datetime,
+    ) -> list[str]:
+        zone = ZoneInfo(cf.flow.spec.settings.timezone)
+        return [describe(d, zone) for d in self.decide(cf, conv, sends, reply, now)]
+
+    def decide(
+        self,
+        cf: CompiledFlow,
+        conv: c.Conversation,
+        sends: list[c.Send],
+        reply: bool,
+        now: datetime,
+    ) -> list[Decision]:
+        state = cf.flow.spec.states.get(conv.state)
+        decisions = []
+        for send in sends:
+            spec = cf.flow.templates[send.template]
+            confirmation = conv.has(Flag.OPTED_OUT) and not send.debt_content
+            msg = Outbound(
+                account_id=conv.id,
+                phone="+0",
+                text=send.text,
+                template=send.template,
+                debt_content=send.debt_content,
+                created_at=now,
+                approved=spec.compliance_approved,
+                kind="confirmation" if confirmation else ("reply" if reply else "proactive"),
+            )
+            ctx = GateContext(
+                pack=self.pack,
+                zones=[ZoneInfo(cf.flow.spec.settings.timezone)],
+                flags=frozenset(f.value for f in conv.flags),
+                agent_owned=state is not None and state.owner == "agent",
+                history=list(self.history),
+                first_contact=not self.history,
+            )
+            decision = self.gate.decide(msg, ctx, now)
+            if decision.verdict == "send":
+                self.history.append(
+                    SendRecord(
+                        at=now,
+                        account_id=conv.id,
+                        message_id=msg.id,
+                        kind=msg.kind,
+                        text_hash=text_hash(msg.text),
+                    )
+                )
+            decisions.append(decision)
+        return decisions
+
+
+def describe(d: Decision, zone: ZoneInfo) -> str:
+    rules = ", ".join(d.rules)
+    if d.verdict == "defer" and d.until is not None:
+        return f"defer until {d.until.astimezone(zone):%m-%d %H:%M} ({rules})"
+    if d.verdict == "block":
+        return f"block ({rules})"
+    return "send"

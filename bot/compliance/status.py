@@ -1,0 +1,69 @@
+"""The facts the gate decides on, read from the store; and an account's compliance status."""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import datetime, timedelta
+from typing import Any
+
+from bot.compliance.gate import Gate, GateContext
+from bot.compliance.window import Preferences, next_allowed, zones_for
+from bot.records import AccountRecord
+from bot.storage.base import Store
+from dialogs import conversation as c
+from dialogs.registry import Registry
+
+
+async def gate_context(
+    store: Store,
+    gate: Gate,
+    registry: Registry,
+    account: AccountRecord,
+    conv: c.Conversation | None,
+    now: datetime,
+) -> GateContext:
+    """Everything the gate needs about this recipient, as the store has it now."""
+    pack = gate.pack(account.pack)
+    raw_prefs = await store.get_meta(account.id, "preferences")
+    owner = None
+    if conv is not None:
+        with contextlib.suppress(Exception):  # a state a newer flow version removed
+            owner = registry.get(conv.flow).flow.spec.states[conv.state].owner
+    return GateContext(
+        pack=pack,
+        zones=zones_for(account.phone, account.tz, pack),
+        opted_out=await store.is_opted_out(account.phone),
+        flags=frozenset(f.value for f in conv.flags) if conv else frozenset(),
+        agent_owned=owner == "agent",
+        history=await store.send_history(account.phone, now - timedelta(days=7)),
+        first_contact=await store.get_meta(account.id, "contacted") is None,
+        preferences=Preferences.model_validate_json(raw_prefs) if raw_prefs else None,
+    )
+
+
+def status(ctx: GateContext, now: datetime) -> dict[str, Any]:
+    """Holds, opt-out, caps used and the next time a proactive message could go out."""
+    pack = ctx.pack
+    zone = ctx.zones[0]
+    today = now.astimezone(zone).date()
+    used_today = [r for r in ctx.history if r.at.astimezone(zone).date() == today]
+    holds = sorted(set(pack.holds.flags) & ctx.flags)
+    if pack.holds.agent_owned and ctx.agent_owned:
+        holds.append("agent")
+    return {
+        "pack": pack.name,
+        "zones": [z.key for z in ctx.zones],
+        "opted_out": ctx.opted_out,
+        "wrong_number": "wrong_number" in ctx.flags,
+        "holds": holds,
+        "preferences": [q.label for q in ctx.preferences.no_contact] if ctx.preferences else [],
+        "caps": {
+            "proactive_today": sum(r.kind == "proactive" for r in used_today),
+            "proactive_max_per_day": pack.frequency.proactive_max_per_day,
+            "proactive_7d": sum(r.kind == "proactive" for r in ctx.history),
+            "proactive_max_per_7d": pack.frequency.proactive_max_per_7d,
+            "replies_today": sum(r.kind == "reply" for r in used_today),
+            "reply_max_per_day": pack.frequency.reply_max_per_day,
+        },
+        "next_allowed_send": next_allowed(now, ctx.zones, pack.window, ctx.preferences).isoformat(),
+    }

@@ -1,0 +1,167 @@
+"""The gate's decisions, rule by rule (content details are in test_content.py)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from bot.compliance.gate import Decision, Gate, GateContext, text_hash
+from bot.compliance.preferences import extract, merge
+from bot.records import Outbound, SendKind, SendRecord
+
+SH = ZoneInfo("Asia/Shanghai")
+REMINDER = "【XX金融】张*您好，您尾号1234的借款待还3200.00元，请通过XX消费金融官方App还款。如有疑问请致电95XXX。"
+CONFIRM = "【XX金融】您已退订，我们将不再向本号码发送短信。"
+
+
+@pytest.fixture(scope="module")
+def gate() -> Gate:
+    return Gate.load()
+
+
+def at(hh: int, mm: int = 0, day: int = 2) -> datetime:
+    return datetime(2026, 12, day, hh, mm, tzinfo=SH)
+
+
+def msg(
+    text: str = REMINDER, kind: SendKind = "proactive", debt: bool = True, approved: bool = True
+) -> Outbound:
+    return Outbound(
+        account_id="A1",
+        phone="+8613800000001",
+        text=text,
+        template="t",
+        created_at=at(10),
+        kind=kind,
+        debt_content=debt,
+        approved=approved,
+    )
+
+
+def ctx(gate: Gate, **kw: object) -> GateContext:
+    base: dict[str, object] = {"pack": gate.pack("cn"), "zones": [SH]}
+    base.update(kw)
+    return GateContext(**base)  # type: ignore[arg-type]
+
+
+def sent(when: datetime, kind: SendKind = "proactive", text: str = "x") -> SendRecord:
+    return SendRecord(
+        at=when, account_id="A1", message_id=when.isoformat(), kind=kind, text_hash=text_hash(text)
+    )
+
+
+def test_a_lawful_reminder_in_the_window_is_sent(gate: Gate) -> None:
+    assert gate.decide(msg(), ctx(gate), at(10)) == Decision(verdict="send")
+
+
+@pytest.mark.parametrize(
+    ("now", "until"),
+    [
+        (at(21, 30), at(8, 0, day=3)),  # evening: tomorrow morning
+        (at(2, 0), at(8, 0)),  # the small hours: this morning
+        (at(7, 59), at(8, 0)),
+        (at(20, 30), at(8, 0, day=3)),  # would land inside the latency buffer before 21:00
+    ],
+)
+def test_outside_the_window_is_deferred_to_the_next_opening(
+    gate: Gate, now: datetime, until: datetime
+) -> None:
+    d = gate.decide(msg(), ctx(gate), now)
+    assert d.verdict == "defer"
+    assert d.until == until
+    assert d.rules == ("CN-TIME-01",)
+
+
+def test_threats_are_blocked_whatever_the_time(gate: Gate) -> None:
+    d = gate.decide(msg(REMINDER + "再不还马上逮捕你。"), ctx(gate), at(10))
+    assert d.verdict == "block"
+    assert any(r.startswith("CN-") for r in d.rules)
+
+
+def test_soft_risk_words_only_in_approved_wording(gate: Gate) -> None:
+    text = "【XX金融】张*您好，您尾号1234的借款已逾期，逾期信息将依法上报征信。请通过官方App还款或致电95XXX。"
+    assert gate.decide(msg(text, approved=True), ctx(gate), at(10)).verdict == "send"
+    assert gate.decide(msg(text, approved=False), ctx(gate), at(10)).verdict == "block"
+
+
+def test_after_opt_out_only_one_confirmation(gate: Gate) -> None:
+    opted = ctx(gate, opted_out=True)
+    d = gate.decide(msg(), opted, at(10))
+    assert (d.verdict, d.rules) == ("block", ("CN-OPTOUT-01",))
+    assert (
+        gate.decide(msg(CONFIRM, kind="confirmation", debt=False), opted, at(10)).verdict == "send"
+    )
+    again = ctx(gate, opted_out=True, history=[sent(at(10), "confirmation", CONFIRM)])
+    d = gate.decide(msg(CONFIRM, kind="confirmation", debt=False), again, at(10, 5))
+    assert (d.verdict, d.rules) == ("block", ("CN-OPTOUT-02",))
+
+
+def test_nothing_with_debt_content_to_a_wrong_number(gate: Gate) -> None:
+    wrong = ctx(gate, flags=frozenset({"wrong_number"}))
+    d = gate.decide(msg(kind="reply"), wrong, at(10))
+    assert (d.verdict, d.rules) == ("block", ("CN-3P-01",))
+    # Even when the flow forgot to mark the template: the rendered text is checked.
+    d = gate.decide(msg(kind="reply", debt=False), wrong, at(10))
+    assert d.verdict == "block"
+    apology = "【XX金融】抱歉打扰，我们将不再向本号码发送此类信息。"
+    assert gate.decide(msg(apology, kind="reply", debt=False), wrong, at(10)).verdict == "send"
+
+
+@pytest.mark.parametrize("flag", ["paused", "disputed", "ceased"])
+def test_holds_stop_proactive_collection_but_not_the_acknowledgement(gate: Gate, flag: str) -> None:
+    held = ctx(gate, flags=frozenset({flag}))
+    d = gate.decide(msg(), held, at(10))
+    assert (d.verdict, d.rules) == ("block", ("CN-HOLD-01",))
+    assert gate.decide(msg(kind="reply"), held, at(10)).verdict == "send"
+    assert gate.decide(msg(), ctx(gate, agent_owned=True), at(10)).verdict == "block"
+
+
+def test_daily_and_weekly_caps_defer(gate: Gate) -> None:
+    today = ctx(gate, history=[sent(at(9))])
+    d = gate.decide(msg(), today, at(10))
+    assert (d.verdict, d.until) == ("defer", at(8, 0, day=3))
+    assert d.rules[0] == "CN-FREQ-01"  # then the window: tomorrow's first allowed minute
+    week = ctx(gate, history=[sent(at(10) - timedelta(days=n)) for n in (4, 3, 2)])
+    d = gate.decide(msg(), week, at(10))
+    assert d.verdict == "defer" and "CN-FREQ-02" in d.rules
+    assert d.until == at(10) - timedelta(days=4) + timedelta(days=7)
+    replies = ctx(gate, history=[sent(at(9, i), "reply") for i in range(10)])
+    assert gate.decide(msg(kind="reply"), replies, at(10)).rules == ("CN-FREQ-03",)
+
+
+def test_identical_text_waits_for_the_gap(gate: Gate) -> None:
+    history = ctx(gate, history=[sent(at(9) - timedelta(days=1), "reply", REMINDER)])
+    d = gate.decide(msg(kind="reply"), history, at(8, 30))
+    assert d.verdict == "defer" and "CN-FREQ-04" in d.rules
+    assert d.until == at(9)
+
+
+def test_borrower_quiet_times_are_honoured(gate: Gate) -> None:
+    prefs = merge(None, extract("晚上别发短信"))
+    d = gate.decide(msg(kind="reply"), ctx(gate, preferences=prefs), at(19))
+    assert d.verdict == "defer"
+    assert d.rules == ("CN-PREF-01",)
+    assert d.until is not None and d.until.astimezone(SH).hour == 8
+
+
+def test_confirmations_are_not_counted_against_caps(gate: Gate) -> None:
+    busy = ctx(gate, opted_out=True, history=[sent(at(9, i), "reply") for i in range(10)])
+    assert (
+        gate.decide(msg(CONFIRM, kind="confirmation", debt=False), busy, at(10)).verdict == "send"
+    )
+
+
+def test_us_pack_window_follows_the_borrower_across_dst(gate: Gate) -> None:
+    ny = ZoneInfo("America/New_York")
+    us_msg = msg(
+        "ACME Recovery, a debt collector: acct ending 1234 is past due. Pay at acme.example or "
+        "800-555-0100. Reply STOP to stop texts to this number.",
+    )
+    us = GateContext(pack=gate.pack("us"), zones=[ny])
+    # 2026-03-08 is the spring-forward day: 07:30 local is still too early.
+    d = gate.decide(us_msg, us, datetime(2026, 3, 8, 7, 30, tzinfo=ny))
+    assert d.verdict == "defer"
+    assert d.until == datetime(2026, 3, 8, 8, 0, tzinfo=ny)
+    assert gate.decide(us_msg, us, datetime(2026, 3, 8, 12, 0, tzinfo=ny)).verdict == "send"

@@ -1,0 +1,109 @@
+"""The gate inside the running service: deferral, supersession, opt-out, audit and status."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from bot.clock import Clock
+from bot.context import PIPELINE
+from intents import Understander
+from tests.service.apphelpers import AUTH, account, client, conversation, post_twilio
+
+SH = ZoneInfo("Asia/Shanghai")
+
+
+def clock_at(when: datetime) -> Clock:
+    return Clock(when - Clock().now())
+
+
+async def _settle(c: Any) -> None:
+    await asyncio.sleep(0.15)  # the timer loop runs every 50 ms in tests
+    await c.app[PIPELINE].idle()
+
+
+def _gate(conv: dict[str, Any]) -> list[dict[str, Any]]:
+    return [e["detail"] for e in conv["transcript"] if e["kind"] == "gate"]
+
+
+async def _sent(c: Any) -> list[dict[str, Any]]:
+    return await (await c.get("/api/sandbox/messages", headers=AUTH)).json()  # type: ignore[no-any-return]
+
+
+async def test_a_reply_at_2130_goes_out_after_0800(nlu: Understander) -> None:
+    clock = clock_at(datetime(2026, 12, 2, 10, 0, tzinfo=SH))
+    async with client(nlu, clock=clock) as c:
+        await c.post("/api/accounts", json={"accounts": [account(1)]}, headers=AUTH)
+        await _settle(c)
+        assert [m["template"] for m in await _sent(c)] == ["first_reminder"]
+        clock.advance(timedelta(hours=11, minutes=30))  # 21:30
+        await post_twilio(c, account(1)["phone"], "还差多少", "SM" + "a" * 32)
+        await _settle(c)
+        conv = await conversation(c, "acc-0001")
+        deferred = _gate(conv)[-1]
+        assert deferred["verdict"] == "defer" and deferred["rules"] == ["CN-TIME-01"]
+        assert datetime.fromisoformat(deferred["until"]) == datetime(2026, 12, 3, 8, 0, tzinfo=SH)
+        assert conv["compliance"]["deferred"][0]["template"] == "account_info"
+        assert len(await _sent(c)) == 1  # nothing at night
+        clock.advance(timedelta(hours=10, minutes=31))  # 08:01 next day
+        await _settle(c)
+        sent = await _sent(c)
+        assert [m["template"] for m in sent] == ["first_reminder", "account_info"]
+
+
+async def test_a_deferred_message_is_dropped_if_the_borrower_paid_meanwhile(
+    nlu: Understander,
+) -> None:
+    clock = clock_at(datetime(2026, 12, 2, 21, 30, tzinfo=SH))
+    async with client(nlu, clock=clock) as c:
+        await c.post("/api/accounts", json={"accounts": [account(1)]}, headers=AUTH)
+        await _settle(c)
+        assert await _sent(c) == []  # the first reminder waits for the morning too
+        clock.advance(timedelta(hours=1))
+        pay = {
+            "account_id": "acc-0001",
+            "amount": "3200.00",
+            "paid_at": clock.now().isoformat(),
+            "reference": "P-1",
+        }
+        await c.post("/api/payments", json=pay, headers=AUTH)
+        await _settle(c)
+        clock.advance(timedelta(hours=10))  # 08:30
+        await _settle(c)
+        sent = [m["template"] for m in await _sent(c)]
+        assert sent == ["thanks_paid"]  # the reminder was superseded, the thanks goes out
+        conv = await conversation(c, "acc-0001")
+        assert any(e["kind"] == "superseded" for e in conv["transcript"])
+
+
+async def test_opt_out_is_honoured_across_accounts(nlu: Understander) -> None:
+    clock = clock_at(datetime(2026, 12, 2, 10, 0, tzinfo=SH))
+    async with client(nlu, clock=clock) as c:
+        same_phone = account(2, phone=account(1)["phone"], id="acc-0002")
+        await c.post("/api/accounts", json={"accounts": [account(1)]}, headers=AUTH)
+        await _settle(c)
+        await post_twilio(c, account(1)["phone"], "TD", "SM" + "b" * 32)
+        await _settle(c)
+        await c.post("/api/accounts", json={"accounts": [same_phone]}, headers=AUTH)
+        await _settle(c)
+        conv = await conversation(c, "acc-0002")
+        blocked = _gate(conv)[-1]
+        assert blocked["verdict"] == "block" and blocked["rules"] == ["CN-OPTOUT-01"]
+        assert conv["compliance"]["opted_out"] is True
+
+
+async def test_stated_quiet_times_are_recorded_and_honoured(nlu: Understander) -> None:
+    clock = clock_at(datetime(2026, 12, 2, 10, 0, tzinfo=SH))
+    async with client(nlu, clock=clock) as c:
+        await c.post("/api/accounts", json={"accounts": [account(1)]}, headers=AUTH)
+        await _settle(c)
+        await post_twilio(c, account(1)["phone"], "晚上别发短信，我明天还", "SM" + "c" * 32)
+        await _settle(c)
+        conv = await conversation(c, "acc-0001")
+        assert conv["compliance"]["preferences"]
+        assert (
+            any(e["kind"] == "preference" for e in conv["transcript"])
+            or conv["compliance"]["preferences"]
+        )
