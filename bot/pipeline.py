@@ -204,6 +204,7 @@ class Pipeline:
             if event.kind == "inbound":
                 assert event.inbound is not None
                 await self._remember_preferences(account_id, event.inbound.text, audit, event.at)
+                await self._resubscribe(account, conv, event.inbound.text, audit, event.at)
             if conv.has(Flag.OPTED_OUT) and not opted_out_before:
                 # Cross-account suppression is written first: honoured before anything else runs.
                 await self.store.add_opt_out(account.phone)
@@ -366,7 +367,7 @@ class Pipeline:
                 "gate",
                 message_id=msg.id,
                 template=msg.template,
-                kind=msg.kind,
+                send_kind=msg.kind,
                 verdict=decision.verdict,
                 rules=list(decision.rules),
                 reasons=list(decision.reasons),
@@ -402,6 +403,33 @@ class Pipeline:
                 await self.store.set_meta(account.id, "contacted", now.isoformat())
         await self.store.append_audit(account.id, audit)
         return decision
+
+    async def _resubscribe(
+        self,
+        account: AccountRecord,
+        conv: c.Conversation,
+        text: str,
+        audit: list[AuditEntry],
+        at: datetime,
+    ) -> None:
+        words = self.gate.pack(account.pack).optout.resubscribe_keywords
+        if text.strip().casefold() not in {w.casefold() for w in words}:
+            return  # the common case costs no store round trip
+        ctx = await gate_context(self.store, self.gate, self.registry, account, conv, at)
+        decision = self.gate.resubscribes(ctx, text)
+        if decision is None:
+            return
+        if decision.verdict == "send":
+            await self.store.remove_opt_out(account.phone)
+        audit.append(
+            _entry(
+                at,
+                "resubscribe",
+                verdict=decision.verdict,
+                rules=list(decision.rules),
+                reasons=list(decision.reasons),
+            )
+        )
 
     async def _remember_preferences(
         self, account_id: str, text: str, audit: list[AuditEntry], at: datetime

@@ -73,11 +73,11 @@ class Finding(BaseModel):
 
 # --- normalisation ---------------------------------------------------------------------------
 
-# Kept: letters and digits of every script, and currency signs (amounts: ¥100, $100).
+# Kept: letters and digits of every script, and currency signs (amounts: ¥100, ￥100, $100).
 # Dropped: spaces, punctuation, symbols, emoji, zero-width and other format characters, "_".
-_DROP = re.compile(r"[^\w¥$€£]|_")
-_KEEP = re.compile(r"[^\W_]|[¥$€£]")
-_KEEP_RUN = re.compile(r"(?:[^\W_]|[¥$€£])+")
+_DROP = re.compile(r"[^\w¥$€£￥＄￡]|_")
+_KEEP = re.compile(r"[^\W_]|[¥$€£￥＄￡]")
+_KEEP_RUN = re.compile(r"(?:[^\W_]|[¥$€£￥＄￡])+")
 # An English word may carry one of these endings after a term (sue → sued, arrest → arrests).
 _SUFFIXES = frozenset({"s", "es", "d", "ed", "ing", "er", "ers"})
 _MAX_VARIANTS = 256  # spellings one term may expand into through the evasion map

@@ -90,6 +90,22 @@ class Gate:
             text, approved_template=approved, first_contact=first_contact
         )
 
+    def resubscribes(self, ctx: GateContext, text: str) -> Decision | None:
+        """A re-subscription keyword (US START/UNSTOP) lifts the opt-out, unless a dispute or
+        cease hold exists; None when the text is no such keyword or nothing is opted out."""
+        words = {w.casefold() for w in ctx.pack.optout.resubscribe_keywords}
+        if not ctx.opted_out or text.strip().casefold() not in words:
+            return None
+        p = ctx.pack.name.upper()
+        held = sorted({"disputed", "ceased"} & ctx.flags)
+        if held:
+            return Decision(
+                verdict="block",
+                rules=(f"{p}-OPTOUT-03",),
+                reasons=(f"re-subscription refused while {', '.join(held)}",),
+            )
+        return Decision(verdict="send", rules=(f"{p}-OPTOUT-03",))
+
     def decide(self, msg: Outbound, ctx: GateContext, now: datetime) -> Decision:
         pack = ctx.pack
         p = pack.name.upper()

@@ -157,6 +157,10 @@ class Store(ABC):
     @abstractmethod
     async def is_opted_out(self, phone: str) -> bool: ...
 
+    @abstractmethod
+    async def remove_opt_out(self, phone: str) -> None:
+        """Only for a lawful re-subscription (US START with no dispute or cease hold)."""
+
     # --- audit ---
     @abstractmethod
     async def append_audit(self, account_id: str, entries: Sequence[AuditEntry]) -> None: ...

@@ -173,6 +173,9 @@ class MemoryStore(Store):
     async def is_opted_out(self, phone: str) -> bool:
         return phone in self._opted_out
 
+    async def remove_opt_out(self, phone: str) -> None:
+        self._opted_out.discard(phone)
+
     async def append_audit(self, account_id: str, entries: Sequence[AuditEntry]) -> None:
         self._audit[account_id].extend(entries)
 

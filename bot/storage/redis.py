@@ -535,6 +535,10 @@ class RedisStore(Store):
     async def is_opted_out(self, phone: str) -> bool:
         return bool(await self._redis.sismember(keys.OPT_OUT, phone))
 
+    @_translated
+    async def remove_opt_out(self, phone: str) -> None:
+        await self._redis.srem(keys.OPT_OUT, phone)
+
     # --- audit ---------------------------------------------------------------------------
 
     @_translated

@@ -165,3 +165,18 @@ def test_us_pack_window_follows_the_borrower_across_dst(gate: Gate) -> None:
     assert d.verdict == "defer"
     assert d.until == datetime(2026, 3, 8, 8, 0, tzinfo=ny)
     assert gate.decide(us_msg, us, datetime(2026, 3, 8, 12, 0, tzinfo=ny)).verdict == "send"
+
+
+def test_us_resubscription_only_without_a_dispute_or_cease_hold(gate: Gate) -> None:
+    us = gate.pack("us")
+    opted = GateContext(pack=us, zones=[ZoneInfo("America/New_York")], opted_out=True)
+    assert gate.resubscribes(opted, "START").verdict == "send"  # type: ignore[union-attr]
+    assert gate.resubscribes(opted, " unstop ").verdict == "send"  # type: ignore[union-attr]
+    disputed = GateContext(
+        pack=us, zones=opted.zones, opted_out=True, flags=frozenset({"disputed"})
+    )
+    d = gate.resubscribes(disputed, "START")
+    assert d is not None and d.verdict == "block" and d.rules == ("US-OPTOUT-03",)
+    assert gate.resubscribes(opted, "hello") is None
+    cn = GateContext(pack=gate.pack("cn"), zones=[SH], opted_out=True)
+    assert gate.resubscribes(cn, "START") is None  # the CN pack has no re-subscription
