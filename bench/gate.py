@@ -32,20 +32,10 @@ EXTRA = [
 
 def _messages() -> list[str]:
     from dialogs.registry import Registry
-    from dialogs.templates import VARIABLES, render
+    from dialogs.templates import render, sample_values
 
     flow = Registry.load().get("collections").flow
-    s = flow.spec.settings
-    values = {k: v.sample for k, v in VARIABLES.items()}
-    values.update(
-        signature=s.signature,
-        creditor=s.creditor,
-        hotline=s.hotline,
-        app_link=s.app_link,
-        name="张*",
-        last4="1234",
-        amount_due="3200.00",
-    )
+    values = sample_values(flow.spec.settings, name="张*", last4="1234", amount_due="3200.00")
     texts = [render(t.text, values) for t in flow.templates.values()]
     rng = random.Random(7)
     texts += [rng.choice(texts)[:-1] + x + "。" for x in EXTRA for _ in range(3)]

@@ -11,7 +11,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 from bot.errors import SmsbotError
 
@@ -46,6 +46,33 @@ VARIABLES: dict[str, Variable] = {
 }
 
 SETTINGS_VARIABLES = frozenset(k for k, v in VARIABLES.items() if v.source == "settings")
+
+
+class _SettingsValues(Protocol):
+    @property
+    def signature(self) -> str: ...
+    @property
+    def creditor(self) -> str: ...
+    @property
+    def hotline(self) -> str: ...
+    @property
+    def app_link(self) -> str: ...
+
+
+def sample_values(settings: _SettingsValues, **overrides: str) -> dict[str, str]:
+    """Every variable with its longest sample value and the flow's settings: what a template
+    looks like at its longest (segment checks) or, with overrides, in a typical case."""
+    values = {k: v.sample for k, v in VARIABLES.items()}
+    values.update(
+        signature=settings.signature,
+        creditor=settings.creditor,
+        hotline=settings.hotline,
+        app_link=settings.app_link,
+    )
+    values.update(overrides)
+    return values
+
+
 ALWAYS_AVAILABLE = frozenset(k for k, v in VARIABLES.items() if v.source in ("settings", "account"))
 
 

@@ -16,7 +16,7 @@ from dialogs.dispatch import INTENT_TRIGGERS, RuleRef, all_rules, all_triggers, 
 from dialogs.dispatch import is_handled as handled
 from dialogs.flow import Flow, TemplateSource
 from dialogs.schema import ActionSpec, Flag, FlowSpec, Owner, Rule, TemplateSpec
-from dialogs.templates import ALWAYS_AVAILABLE, VARIABLES, parse, render, sms_length
+from dialogs.templates import ALWAYS_AVAILABLE, VARIABLES, parse, render, sample_values, sms_length
 from dialogs.yamlio import YamlPath
 
 MAX_CHARS = 500  # Aliyun and Huawei refuse longer messages (SMS-CN-LEN-01)
@@ -421,14 +421,7 @@ class _Validator:
             )
         if unknown or parsed.errors:
             return
-        samples = {k: v.sample for k, v in VARIABLES.items()}
-        samples.update(
-            signature=settings.signature,
-            creditor=settings.creditor,
-            hotline=settings.hotline,
-            app_link=settings.app_link,
-        )
-        length = sms_length(render(tpl.text, samples))
+        length = sms_length(render(tpl.text, sample_values(settings)))
         if length.segments > settings.max_segments or length.units > MAX_CHARS:
             err(
                 "text",

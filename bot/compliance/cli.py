@@ -95,7 +95,7 @@ def _check(args: argparse.Namespace) -> int:
 
 def _render_template(flows_dir: Path, flow_name: str, name: str) -> tuple[str, bool]:
     from dialogs.registry import Registry
-    from dialogs.templates import VARIABLES, render
+    from dialogs.templates import render, sample_values
 
     registry = Registry.load(flows_dir)
     try:
@@ -107,16 +107,7 @@ def _render_template(flows_dir: Path, flow_name: str, name: str) -> tuple[str, b
         raise UsageError(f"--template: no template {name!r} in flow {flow_name!r} (known: {known})")
     spec = flow.templates[name]
     settings = flow.spec.settings
-    values = {k: v.sample for k, v in VARIABLES.items()}
-    values.update(
-        signature=settings.signature,
-        creditor=settings.creditor,
-        hotline=settings.hotline,
-        app_link=settings.app_link,
-        name="张*",
-        last4="1234",
-        amount_due="3200.00",
-    )
+    values = sample_values(settings, name="张*", last4="1234", amount_due="3200.00")
     return render(spec.text, values), spec.compliance_approved
 
 

@@ -374,6 +374,8 @@ class ContentChecker:
         def add(spec: LexiconCategory, cat: int, term: str, *, allow: bool) -> None:
             entry = _Entry(spec.severity, cat, term, allow, finding(spec, term))
             for spelled in _variants(norm(term), by_canonical):
+                if not spelled:  # a pack value of punctuation only; lexicon files reject it
+                    continue
                 if spelled not in spelling_ids:
                     spelling_ids[spelled] = len(spellings)
                     spellings.append(spelled)

@@ -182,22 +182,33 @@ class Gate:
         freq = pack.frequency
         zone = ctx.zones[0] if ctx.zones else ZoneInfo(pack.timezone_default)
         local_day = now.astimezone(zone).date()
+        day_start = datetime.combine(local_day, time(0), zone)
         next_day = datetime.combine(local_day + timedelta(days=1), time(0), zone)
-        today = [r for r in ctx.history if r.at.astimezone(zone).date() == local_day]
-        week = [r for r in ctx.history if r.at > now - timedelta(days=7)]
+        week_start = now - timedelta(days=7)
+        digest = text_hash(msg.text)
+        proactive_today = replies_today = 0
+        proactive_week: list[datetime] = []
+        last_same: datetime | None = None
+        for r in ctx.history:  # one pass: this runs before every single send
+            today = day_start <= r.at < next_day  # cheaper than converting each time
+            if r.kind == "proactive":
+                proactive_today += today
+                if r.at > week_start:
+                    proactive_week.append(r.at)
+            elif r.kind == "reply":
+                replies_today += today
+            if r.text_hash == digest and (last_same is None or r.at > last_same):
+                last_same = r.at
         if msg.kind == "proactive":
-            if sum(r.kind == "proactive" for r in today) >= freq.proactive_max_per_day:
+            if proactive_today >= freq.proactive_max_per_day:
                 v.defers.append((f"{p}-FREQ-01", "daily cap on proactive messages", next_day))
-            proactive_week = sorted(r.at for r in week if r.kind == "proactive")
             if len(proactive_week) >= freq.proactive_max_per_7d:
-                oldest = proactive_week[-freq.proactive_max_per_7d]
+                oldest = sorted(proactive_week)[-freq.proactive_max_per_7d]
                 v.defers.append(
                     (f"{p}-FREQ-02", "7-day cap on proactive messages", oldest + timedelta(days=7))
                 )
-        elif sum(r.kind == "reply" for r in today) >= freq.reply_max_per_day:
+        elif replies_today >= freq.reply_max_per_day:
             v.defers.append((f"{p}-FREQ-03", "daily cap on replies", next_day))
-        digest = text_hash(msg.text)
-        same = [r.at for r in ctx.history if r.text_hash == digest]
         gap = timedelta(hours=freq.identical_text_min_gap_h)
-        if same and max(same) + gap > now:
-            v.defers.append((f"{p}-FREQ-04", "the same text was sent recently", max(same) + gap))
+        if last_same is not None and last_same + gap > now:
+            v.defers.append((f"{p}-FREQ-04", "the same text was sent recently", last_same + gap))
