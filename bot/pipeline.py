@@ -348,12 +348,12 @@ class Pipeline:
                 await self.store.append_audit(account_id, [superseded])
                 continue
             pending.append(taken)
-        for msg in pending:
-            await self._gate_and_send(account, conv, msg, now)
-        # Deferrals and sends changed what is due next: index it exactly (the commit before
-        # could not know).
-        waiting = [m.not_before for m in await self.store.deferred(account_id) if m.not_before]
-        await self.store.set_due(account_id, min([*conv.timers.values(), *waiting], default=None))
+        decisions = [await self._gate_and_send(account, conv, msg, now) for msg in pending]
+        if due or any(d.verdict == "defer" for d in decisions):
+            # What is due next changed after the commit: index it exactly.
+            waiting = [m.not_before for m in await self.store.deferred(account_id) if m.not_before]
+            next_due = min([*conv.timers.values(), *waiting], default=None)
+            await self.store.set_due(account_id, next_due)
 
     async def _gate_and_send(
         self, account: AccountRecord, conv: c.Conversation, msg: Outbound, now: datetime
@@ -400,7 +400,8 @@ class Pipeline:
                     text_hash=text_hash(msg.text),
                 )
                 await self.store.record_send(account.phone, record)
-                await self.store.set_meta(account.id, "contacted", now.isoformat())
+                if ctx.first_contact:
+                    await self.store.set_meta(account.id, "contacted", now.isoformat())
         await self.store.append_audit(account.id, audit)
         return decision
 

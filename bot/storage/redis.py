@@ -32,10 +32,12 @@ connection before reuse and reconnects, so the same store works again once Redis
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import secrets
 from collections.abc import Callable, Coroutine, Sequence
+from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar, cast
 
@@ -136,8 +138,46 @@ return 1
 """
 
 
+class _Slots:
+    """At most ``size`` Redis operations of one store in flight; the others wait their turn.
+
+    Each store operation uses one pooled connection at a time, so with the pool sized the
+    same it never runs dry. redis-py's pool raises MaxConnectionsError at once when it does,
+    which under a burst (hundreds of accounts draining at once) meant spurious 503s and
+    aborted drains that kept their account locks until the TTL. redis-py's
+    BlockingConnectionPool waits too, but costs every call ~10 µs (a condition variable and
+    a timeout even when connections are free); this costs a counter when one is free. A wait
+    longer than ``timeout`` (the socket timeout) is StoreUnavailable.
+    """
+
+    def __init__(self, size: int, timeout: float | None) -> None:
+        self._free = asyncio.Semaphore(size)
+        self._timeout = timeout
+
+    async def acquire(self, where: str, operation: str) -> None:
+        if not self._free.locked():
+            await self._free.acquire()  # a slot is free: returns without suspending
+            return
+        try:
+            await asyncio.wait_for(self._free.acquire(), self._timeout)
+        except TimeoutError:
+            raise StoreUnavailable(
+                f"Redis at {where} is unavailable ({operation}): every connection stayed busy "
+                f"for {self._timeout} s"
+            ) from None
+
+    def release(self) -> None:
+        self._free.release()
+
+
+# Set while a task runs a store operation: an operation calling another one does not take a
+# second slot (it could wait forever for slots held by operations waiting like itself).
+_IN_OPERATION: ContextVar[bool] = ContextVar("smsbot_redis_operation", default=False)
+
+
 class _Located(Protocol):
     _where: str
+    _slots: _Slots
 
 
 _S = TypeVar("_S", bound=_Located)
@@ -148,10 +188,15 @@ _T = TypeVar("_T")
 def _translated(
     fn: Callable[Concatenate[_S, _P], Coroutine[Any, Any, _T]],
 ) -> Callable[Concatenate[_S, _P], Coroutine[Any, Any, _T]]:
-    """Turns redis-py's connection and timeout errors into StoreUnavailable."""
+    """Takes a connection slot; turns redis-py's connection and timeout errors into
+    StoreUnavailable."""
 
     @functools.wraps(fn)
     async def wrapper(self: _S, /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        nested = _IN_OPERATION.get()
+        if not nested:
+            await self._slots.acquire(self._where, fn.__name__)
+        token = _IN_OPERATION.set(True)
         try:
             return await fn(self, *args, **kwargs)
         except _UNAVAILABLE as exc:
@@ -159,6 +204,10 @@ def _translated(
                 f"Redis at {self._where} is unavailable ({fn.__name__}): "
                 f"{type(exc).__name__}: {exc}"
             ) from exc
+        finally:
+            _IN_OPERATION.reset(token)
+            if not nested:
+                self._slots.release()
 
     return wrapper
 
@@ -182,6 +231,7 @@ class _RedisLock(AccountLock):
             raise ValueError(f"lock ttl_ms must be positive, got {ttl_ms}")
         self._store = store
         self._where = store._where
+        self._slots = store._slots
         self._key = keys.lock(account_id)
         self._ttl_ms = ttl_ms
         # One token per lock object: a second acquire() by the same owner must not forget
@@ -212,6 +262,7 @@ class RedisStore(Store):
         kw = client.connection_pool.connection_kwargs
         self._where = str(kw.get("path") or f"{kw.get('host', '?')}:{kw.get('port', '?')}")
         self._where += f"/{kw.get('db', 0)}"
+        self._slots = _Slots(client.connection_pool.max_connections, kw.get("socket_timeout"))
         # register_script only computes the SHA; the script is loaded on first use and again
         # whenever Redis answers NOSCRIPT (after a restart or SCRIPT FLUSH).
         self._enqueue_dedup = client.register_script(_ENQUEUE_DEDUP)
@@ -242,23 +293,18 @@ class RedisStore(Store):
     ) -> RedisStore:
         """A store on ``redis://[[user]:password@]host[:port][/db]`` (or rediss://, unix://).
 
-        Connects lazily: a bad URL host only shows on first use (``ping``).
-
-        The pool *waits* for a free connection (up to ``socket_timeout``) when all
-        ``max_connections`` are busy. redis-py's default pool raises MaxConnectionsError
-        at once instead, which under a burst (hundreds of accounts draining at the same time)
-        turned into spurious 503s and aborted drains that left locks held until their TTL.
+        Connects lazily: a bad URL host only shows on first use (``ping``). At most
+        ``max_connections`` operations run at once; the others wait (see ``_Slots``).
         """
-        pool = aioredis.BlockingConnectionPool.from_url(
+        client = aioredis.Redis.from_url(
             url,
             max_connections=max_connections,
-            timeout=socket_timeout,  # waiting for a pooled connection, then StoreUnavailable
             socket_timeout=socket_timeout,
             socket_connect_timeout=socket_connect_timeout,
             retry=Retry(NoBackoff(), 0),  # never re-send a command (see the module docstring)
             **kwargs,
         )
-        return cls(aioredis.Redis.from_pool(pool), dedup_ttl_s=dedup_ttl_s)
+        return cls(client, dedup_ttl_s=dedup_ttl_s)
 
     # --- helpers -------------------------------------------------------------------------
 
