@@ -58,6 +58,7 @@ class Pipeline:
         *,
         lock_ttl_ms: int = 30_000,
         paused: bool = False,
+        max_drains: int = 32,
     ) -> None:
         self.store = store
         self.nlu = nlu
@@ -67,6 +68,11 @@ class Pipeline:
         self.gate = gate
         self.lock_ttl_ms = lock_ttl_ms
         self._tasks: set[asyncio.Task[None]] = set()
+        # At most this many accounts drain at once in this process. A burst (or a recovery
+        # after a restart) used to start one drain per account at once: thousands of tasks
+        # contending for the Redis connections cost more CPU per message (bench/inbound.py).
+        self._drain_slots = asyncio.Semaphore(max_drains)
+        self._waiting: set[str] = set()  # accounts whose drain task has not started yet
         self._closing = False
         self.paused = paused  # accept and store only; see Settings.pause_processing
 
@@ -98,9 +104,23 @@ class Pipeline:
         """Makes sure someone drains the account's queue soon."""
         if self._closing or self.paused:
             return  # stays queued: the next start's recovery picks it up
-        task = asyncio.get_running_loop().create_task(self.drain(account_id))
+        if account_id in self._waiting:
+            return  # a drain that has not looked at the queue yet will see this event too
+        self._waiting.add(account_id)
+        task = asyncio.get_running_loop().create_task(self._drain_when_free(account_id))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _drain_when_free(self, account_id: str) -> None:
+        started = False
+        try:
+            async with self._drain_slots:
+                started = True
+                self._waiting.discard(account_id)  # from here on, a new event needs a new kick
+                await self.drain(account_id)
+        finally:
+            if not started:  # cancelled while waiting for a slot
+                self._waiting.discard(account_id)
 
     async def drain(self, account_id: str) -> None:
         try:
