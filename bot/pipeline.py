@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import logging
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
@@ -129,14 +130,15 @@ class Pipeline:
                 if not await lock.acquire():
                     return  # the holder drains; it re-checks the queue after releasing
                 try:
+                    committed: _Committed | None = None
                     while (event := await self.store.head(account_id)) is not None:
-                        await self._process(account_id, event)
+                        committed = await self._process(account_id, event)
                         if not await lock.refresh():
                             log.warning(
                                 "lost the lock of account %s; its new owner goes on", account_id
                             )
                             return
-                    await self._flush(account_id)
+                    await self._flush(account_id, committed)
                 finally:
                     await lock.release()
                 # Released first, looked second: a message enqueued meanwhile is never orphaned.
@@ -191,7 +193,8 @@ class Pipeline:
 
     # --- one event -----------------------------------------------------------------------
 
-    async def _process(self, account_id: str, event: QueuedEvent) -> None:
+    async def _process(self, account_id: str, event: QueuedEvent) -> _Committed | None:
+        """Processes one event; returns what was committed, for the flush that follows."""
         account = await self.store.get_account(account_id)
         raw = await self.store.get_conversation(account_id)
         audit: list[AuditEntry] = []
@@ -241,15 +244,18 @@ class Pipeline:
             if conv is None:
                 await self.store.append_audit(account_id, audit)
                 await self._skip(account_id, event)
-                return
-        deferred = [m.not_before for m in await self.store.deferred(account_id) if m.not_before]
-        next_due = min([*conv.timers.values(), *deferred], default=None)
+                return None
+        deferred = await self.store.deferred(account_id)
+        waiting = [m.not_before for m in deferred if m.not_before]
+        next_due = min([*conv.timers.values(), *waiting], default=None)
         if not await self.store.commit(
             account_id, event.id, conv.model_dump_json(), audit, outbox, next_due
         ):
             log.warning(
                 "event %s of account %s was committed by someone else", event.id, account_id
             )
+            return None
+        return _Committed(account, conv, deferred) if account is not None else None
 
     def _tz(self, account: AccountRecord) -> ZoneInfo:
         return zones_for(account.phone, account.tz, self.gate.pack(account.pack))[0]
@@ -341,22 +347,27 @@ class Pipeline:
             else:
                 yield _entry(at, action.kind, **action.model_dump(mode="json", exclude={"kind"}))
 
-    async def _flush(self, account_id: str) -> None:
-        """Every outbound message of the account passes the compliance gate, now or later."""
+    async def _flush(self, account_id: str, committed: _Committed | None = None) -> None:
+        """Every outbound message of the account passes the compliance gate, now or later.
+
+        ``committed`` is what the last event left (saves reading it again); without it (a
+        recovery after a crash) the store is read.
+        """
         now = self.clock.now()
         pending: list[Outbound] = []
         while (msg := await self.store.pop_outbox(account_id)) is not None:
             pending.append(msg)
-        due = [
-            m for m in await self.store.deferred(account_id) if m.not_before and m.not_before <= now
-        ]
+        deferred = committed.deferred if committed else await self.store.deferred(account_id)
+        due = [m for m in deferred if m.not_before and m.not_before <= now]
         if not pending and not due:
             return
-        account = await self.store.get_account(account_id)
-        raw = await self.store.get_conversation(account_id)
-        if account is None or raw is None:
-            return
-        conv = c.Conversation.model_validate_json(raw)
+        if committed is None:
+            account = await self.store.get_account(account_id)
+            raw = await self.store.get_conversation(account_id)
+            if account is None or raw is None:
+                return
+            committed = _Committed(account, c.Conversation.model_validate_json(raw), deferred)
+        account, conv = committed.account, committed.conversation
         current = fingerprint(conv)
         for msg in due:
             taken = await self.store.take_deferred(account_id, msg.id)
@@ -463,6 +474,15 @@ class Pipeline:
         merged = prefs.merge(Preferences.model_validate_json(raw) if raw else None, found)
         await self.store.set_meta(account_id, "preferences", merged.model_dump_json())
         audit.append(_entry(at, "preference", periods=[q.label for q in found]))
+
+
+@dataclass(frozen=True)
+class _Committed:
+    """An account as its last event left it: what the flush after it needs."""
+
+    account: AccountRecord
+    conversation: c.Conversation
+    deferred: list[Outbound]
 
 
 def _due_timers(conv: c.Conversation, until: datetime) -> Iterable[tuple[c.AnyEvent, datetime]]:
