@@ -142,7 +142,8 @@ def cmd_graph(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
+    from bot.compliance.sim import GateReviewer
     from dialogs.simulate import Simulator, parse_start
 
-    sim = Simulator(_compiled(args.flow), start=parse_start(args.start))
+    sim = Simulator(_compiled(args.flow), start=parse_start(args.start), gate=GateReviewer.load())
     return sim.run(sys.stdin, sys.stdout)

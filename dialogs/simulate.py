@@ -9,7 +9,7 @@ from typing import TextIO
 
 from bot.errors import SmsbotError, UsageError
 from dialogs import conversation as c
-from dialogs.convtest import Understand, nlu_understander
+from dialogs.convtest import Reviewer, Understand, nlu_understander
 from dialogs.engine import CompiledFlow, new_conversation, run_until, step
 from dialogs.schema import AgentAction, parse_duration
 
@@ -45,14 +45,18 @@ class Simulator:
         start: datetime,
         understand: Understand | None = None,
         account: c.Account = DEMO_ACCOUNT,
+        gate: Reviewer | None = None,
     ) -> None:
         self.cf = cf
+        self.gate = gate
         self.start = start
         self.account = account
         self._understand = understand
         self.restart()
 
     def restart(self) -> None:
+        if self.gate is not None:
+            self.gate.start_test()
         self.now = self.start
         self.conv = new_conversation(self.cf, self.account, "simulation")
 
@@ -100,7 +104,7 @@ class Simulator:
                 for at, event, conv, actions in run_until(self.cf, self.conv, until):
                     say(f"  ({at:%m-%d %H:%M}) {c.event_label(event)}")
                     before, self.conv = self.conv.state, conv
-                    self._show(actions, say, before)
+                    self._show(actions, say, before, at)
                 self.now = until
             case "/pay":
                 try:
@@ -145,13 +149,26 @@ class Simulator:
         self.conv, actions = step(self.cf, self.conv, event, self.now)
         if isinstance(event, c.Reply):
             say(f"  (intent {self.conv.last_intent})")
-        self._show(actions, say, before)
+        self._show(actions, say, before, self.now, reply=isinstance(event, c.Reply))
 
-    def _show(self, actions: list[c.AnyAction], say: Callable[[str], None], before: str) -> None:
+    def _show(
+        self,
+        actions: list[c.AnyAction],
+        say: Callable[[str], None],
+        before: str,
+        at: datetime,
+        *,
+        reply: bool = False,
+    ) -> None:
+        sends = [a for a in actions if isinstance(a, c.Send)]
+        verdicts = iter(self.gate.review(self.cf, self.conv, sends, reply, at) if self.gate else [])
         for a in actions:
             match a:
                 case c.Send():
                     say(f"bot [{a.template}, {a.segments} SMS]: {a.text}")
+                    verdict = next(verdicts, "send")
+                    if verdict != "send":
+                        say(f"  compliance gate: {verdict}")
                 case c.Handoff():
                     say(f"  handoff to a person: {a.reason} ({a.priority})")
                 case c.Blocked():
