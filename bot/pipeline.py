@@ -195,8 +195,8 @@ class Pipeline:
 
     async def _process(self, account_id: str, event: QueuedEvent) -> _Committed | None:
         """Processes one event; returns what was committed, for the flush that follows."""
-        account = await self.store.get_account(account_id)
-        raw = await self.store.get_conversation(account_id)
+        loaded = await self.store.load(account_id)  # one round trip: this runs for every event
+        account, raw = loaded.account, loaded.conversation
         audit: list[AuditEntry] = []
         outbox: list[Outbound] = []
         conv: c.Conversation | None = c.Conversation.model_validate_json(raw) if raw else None
@@ -245,7 +245,7 @@ class Pipeline:
                 await self.store.append_audit(account_id, audit)
                 await self._skip(account_id, event)
                 return None
-        deferred = await self.store.deferred(account_id)
+        deferred = loaded.deferred  # only the flush changes them, after this commit
         waiting = [m.not_before for m in deferred if m.not_before]
         next_due = min([*conv.timers.values(), *waiting], default=None)
         if not await self.store.commit(
@@ -362,11 +362,11 @@ class Pipeline:
         if not pending and not due:
             return
         if committed is None:
-            account = await self.store.get_account(account_id)
-            raw = await self.store.get_conversation(account_id)
-            if account is None or raw is None:
+            loaded = await self.store.load(account_id)
+            if loaded.account is None or loaded.conversation is None:
                 return
-            committed = _Committed(account, c.Conversation.model_validate_json(raw), deferred)
+            conv = c.Conversation.model_validate_json(loaded.conversation)
+            committed = _Committed(loaded.account, conv, deferred)
         account, conv = committed.account, committed.conversation
         current = fingerprint(conv)
         for msg in due:

@@ -24,7 +24,8 @@ async def gate_context(
 ) -> GateContext:
     """Everything the gate needs about this recipient, as the store has it now."""
     pack = gate.pack(account.pack)
-    raw_prefs = await store.get_meta(account.id, "preferences")
+    facts = await store.gate_facts(account.id, account.phone, now - timedelta(days=7))
+    prefs = Preferences.model_validate_json(facts.preferences) if facts.preferences else None
     owner = None
     if conv is not None:
         with contextlib.suppress(Exception):  # a state a newer flow version removed
@@ -32,12 +33,12 @@ async def gate_context(
     return GateContext(
         pack=pack,
         zones=zones_for(account.phone, account.tz, pack),
-        opted_out=await store.is_opted_out(account.phone),
+        opted_out=facts.opted_out,
         flags=frozenset(f.value for f in conv.flags) if conv else frozenset(),
         agent_owned=owner == "agent",
-        history=await store.send_history(account.phone, now - timedelta(days=7)),
-        first_contact=await store.get_meta(account.id, "contacted") is None,
-        preferences=Preferences.model_validate_json(raw_prefs) if raw_prefs else None,
+        history=facts.history,
+        first_contact=not facts.contacted,
+        preferences=prefs,
     )
 
 

@@ -16,11 +16,27 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from bot.errors import SmsbotError
 from bot.records import AccountRecord, AuditEntry, Outbound, QueuedEvent, SendRecord
 from bot.transport.inbound import InboundSms
+
+
+@dataclass(frozen=True)
+class Loaded:
+    account: AccountRecord | None
+    conversation: str | None
+    deferred: list[Outbound]
+
+
+@dataclass(frozen=True)
+class GateFacts:
+    opted_out: bool
+    history: list[SendRecord]
+    preferences: str | None  # JSON, from ``get_meta(…, "preferences")``
+    contacted: bool  # anything was ever sent to this account (``get_meta(…, "contacted")``)
 
 
 class StoreUnavailable(SmsbotError):
@@ -93,6 +109,15 @@ class Store(ABC):
     @abstractmethod
     async def get_conversation(self, account_id: str) -> str | None:
         """The conversation as JSON (the dialog engine's data)."""
+
+    @abstractmethod
+    async def load(self, account_id: str) -> Loaded:
+        """The account, its conversation and its deferred messages, read together (one round
+        trip on Redis: this runs for every event)."""
+
+    @abstractmethod
+    async def gate_facts(self, account_id: str, phone: str, since: datetime) -> GateFacts:
+        """What the compliance gate needs about a recipient, read together (every send)."""
 
     @abstractmethod
     async def commit(

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from bot.records import AccountRecord, AuditEntry, Outbound, QueuedEvent, SendRecord
-from bot.storage.base import AccountLock, Store
+from bot.storage.base import AccountLock, GateFacts, Loaded, Store
 from bot.transport.inbound import InboundSms
 
 
@@ -125,6 +125,21 @@ class MemoryStore(Store):
 
     async def get_conversation(self, account_id: str) -> str | None:
         return self._conversations.get(account_id)
+
+    async def load(self, account_id: str) -> Loaded:
+        return Loaded(
+            self._accounts.get(account_id),
+            self._conversations.get(account_id),
+            list(self._deferred.get(account_id, [])),
+        )
+
+    async def gate_facts(self, account_id: str, phone: str, since: datetime) -> GateFacts:
+        return GateFacts(
+            opted_out=phone in self._opted_out,
+            history=[r for r in self._sends.get(phone, []) if r.at >= since],
+            preferences=self._meta.get(account_id, {}).get("preferences"),
+            contacted="contacted" in self._meta.get(account_id, {}),
+        )
 
     async def commit(
         self,

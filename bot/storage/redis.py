@@ -60,7 +60,7 @@ from redis.retry import Retry
 
 from bot.records import AccountRecord, AuditEntry, Outbound, QueuedEvent, SendRecord
 from bot.storage import keys
-from bot.storage.base import AccountLock, Store, StoreUnavailable
+from bot.storage.base import AccountLock, GateFacts, Loaded, Store, StoreUnavailable
 from bot.transport.inbound import InboundSms
 
 log = logging.getLogger(__name__)
@@ -382,6 +382,38 @@ class RedisStore(Store):
                 )
             )
         return previous is None
+
+    @_translated
+    async def load(self, account_id: str) -> Loaded:
+        if not keys.usable_account_id(account_id):
+            return Loaded(None, None, [])
+
+        def build(pipe: Pipeline) -> None:
+            pipe.get(keys.account(account_id))
+            pipe.get(keys.conversation(account_id))
+            pipe.lrange(keys.deferred(account_id), 0, -1)
+
+        account, conversation, deferred = await self._pipeline(build)
+        return Loaded(
+            AccountRecord.model_validate_json(account) if account is not None else None,
+            _text(conversation) if conversation is not None else None,
+            [Outbound.model_validate_json(m) for m in deferred],
+        )
+
+    @_translated
+    async def gate_facts(self, account_id: str, phone: str, since: datetime) -> GateFacts:
+        def build(pipe: Pipeline) -> None:
+            pipe.sismember(keys.OPT_OUT, phone)
+            pipe.zrange(keys.sends(phone), _score(since), "+inf", byscore=True)
+            pipe.hmget(keys.meta(account_id), ["preferences", "contacted"])
+
+        opted_out, history, (preferences, contacted) = await self._pipeline(build)
+        return GateFacts(
+            opted_out=bool(opted_out),
+            history=[SendRecord.model_validate_json(r) for r in history],
+            preferences=_text(preferences) if preferences is not None else None,
+            contacted=contacted is not None,
+        )
 
     @_translated
     async def get_account(self, account_id: str) -> AccountRecord | None:

@@ -752,3 +752,41 @@ async def test_send_ledger_by_time(store: Store) -> None:
         "m2",
     ]
     assert await store.send_history("+8613900000000", T0) == []
+
+
+async def test_load_and_gate_facts_read_together(store: Store) -> None:
+    from bot.records import SendRecord
+
+    empty = await store.load("L0001")
+    assert (empty.account, empty.conversation, empty.deferred) == (None, None, [])
+    await store.upsert_account(account("L0001"))
+    await store.enqueue("L0001", QueuedEvent(kind="start", at=T0))
+    head = await store.head("L0001")
+    assert head is not None
+    await store.commit("L0001", head.id, '{"c": 1}', [], [], None)
+    await store.defer("L0001", _deferred_msg("m1", T0 + timedelta(hours=1)))
+    loaded = await store.load("L0001")
+    assert loaded.account == account("L0001")
+    assert loaded.conversation == '{"c": 1}'
+    assert [m.id for m in loaded.deferred] == ["m1"]
+
+    phone = "+8613800138000"
+    facts = await store.gate_facts("L0001", phone, T0)
+    assert (facts.opted_out, facts.history, facts.preferences, facts.contacted) == (
+        False,
+        [],
+        None,
+        False,
+    )
+    await store.add_opt_out(phone)
+    await store.set_meta("L0001", "preferences", "{}")
+    await store.set_meta("L0001", "contacted", T0.isoformat())
+    record = SendRecord(at=T0, account_id="L0001", message_id="m", kind="reply", text_hash="h")
+    await store.record_send(phone, record)
+    facts = await store.gate_facts("L0001", phone, T0 - timedelta(days=1))
+    assert (facts.opted_out, facts.history, facts.preferences, facts.contacted) == (
+        True,
+        [record],
+        "{}",
+        True,
+    )
