@@ -138,7 +138,12 @@ class Pipeline:
                                 "lost the lock of account %s; its new owner goes on", account_id
                             )
                             return
-                    await self._flush(account_id, committed)
+                    try:
+                        await self._flush(account_id, committed)
+                    except StoreUnavailable:
+                        raise
+                    except Exception:  # a bug must not kill the drain (the outbox stays)
+                        log.exception("sending for account %s failed", account_id)
                 finally:
                     await lock.release()
                 # Released first, looked second: a message enqueued meanwhile is never orphaned.
@@ -199,9 +204,11 @@ class Pipeline:
         account, raw = loaded.account, loaded.conversation
         audit: list[AuditEntry] = []
         outbox: list[Outbound] = []
-        conv: c.Conversation | None = c.Conversation.model_validate_json(raw) if raw else None
+        conv: c.Conversation | None = None
         original = conv
         try:
+            # Inside the try: a stored conversation that no longer parses must not wedge the queue.
+            conv = original = c.Conversation.model_validate_json(raw) if raw else None
             if account is None:
                 raise LookupError(f"account {account_id} no longer exists")
             cf = self.registry.get(conv.flow if conv else account.flow)
@@ -262,8 +269,7 @@ class Pipeline:
 
     async def _skip(self, account_id: str, event: QueuedEvent) -> None:
         """Removes an event that cannot be processed, keeping whatever conversation exists."""
-        raw = await self.store.get_conversation(account_id) or "{}"
-        await self.store.commit(account_id, event.id, raw, [], [], None)
+        await self.store.commit(account_id, event.id, None, [], [], None)
 
     def _dialog_events(
         self,

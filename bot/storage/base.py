@@ -124,12 +124,13 @@ class Store(ABC):
         self,
         account_id: str,
         event_id: str,
-        conversation: str,
+        conversation: str | None,
         audit: Sequence[AuditEntry],
         outbox: Sequence[Outbound],
         next_due: datetime | None,
     ) -> bool:
-        """Atomically: pop ``event_id`` from the head of the queue, save the conversation,
+        """Atomically: pop ``event_id`` from the head of the queue, save the conversation
+        (``None`` leaves the stored one as it is),
         append audit entries and outbound messages, index the next due timer. False if
         ``event_id`` is no longer at the head: then nothing changes, except that the due-timer
         index may have been lowered to ``next_due`` (never raised or removed; an early index

@@ -145,7 +145,7 @@ class MemoryStore(Store):
         self,
         account_id: str,
         event_id: str,
-        conversation: str,
+        conversation: str | None,
         audit: Sequence[AuditEntry],
         outbox: Sequence[Outbound],
         next_due: datetime | None,
@@ -154,7 +154,8 @@ class MemoryStore(Store):
         if not q or q[0].id != event_id:
             return False
         q.popleft()
-        self._conversations[account_id] = conversation
+        if conversation is not None:
+            self._conversations[account_id] = conversation
         self._audit[account_id].extend(audit)
         self._outbox[account_id].extend(outbox)
         if next_due is None:

@@ -99,7 +99,7 @@ if not head then return 0 end
 local ok, event = pcall(cjson.decode, head)
 if not ok or type(event) ~= 'table' or event['id'] ~= ARGV[1] then return 0 end
 redis.call('LPOP', KEYS[1])
-redis.call('SET', KEYS[2], ARGV[2])
+if ARGV[2] ~= '' then redis.call('SET', KEYS[2], ARGV[2]) end
 local function push(key, first, last)
   for i = first, last, 500 do
     redis.call('RPUSH', key, unpack(ARGV, i, math.min(i + 499, last)))
@@ -470,7 +470,7 @@ class RedisStore(Store):
         self,
         account_id: str,
         event_id: str,
-        conversation: str,
+        conversation: str | None,
         audit: Sequence[AuditEntry],
         outbox: Sequence[Outbound],
         next_due: datetime | None,
@@ -481,7 +481,7 @@ class RedisStore(Store):
             keys.audit(account_id),
             keys.outbox(account_id),
         ]
-        commit_args: list[Any] = [event_id, conversation, len(audit)]
+        commit_args: list[Any] = [event_id, conversation or "", len(audit)]
         commit_args += [a.model_dump_json() for a in audit]
         commit_args += [o.model_dump_json() for o in outbox]
         due = _score(next_due) if next_due is not None else None

@@ -279,3 +279,31 @@ async def test_health_ready_and_openapi(nlu: Understander) -> None:
         )
         assert "AccountRecord" in doc["components"]["schemas"]
         json.dumps(doc)
+
+
+async def test_an_event_that_cannot_be_processed_is_audited_and_does_not_block_the_queue(
+    nlu: Understander,
+) -> None:
+    from bot.context import STORE
+    from bot.records import AccountRecord, QueuedEvent
+
+    async with client(nlu) as c:
+        store = c.app[STORE]
+        broken = AccountRecord.model_validate({**account(1), "flow": "no_such_flow"})
+        await store.upsert_account(broken)
+        await c.app[PIPELINE].submit("acc-0001", QueuedEvent(kind="start", at=_now()))
+        await _settle(c)
+        assert await store.head("acc-0001") is None  # not stuck at the head
+        audit = await store.read_audit("acc-0001")
+        assert audit[-1].kind == "error" and "no_such_flow" in audit[-1].detail["error"]
+        assert await store.get_conversation("acc-0001") is None
+        await store.upsert_account(AccountRecord.model_validate(account(1)))  # operator fixes it
+        await post_twilio(c, account(1)["phone"], "明天还", "SM" + "9" * 32)
+        await _settle(c)
+        assert borrower_texts(await conversation(c, "acc-0001")) == ["明天还"]
+
+
+def _now() -> Any:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC)
