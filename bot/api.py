@@ -37,23 +37,25 @@ TRANSCRIPT_KINDS = frozenset(
 )
 
 
-class _Body(BaseModel):
+class StrictBody(BaseModel):
+    """A JSON request body: unknown fields are an error, not silently ignored."""
+
     model_config = ConfigDict(extra="forbid")
 
 
-class AccountsBody(_Body):
+class AccountsBody(StrictBody):
     accounts: list[dict[str, Any]] = Field(max_length=10_000)
     start: bool = True
 
 
-class PaymentBody(_Body):
+class PaymentBody(StrictBody):
     account_id: str = Field(min_length=1)
     amount: Decimal = Field(gt=0, max_digits=14, decimal_places=2)
     paid_at: AwareDatetime
     reference: str = Field(min_length=1, max_length=200)
 
 
-class AgentBody(_Body):
+class AgentBody(StrictBody):
     action: Literal["resolved", "returned", "closed"]
 
 
@@ -77,7 +79,7 @@ def require_key(request: web.Request) -> None:
         raise WebhookError(401, "missing or wrong API key (Authorization: Bearer …)")
 
 
-async def _json(request: web.Request, model: type[BaseModel]) -> Any:
+async def read_json(request: web.Request, model: type[BaseModel]) -> Any:
     try:
         return model.model_validate_json(await request.read())
     except ValidationError as exc:
@@ -92,7 +94,7 @@ def _reasons(exc: ValidationError) -> str:
 
 async def post_accounts(request: web.Request) -> web.Response:
     require_key(request)
-    body: AccountsBody = await _json(request, AccountsBody)
+    body: AccountsBody = await read_json(request, AccountsBody)
     store, pipeline, clock = request.app[STORE], request.app[PIPELINE], request.app[CLOCK]
     flows = request.app[FLOWS]
     created = updated = started = 0
@@ -162,7 +164,7 @@ async def get_conversation(request: web.Request) -> web.Response:
 async def post_agent_action(request: web.Request) -> web.Response:
     require_key(request)
     account_id = request.match_info["account_id"]
-    body: AgentBody = await _json(request, AgentBody)
+    body: AgentBody = await read_json(request, AgentBody)
     if await request.app[STORE].get_account(account_id) is None:
         raise WebhookError(404, f"no account {account_id!r}")
     event = QueuedEvent(kind="agent", at=request.app[CLOCK].now(), action=body.action)
@@ -172,7 +174,7 @@ async def post_agent_action(request: web.Request) -> web.Response:
 
 async def post_payment(request: web.Request) -> web.Response:
     require_key(request)
-    body: PaymentBody = await _json(request, PaymentBody)
+    body: PaymentBody = await read_json(request, PaymentBody)
     if await request.app[STORE].get_account(body.account_id) is None:
         raise WebhookError(404, f"no account {body.account_id!r}")
     event = QueuedEvent(

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from bot.api import _json
+from bot.api import StrictBody, read_json
 from bot.context import CLOCK, NLU, PIPELINE, STORE
 from bot.demo import demo_accounts
 from bot.records import QueuedEvent
@@ -26,19 +26,16 @@ PAGE = Path(__file__).resolve().parent / "static" / "simulator.html"
 _DURATION = re.compile(r"^(\d{1,4})([mhd])$")
 
 
-class ReplyBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ReplyBody(StrictBody):
     account_id: str
     text: str = Field(min_length=1, max_length=1000)
 
 
-class AdvanceBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class AdvanceBody(StrictBody):
     duration: str = Field(description="e.g. 30m, 4h, 2d")
 
 
-class PaymentBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class PaymentBody(StrictBody):
     account_id: str
     amount: Decimal = Field(gt=0, decimal_places=2)
 
@@ -148,7 +145,7 @@ async def state(request: web.Request) -> web.Response:
 
 
 async def reply(request: web.Request) -> web.Response:
-    body: ReplyBody = await _json(request, ReplyBody)
+    body: ReplyBody = await read_json(request, ReplyBody)
     store = request.app[STORE]
     account = await store.get_account(body.account_id)
     if account is None:
@@ -173,7 +170,7 @@ async def reply(request: web.Request) -> web.Response:
 
 
 async def advance(request: web.Request) -> web.Response:
-    body: AdvanceBody = await _json(request, AdvanceBody)
+    body: AdvanceBody = await read_json(request, AdvanceBody)
     m = _DURATION.match(body.duration.strip())
     if m is None:
         raise WebhookError(400, "duration: use a number and m, h or d (30m, 4h, 2d)")
@@ -194,7 +191,7 @@ async def advance(request: web.Request) -> web.Response:
 
 
 async def payment(request: web.Request) -> web.Response:
-    body: PaymentBody = await _json(request, PaymentBody)
+    body: PaymentBody = await read_json(request, PaymentBody)
     if await request.app[STORE].get_account(body.account_id) is None:
         raise WebhookError(404, f"no account {body.account_id!r}")
     now = request.app[CLOCK].now()

@@ -42,7 +42,7 @@ CASES: dict[str, tuple[str, str | None, int]] = {
     "too_long": ("3 SMS, over the limit of 2", "templates.reminder.text", 6),
     "no_signature": ("must start with 【{signature}】", "templates.stop_confirm.text", 7),
     "prohibited_wording": ("prohibited wording '后果自负'", "templates.reminder.text", 6),
-    "soft_risk": ("soft-risk wording 征信", "templates.reminder.text", 6),
+    "soft_risk": ("soft-risk wording 上报征信", "templates.reminder.text", 6),
     "debt_content_mislabelled": ("mentions 还款", "templates.sorry.debt_content", 8),
     "missing_provider_code": ("no template code for provider(s)", "templates.reminder.codes", 6),
     "agent_sends_debt": ("in agent-owned state 'human'", "states.human.rules[0].do[0].send", 26),
