@@ -84,13 +84,18 @@ Request = tuple[bytes, dict[str, str]]
 def run_bare_server(port: int) -> None:
     from aiohttp import web
 
+    from bot.serve import new_event_loop
+
     async def inbound(request: web.Request) -> web.Response:
         await request.post()
         return web.Response(text=TWIML_EMPTY, content_type="text/xml")
 
     app = web.Application()
     app.router.add_post(WEBHOOK_PATH, inbound)
-    web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
+    # The same event loop as ``smsbot serve``: the comparison is of the work, not the loop.
+    web.run_app(
+        app, host="127.0.0.1", port=port, access_log=None, print=None, loop=new_event_loop()
+    )
 
 
 # --- processes -----------------------------------------------------------------------------

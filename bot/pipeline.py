@@ -27,7 +27,7 @@ from bot.compliance.window import Preferences, zones_for
 from bot.privacy import mask_phone
 from bot.providers import Provider
 from bot.records import AccountRecord, AuditEntry, Outbound, QueuedEvent, SendKind, SendRecord
-from bot.storage.base import Store, StoreUnavailable
+from bot.storage.base import AccountLock, Loaded, Progress, Store, StoreUnavailable
 from bot.transport.inbound import InboundSms
 from dialogs import conversation as c
 from dialogs.engine import CompiledFlow, new_conversation, step
@@ -127,30 +127,35 @@ class Pipeline:
         try:
             while True:
                 lock = self.store.lock(account_id, self.lock_ttl_ms)
-                if not await lock.acquire():
-                    return  # the holder drains; it re-checks the queue after releasing
+                loaded = await lock.acquire_and_load()
+                if loaded is None:
+                    return  # the holder drains; it looks at the queue again after releasing
                 try:
-                    committed: _Committed | None = None
-                    while (event := await self.store.head(account_id)) is not None:
-                        committed = await self._process(account_id, event)
-                        if not await lock.refresh():
-                            log.warning(
-                                "lost the lock of account %s; its new owner goes on", account_id
-                            )
-                            return
-                    try:
-                        await self._flush(account_id, committed)
-                    except StoreUnavailable:
-                        raise
-                    except Exception:  # a bug must not kill the drain (the outbox stays)
-                        log.exception("sending for account %s failed", account_id)
+                    await self._drain_locked(account_id, lock, loaded)
                 finally:
-                    await lock.release()
-                # Released first, looked second: a message enqueued meanwhile is never orphaned.
-                if await self.store.head(account_id) is None:
+                    waiting = await lock.release_and_check()
+                if not waiting:
                     return
         except StoreUnavailable as exc:
             log.warning("store unavailable while draining account %s: %s", account_id, exc)
+
+    async def _drain_locked(self, account_id: str, lock: AccountLock, loaded: Loaded) -> None:
+        """Processes the queue while the lock is held, then sends what it produced."""
+        state = _State(loaded.account, loaded.conversation, loaded.deferred)
+        event = loaded.head
+        outbox: list[Outbound] | None = None  # None: not taken yet (a recovery), see _flush
+        while event is not None:
+            progress, state = await self._process(account_id, event, state, lock)
+            if not progress.held:
+                log.warning("lost the lock of account %s; its new owner goes on", account_id)
+                return
+            event, outbox = progress.head, progress.outbox
+        try:
+            await self._flush(account_id, state, outbox)
+        except StoreUnavailable:
+            raise
+        except Exception:  # a bug must not kill the drain (what was not sent is audited)
+            log.exception("sending for account %s failed", account_id)
 
     async def idle(self) -> None:
         """Waits until every queued account has been drained (tests, shutdown)."""
@@ -198,17 +203,18 @@ class Pipeline:
 
     # --- one event -----------------------------------------------------------------------
 
-    async def _process(self, account_id: str, event: QueuedEvent) -> _Committed | None:
-        """Processes one event; returns what was committed, for the flush that follows."""
-        loaded = await self.store.load(account_id)  # one round trip: this runs for every event
-        account, raw = loaded.account, loaded.conversation
+    async def _process(
+        self, account_id: str, event: QueuedEvent, state: _State, lock: AccountLock
+    ) -> tuple[Progress, _State]:
+        """Processes one event and commits it; the state it leaves for the next event."""
+        account = state.account
         audit: list[AuditEntry] = []
         outbox: list[Outbound] = []
         conv: c.Conversation | None = None
         original = conv
         try:
             # Inside the try: a stored conversation that no longer parses must not wedge the queue.
-            conv = original = c.Conversation.model_validate_json(raw) if raw else None
+            conv = original = state.parsed()
             if account is None:
                 raise LookupError(f"account {account_id} no longer exists")
             cf = self.registry.get(conv.flow if conv else account.flow)
@@ -248,28 +254,23 @@ class Pipeline:
             ]
             outbox.clear()
             conv = original
-            if conv is None:
-                await self.store.append_audit(account_id, audit)
-                await self._skip(account_id, event)
-                return None
-        deferred = loaded.deferred  # only the flush changes them, after this commit
-        waiting = [m.not_before for m in deferred if m.not_before]
+        if conv is None:
+            # Nothing to keep (no conversation could be made): the event is removed, audited.
+            return await lock.commit(event.id, None, audit, [], None), state
+        waiting = [m.not_before for m in state.deferred if m.not_before]
         next_due = min([*conv.timers.values(), *waiting], default=None)
-        if not await self.store.commit(
-            account_id, event.id, conv.model_dump_json(), audit, outbox, next_due
-        ):
+        progress = await lock.commit(event.id, conv.model_dump_json(), audit, outbox, next_due)
+        if not progress.committed:
             log.warning(
                 "event %s of account %s was committed by someone else", event.id, account_id
             )
-            return None
-        return _Committed(account, conv, deferred) if account is not None else None
+            # What the store now holds is someone else's work: the next event reads it again.
+            loaded = await self.store.load(account_id)
+            return progress, _State(loaded.account, loaded.conversation, loaded.deferred)
+        return progress, _State(account, conv, state.deferred)
 
     def _tz(self, account: AccountRecord) -> ZoneInfo:
         return zones_for(account.phone, account.tz, self.gate.pack(account.pack))[0]
-
-    async def _skip(self, account_id: str, event: QueuedEvent) -> None:
-        """Removes an event that cannot be processed, keeping whatever conversation exists."""
-        await self.store.commit(account_id, event.id, None, [], [], None)
 
     def _dialog_events(
         self,
@@ -353,27 +354,25 @@ class Pipeline:
             else:
                 yield _entry(at, action.kind, **action.model_dump(mode="json", exclude={"kind"}))
 
-    async def _flush(self, account_id: str, committed: _Committed | None = None) -> None:
+    async def _flush(self, account_id: str, state: _State, outbox: list[Outbound] | None) -> None:
         """Every outbound message of the account passes the compliance gate, now or later.
 
-        ``committed`` is what the last event left (saves reading it again); without it (a
-        recovery after a crash) the store is read.
+        ``outbox`` was taken by the last commit; None (a recovery after a crash, or a drain
+        that found no event) takes it here.
         """
         now = self.clock.now()
-        pending: list[Outbound] = []
-        while (msg := await self.store.pop_outbox(account_id)) is not None:
-            pending.append(msg)
-        deferred = committed.deferred if committed else await self.store.deferred(account_id)
-        due = [m for m in deferred if m.not_before and m.not_before <= now]
+        pending = outbox if outbox is not None else await self.store.take_outbox(account_id)
+        due = [m for m in state.deferred if m.not_before and m.not_before <= now]
         if not pending and not due:
             return
-        if committed is None:
-            loaded = await self.store.load(account_id)
-            if loaded.account is None or loaded.conversation is None:
-                return
-            conv = c.Conversation.model_validate_json(loaded.conversation)
-            committed = _Committed(loaded.account, conv, deferred)
-        account, conv = committed.account, committed.conversation
+        account, conv = state.account, state.parsed()
+        if account is None or conv is None:
+            log.error(
+                "account %s: %d unsent message(s) dropped: no account or conversation",
+                account_id,
+                len(pending),
+            )
+            return
         current = fingerprint(conv)
         for msg in due:
             taken = await self.store.take_deferred(account_id, msg.id)
@@ -482,13 +481,19 @@ class Pipeline:
         audit.append(_entry(at, "preference", periods=[q.label for q in found]))
 
 
-@dataclass(frozen=True)
-class _Committed:
-    """An account as its last event left it: what the flush after it needs."""
+@dataclass
+class _State:
+    """An account as the drain knows it: read once when the lock is taken, then carried from
+    event to event (nobody else writes it while the lock is held)."""
 
-    account: AccountRecord
-    conversation: c.Conversation
+    account: AccountRecord | None
+    conversation: c.Conversation | str | None  # JSON until first needed
     deferred: list[Outbound]
+
+    def parsed(self) -> c.Conversation | None:
+        if isinstance(self.conversation, str):
+            self.conversation = c.Conversation.model_validate_json(self.conversation)
+        return self.conversation
 
 
 def _due_timers(conv: c.Conversation, until: datetime) -> Iterable[tuple[c.AnyEvent, datetime]]:
@@ -511,4 +516,8 @@ def fingerprint(conv: c.Conversation) -> str:
 
 
 def _entry(at: datetime, kind: str, /, **detail: Any) -> AuditEntry:
-    return AuditEntry(at=at, kind=kind, detail={k: v for k, v in detail.items() if v is not None})
+    # Built from the pipeline's own values (aware datetimes, JSON-able details), several per
+    # message: constructed without re-validation. Serialising would warn, and the warnings
+    # fail the tests, if a value were not what the model says.
+    detail = {k: v for k, v in detail.items() if v is not None}
+    return AuditEntry.model_construct(at=at, kind=kind, detail=detail)

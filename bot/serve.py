@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import sys
 from typing import Any
@@ -65,5 +66,16 @@ def _serve(args: argparse.Namespace) -> int:
         port=settings.port,
         access_log=logging.getLogger("aiohttp.access") if settings.access_log else None,
         print=None,
+        loop=new_event_loop(),
     )
     return 0
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop when it is installed (a dependency on Linux): the same service costs about a
+    quarter less CPU per message than on asyncio's default loop (bench/inbound.py)."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - other platforms
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()

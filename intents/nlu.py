@@ -6,6 +6,7 @@ Everything heavy (OpenCC, jieba's dictionary, the rules, the trained model) is b
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections import OrderedDict
@@ -49,7 +50,9 @@ class Understander:
         self._rules = rules
         self._model = model
         self._tokenizer = tokenizer
-        self._normalize = Normalizer(rules.typos)
+        # Pure, and borrowers repeat themselves (好的, TD, 明天还): the same raw text is
+        # normalised once (OpenCC and NFKC cost more than the cache look-up below).
+        self._normalize = functools.lru_cache(maxsize=_CACHE_SIZE)(Normalizer(rules.typos))
         self._cache: OrderedDict[str, _Analysis] = OrderedDict()
 
     @classmethod

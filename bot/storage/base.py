@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from bot.errors import SmsbotError
@@ -29,6 +29,17 @@ class Loaded:
     account: AccountRecord | None
     conversation: str | None
     deferred: list[Outbound]
+    head: QueuedEvent | None = None  # filled by AccountLock.acquire_and_load
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What :meth:`AccountLock.commit` left."""
+
+    committed: bool  # False: the event was no longer at the head (someone else committed it)
+    held: bool  # False: the lease was lost; its new owner goes on (nothing below is filled)
+    head: QueuedEvent | None  # the next event to process
+    outbox: list[Outbound]  # when the queue is empty: every unsent message, now the caller's
 
 
 @dataclass(frozen=True)
@@ -44,7 +55,17 @@ class StoreUnavailable(SmsbotError):
 
 
 class AccountLock(ABC):
-    """A per-account lock that works across processes (try-acquire; never blocks)."""
+    """A per-account lock that works across processes (try-acquire; never blocks).
+
+    Besides the three primitives, a drain uses three combined steps (acquire and read, commit
+    and go on, release and look again). Their definitions here are built from the store's
+    primitives; the Redis lock overrides each with one script, so that a drain costs three
+    round trips whatever it does (bench/inbound.py).
+    """
+
+    def __init__(self, store: Store, account_id: str) -> None:
+        self.store = store
+        self.account_id = account_id
 
     @abstractmethod
     async def acquire(self) -> bool: ...
@@ -55,6 +76,39 @@ class AccountLock(ABC):
 
     @abstractmethod
     async def release(self) -> None: ...
+
+    async def acquire_and_load(self) -> Loaded | None:
+        """Takes the lock and, only then, reads the head event and what processing it needs;
+        None if someone else holds the lock."""
+        if not await self.acquire():
+            return None
+        loaded = await self.store.load(self.account_id)
+        return replace(loaded, head=await self.store.head(self.account_id))
+
+    async def commit(
+        self,
+        event_id: str,
+        conversation: str | None,
+        audit: Sequence[AuditEntry],
+        outbox: Sequence[Outbound],
+        next_due: datetime | None,
+    ) -> Progress:
+        """:meth:`Store.commit`, then extends the lease and reads the next event; when there
+        is none, takes the outbox (at most once, as :meth:`Store.take_outbox`)."""
+        committed = await self.store.commit(
+            self.account_id, event_id, conversation, audit, outbox, next_due
+        )
+        if not await self.refresh():
+            return Progress(committed, held=False, head=None, outbox=[])
+        head = await self.store.head(self.account_id)
+        taken = await self.store.take_outbox(self.account_id) if head is None else []
+        return Progress(committed, held=True, head=head, outbox=taken)
+
+    async def release_and_check(self) -> bool:
+        """Releases the lock, then looks: True if events are waiting. Released first, looked
+        second, so an event queued meanwhile is never left without someone to drain it."""
+        await self.release()
+        return await self.store.head(self.account_id) is not None
 
 
 class Store(ABC):
@@ -151,9 +205,9 @@ class Store(ABC):
 
     # --- outbox ---
     @abstractmethod
-    async def pop_outbox(self, account_id: str) -> Outbound | None:
-        """Takes the oldest unsent message (at most once: a crash after this may lose it,
-        never send it twice)."""
+    async def take_outbox(self, account_id: str) -> list[Outbound]:
+        """Takes every unsent message, oldest first (at most once: a crash after this may lose
+        them, never send them twice)."""
 
     # --- messages the compliance gate deferred ---
     @abstractmethod

@@ -12,7 +12,8 @@ from bot.transport.inbound import InboundSms
 
 
 class _MemoryLock(AccountLock):
-    def __init__(self, held: set[str], account_id: str) -> None:
+    def __init__(self, store: MemoryStore, held: set[str], account_id: str) -> None:
+        super().__init__(store, account_id)
         self._held = held
         self._id = account_id
         self._mine = False
@@ -165,7 +166,7 @@ class MemoryStore(Store):
         return True
 
     def lock(self, account_id: str, ttl_ms: int = 30_000) -> AccountLock:
-        return _MemoryLock(self._held, account_id)
+        return _MemoryLock(self, self._held, account_id)
 
     async def due_accounts(self, now: datetime, limit: int = 500) -> list[str]:
         if limit <= 0:
@@ -179,9 +180,9 @@ class MemoryStore(Store):
         else:
             self._due[account_id] = at
 
-    async def pop_outbox(self, account_id: str) -> Outbound | None:
-        q = self._outbox.get(account_id)
-        return q.popleft() if q else None
+    async def take_outbox(self, account_id: str) -> list[Outbound]:
+        q = self._outbox.pop(account_id, None)
+        return list(q) if q else []
 
     async def add_opt_out(self, phone: str) -> None:
         self._opted_out.add(phone)

@@ -1,10 +1,22 @@
 """Redis store: the production implementation of the store seam (``SMSBOT_REDIS_URL``).
 
-Every key comes from :mod:`bot.storage.keys`. Atomic steps are Lua scripts registered once
-(no check-then-set anywhere), and each one only touches keys of one slot: one account's keys
-(hash tag ``{acc:<id>}``) or one global key. Round trips are counted: each redis-py call costs
-roughly 100 µs of client CPU, so the hot path (enqueue, head, get_conversation, commit, lock)
-is one call each, and commit is one call unless the due-timer index needs a second (below).
+Every key comes from :mod:`bot.storage.keys`. Atomic steps are Lua scripts (no check-then-set
+anywhere), and each one only touches keys of one slot: one account's keys (hash tag
+``{acc:<id>}``) or one global key.
+
+CPU is what limits a busy service, and with redis-py each call costs about 100 µs of client
+CPU whatever Redis does. Two things keep that down (bench/inbound.py):
+
+- every command goes through one :class:`~bot.storage.resp.RedisConnection`: the commands
+  that all in-flight events issue in one event-loop iteration leave in one write and their
+  replies are parsed by hiredis (a few µs per command);
+- a drain is three scripts: take the lock and read the head event, the account, the
+  conversation and the deferred messages; commit, extend the lease and read the next event
+  (or take the outbox); release and look at the queue again.
+
+Scripts are sent with EVAL (Redis caches the compiled script by its SHA1): there is no
+NOSCRIPT case to recover from after a Redis restart or SCRIPT FLUSH, at the cost of a few
+hundred bytes per call on the loopback.
 
 The due-timer index is a global sorted set, so it cannot be updated inside the commit script
 (another slot). Its crash-safety rule is that the index may be *earlier* than the truth (the
@@ -12,55 +24,41 @@ scanner wakes the account too early, and that tick's commit corrects the index) 
 *later* (a timer would be missed):
 
 1. before the commit script, lower the index to ``next_due`` (``ZADD LT``) and read its score;
-   sent in the same pipeline as the commit script, so still one round trip (a standalone
-   server runs a pipeline in order; a Redis Cluster client would send these to other nodes in
-   parallel, so there step 1 must be a round trip of its own);
+   sent in the same group as the commit script, so still one round trip (a standalone server
+   runs a pipeline in order; with Redis Cluster these go to another node, so there step 1
+   must be a round trip of its own);
 2. after a successful commit, set the exact value (``ZADD``) when the score read in step 1 is
    earlier than ``next_due``, or remove the entry (``ZREM``) when ``next_due`` is None and
-   there was one. Nothing else needs a second round trip. If this step fails, commit still
-   returns True (it happened) and logs a warning.
+   there was one. If this step fails, commit still returns True (it happened) and logs a
+   warning.
 
 A crash between the two leaves the index earlier than (or equal to) the truth. A commit that
 fails (its event is no longer at the head) may likewise leave the index lowered; it never
 raises nor removes it.
 
-Every connection or timeout error of redis-py becomes :class:`StoreUnavailable`, so the web
-layer answers 503 and providers retry. redis-py never retries a command here (a retry of a
-command whose reply was lost could enqueue twice or pop two messages); the pool checks each
-connection before reuse and reconnects, so the same store works again once Redis is back.
+Every connection or timeout error becomes :class:`StoreUnavailable`, so the web layer answers
+503 and providers retry. No command is ever retried (a retry of a command whose reply was lost
+could enqueue twice or pop two messages); the connection is made again on the next command,
+so the same store works again once Redis is back.
 """
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 import secrets
 from collections.abc import Callable, Coroutine, Sequence
-from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
-from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar, cast
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
-import redis.asyncio as aioredis
-from redis.asyncio.client import Pipeline
-from redis.backoff import NoBackoff
-from redis.commands.core import AsyncScript
-from redis.exceptions import (
-    ConnectionError as RedisConnectionError,
-)
-from redis.exceptions import (
-    NoScriptError,
-    OutOfMemoryError,
-    ReadOnlyError,
-)
-from redis.exceptions import (
-    TimeoutError as RedisTimeoutError,
-)
-from redis.retry import Retry
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import OutOfMemoryError, ReadOnlyError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bot.records import AccountRecord, AuditEntry, Outbound, QueuedEvent, SendRecord
 from bot.storage import keys
-from bot.storage.base import AccountLock, GateFacts, Loaded, Store, StoreUnavailable
+from bot.storage.base import AccountLock, GateFacts, Loaded, Progress, Store, StoreUnavailable
+from bot.storage.resp import RedisConnection
 from bot.transport.inbound import InboundSms
 
 log = logging.getLogger(__name__)
@@ -85,99 +83,103 @@ _LEDGER_KEEP_US = 8 * 24 * 3600 * 1_000_000
 # --- Lua scripts: each touches the keys of one slot only -------------------------------------
 
 # KEYS: queue, seen   ARGV: event JSON, event id, claim TTL (s)
-_ENQUEUE_DEDUP = """
+_ENQUEUE_DEDUP = b"""
 if not redis.call('SET', KEYS[2], ARGV[2], 'NX', 'EX', ARGV[3]) then return 0 end
 redis.call('RPUSH', KEYS[1], ARGV[1])
 return 1
 """
 
-# KEYS: queue, conversation, audit, outbox
-# ARGV: event id, conversation, number of audit entries, audit entries..., outbound...
-_COMMIT = """
+# KEYS: lock, queue, account, conversation, deferred   ARGV: token, ttl (ms)
+# Nothing is read unless the lock was taken: state is read only by the lock's holder.
+_ACQUIRE_AND_LOAD = b"""
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return false end
+return {redis.call('LINDEX', KEYS[2], 0), redis.call('GET', KEYS[3]),
+        redis.call('GET', KEYS[4]), redis.call('LRANGE', KEYS[5], 0, -1)}
+"""
+
+# KEYS: queue, conversation, audit, outbox, lock
+# ARGV: event id, conversation, number of audit entries, lock token ('' for none), lease (ms),
+#       audit entries..., outbound...
+# Returns {committed} without a token, else {committed, held[, next event | false, outbox]}.
+_COMMIT = b"""
+local committed = 0
 local head = redis.call('LINDEX', KEYS[1], 0)
-if not head then return 0 end
-local ok, event = pcall(cjson.decode, head)
-if not ok or type(event) ~= 'table' or event['id'] ~= ARGV[1] then return 0 end
-redis.call('LPOP', KEYS[1])
-if ARGV[2] ~= '' then redis.call('SET', KEYS[2], ARGV[2]) end
-local function push(key, first, last)
-  for i = first, last, 500 do
-    redis.call('RPUSH', key, unpack(ARGV, i, math.min(i + 499, last)))
+if head then
+  local ok, event = pcall(cjson.decode, head)
+  if ok and type(event) == 'table' and event['id'] == ARGV[1] then
+    committed = 1
+    redis.call('LPOP', KEYS[1])
+    if ARGV[2] ~= '' then redis.call('SET', KEYS[2], ARGV[2]) end
+    local function push(key, first, last)
+      for i = first, last, 500 do
+        redis.call('RPUSH', key, unpack(ARGV, i, math.min(i + 499, last)))
+      end
+    end
+    local n = tonumber(ARGV[3])
+    push(KEYS[3], 6, 5 + n)
+    push(KEYS[4], 6 + n, #ARGV)
   end
 end
-local n = tonumber(ARGV[3])
-push(KEYS[3], 4, 3 + n)
-push(KEYS[4], 4 + n, #ARGV)
-return 1
+if ARGV[4] == '' then return {committed} end
+if redis.call('GET', KEYS[5]) ~= ARGV[4] then return {committed, 0} end
+redis.call('PEXPIRE', KEYS[5], ARGV[5])
+local nxt = redis.call('LINDEX', KEYS[1], 0)
+if nxt then return {committed, 1, nxt} end
+local outbox = redis.call('LRANGE', KEYS[4], 0, -1)
+redis.call('DEL', KEYS[4])
+return {committed, 1, false, outbox}
+"""
+
+# KEYS: lock, queue   ARGV: token   Returns the number of queued events after the release.
+_RELEASE_AND_CHECK = b"""
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return redis.call('LLEN', KEYS[2])
 """
 
 # KEYS: key   ARGV: expected value
-_DELETE_IF_EQUAL = """
+_DELETE_IF_EQUAL = b"""
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
 
 # KEYS: lock   ARGV: token, ttl (ms)
-_REFRESH_IF_EQUAL = """
+_REFRESH_IF_EQUAL = b"""
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 0
 """
 
+# KEYS: list   Returns every element and deletes the list.
+_TAKE_ALL = b"""
+local items = redis.call('LRANGE', KEYS[1], 0, -1)
+redis.call('DEL', KEYS[1])
+return items
+"""
+
 # KEYS: seen, list   ARGV: InboundSms JSON, claim TTL (s)
-_ADD_UNMATCHED = """
+_ADD_UNMATCHED = b"""
 if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[2]) then return 0 end
 redis.call('RPUSH', KEYS[2], ARGV[1])
 return 1
 """
 
 # KEYS: list   ARGV: message JSON, maximum length
-_PUSH_CAPPED = """
+_PUSH_CAPPED = b"""
 redis.call('RPUSH', KEYS[1], ARGV[1])
 redis.call('LTRIM', KEYS[1], -tonumber(ARGV[2]), -1)
 return 1
 """
 
-
-class _Slots:
-    """At most ``size`` Redis operations of one store in flight; the others wait their turn.
-
-    Each store operation uses one pooled connection at a time, so with the pool sized the
-    same it never runs dry. redis-py's pool raises MaxConnectionsError at once when it does,
-    which under a burst (hundreds of accounts draining at once) meant spurious 503s and
-    aborted drains that kept their account locks until the TTL. redis-py's
-    BlockingConnectionPool waits too, but costs every call ~10 µs (a condition variable and
-    a timeout even when connections are free); this costs a counter when one is free. A wait
-    longer than ``timeout`` (the socket timeout) is StoreUnavailable.
-    """
-
-    def __init__(self, size: int, timeout: float | None) -> None:
-        self._free = asyncio.Semaphore(size)
-        self._timeout = timeout
-
-    async def acquire(self, where: str, operation: str) -> None:
-        if not self._free.locked():
-            await self._free.acquire()  # a slot is free: returns without suspending
-            return
-        try:
-            await asyncio.wait_for(self._free.acquire(), self._timeout)
-        except TimeoutError:
-            raise StoreUnavailable(
-                f"Redis at {where} is unavailable ({operation}): every connection stayed busy "
-                f"for {self._timeout} s"
-            ) from None
-
-    def release(self) -> None:
-        self._free.release()
-
-
-# Set while a task runs a store operation: an operation calling another one does not take a
-# second slot (it could wait forever for slots held by operations waiting like itself).
-_IN_OPERATION: ContextVar[bool] = ContextVar("smsbot_redis_operation", default=False)
+# KEYS: ledger   ARGV: SendRecord JSON, score, oldest score kept, TTL (s)
+_RECORD_SEND = b"""
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+return 1
+"""
 
 
 class _Located(Protocol):
     _where: str
-    _slots: _Slots
 
 
 _S = TypeVar("_S", bound=_Located)
@@ -188,15 +190,10 @@ _T = TypeVar("_T")
 def _translated(
     fn: Callable[Concatenate[_S, _P], Coroutine[Any, Any, _T]],
 ) -> Callable[Concatenate[_S, _P], Coroutine[Any, Any, _T]]:
-    """Takes a connection slot; turns redis-py's connection and timeout errors into
-    StoreUnavailable."""
+    """Turns redis-py's connection and timeout errors into StoreUnavailable."""
 
     @functools.wraps(fn)
     async def wrapper(self: _S, /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
-        nested = _IN_OPERATION.get()
-        if not nested:
-            await self._slots.acquire(self._where, fn.__name__)
-        token = _IN_OPERATION.set(True)
         try:
             return await fn(self, *args, **kwargs)
         except _UNAVAILABLE as exc:
@@ -204,10 +201,6 @@ def _translated(
                 f"Redis at {self._where} is unavailable ({fn.__name__}): "
                 f"{type(exc).__name__}: {exc}"
             ) from exc
-        finally:
-            _IN_OPERATION.reset(token)
-            if not nested:
-                self._slots.release()
 
     return wrapper
 
@@ -223,62 +216,113 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+@functools.lru_cache(maxsize=4096)
+def _account(raw: bytes) -> AccountRecord:
+    """Account records change rarely and are read for every event: each stored version is
+    validated once (the model is frozen, so sharing it is safe)."""
+    return AccountRecord.model_validate_json(raw)
+
+
+def _event(raw: bytes | None) -> QueuedEvent | None:
+    return QueuedEvent.model_validate_json(raw) if raw is not None else None
+
+
 class _RedisLock(AccountLock):
     """SET NX PX with a random owner token; refresh and release compare the token first."""
 
     def __init__(self, store: RedisStore, account_id: str, ttl_ms: int) -> None:
         if ttl_ms <= 0:
             raise ValueError(f"lock ttl_ms must be positive, got {ttl_ms}")
+        super().__init__(store, account_id)
         self._store = store
         self._where = store._where
-        self._slots = store._slots
         self._key = keys.lock(account_id)
         self._ttl_ms = ttl_ms
         # One token per lock object: a second acquire() by the same owner must not forget
         # the token of the lease it already holds.
         self._token = secrets.token_hex(16)
+        # Messages this lock committed to the outbox, by their JSON: when commit hands the
+        # outbox back, these need no parsing.
+        self._pushed: dict[bytes, Outbound] = {}
 
     @_translated
     async def acquire(self) -> bool:
-        return bool(await self._store._redis.set(self._key, self._token, nx=True, px=self._ttl_ms))
+        reply = await self._store._pipe.one("SET", self._key, self._token, "NX", "PX", self._ttl_ms)
+        return reply is not None
 
     @_translated
     async def refresh(self) -> bool:
         return bool(
-            await self._store._refresh_if_equal(keys=[self._key], args=[self._token, self._ttl_ms])
+            await self._store._pipe.one(
+                "EVAL", _REFRESH_IF_EQUAL, 1, self._key, self._token, self._ttl_ms
+            )
         )
 
     @_translated
     async def release(self) -> None:
-        await self._store._delete_if_equal(keys=[self._key], args=[self._token])
+        await self._store._pipe.one("EVAL", _DELETE_IF_EQUAL, 1, self._key, self._token)
+
+    @_translated
+    async def acquire_and_load(self) -> Loaded | None:
+        a = self.account_id
+        keys_ = (self._key, keys.queue(a), keys.account(a), keys.conversation(a), keys.deferred(a))
+        reply = await self._store._pipe.one(
+            "EVAL", _ACQUIRE_AND_LOAD, len(keys_), *keys_, self._token, self._ttl_ms
+        )
+        if reply is None:
+            return None
+        head, account, conversation, deferred = reply
+        return Loaded(
+            _account(account) if account is not None else None,
+            _text(conversation) if conversation is not None else None,
+            [Outbound.model_validate_json(m) for m in deferred],
+            _event(head),
+        )
+
+    @_translated
+    async def commit(
+        self,
+        event_id: str,
+        conversation: str | None,
+        audit: Sequence[AuditEntry],
+        outbox: Sequence[Outbound],
+        next_due: datetime | None,
+    ) -> Progress:
+        encoded = [(o.model_dump_json().encode(), o) for o in outbox]
+        self._pushed.update(encoded)
+        reply = await self._store._commit(
+            self.account_id,
+            event_id,
+            conversation,
+            audit,
+            [raw for raw, _ in encoded],
+            next_due,
+            lock=(self._key, self._token, self._ttl_ms),
+        )
+        committed = bool(reply[0])
+        if not reply[1]:
+            return Progress(committed, held=False, head=None, outbox=[])
+        if reply[2] is not None:
+            return Progress(committed, held=True, head=_event(reply[2]), outbox=[])
+        taken = [self._pushed.get(raw) or Outbound.model_validate_json(raw) for raw in reply[3]]
+        self._pushed.clear()
+        return Progress(committed, held=True, head=None, outbox=taken)
+
+    @_translated
+    async def release_and_check(self) -> bool:
+        waiting = await self._store._pipe.one(
+            "EVAL", _RELEASE_AND_CHECK, 2, self._key, keys.queue(self.account_id), self._token
+        )
+        return bool(waiting)
 
 
 class RedisStore(Store):
     """The store on one Redis server (standalone; keys are ready for Redis Cluster)."""
 
-    def __init__(self, client: aioredis.Redis, *, dedup_ttl_s: int = DEDUP_TTL_S) -> None:
-        self._redis = client
+    def __init__(self, connection: RedisConnection, *, dedup_ttl_s: int = DEDUP_TTL_S) -> None:
+        self._pipe = connection
         self._dedup_ttl_s = dedup_ttl_s
-        kw = client.connection_pool.connection_kwargs
-        self._where = str(kw.get("path") or f"{kw.get('host', '?')}:{kw.get('port', '?')}")
-        self._where += f"/{kw.get('db', 0)}"
-        self._slots = _Slots(client.connection_pool.max_connections, kw.get("socket_timeout"))
-        # register_script only computes the SHA; the script is loaded on first use and again
-        # whenever Redis answers NOSCRIPT (after a restart or SCRIPT FLUSH).
-        self._enqueue_dedup = client.register_script(_ENQUEUE_DEDUP)
-        self._commit = client.register_script(_COMMIT)
-        self._delete_if_equal = client.register_script(_DELETE_IF_EQUAL)
-        self._refresh_if_equal = client.register_script(_REFRESH_IF_EQUAL)
-        self._add_unmatched = client.register_script(_ADD_UNMATCHED)
-        self._push_capped = client.register_script(_PUSH_CAPPED)
-        self._scripts = (
-            self._enqueue_dedup,
-            self._commit,
-            self._delete_if_equal,
-            self._refresh_if_equal,
-            self._add_unmatched,
-            self._push_capped,
-        )
+        self._where = connection.where
 
     @classmethod
     def from_url(
@@ -288,73 +332,36 @@ class RedisStore(Store):
         dedup_ttl_s: int = DEDUP_TTL_S,
         socket_timeout: float = 5.0,
         socket_connect_timeout: float = 2.0,
-        max_connections: int = 100,
-        **kwargs: Any,
     ) -> RedisStore:
         """A store on ``redis://[[user]:password@]host[:port][/db]`` (or rediss://, unix://).
 
-        Connects lazily: a bad URL host only shows on first use (``ping``). At most
-        ``max_connections`` operations run at once; the others wait (see ``_Slots``).
+        Connects lazily: a bad URL host only shows on first use (``ping``).
         """
-        client = aioredis.Redis.from_url(
-            url,
-            max_connections=max_connections,
-            socket_timeout=socket_timeout,
-            socket_connect_timeout=socket_connect_timeout,
-            retry=Retry(NoBackoff(), 0),  # never re-send a command (see the module docstring)
-            **kwargs,
+        connection = RedisConnection(
+            url, socket_timeout=socket_timeout, socket_connect_timeout=socket_connect_timeout
         )
-        return cls(client, dedup_ttl_s=dedup_ttl_s)
-
-    # --- helpers -------------------------------------------------------------------------
-
-    async def _pipeline(self, build: Callable[[Pipeline], object]) -> list[Any]:
-        """One round trip of several commands (not a transaction), in order on one connection.
-
-        Scripts are sent by SHA; if Redis forgot them (restart, SCRIPT FLUSH) they are loaded
-        and the whole pipeline is sent again. So ``build`` must put its scripts last (nothing
-        after a failed script has run) and everything before them must be safe to repeat.
-        """
-        for attempt in range(2):
-            async with self._redis.pipeline(transaction=False) as pipe:
-                build(pipe)
-                results: list[Any] = await pipe.execute(raise_on_error=False)
-            if attempt == 0 and any(isinstance(r, NoScriptError) for r in results):
-                for script in self._scripts:
-                    await self._redis.script_load(script.script)
-                continue
-            for r in results:
-                if isinstance(r, Exception):
-                    raise r
-            return results
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    @staticmethod
-    def _evalsha(
-        pipe: Pipeline, script: AsyncScript, keys_: Sequence[str], args: Sequence[Any]
-    ) -> None:
-        pipe.evalsha(script.sha, len(keys_), *keys_, *args)
+        return cls(connection, dedup_ttl_s=dedup_ttl_s)
 
     # --- lifecycle -----------------------------------------------------------------------
 
     @_translated
     async def ping(self) -> None:
         try:
-            await self._redis.ping()
+            await self._pipe.one("PING")
         except _UNAVAILABLE:
             # After a Redis restart the pool still holds dead connections; a PING is safe to
             # repeat, so one more try on a fresh connection tells the truth.
-            await self._redis.ping()
+            await self._pipe.one("PING")
 
     async def close(self) -> None:
-        await self._redis.aclose()  # from_url's client owns its pool and closes it too
+        await self._pipe.close()
 
     # --- accounts ------------------------------------------------------------------------
 
     @_translated
     async def upsert_account(self, account: AccountRecord) -> bool:
         key = keys.account(account.id)
-        old_raw = await self._redis.get(key)
+        old_raw = await self._pipe.one("GET", key)
         old = AccountRecord.model_validate_json(old_raw) if old_raw is not None else None
 
         # Phone index first, the account record last: a crash in between leaves at worst an
@@ -363,23 +370,19 @@ class RedisStore(Store):
         # The record is written with SET GET so that, of two concurrent creations, exactly
         # one is told the account is new (and starts its conversation).
         new_phone = keys.phone(account.phone)
+        data = account.model_dump_json()
         if old is not None and old.phone != account.phone:
             # Only if the old number still points here: it may belong to another account by
             # now (recycled numbers).
             old_phone = keys.phone(old.phone)
-            await self._pipeline(
-                lambda pipe: (
-                    pipe.set(new_phone, account.id),
-                    self._evalsha(pipe, self._delete_if_equal, [old_phone], [account.id]),
-                )
+            await self._pipe.call(
+                ("SET", new_phone, account.id),
+                ("EVAL", _DELETE_IF_EQUAL, 1, old_phone, account.id),
             )
-            previous = await self._redis.set(key, account.model_dump_json(), get=True)
+            previous = await self._pipe.one("SET", key, data, "GET")
         else:
-            _, previous = await self._pipeline(
-                lambda pipe: (
-                    pipe.set(new_phone, account.id),
-                    pipe.set(key, account.model_dump_json(), get=True),
-                )
+            _, previous = await self._pipe.call(
+                ("SET", new_phone, account.id), ("SET", key, data, "GET")
             )
         return previous is None
 
@@ -387,27 +390,24 @@ class RedisStore(Store):
     async def load(self, account_id: str) -> Loaded:
         if not keys.usable_account_id(account_id):
             return Loaded(None, None, [])
-
-        def build(pipe: Pipeline) -> None:
-            pipe.get(keys.account(account_id))
-            pipe.get(keys.conversation(account_id))
-            pipe.lrange(keys.deferred(account_id), 0, -1)
-
-        account, conversation, deferred = await self._pipeline(build)
+        account, conversation, deferred = await self._pipe.call(
+            ("GET", keys.account(account_id)),
+            ("GET", keys.conversation(account_id)),
+            ("LRANGE", keys.deferred(account_id), 0, -1),
+        )
         return Loaded(
-            AccountRecord.model_validate_json(account) if account is not None else None,
+            _account(account) if account is not None else None,
             _text(conversation) if conversation is not None else None,
             [Outbound.model_validate_json(m) for m in deferred],
         )
 
     @_translated
     async def gate_facts(self, account_id: str, phone: str, since: datetime) -> GateFacts:
-        def build(pipe: Pipeline) -> None:
-            pipe.sismember(keys.OPT_OUT, phone)
-            pipe.zrange(keys.sends(phone), _score(since), "+inf", byscore=True)
-            pipe.hmget(keys.meta(account_id), ["preferences", "contacted"])
-
-        opted_out, history, (preferences, contacted) = await self._pipeline(build)
+        opted_out, history, (preferences, contacted) = await self._pipe.call(
+            ("SISMEMBER", keys.OPT_OUT, phone),
+            ("ZRANGE", keys.sends(phone), _score(since), "+inf", "BYSCORE"),
+            ("HMGET", keys.meta(account_id), "preferences", "contacted"),
+        )
         return GateFacts(
             opted_out=bool(opted_out),
             history=[SendRecord.model_validate_json(r) for r in history],
@@ -419,12 +419,12 @@ class RedisStore(Store):
     async def get_account(self, account_id: str) -> AccountRecord | None:
         if not keys.usable_account_id(account_id):
             return None  # no AccountRecord has such an id (e.g. from a URL): unknown, not 500
-        raw = await self._redis.get(keys.account(account_id))
-        return AccountRecord.model_validate_json(raw) if raw is not None else None
+        raw = await self._pipe.one("GET", keys.account(account_id))
+        return _account(raw) if raw is not None else None
 
     @_translated
     async def find_account(self, phone: str) -> str | None:
-        raw = await self._redis.get(keys.phone(phone))
+        raw = await self._pipe.one("GET", keys.phone(phone))
         return _text(raw) if raw is not None else None
 
     # --- per-account event queue ---------------------------------------------------------
@@ -433,36 +433,51 @@ class RedisStore(Store):
     async def enqueue(self, account_id: str, event: QueuedEvent, dedup: str | None = None) -> bool:
         data = event.model_dump_json()
         if dedup is None:
-            await self._redis.rpush(keys.queue(account_id), data)
+            await self._pipe.one("RPUSH", keys.queue(account_id), data)
             return True
-        claimed = await self._enqueue_dedup(
-            keys=[keys.queue(account_id), keys.seen(account_id, dedup)],
-            args=[data, event.id, self._dedup_ttl_s],
+        claimed = await self._pipe.one(
+            "EVAL",
+            _ENQUEUE_DEDUP,
+            2,
+            keys.queue(account_id),
+            keys.seen(account_id, dedup),
+            data,
+            event.id,
+            self._dedup_ttl_s,
         )
         return bool(claimed)
 
     @_translated
     async def head(self, account_id: str) -> QueuedEvent | None:
-        raw = await self._redis.lindex(keys.queue(account_id), 0)
-        return QueuedEvent.model_validate_json(raw) if raw is not None else None
+        return _event(await self._pipe.one("LINDEX", keys.queue(account_id), 0))
+
+    async def _scan(self, pattern: str, type_: str | None = None) -> list[str]:
+        """Every key matching ``pattern`` (SCAN: slow on a big keyspace, never blocks Redis)."""
+        found: list[str] = []
+        cursor: bytes | int = 0
+        extra = ("TYPE", type_) if type_ else ()
+        while True:
+            cursor, batch = await self._pipe.one(
+                "SCAN", cursor, "MATCH", pattern, "COUNT", 1000, *extra
+            )
+            found += (_text(k) for k in batch)
+            if int(cursor) == 0:
+                return found
 
     @_translated
     async def pending_accounts(self) -> list[str]:
-        # Recovery only: SCAN is slow on a big keyspace but never blocks Redis. Empty lists do
-        # not exist in Redis, so every list found has something in it.
+        # Recovery only. Empty lists do not exist in Redis, so every list found has something.
         found: set[str] = set()
         for suffix in (keys.QUEUE, keys.OUTBOX):
-            async for raw in self._redis.scan_iter(
-                match=keys.account_pattern(suffix), count=1000, _type="list"
-            ):
-                account_id = keys.account_of(_text(raw), suffix)
+            for key in await self._scan(keys.account_pattern(suffix), "list"):
+                account_id = keys.account_of(key, suffix)
                 if account_id is not None:
                     found.add(account_id)
         return sorted(found)
 
     @_translated
     async def get_conversation(self, account_id: str) -> str | None:
-        raw = await self._redis.get(keys.conversation(account_id))
+        raw = await self._pipe.one("GET", keys.conversation(account_id))
         return _text(raw) if raw is not None else None
 
     @_translated
@@ -475,36 +490,52 @@ class RedisStore(Store):
         outbox: Sequence[Outbound],
         next_due: datetime | None,
     ) -> bool:
-        commit_keys = [
+        outbox_json = [o.model_dump_json() for o in outbox]
+        reply = await self._commit(account_id, event_id, conversation, audit, outbox_json, next_due)
+        return bool(reply[0])
+
+    async def _commit(
+        self,
+        account_id: str,
+        event_id: str,
+        conversation: str | None,
+        audit: Sequence[AuditEntry],
+        outbox: Sequence[str | bytes],
+        next_due: datetime | None,
+        lock: tuple[str, str, int] | None = None,
+    ) -> list[Any]:
+        """The commit script with the due-index steps around it; the script's reply."""
+        lock_key, token, ttl_ms = lock or (keys.lock(account_id), "", 0)
+        script_keys = (
             keys.queue(account_id),
             keys.conversation(account_id),
             keys.audit(account_id),
             keys.outbox(account_id),
-        ]
-        commit_args: list[Any] = [event_id, conversation or "", len(audit)]
-        commit_args += [a.model_dump_json() for a in audit]
-        commit_args += [o.model_dump_json() for o in outbox]
+            lock_key,
+        )
+        args: list[Any] = [event_id, conversation or "", len(audit), token, ttl_ms]
+        args += [a.model_dump_json() for a in audit]
+        args += outbox
         due = _score(next_due) if next_due is not None else None
 
-        # Step 1 (see the module docstring): one pipeline, executed in this order by Redis.
-        def build(pipe: Pipeline) -> None:
-            if due is not None:
-                pipe.zadd(keys.DUE, {account_id: due}, lt=True)
-            pipe.zscore(keys.DUE, account_id)
-            self._evalsha(pipe, self._commit, commit_keys, commit_args)
-
-        *_, indexed, committed = await self._pipeline(build)
-        if not committed:
-            return False
+        # Step 1 (see the module docstring): one group, run in this order by Redis.
+        commands: list[tuple[Any, ...]] = []
+        if due is not None:
+            commands.append(("ZADD", keys.DUE, "LT", due, account_id))
+        commands.append(("ZSCORE", keys.DUE, account_id))
+        commands.append(("EVAL", _COMMIT, len(script_keys), *script_keys, *args))
+        *_, indexed, reply = await self._pipe.call(*commands)
+        if not reply[0]:
+            return list(reply)
         # Step 2: only when the index is not already exact. The commit has happened: if this
         # step fails the index stays earlier than the truth (safe, corrected by the next
         # commit), so report the commit as done rather than as a store failure.
         try:
             if due is not None:
-                if indexed is None or int(indexed) != due:
-                    await self._redis.zadd(keys.DUE, {account_id: due})
+                if indexed is None or int(float(indexed)) != due:
+                    await self._pipe.one("ZADD", keys.DUE, due, account_id)
             elif indexed is not None:
-                await self._redis.zrem(keys.DUE, account_id)
+                await self._pipe.one("ZREM", keys.DUE, account_id)
         except _UNAVAILABLE as exc:
             log.warning(
                 "account %s committed; its due-timer index stays early until its next commit "
@@ -513,7 +544,7 @@ class RedisStore(Store):
                 self._where,
                 exc,
             )
-        return True
+        return list(reply)
 
     def lock(self, account_id: str, ttl_ms: int = 30_000) -> AccountLock:
         return _RedisLock(self, account_id, ttl_ms)
@@ -524,65 +555,63 @@ class RedisStore(Store):
     async def due_accounts(self, now: datetime, limit: int = 500) -> list[str]:
         if limit <= 0:
             return []
-        raw = await self._redis.zrange(
-            keys.DUE, "-inf", _score(now), byscore=True, offset=0, num=limit
+        raw = await self._pipe.one(
+            "ZRANGE", keys.DUE, "-inf", _score(now), "BYSCORE", "LIMIT", 0, limit
         )
-        return [_text(r) for r in cast(list[bytes], raw)]
+        return [_text(r) for r in raw]
 
     @_translated
     async def set_due(self, account_id: str, at: datetime | None) -> None:
         if at is None:
-            await self._redis.zrem(keys.DUE, account_id)
+            await self._pipe.one("ZREM", keys.DUE, account_id)
         else:
-            await self._redis.zadd(keys.DUE, {account_id: _score(at)})
+            await self._pipe.one("ZADD", keys.DUE, _score(at), account_id)
 
     # --- outbox --------------------------------------------------------------------------
 
     @_translated
-    async def pop_outbox(self, account_id: str) -> Outbound | None:
-        raw = cast(bytes | None, await self._redis.lpop(keys.outbox(account_id)))
-        return Outbound.model_validate_json(raw) if raw is not None else None
+    async def take_outbox(self, account_id: str) -> list[Outbound]:
+        raw = await self._pipe.one("EVAL", _TAKE_ALL, 1, keys.outbox(account_id))
+        return [Outbound.model_validate_json(m) for m in raw]
 
     # --- accounts (reports) and per-account facts ---------------------------------------
 
     @_translated
     async def account_ids(self) -> list[str]:
         ids: list[str] = []
-        async for key in self._redis.scan_iter(
-            match=keys.account_pattern(keys.ACCOUNT), count=1000
-        ):
-            account_id = keys.account_of(_text(key), keys.ACCOUNT)
+        for key in await self._scan(keys.account_pattern(keys.ACCOUNT)):
+            account_id = keys.account_of(key, keys.ACCOUNT)
             if account_id is not None:
                 ids.append(account_id)
         return sorted(ids)
 
     @_translated
     async def get_meta(self, account_id: str, key: str) -> str | None:
-        raw = await self._redis.hget(keys.meta(account_id), key)
+        raw = await self._pipe.one("HGET", keys.meta(account_id), key)
         return _text(raw) if raw is not None else None
 
     @_translated
     async def set_meta(self, account_id: str, key: str, value: str) -> None:
-        await self._redis.hset(keys.meta(account_id), key, value)
+        await self._pipe.one("HSET", keys.meta(account_id), key, value)
 
     # --- deferred messages ---------------------------------------------------------------
 
     @_translated
     async def defer(self, account_id: str, message: Outbound) -> None:
-        await self._redis.rpush(keys.deferred(account_id), message.model_dump_json())
+        await self._pipe.one("RPUSH", keys.deferred(account_id), message.model_dump_json())
 
     @_translated
     async def deferred(self, account_id: str) -> list[Outbound]:
-        raw = await self._redis.lrange(keys.deferred(account_id), 0, -1)
+        raw = await self._pipe.one("LRANGE", keys.deferred(account_id), 0, -1)
         return [Outbound.model_validate_json(r) for r in raw]
 
     @_translated
     async def take_deferred(self, account_id: str, message_id: str) -> Outbound | None:
         key = keys.deferred(account_id)
-        for raw in await self._redis.lrange(key, 0, -1):
+        for raw in await self._pipe.one("LRANGE", key, 0, -1):
             message = Outbound.model_validate_json(raw)
             # LREM of the exact element is the atomic claim: only one caller removes it.
-            if message.id == message_id and await self._redis.lrem(key, 1, _text(raw)):
+            if message.id == message_id and await self._pipe.one("LREM", key, 1, raw):
                 return message
         return None
 
@@ -590,54 +619,65 @@ class RedisStore(Store):
 
     @_translated
     async def record_send(self, phone: str, record: SendRecord) -> None:
-        key = keys.sends(phone)
         score = _score(record.at)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.zadd(key, {record.model_dump_json(): score})
-            pipe.zremrangebyscore(key, "-inf", score - _LEDGER_KEEP_US)
-            pipe.expire(key, _LEDGER_KEEP_US // 1_000_000)
-            await pipe.execute()
+        await self._pipe.one(
+            "EVAL",
+            _RECORD_SEND,
+            1,
+            keys.sends(phone),
+            record.model_dump_json(),
+            score,
+            score - _LEDGER_KEEP_US,
+            _LEDGER_KEEP_US // 1_000_000,
+        )
 
     @_translated
     async def send_history(self, phone: str, since: datetime) -> list[SendRecord]:
-        raw = await self._redis.zrange(keys.sends(phone), _score(since), "+inf", byscore=True)
-        return [SendRecord.model_validate_json(r) for r in cast(list[bytes], raw)]
+        raw = await self._pipe.one("ZRANGE", keys.sends(phone), _score(since), "+inf", "BYSCORE")
+        return [SendRecord.model_validate_json(r) for r in raw]
 
     # --- suppression list ----------------------------------------------------------------
 
     @_translated
     async def add_opt_out(self, phone: str) -> None:
-        await self._redis.sadd(keys.OPT_OUT, phone)
+        await self._pipe.one("SADD", keys.OPT_OUT, phone)
 
     @_translated
     async def is_opted_out(self, phone: str) -> bool:
-        return bool(await self._redis.sismember(keys.OPT_OUT, phone))
+        return bool(await self._pipe.one("SISMEMBER", keys.OPT_OUT, phone))
 
     @_translated
     async def remove_opt_out(self, phone: str) -> None:
-        await self._redis.srem(keys.OPT_OUT, phone)
+        await self._pipe.one("SREM", keys.OPT_OUT, phone)
 
     # --- audit ---------------------------------------------------------------------------
 
     @_translated
     async def append_audit(self, account_id: str, entries: Sequence[AuditEntry]) -> None:
         if entries:
-            await self._redis.rpush(keys.audit(account_id), *(e.model_dump_json() for e in entries))
+            await self._pipe.one(
+                "RPUSH", keys.audit(account_id), *(e.model_dump_json() for e in entries)
+            )
 
     @_translated
     async def read_audit(self, account_id: str, limit: int = 1000) -> list[AuditEntry]:
         if limit <= 0:
             return []
-        raw = await self._redis.lrange(keys.audit(account_id), -limit, -1)
+        raw = await self._pipe.one("LRANGE", keys.audit(account_id), -limit, -1)
         return [AuditEntry.model_validate_json(r) for r in raw]
 
     # --- messages from unknown numbers ---------------------------------------------------
 
     @_translated
     async def add_unmatched(self, sms: InboundSms) -> bool:
-        added = await self._add_unmatched(
-            keys=[keys.unmatched_seen(sms.provider, sms.msg_id), keys.UNMATCHED],
-            args=[sms.model_dump_json(), self._dedup_ttl_s],
+        added = await self._pipe.one(
+            "EVAL",
+            _ADD_UNMATCHED,
+            2,
+            keys.unmatched_seen(sms.provider, sms.msg_id),
+            keys.UNMATCHED,
+            sms.model_dump_json(),
+            self._dedup_ttl_s,
         )
         return bool(added)
 
@@ -645,18 +685,20 @@ class RedisStore(Store):
     async def list_unmatched(self, limit: int = 100) -> list[InboundSms]:
         if limit <= 0:
             return []
-        raw = await self._redis.lrange(keys.UNMATCHED, -limit, -1)
+        raw = await self._pipe.one("LRANGE", keys.UNMATCHED, -limit, -1)
         return [InboundSms.model_validate_json(r) for r in raw]
 
     # --- sandbox provider ----------------------------------------------------------------
 
     @_translated
     async def record_sandbox(self, message: Outbound) -> None:
-        await self._push_capped(keys=[keys.SANDBOX], args=[message.model_dump_json(), SANDBOX_MAX])
+        await self._pipe.one(
+            "EVAL", _PUSH_CAPPED, 1, keys.SANDBOX, message.model_dump_json(), SANDBOX_MAX
+        )
 
     @_translated
     async def list_sandbox(self, limit: int = 200) -> list[Outbound]:
         if limit <= 0:
             return []
-        raw = await self._redis.lrange(keys.SANDBOX, -limit, -1)
+        raw = await self._pipe.one("LRANGE", keys.SANDBOX, -limit, -1)
         return [Outbound.model_validate_json(r) for r in raw]

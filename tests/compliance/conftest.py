@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+import redis.asyncio as aioredis
 
 from tests.service.conftest import redis_server  # noqa: F401  (a private redis-server)
 
@@ -8,10 +9,8 @@ from tests.service.conftest import redis_server  # noqa: F401  (a private redis-
 @pytest.fixture
 async def redis_url(request: pytest.FixtureRequest) -> str:
     """A clean database on the session's private redis-server."""
-    from bot.storage.redis import RedisStore
 
     server = request.getfixturevalue("redis_server")
-    store = RedisStore.from_url(server.url)
-    await store._redis.flushdb()
-    await store.close()
+    async with aioredis.Redis.from_url(server.url) as admin:
+        await admin.flushdb()
     return str(server.url)

@@ -16,10 +16,10 @@ from typing import Any
 
 import aiohttp
 import pytest
+import redis.asyncio as aioredis
 
 from bot.clock import Clock
 from bot.context import PIPELINE
-from bot.storage.redis import RedisStore
 from intents import Understander
 from tests.service.apphelpers import (
     API_KEY,
@@ -40,9 +40,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 async def redis_url(redis_server: RedisServer) -> str:
-    store = RedisStore.from_url(redis_server.url)
-    await store._redis.flushdb()
-    await store.close()
+    async with aioredis.Redis.from_url(redis_server.url) as admin:
+        await admin.flushdb()
     return redis_server.url
 
 

@@ -243,9 +243,8 @@ async def test_commit_pops_the_head_and_writes_everything(store: Store) -> None:
     assert await store.head("L0001") == second
     assert await store.get_conversation("L0001") == '{"state": "promised"}'
     assert await store.read_audit("L0001") == audit
-    assert await store.pop_outbox("L0001") == out[0]
-    assert await store.pop_outbox("L0001") == out[1]
-    assert await store.pop_outbox("L0001") is None
+    assert await store.take_outbox("L0001") == out
+    assert await store.take_outbox("L0001") == []
 
 
 async def test_commit_of_a_non_head_event_changes_nothing(store: Store) -> None:
@@ -261,7 +260,7 @@ async def test_commit_of_a_non_head_event_changes_nothing(store: Store) -> None:
     assert await store.head("L0001") == first
     assert await store.get_conversation("L0001") is None
     assert await store.read_audit("L0001") == []
-    assert await store.pop_outbox("L0001") is None
+    assert await store.take_outbox("L0001") == []
     assert await store.due_accounts(T0 + timedelta(days=365)) == []
 
 
@@ -289,7 +288,7 @@ async def test_commit_with_nothing_to_append(store: Store) -> None:
     await store.enqueue("L0001", tick())
     await commit_head(store, "L0001", conversation="{}")
     assert await store.read_audit("L0001") == []
-    assert await store.pop_outbox("L0001") is None
+    assert await store.take_outbox("L0001") == []
     assert await store.get_conversation("L0001") == "{}"
 
 
@@ -300,8 +299,8 @@ async def test_commit_of_a_long_batch(store: Store) -> None:
     out = [outbound(f"m{i}") for i in range(700)]
     await commit_head(store, "L0001", audit=audit, outbox=out)
     assert await store.read_audit("L0001", limit=5000) == audit
-    popped = [await store.pop_outbox("L0001") for _ in range(701)]
-    assert popped[:700] == out and popped[700] is None
+    assert await store.take_outbox("L0001") == out
+    assert await store.take_outbox("L0001") == []
 
 
 # --- timers ---------------------------------------------------------------------------------
@@ -408,19 +407,115 @@ async def test_refresh_without_acquire_is_false(store: Store) -> None:
     assert await store.lock("L0001").refresh() is False
 
 
+# --- a drain's combined steps (one round trip each on Redis) --------------------------------
+
+
+async def test_acquire_and_load_reads_only_once_the_lock_is_taken(store: Store) -> None:
+    await store.upsert_account(account())
+    first, second = inbound("好的", "SM1"), inbound("TD", "SM2")
+    await store.enqueue("L0001", first)
+    await store.enqueue("L0001", second)
+    await commit_head(store, "L0001", conversation='{"n": 1}')
+    deferred = _deferred_msg("d1", T0 + timedelta(hours=1))
+    await store.defer("L0001", deferred)
+    mine, theirs = store.lock("L0001"), store.lock("L0001")
+    loaded = await mine.acquire_and_load()
+    assert loaded is not None
+    assert (loaded.account, loaded.conversation) == (account(), '{"n": 1}')
+    assert (loaded.deferred, loaded.head) == ([deferred], second)
+    assert await theirs.acquire_and_load() is None  # held: nothing is read
+    assert await mine.release_and_check() is True  # the second event still waits
+    loaded = await theirs.acquire_and_load()
+    assert loaded is not None and loaded.head == second
+    await theirs.release()
+
+
+async def test_acquire_and_load_of_an_empty_account(store: Store) -> None:
+    lock = store.lock("L0009")
+    loaded = await lock.acquire_and_load()
+    assert loaded is not None
+    assert (loaded.account, loaded.conversation, loaded.deferred, loaded.head) == (
+        None,
+        None,
+        [],
+        None,
+    )
+    assert await lock.release_and_check() is False
+    assert await store.lock("L0009").acquire() is True  # released
+
+
+async def test_lock_commit_goes_on_to_the_next_event_then_takes_the_outbox(store: Store) -> None:
+    events = [inbound("好的", "SM1"), inbound("TD", "SM2")]
+    for event in events:
+        await store.enqueue("L0001", event)
+    lock = store.lock("L0001", ttl_ms=60_000)
+    loaded = await lock.acquire_and_load()
+    assert loaded is not None and loaded.head == events[0]
+    a, b = outbound("a"), outbound("b")
+    progress = await lock.commit(events[0].id, '{"n": 1}', [entry("step", 1)], [a], T0)
+    assert (progress.committed, progress.held, progress.head) == (True, True, events[1])
+    assert progress.outbox == []  # still queued work: the outbox waits for the last commit
+    assert await store.pending_accounts() == ["L0001"]
+    progress = await lock.commit(events[1].id, '{"n": 2}', [entry("step", 2)], [b], None)
+    assert (progress.committed, progress.held, progress.head) == (True, True, None)
+    assert progress.outbox == [a, b]  # taken: now the drain's to send, and nobody else's
+    assert await store.take_outbox("L0001") == []
+    assert await store.get_conversation("L0001") == '{"n": 2}'
+    assert [e.detail["n"] for e in await store.read_audit("L0001")] == [1, 2]
+    assert await store.due_accounts(T0 + timedelta(days=1)) == []
+    assert await store.pending_accounts() == []
+    assert await lock.release_and_check() is False
+
+
+async def test_lock_commit_of_a_stale_event_is_refused_but_goes_on(store: Store) -> None:
+    event = inbound()
+    await store.enqueue("L0001", event)
+    lock = store.lock("L0001")
+    assert await lock.acquire_and_load() is not None
+    await store.enqueue("L0001", inbound("TD", "SM2"))
+    progress = await lock.commit("no-such-event", "{}", [entry("x")], [outbound("x")], None)
+    assert (progress.committed, progress.held, progress.head) == (False, True, event)
+    assert await store.read_audit("L0001") == []
+    assert await store.get_conversation("L0001") is None
+    await lock.release()
+
+
+async def test_lock_commit_without_the_lease_commits_and_leaves_the_rest(store: Store) -> None:
+    # The lease was lost (a long pause): the commit still counts (the event was at the head),
+    # but the next event and the outbox belong to whoever holds the lock now.
+    await store.enqueue("L0001", tick())
+    await store.enqueue("L0001", tick())
+    lost = store.lock("L0001")
+    loaded = await lost.acquire_and_load()
+    assert loaded is not None and loaded.head is not None
+    await lost.release()
+    owner = store.lock("L0001")
+    assert await owner.acquire()
+    progress = await lost.commit(loaded.head.id, "{}", [], [outbound("hi")], None)
+    assert (progress.committed, progress.held, progress.head, progress.outbox) == (
+        True,
+        False,
+        None,
+        [],
+    )
+    assert [m.text for m in await store.take_outbox("L0001")] == ["hi"]
+    assert await lost.release_and_check() is True  # the second tick waits for the owner
+    assert await owner.refresh() is True  # a non-owner's release changed nothing
+    await owner.release()
+
+
 # --- outbox, opt-out, audit, unmatched, sandbox ---------------------------------------------
 
 
-async def test_pop_outbox_is_fifo_across_commits(store: Store) -> None:
-    assert await store.pop_outbox("L0001") is None
+async def test_take_outbox_is_fifo_across_commits_and_takes_once(store: Store) -> None:
+    assert await store.take_outbox("L0001") == []
     await store.enqueue("L0001", tick())
     await store.enqueue("L0001", tick())
     await commit_head(store, "L0001", outbox=[outbound("a"), outbound("b")])
     await commit_head(store, "L0001", outbox=[outbound("c")])
-    texts = []
-    while (message := await store.pop_outbox("L0001")) is not None:
-        texts.append(message.text)
-    assert texts == ["a", "b", "c"]
+    taken = await asyncio.gather(*(store.take_outbox("L0001") for _ in range(3)))
+    assert sorted(len(t) for t in taken) == [0, 0, 3]  # one taker gets them all
+    assert [m.text for t in taken for m in t] == ["a", "b", "c"]
 
 
 async def test_opt_out(store: Store) -> None:
@@ -477,7 +572,7 @@ async def test_pending_accounts_have_events_or_unsent_messages(store: Store) -> 
     await commit_head(store, "L0001", outbox=[outbound("hi")])
     await commit_head(store, "L0002")
     assert await store.pending_accounts() == ["L0001"]  # its message is not sent yet
-    assert await store.pop_outbox("L0001") is not None
+    assert len(await store.take_outbox("L0001")) == 1
     assert await store.pending_accounts() == []
 
 
@@ -615,10 +710,14 @@ async def test_redis_commit_stands_when_only_the_index_update_fails(
     await redis_store.enqueue("L0001", tick())
     await commit_head(redis_store, "L0001", next_due=T0)
 
-    async def down(*args: object, **kwargs: object) -> None:
-        raise RedisConnectionError("Connection reset by peer")
+    one = redis_store._pipe.one
 
-    monkeypatch.setattr(redis_store._redis, "zadd", down)
+    async def down_for_zadd(*command: object) -> object:
+        if command[0] == "ZADD":
+            raise RedisConnectionError("Connection reset by peer")
+        return await one(*command)
+
+    monkeypatch.setattr(redis_store._pipe, "one", down_for_zadd)
     await commit_head(
         redis_store, "L0001", conversation='{"n": 2}', next_due=T0 + timedelta(days=1)
     )

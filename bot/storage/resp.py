@@ -1,0 +1,282 @@
+"""One multiplexed, auto-pipelined Redis connection (RESP2, parsed by hiredis).
+
+Why not a redis-py client per call: CPU is what limits a busy service, and a redis-py call
+costs about 100 µs of client CPU whatever Redis does (socket wake-ups, a pool lock, a timeout
+context per reply); even inside a redis-py pipeline a command costs about 12 µs. Here every
+command issued during one event-loop iteration is packed by hiredis and written with one
+system call, and a single reader hands each reply to its waiter in order: a few µs per
+command (bench/inbound.py). This is the design of ioredis' auto-pipelining and of aioredis 1.
+
+Guarantees:
+- a *group* (the commands of one :meth:`RedisConnection.call`) is written contiguously, so
+  Redis runs it in that order (it is not a transaction: each command, each Lua script, is
+  atomic on its own); commands issued after another one's reply arrived run after it;
+- a Redis error reply raises in its group only (redis-py's exception classes, so callers
+  handle both alike); the other commands of the group have run;
+- a lost connection or a reply later than ``socket_timeout`` fails every command waiting on
+  that connection (whether each ran is unknown, as with any lost reply) and closes it; the
+  next command connects again, so the store recovers by itself when Redis is back. Nothing is
+  ever re-sent (a retried command whose reply was lost could enqueue twice).
+
+redis-py still provides the exception classes; the tests and the benchmark use its client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections import deque
+from collections.abc import Sequence
+from typing import Any, cast
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import hiredis
+from redis.exceptions import (
+    AuthenticationError,
+    BusyLoadingError,
+    NoScriptError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    RedisError,
+    ResponseError,
+)
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+Command = Sequence[Any]
+
+# Error replies whose first word says more than "ERR": the same classes redis-py raises.
+_ERRORS: dict[str, type[Exception]] = {
+    "NOSCRIPT": NoScriptError,
+    "READONLY": ReadOnlyError,
+    "OOM": OutOfMemoryError,
+    "LOADING": BusyLoadingError,
+    "NOAUTH": AuthenticationError,
+    "WRONGPASS": AuthenticationError,
+}
+
+
+def _error(reply: hiredis.ReplyError) -> Exception:
+    message = str(reply)
+    return _ERRORS.get(message.split(" ", 1)[0], ResponseError)(message)
+
+
+class _Group:
+    __slots__ = ("future", "left", "replies", "sent_at")
+
+    def __init__(self, future: asyncio.Future[list[Any]], size: int, sent_at: float) -> None:
+        self.future = future
+        self.left = size
+        self.replies: list[Any] = []
+        self.sent_at = sent_at
+
+
+class _Protocol(asyncio.Protocol):
+    def __init__(self, where: str, timeout: float | None) -> None:
+        self._where = where
+        self._timeout = timeout
+        self._loop = asyncio.get_running_loop()
+        self._reader = hiredis.Reader()
+        self._transport: asyncio.Transport | None = None
+        self._waiting: deque[_Group] = deque()
+        self._out: list[bytes] = []
+        self._flush_scheduled = False
+        self._watchdog: asyncio.TimerHandle | None = None
+        self.lost: Exception | None = None
+
+    # --- asyncio.Protocol ----------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self._transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        self._reader.feed(data)
+        while True:
+            try:
+                reply = self._reader.gets()
+            except hiredis.ProtocolError as exc:
+                self._fail(RedisConnectionError(f"Redis at {self._where} sent garbage: {exc}"))
+                return
+            if reply is False:
+                return
+            if not self._waiting:  # a reply nobody asked for: the stream cannot be trusted
+                self._fail(RedisConnectionError(f"Redis at {self._where} sent an extra reply"))
+                return
+            group = self._waiting[0]
+            group.replies.append(reply)
+            group.left -= 1
+            if group.left == 0:
+                self._waiting.popleft()
+                if not group.future.done():  # its caller may have been cancelled
+                    group.future.set_result(group.replies)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        reason = f"{type(exc).__name__}: {exc}" if exc else "closed by the server"
+        self._fail(RedisConnectionError(f"connection to Redis at {self._where} lost ({reason})"))
+
+    # --- commands ------------------------------------------------------------------------
+
+    def send(self, commands: Sequence[Command]) -> asyncio.Future[list[Any]]:
+        if self.lost is not None:
+            raise self.lost
+        future: asyncio.Future[list[Any]] = self._loop.create_future()
+        self._out += [hiredis.pack_command(tuple(c)) for c in commands]
+        self._waiting.append(_Group(future, len(commands), self._loop.time()))
+        if not self._flush_scheduled:
+            # Everything issued until the end of this loop iteration leaves in one write.
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+        if self._watchdog is None and self._timeout is not None:
+            self._watchdog = self._loop.call_later(self._timeout, self._check)
+        return future
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if self._out and self._transport is not None and self.lost is None:
+            self._transport.write(b"".join(self._out))
+        self._out.clear()
+
+    def _check(self) -> None:
+        """One timer per connection (not one per command): the oldest reply is overdue?"""
+        self._watchdog = None
+        if not self._waiting or self._timeout is None:
+            return
+        overdue = self._waiting[0].sent_at + self._timeout - self._loop.time()
+        if overdue <= 0:
+            self._fail(
+                RedisTimeoutError(
+                    f"Timeout reading from Redis at {self._where} (no reply in {self._timeout} s)"
+                )
+            )
+        else:
+            self._watchdog = self._loop.call_later(overdue, self._check)
+
+    def _fail(self, exc: Exception) -> None:
+        """Every waiter hears of it; the connection is not used again."""
+        if self.lost is None:
+            self.lost = exc
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+        if self._transport is not None:
+            self._transport.abort()
+        while self._waiting:
+            group = self._waiting.popleft()
+            if not group.future.done():
+                group.future.set_exception(exc)
+
+    def close(self) -> None:
+        self._fail(RedisConnectionError(f"connection to Redis at {self._where} closed"))
+
+
+class RedisConnection:
+    """``redis://[[user]:password@]host[:port][/db]``, ``rediss://…`` (TLS) or
+    ``unix://path[?db=N]``. Connects on first use and again after a failure."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        socket_timeout: float | None = 5.0,
+        socket_connect_timeout: float = 2.0,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        parts = urlsplit(url)
+        query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+        self._path: str | None = None
+        self._host = "localhost"
+        self._port = 6379
+        self._ssl: ssl.SSLContext | None = None
+        if parts.scheme == "unix":
+            self._path = unquote(parts.path)
+            self.where = self._path
+        elif parts.scheme in ("redis", "rediss"):
+            self._host = unquote(parts.hostname or "localhost")
+            self._port = parts.port or 6379
+            self.where = f"{self._host}:{self._port}"
+            if parts.scheme == "rediss":
+                self._ssl = ssl_context or ssl.create_default_context()
+        else:
+            raise ValueError(f"Redis URL must start with redis://, rediss:// or unix://: {url!r}")
+        db_text = query.get("db") or (parts.path.strip("/") if parts.scheme != "unix" else "")
+        try:
+            self.db = int(db_text) if db_text else 0
+        except ValueError:
+            raise ValueError(f"Redis URL has a database that is not a number: {url!r}") from None
+        self.where += f"/{self.db}"
+        self._username = unquote(parts.username) if parts.username else None
+        self._password = unquote(parts.password) if parts.password else None
+        self._timeout = socket_timeout
+        self._connect_timeout = socket_connect_timeout
+        self._protocol: _Protocol | None = None
+        self._connecting: asyncio.Task[_Protocol] | None = None
+
+    async def call(self, *commands: Command) -> list[Any]:
+        """Runs the commands (in this order); their replies as Redis sent them (bytes, int,
+        list, None). An error reply raises (redis-py's exception classes)."""
+        protocol = self._protocol
+        if protocol is None or protocol.lost is not None:
+            protocol = await self._connect()
+        replies = await protocol.send(commands)
+        for reply in replies:
+            if isinstance(reply, hiredis.ReplyError):
+                raise _error(reply)
+        return replies
+
+    async def one(self, *command: Any) -> Any:
+        """Runs one command; its reply."""
+        return (await self.call(command))[0]
+
+    async def _connect(self) -> _Protocol:
+        # Callers that arrive while a connection is being made wait for that one.
+        if self._connecting is None or self._connecting.done():
+            self._connecting = asyncio.get_running_loop().create_task(self._open())
+        return await asyncio.shield(self._connecting)
+
+    async def _open(self) -> _Protocol:
+        loop = asyncio.get_running_loop()
+        where = self.where
+
+        def factory() -> _Protocol:
+            return _Protocol(where, self._timeout)
+
+        try:
+            async with asyncio.timeout(self._connect_timeout):
+                if self._path is not None:
+                    _, protocol = await loop.create_unix_connection(factory, self._path)
+                else:
+                    _, protocol = await loop.create_connection(
+                        factory, self._host, self._port, ssl=self._ssl
+                    )
+                hello: list[Command] = []
+                if self._password is not None:
+                    auth = (self._username, self._password) if self._username else (self._password,)
+                    hello.append(("AUTH", *auth))
+                if self.db:
+                    hello.append(("SELECT", self.db))
+                if hello:
+                    for reply in await protocol.send(hello):
+                        if isinstance(reply, hiredis.ReplyError):
+                            protocol.close()
+                            error = _error(reply)
+                            if isinstance(error, RedisError) and not isinstance(
+                                error, AuthenticationError
+                            ):
+                                error = AuthenticationError(str(error))
+                            raise error
+        except TimeoutError:
+            raise RedisTimeoutError(
+                f"Timeout connecting to Redis at {where} ({self._connect_timeout} s)"
+            ) from None
+        except OSError as exc:
+            raise RedisConnectionError(f"Error connecting to Redis at {where}: {exc}") from exc
+        self._protocol = protocol
+        return protocol
+
+    async def close(self) -> None:
+        if self._connecting is not None and not self._connecting.done():
+            self._connecting.cancel()
+        if self._protocol is not None:
+            self._protocol.close()
+            self._protocol = None
