@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 from bot.clock import Clock
 from bot.compliance import preferences as prefs
 from bot.compliance.gate import Decision, Gate, text_hash
+from bot.compliance.pack import Pack
 from bot.compliance.status import gate_context
 from bot.compliance.window import Preferences, zones_for
 from bot.privacy import mask_phone
@@ -38,6 +39,7 @@ from intents import Understander
 log = logging.getLogger(__name__)
 
 Received = Literal["accepted", "duplicate", "unmatched"]
+_ZONE_CACHE = 10_000
 
 
 def dialog_account(acc: AccountRecord) -> c.Account:
@@ -76,6 +78,7 @@ class Pipeline:
         self._waiting: set[str] = set()  # accounts whose drain task has not started yet
         self._closing = False
         self.paused = paused  # accept and store only; see Settings.pause_processing
+        self._zones: dict[tuple[str, str | None, str | None], tuple[Pack, ZoneInfo]] = {}
 
     # --- entry points -------------------------------------------------------------------
 
@@ -221,7 +224,9 @@ class Pipeline:
             if conv is None:
                 conv = new_conversation(cf, dialog_account(account), account_id)
             # The ledger may have changed (amount due); the conversation quotes the latest.
-            conv = conv.model_copy(update={"account": dialog_account(account)})
+            latest = dialog_account(account)
+            if conv.account != latest:
+                conv = conv.model_copy(update={"account": latest})
             opted_out_before = conv.has(Flag.OPTED_OUT)
             kind: SendKind = "reply" if event.kind == "inbound" else "proactive"
             for dialog_event, at in self._dialog_events(account, conv, event, audit):
@@ -270,7 +275,15 @@ class Pipeline:
         return progress, _State(account, conv, state.deferred)
 
     def _tz(self, account: AccountRecord) -> ZoneInfo:
-        return zones_for(account.phone, account.tz, self.gate.pack(account.pack))[0]
+        """The borrower's zone (for 明天, 周五 …), worked out once per phone, zone and pack."""
+        pack = self.gate.pack(account.pack)
+        key = (account.phone, account.tz, account.pack)
+        known = self._zones.get(key)
+        if known is None or known[0] is not pack:  # a reloaded pack may say otherwise
+            if len(self._zones) >= _ZONE_CACHE:
+                self._zones.clear()
+            known = self._zones[key] = (pack, zones_for(account.phone, account.tz, pack)[0])
+        return known[1]
 
     def _dialog_events(
         self,
@@ -298,7 +311,7 @@ class Pipeline:
                         "understood",
                         intent=u.intent.value,
                         intents=[{"name": s.name.value, "score": s.score} for s in u.intents],
-                        entities=u.to_json_dict()["entities"],
+                        entities=u.entities_json(),
                         rules=[h.rule for h in u.explain.rules],
                     )
                 )

@@ -89,17 +89,21 @@ class Understanding(_Frozen):
 
     def to_json_dict(self) -> dict[str, Any]:
         """The CLI's documented JSON shape."""
-        e = self.entities
         return {
             "text": self.text,
             "intent": self.intent.value,
             "intents": [{"name": s.name.value, "score": round(s.score, 4)} for s in self.intents],
-            "entities": {
-                "date": e.date.isoformat() if e.date else None,
-                "date_range": [d.isoformat() for d in e.date_range] if e.date_range else None,
-                "amount": e.amount,
-                "installments": e.installments,
-                "unresolved": list(e.unresolved),
-            },
+            "entities": self.entities_json(),
             "explain": self.explain.model_dump(mode="json"),
+        }
+
+    def entities_json(self) -> dict[str, Any]:
+        """The entities alone, as in :meth:`to_json_dict` (the service audits these)."""
+        e = self.entities
+        return {
+            "date": e.date.isoformat() if e.date else None,
+            "date_range": [d.isoformat() for d in e.date_range] if e.date_range else None,
+            "amount": e.amount,
+            "installments": e.installments,
+            "unresolved": list(e.unresolved),
         }

@@ -31,6 +31,7 @@ read as written (别在10点前发 = 10:00). 上午/早上/凌晨 force the morn
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 import unicodedata
 from collections.abc import Callable, Iterable
@@ -168,6 +169,13 @@ def normalize(text: str) -> str:
 
 def extract(text: str) -> list[QuietPeriod]:
     """The quiet periods a borrower asked for in ``text``; ``[]`` when none. No duplicates."""
+    return list(_extract(text))
+
+
+@functools.lru_cache(maxsize=4096)
+def _extract(text: str) -> tuple[QuietPeriod, ...]:
+    # Runs on every reply, and replies repeat (好的, 明天还): each text is read once. The
+    # periods are frozen models, so sharing them is safe.
     source = text.strip()[:MAX_SOURCE_CHARS]
     norm = normalize(text)
     found: list[QuietPeriod] = []
@@ -195,7 +203,7 @@ def extract(text: str) -> list[QuietPeriod]:
     for patterns, make in _WORDS:
         if any(p.search(norm) for p in patterns):
             found.append(make(source))
-    return _dedupe(found)
+    return tuple(_dedupe(found))
 
 
 def merge(existing: Preferences | None, new: Iterable[QuietPeriod]) -> Preferences:

@@ -14,9 +14,9 @@ CPU whatever Redis does. Two things keep that down (bench/inbound.py):
   conversation and the deferred messages; commit, extend the lease and read the next event
   (or take the outbox); release and look at the queue again.
 
-Scripts are sent with EVAL (Redis caches the compiled script by its SHA1): there is no
-NOSCRIPT case to recover from after a Redis restart or SCRIPT FLUSH, at the cost of a few
-hundred bytes per call on the loopback.
+Scripts are loaded when the connection is made and sent by SHA1; if Redis forgot them
+(SCRIPT FLUSH) they are loaded again and the group is re-sent. So in a group a script comes
+last, and whatever precedes it is safe to repeat.
 
 The due-timer index is a global sorted set, so it cannot be updated inside the commit script
 (another slot). Its crash-safety rule is that the index may be *earlier* than the truth (the
@@ -47,13 +47,9 @@ from __future__ import annotations
 import functools
 import logging
 import secrets
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
-
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import OutOfMemoryError, ReadOnlyError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from typing import Any
 
 from bot.records import AccountRecord, AuditEntry, Outbound, QueuedEvent, SendRecord
 from bot.storage import keys
@@ -68,12 +64,6 @@ log = logging.getLogger(__name__)
 DEDUP_TTL_S = 30 * 24 * 3600
 # The sandbox provider keeps the latest messages only (as the memory store does).
 SANDBOX_MAX = 10_000
-
-# Errors that mean "Redis cannot be used right now" (retry later), not "we have a bug".
-# ConnectionError covers refused/reset connections, auth failures and BusyLoadingError
-# (Redis still loading its data set); ReadOnlyError is a replica after a fail-over;
-# OutOfMemoryError is Redis refusing writes at maxmemory.
-_UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, ReadOnlyError, OutOfMemoryError)
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
@@ -178,31 +168,18 @@ return 1
 """
 
 
-class _Located(Protocol):
-    _where: str
-
-
-_S = TypeVar("_S", bound=_Located)
-_P = ParamSpec("_P")
-_T = TypeVar("_T")
-
-
-def _translated(
-    fn: Callable[Concatenate[_S, _P], Coroutine[Any, Any, _T]],
-) -> Callable[Concatenate[_S, _P], Coroutine[Any, Any, _T]]:
-    """Turns redis-py's connection and timeout errors into StoreUnavailable."""
-
-    @functools.wraps(fn)
-    async def wrapper(self: _S, /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
-        try:
-            return await fn(self, *args, **kwargs)
-        except _UNAVAILABLE as exc:
-            raise StoreUnavailable(
-                f"Redis at {self._where} is unavailable ({fn.__name__}): "
-                f"{type(exc).__name__}: {exc}"
-            ) from exc
-
-    return wrapper
+_SCRIPTS = (
+    _ENQUEUE_DEDUP,
+    _ACQUIRE_AND_LOAD,
+    _COMMIT,
+    _RELEASE_AND_CHECK,
+    _DELETE_IF_EQUAL,
+    _REFRESH_IF_EQUAL,
+    _TAKE_ALL,
+    _ADD_UNMATCHED,
+    _PUSH_CAPPED,
+    _RECORD_SEND,
+)
 
 
 def _score(at: datetime) -> int:
@@ -245,12 +222,10 @@ class _RedisLock(AccountLock):
         # outbox back, these need no parsing.
         self._pushed: dict[bytes, Outbound] = {}
 
-    @_translated
     async def acquire(self) -> bool:
         reply = await self._store._pipe.one("SET", self._key, self._token, "NX", "PX", self._ttl_ms)
         return reply is not None
 
-    @_translated
     async def refresh(self) -> bool:
         return bool(
             await self._store._pipe.one(
@@ -258,11 +233,9 @@ class _RedisLock(AccountLock):
             )
         )
 
-    @_translated
     async def release(self) -> None:
         await self._store._pipe.one("EVAL", _DELETE_IF_EQUAL, 1, self._key, self._token)
 
-    @_translated
     async def acquire_and_load(self) -> Loaded | None:
         a = self.account_id
         keys_ = (self._key, keys.queue(a), keys.account(a), keys.conversation(a), keys.deferred(a))
@@ -279,7 +252,6 @@ class _RedisLock(AccountLock):
             _event(head),
         )
 
-    @_translated
     async def commit(
         self,
         event_id: str,
@@ -308,7 +280,6 @@ class _RedisLock(AccountLock):
         self._pushed.clear()
         return Progress(committed, held=True, head=None, outbox=taken)
 
-    @_translated
     async def release_and_check(self) -> bool:
         waiting = await self._store._pipe.one(
             "EVAL", _RELEASE_AND_CHECK, 2, self._key, keys.queue(self.account_id), self._token
@@ -338,17 +309,19 @@ class RedisStore(Store):
         Connects lazily: a bad URL host only shows on first use (``ping``).
         """
         connection = RedisConnection(
-            url, socket_timeout=socket_timeout, socket_connect_timeout=socket_connect_timeout
+            url,
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=socket_connect_timeout,
+            scripts=_SCRIPTS,
         )
         return cls(connection, dedup_ttl_s=dedup_ttl_s)
 
     # --- lifecycle -----------------------------------------------------------------------
 
-    @_translated
     async def ping(self) -> None:
         try:
             await self._pipe.one("PING")
-        except _UNAVAILABLE:
+        except StoreUnavailable:
             # After a Redis restart the pool still holds dead connections; a PING is safe to
             # repeat, so one more try on a fresh connection tells the truth.
             await self._pipe.one("PING")
@@ -358,7 +331,6 @@ class RedisStore(Store):
 
     # --- accounts ------------------------------------------------------------------------
 
-    @_translated
     async def upsert_account(self, account: AccountRecord) -> bool:
         key = keys.account(account.id)
         old_raw = await self._pipe.one("GET", key)
@@ -386,7 +358,6 @@ class RedisStore(Store):
             )
         return previous is None
 
-    @_translated
     async def load(self, account_id: str) -> Loaded:
         if not keys.usable_account_id(account_id):
             return Loaded(None, None, [])
@@ -401,7 +372,6 @@ class RedisStore(Store):
             [Outbound.model_validate_json(m) for m in deferred],
         )
 
-    @_translated
     async def gate_facts(self, account_id: str, phone: str, since: datetime) -> GateFacts:
         opted_out, history, (preferences, contacted) = await self._pipe.call(
             ("SISMEMBER", keys.OPT_OUT, phone),
@@ -415,21 +385,18 @@ class RedisStore(Store):
             contacted=contacted is not None,
         )
 
-    @_translated
     async def get_account(self, account_id: str) -> AccountRecord | None:
         if not keys.usable_account_id(account_id):
             return None  # no AccountRecord has such an id (e.g. from a URL): unknown, not 500
         raw = await self._pipe.one("GET", keys.account(account_id))
         return _account(raw) if raw is not None else None
 
-    @_translated
     async def find_account(self, phone: str) -> str | None:
         raw = await self._pipe.one("GET", keys.phone(phone))
         return _text(raw) if raw is not None else None
 
     # --- per-account event queue ---------------------------------------------------------
 
-    @_translated
     async def enqueue(self, account_id: str, event: QueuedEvent, dedup: str | None = None) -> bool:
         data = event.model_dump_json()
         if dedup is None:
@@ -447,7 +414,6 @@ class RedisStore(Store):
         )
         return bool(claimed)
 
-    @_translated
     async def head(self, account_id: str) -> QueuedEvent | None:
         return _event(await self._pipe.one("LINDEX", keys.queue(account_id), 0))
 
@@ -464,7 +430,6 @@ class RedisStore(Store):
             if int(cursor) == 0:
                 return found
 
-    @_translated
     async def pending_accounts(self) -> list[str]:
         # Recovery only. Empty lists do not exist in Redis, so every list found has something.
         found: set[str] = set()
@@ -475,12 +440,10 @@ class RedisStore(Store):
                     found.add(account_id)
         return sorted(found)
 
-    @_translated
     async def get_conversation(self, account_id: str) -> str | None:
         raw = await self._pipe.one("GET", keys.conversation(account_id))
         return _text(raw) if raw is not None else None
 
-    @_translated
     async def commit(
         self,
         account_id: str,
@@ -536,7 +499,7 @@ class RedisStore(Store):
                     await self._pipe.one("ZADD", keys.DUE, due, account_id)
             elif indexed is not None:
                 await self._pipe.one("ZREM", keys.DUE, account_id)
-        except _UNAVAILABLE as exc:
+        except StoreUnavailable as exc:
             log.warning(
                 "account %s committed; its due-timer index stays early until its next commit "
                 "(Redis at %s: %s)",
@@ -551,7 +514,6 @@ class RedisStore(Store):
 
     # --- timers --------------------------------------------------------------------------
 
-    @_translated
     async def due_accounts(self, now: datetime, limit: int = 500) -> list[str]:
         if limit <= 0:
             return []
@@ -560,7 +522,6 @@ class RedisStore(Store):
         )
         return [_text(r) for r in raw]
 
-    @_translated
     async def set_due(self, account_id: str, at: datetime | None) -> None:
         if at is None:
             await self._pipe.one("ZREM", keys.DUE, account_id)
@@ -569,14 +530,12 @@ class RedisStore(Store):
 
     # --- outbox --------------------------------------------------------------------------
 
-    @_translated
     async def take_outbox(self, account_id: str) -> list[Outbound]:
         raw = await self._pipe.one("EVAL", _TAKE_ALL, 1, keys.outbox(account_id))
         return [Outbound.model_validate_json(m) for m in raw]
 
     # --- accounts (reports) and per-account facts ---------------------------------------
 
-    @_translated
     async def account_ids(self) -> list[str]:
         ids: list[str] = []
         for key in await self._scan(keys.account_pattern(keys.ACCOUNT)):
@@ -585,27 +544,22 @@ class RedisStore(Store):
                 ids.append(account_id)
         return sorted(ids)
 
-    @_translated
     async def get_meta(self, account_id: str, key: str) -> str | None:
         raw = await self._pipe.one("HGET", keys.meta(account_id), key)
         return _text(raw) if raw is not None else None
 
-    @_translated
     async def set_meta(self, account_id: str, key: str, value: str) -> None:
         await self._pipe.one("HSET", keys.meta(account_id), key, value)
 
     # --- deferred messages ---------------------------------------------------------------
 
-    @_translated
     async def defer(self, account_id: str, message: Outbound) -> None:
         await self._pipe.one("RPUSH", keys.deferred(account_id), message.model_dump_json())
 
-    @_translated
     async def deferred(self, account_id: str) -> list[Outbound]:
         raw = await self._pipe.one("LRANGE", keys.deferred(account_id), 0, -1)
         return [Outbound.model_validate_json(r) for r in raw]
 
-    @_translated
     async def take_deferred(self, account_id: str, message_id: str) -> Outbound | None:
         key = keys.deferred(account_id)
         for raw in await self._pipe.one("LRANGE", key, 0, -1):
@@ -617,7 +571,6 @@ class RedisStore(Store):
 
     # --- per-phone ledger of sends -------------------------------------------------------
 
-    @_translated
     async def record_send(self, phone: str, record: SendRecord) -> None:
         score = _score(record.at)
         await self._pipe.one(
@@ -631,35 +584,29 @@ class RedisStore(Store):
             _LEDGER_KEEP_US // 1_000_000,
         )
 
-    @_translated
     async def send_history(self, phone: str, since: datetime) -> list[SendRecord]:
         raw = await self._pipe.one("ZRANGE", keys.sends(phone), _score(since), "+inf", "BYSCORE")
         return [SendRecord.model_validate_json(r) for r in raw]
 
     # --- suppression list ----------------------------------------------------------------
 
-    @_translated
     async def add_opt_out(self, phone: str) -> None:
         await self._pipe.one("SADD", keys.OPT_OUT, phone)
 
-    @_translated
     async def is_opted_out(self, phone: str) -> bool:
         return bool(await self._pipe.one("SISMEMBER", keys.OPT_OUT, phone))
 
-    @_translated
     async def remove_opt_out(self, phone: str) -> None:
         await self._pipe.one("SREM", keys.OPT_OUT, phone)
 
     # --- audit ---------------------------------------------------------------------------
 
-    @_translated
     async def append_audit(self, account_id: str, entries: Sequence[AuditEntry]) -> None:
         if entries:
             await self._pipe.one(
                 "RPUSH", keys.audit(account_id), *(e.model_dump_json() for e in entries)
             )
 
-    @_translated
     async def read_audit(self, account_id: str, limit: int = 1000) -> list[AuditEntry]:
         if limit <= 0:
             return []
@@ -668,7 +615,6 @@ class RedisStore(Store):
 
     # --- messages from unknown numbers ---------------------------------------------------
 
-    @_translated
     async def add_unmatched(self, sms: InboundSms) -> bool:
         added = await self._pipe.one(
             "EVAL",
@@ -681,7 +627,6 @@ class RedisStore(Store):
         )
         return bool(added)
 
-    @_translated
     async def list_unmatched(self, limit: int = 100) -> list[InboundSms]:
         if limit <= 0:
             return []
@@ -690,13 +635,11 @@ class RedisStore(Store):
 
     # --- sandbox provider ----------------------------------------------------------------
 
-    @_translated
     async def record_sandbox(self, message: Outbound) -> None:
         await self._pipe.one(
             "EVAL", _PUSH_CAPPED, 1, keys.SANDBOX, message.model_dump_json(), SANDBOX_MAX
         )
 
-    @_translated
     async def list_sandbox(self, limit: int = 200) -> list[Outbound]:
         if limit <= 0:
             return []

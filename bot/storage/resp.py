@@ -18,12 +18,13 @@ Guarantees:
   next command connects again, so the store recovers by itself when Redis is back. Nothing is
   ever re-sent (a retried command whose reply was lost could enqueue twice).
 
-redis-py still provides the exception classes; the tests and the benchmark use its client.
+redis-py provides the exception classes; the tests and the benchmark use its client.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import ssl
 from collections import deque
 from collections.abc import Sequence
@@ -37,13 +38,19 @@ from redis.exceptions import (
     NoScriptError,
     OutOfMemoryError,
     ReadOnlyError,
-    RedisError,
     ResponseError,
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from bot.storage.base import StoreUnavailable
+
 Command = Sequence[Any]
+
+# "Redis cannot be used right now" (retry later), not "we have a bug": refused or lost
+# connections, authentication, a server still loading its data (BusyLoadingError is a
+# ConnectionError), timeouts, a replica after a fail-over, Redis at maxmemory.
+_UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, ReadOnlyError, OutOfMemoryError)
 
 # Error replies whose first word says more than "ERR": the same classes redis-py raises.
 _ERRORS: dict[str, type[Exception]] = {
@@ -117,11 +124,16 @@ class _Protocol(asyncio.Protocol):
 
     # --- commands ------------------------------------------------------------------------
 
-    def send(self, commands: Sequence[Command]) -> asyncio.Future[list[Any]]:
+    def send(
+        self, commands: Sequence[Command], shas: dict[bytes, bytes] | None = None
+    ) -> asyncio.Future[list[Any]]:
         if self.lost is not None:
             raise self.lost
         future: asyncio.Future[list[Any]] = self._loop.create_future()
-        self._out += [hiredis.pack_command(tuple(c)) for c in commands]
+        for c in commands:
+            if shas and c[0] == "EVAL" and (sha := shas.get(c[1])) is not None:
+                c = ("EVALSHA", sha, *c[2:])  # a script Redis already has: send its SHA1
+            self._out.append(hiredis.pack_command(tuple(c)))
         self._waiting.append(_Group(future, len(commands), self._loop.time()))
         if not self._flush_scheduled:
             # Everything issued until the end of this loop iteration leaves in one write.
@@ -181,7 +193,10 @@ class RedisConnection:
         socket_timeout: float | None = 5.0,
         socket_connect_timeout: float = 2.0,
         ssl_context: ssl.SSLContext | None = None,
+        scripts: Sequence[bytes] = (),
     ) -> None:
+        """``scripts``: Lua bodies loaded on connecting; ``EVAL`` of one of them is sent as
+        ``EVALSHA`` (a script body is most of a command's bytes)."""
         parts = urlsplit(url)
         query = {k: v[0] for k, v in parse_qs(parts.query).items()}
         self._path: str | None = None
@@ -211,22 +226,46 @@ class RedisConnection:
         self._connect_timeout = socket_connect_timeout
         self._protocol: _Protocol | None = None
         self._connecting: asyncio.Task[_Protocol] | None = None
+        self._shas = {body: hashlib.sha1(body).hexdigest().encode() for body in scripts}
 
     async def call(self, *commands: Command) -> list[Any]:
         """Runs the commands (in this order); their replies as Redis sent them (bytes, int,
-        list, None). An error reply raises (redis-py's exception classes)."""
-        protocol = self._protocol
-        if protocol is None or protocol.lost is not None:
-            protocol = await self._connect()
-        replies = await protocol.send(commands)
-        for reply in replies:
-            if isinstance(reply, hiredis.ReplyError):
-                raise _error(reply)
+        list, None). An error reply raises (redis-py's exception classes); a lost connection,
+        a timeout, or Redis refusing writes (OOM, READONLY, LOADING) is StoreUnavailable."""
+        try:
+            protocol = self._protocol
+            if protocol is None or protocol.lost is not None:
+                protocol = await self._connect()
+            replies = await protocol.send(commands, self._shas)
+            if any(
+                isinstance(r, hiredis.ReplyError) and str(r).startswith("NOSCRIPT") for r in replies
+            ):
+                # Redis forgot its scripts (SCRIPT FLUSH): load them and send the group again.
+                # A script that failed so did not run; callers put scripts last in a group and
+                # only commands safe to repeat before them.
+                await self._load_scripts(protocol)
+                replies = await protocol.send(commands, self._shas)
+            for reply in replies:
+                if isinstance(reply, hiredis.ReplyError):
+                    raise _error(reply)
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailable(
+                f"Redis at {self.where} is unavailable ({commands[0][0]}): "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
         return replies
 
     async def one(self, *command: Any) -> Any:
         """Runs one command; its reply."""
         return (await self.call(command))[0]
+
+    async def _load_scripts(self, protocol: _Protocol) -> None:
+        if not self._shas:
+            return
+        replies = await protocol.send([("SCRIPT", "LOAD", body) for body in self._shas])
+        for reply in replies:
+            if isinstance(reply, hiredis.ReplyError):
+                raise _error(reply)
 
     async def _connect(self) -> _Protocol:
         # Callers that arrive while a connection is being made wait for that one.
@@ -255,16 +294,26 @@ class RedisConnection:
                     hello.append(("AUTH", *auth))
                 if self.db:
                     hello.append(("SELECT", self.db))
+                hello += [("SCRIPT", "LOAD", body) for body in self._shas]
                 if hello:
-                    for reply in await protocol.send(hello):
-                        if isinstance(reply, hiredis.ReplyError):
-                            protocol.close()
-                            error = _error(reply)
-                            if isinstance(error, RedisError) and not isinstance(
-                                error, AuthenticationError
-                            ):
-                                error = AuthenticationError(str(error))
-                            raise error
+                    refused = next(
+                        (
+                            r
+                            for r in await protocol.send(hello)
+                            if isinstance(r, hiredis.ReplyError)
+                        ),
+                        None,
+                    )
+                    if refused is not None:
+                        protocol.close()
+                        # A wrong password or database is a set-up error: "unavailable", with
+                        # Redis's own words (never the password) for the operator.
+                        error = _error(refused)
+                        if not isinstance(error, AuthenticationError):
+                            error = RedisConnectionError(
+                                f"Redis at {where} refused the connection set-up: {refused}"
+                            )
+                        raise error
         except TimeoutError:
             raise RedisTimeoutError(
                 f"Timeout connecting to Redis at {where} ({self._connect_timeout} s)"

@@ -17,7 +17,6 @@ from zoneinfo import ZoneInfo
 import pytest
 import redis.asyncio as aioredis
 from redis.crc import key_slot
-from redis.exceptions import ConnectionError as RedisConnectionError
 
 from bot.records import AccountRecord, AuditEntry, Outbound, QueuedEvent
 from bot.storage import keys
@@ -714,7 +713,7 @@ async def test_redis_commit_stands_when_only_the_index_update_fails(
 
     async def down_for_zadd(*command: object) -> object:
         if command[0] == "ZADD":
-            raise RedisConnectionError("Connection reset by peer")
+            raise StoreUnavailable("Redis at test is unavailable (ZADD): connection reset")
         return await one(*command)
 
     monkeypatch.setattr(redis_store._pipe, "one", down_for_zadd)
