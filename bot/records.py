@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from decimal import Decimal
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from bot.ids import new_id
 from bot.transport.inbound import InboundSms, e164
 
 
@@ -68,7 +68,7 @@ EventKind = Literal["inbound", "start", "payment", "agent", "tick", "delivery_fa
 class QueuedEvent(_Record):
     """Something that happened to one account, queued in arrival order until processed."""
 
-    id: str = Field(default_factory=lambda: uuid.uuid4().hex)
+    id: str = Field(default_factory=new_id)
     kind: EventKind
     at: AwareDatetime  # when it arrived (the clock the dialog steps with)
     inbound: InboundSms | None = None
@@ -82,7 +82,7 @@ SendKind = Literal["proactive", "reply", "confirmation"]
 
 
 class Outbound(_Record):
-    id: str = Field(default_factory=lambda: uuid.uuid4().hex)
+    id: str = Field(default_factory=new_id)
     account_id: str
     phone: str
     text: str

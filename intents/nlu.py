@@ -106,12 +106,14 @@ class Understander:
         present = frozenset(s.name for s in analysis.scores)
         entities, spans = ent.resolve(analysis.readings, present, local_now.date())
         primary = Intent.STOP if Intent.STOP in present else analysis.scores[0].name
-        return Understanding(
+        # Every part was built and validated by this module (the cached analysis, the
+        # resolved entities): assembled without validating them again, once per reply.
+        return Understanding.model_construct(
             text=raw,
             intent=primary,
             intents=analysis.scores,
             entities=entities,
-            explain=Explanation(
+            explain=Explanation.model_construct(
                 normalized=analysis.normalized,
                 stripped_quote=analysis.stripped_quote,
                 rules=analysis.hits,

@@ -46,11 +46,11 @@ from __future__ import annotations
 
 import functools
 import logging
-import secrets
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from bot.ids import new_id
 from bot.records import AccountRecord, AuditEntry, Outbound, QueuedEvent, SendRecord
 from bot.storage import keys
 from bot.storage.base import AccountLock, GateFacts, Loaded, Progress, Store, StoreUnavailable
@@ -217,7 +217,7 @@ class _RedisLock(AccountLock):
         self._ttl_ms = ttl_ms
         # One token per lock object: a second acquire() by the same owner must not forget
         # the token of the lease it already holds.
-        self._token = secrets.token_hex(16)
+        self._token = new_id()
         # Messages this lock committed to the outbox, by their JSON: when commit hands the
         # outbox back, these need no parsing.
         self._pushed: dict[bytes, Outbound] = {}
