@@ -157,7 +157,7 @@ class Pipeline:
             await self._flush(account_id, state, outbox)
         except StoreUnavailable:
             raise
-        except Exception:  # a bug must not kill the drain (what was not sent is audited)
+        except Exception:  # a bug must not kill the drain (each failed message is audited)
             log.exception("sending for account %s failed", account_id)
 
     async def idle(self) -> None:
@@ -397,8 +397,25 @@ class Pipeline:
                 await self.store.append_audit(account_id, [superseded])
                 continue
             pending.append(taken)
-        decisions = [await self._gate_and_send(account, conv, msg, now) for msg in pending]
-        if due or any(d.verdict == "defer" for d in decisions):
+        deferred_any = False
+        for msg in pending:
+            try:
+                decision = await self._gate_and_send(account, conv, msg, now)
+            except StoreUnavailable:
+                raise
+            except Exception as exc:  # the outbox was taken: a failed message is audited
+                log.exception("message %s of account %s failed", msg.id, account_id)
+                failed = _entry(
+                    now,
+                    "error",
+                    message_id=msg.id,
+                    template=msg.template,
+                    error=f"{type(exc).__name__}: {exc}",
+                )
+                await self.store.append_audit(account_id, [failed])
+                continue
+            deferred_any = deferred_any or decision.verdict == "defer"
+        if due or deferred_any:
             # What is due next changed after the commit: index it exactly.
             waiting = [m.not_before for m in await self.store.deferred(account_id) if m.not_before]
             next_due = min([*conv.timers.values(), *waiting], default=None)

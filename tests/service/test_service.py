@@ -307,3 +307,58 @@ def _now() -> Any:
     from datetime import UTC, datetime
 
     return datetime.now(UTC)
+
+
+async def test_a_message_that_fails_to_send_is_audited_and_the_others_still_go(
+    nlu: Understander,
+) -> None:
+    from datetime import UTC, datetime
+
+    from bot.clock import Clock
+    from bot.context import STORE
+    from bot.providers import SendResult
+    from bot.records import AccountRecord, Outbound, QueuedEvent
+
+    # 10:00 in Shanghai: inside the sending window, so the gate sends rather than defers.
+    clock = Clock(datetime(2026, 11, 25, 2, 0, tzinfo=UTC) - datetime.now(UTC))
+    async with client(nlu, clock=clock) as c:
+        store, pipeline = c.app[STORE], c.app[PIPELINE]
+        await store.upsert_account(AccountRecord.model_validate(account(1)))
+        # Two events drained together: the reminder and the reply's answer leave in one flush.
+        await store.enqueue("acc-0001", QueuedEvent(kind="start", at=clock.now()))
+        reply = QueuedEvent.model_validate(
+            {
+                "kind": "inbound",
+                "at": clock.now(),
+                "inbound": {
+                    "provider": "twilio",
+                    "msg_id": "SM-fail-1",
+                    "phone": account(1)["phone"],
+                    "to": "+15550000000",
+                    "text": "明天还3200",
+                    "sent_at": clock.now(),
+                    "received_at": clock.now(),
+                },
+            }
+        )
+        await store.enqueue("acc-0001", reply)
+        send = pipeline.provider.send
+        calls: list[str] = []
+
+        async def first_fails(msg: Outbound) -> SendResult:
+            calls.append(msg.id)
+            if len(calls) == 1:
+                raise RuntimeError("carrier client bug")
+            return await send(msg)
+
+        pipeline.provider.send = first_fails  # type: ignore[method-assign]
+        pipeline.kick("acc-0001")
+        await _settle(c)
+        assert len(calls) == 2  # the second message was not lost with the first
+        audit = await store.read_audit("acc-0001")
+        errors = [e for e in audit if e.kind == "error"]
+        assert [e.detail["message_id"] for e in errors] == [calls[0]]
+        assert "carrier client bug" in errors[0].detail["error"]
+        sent = [e.detail["message_id"] for e in audit if e.kind == "sent"]
+        assert sent == [calls[1]]
+        assert await store.take_outbox("acc-0001") == []
