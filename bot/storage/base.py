@@ -226,6 +226,24 @@ class Store(ABC):
     async def record_send(self, phone: str, record: SendRecord) -> None:
         """Appends to the phone's ledger (entries older than 8 days may be dropped)."""
 
+    async def record_gated(
+        self,
+        account_id: str,
+        phone: str,
+        audit: Sequence[AuditEntry],
+        sent: SendRecord | None = None,
+        *,
+        first_contact: bool = False,
+    ) -> None:
+        """What one gate decision leaves, in this order: the message that went out in the
+        phone's ledger, the account's ``contacted`` mark (its first message), the audit entries.
+        A store that can batches them into one round trip."""
+        if sent is not None:
+            await self.record_send(phone, sent)
+            if first_contact:
+                await self.set_meta(account_id, "contacted", sent.at.isoformat())
+        await self.append_audit(account_id, audit)
+
     @abstractmethod
     async def send_history(self, phone: str, since: datetime) -> list[SendRecord]:
         """The phone's sends at or after ``since``, oldest first."""

@@ -51,6 +51,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bot.ids import new_id
+from bot.memo import Memo
 from bot.records import AccountRecord, AuditEntry, Outbound, QueuedEvent, SendRecord
 from bot.storage import keys
 from bot.storage.base import AccountLock, GateFacts, Loaded, Progress, Store, StoreUnavailable
@@ -62,6 +63,7 @@ log = logging.getLogger(__name__)
 # How long a de-duplication claim (provider message id, payment reference) is remembered.
 # Providers retry for hours at most; 30 days also covers a payment file re-sent weeks later.
 DEDUP_TTL_S = 30 * 24 * 3600
+QUEUED_MEMO = 10_000  # events remembered between enqueue and drain (see bot.memo)
 # The sandbox provider keeps the latest messages only (as the memory store does).
 SANDBOX_MAX = 10_000
 
@@ -159,15 +161,6 @@ redis.call('LTRIM', KEYS[1], -tonumber(ARGV[2]), -1)
 return 1
 """
 
-# KEYS: ledger   ARGV: SendRecord JSON, score, oldest score kept, TTL (s)
-_RECORD_SEND = b"""
-redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
-redis.call('EXPIRE', KEYS[1], ARGV[4])
-return 1
-"""
-
-
 _SCRIPTS = (
     _ENQUEUE_DEDUP,
     _ACQUIRE_AND_LOAD,
@@ -178,7 +171,6 @@ _SCRIPTS = (
     _TAKE_ALL,
     _ADD_UNMATCHED,
     _PUSH_CAPPED,
-    _RECORD_SEND,
 )
 
 
@@ -187,6 +179,20 @@ def _score(at: datetime) -> int:
     if at.tzinfo is None or at.utcoffset() is None:
         raise ValueError(f"timer times must be timezone-aware, got {at!r}")
     return (at - _EPOCH) // _MICROSECOND
+
+
+def _ledger_commands(phone: str, record: SendRecord) -> list[tuple[Any, ...]]:
+    """Adds a send to the phone's ledger, drops what no cap looks at any more (older than 8
+    days) and keeps the key only as long. Plain commands, no script: each is safe to repeat,
+    so they can share a group with anything (see the module docstring), and the trim and the
+    expiry are housekeeping that the next send redoes if a crash skips them."""
+    score = _score(record.at)
+    key = keys.sends(phone)
+    return [
+        ("ZADD", key, score, record.model_dump_json()),
+        ("ZREMRANGEBYSCORE", key, "-inf", score - _LEDGER_KEEP_US),
+        ("EXPIRE", key, _LEDGER_KEEP_US // 1_000_000),
+    ]
 
 
 def _text(value: bytes | str) -> str:
@@ -198,10 +204,6 @@ def _account(raw: bytes) -> AccountRecord:
     """Account records change rarely and are read for every event: each stored version is
     validated once (the model is frozen, so sharing it is safe)."""
     return AccountRecord.model_validate_json(raw)
-
-
-def _event(raw: bytes | None) -> QueuedEvent | None:
-    return QueuedEvent.model_validate_json(raw) if raw is not None else None
 
 
 class _RedisLock(AccountLock):
@@ -249,7 +251,7 @@ class _RedisLock(AccountLock):
             _account(account) if account is not None else None,
             _text(conversation) if conversation is not None else None,
             [Outbound.model_validate_json(m) for m in deferred],
-            _event(head),
+            self._store._event(head),
         )
 
     async def commit(
@@ -275,7 +277,7 @@ class _RedisLock(AccountLock):
         if not reply[1]:
             return Progress(committed, held=False, head=None, outbox=[])
         if reply[2] is not None:
-            return Progress(committed, held=True, head=_event(reply[2]), outbox=[])
+            return Progress(committed, held=True, head=self._store._event(reply[2]), outbox=[])
         taken = [self._pushed.get(raw) or Outbound.model_validate_json(raw) for raw in reply[3]]
         self._pushed.clear()
         return Progress(committed, held=True, head=None, outbox=taken)
@@ -294,6 +296,9 @@ class RedisStore(Store):
         self._pipe = connection
         self._dedup_ttl_s = dedup_ttl_s
         self._where = connection.where
+        # Events this process queued, by their JSON: the drain that reads one back (usually
+        # here, moments later) needs no parsing. See bot.memo.
+        self._queued: Memo[bytes, QueuedEvent] = Memo(QUEUED_MEMO)
 
     @classmethod
     def from_url(
@@ -397,8 +402,14 @@ class RedisStore(Store):
 
     # --- per-account event queue ---------------------------------------------------------
 
+    def _event(self, raw: bytes | None) -> QueuedEvent | None:
+        if raw is None:
+            return None
+        return self._queued.pop(raw) or QueuedEvent.model_validate_json(raw)
+
     async def enqueue(self, account_id: str, event: QueuedEvent, dedup: str | None = None) -> bool:
-        data = event.model_dump_json()
+        data = event.model_dump_json().encode()
+        self._queued.put(data, event)
         if dedup is None:
             await self._pipe.one("RPUSH", keys.queue(account_id), data)
             return True
@@ -412,10 +423,12 @@ class RedisStore(Store):
             event.id,
             self._dedup_ttl_s,
         )
+        if not claimed:
+            self._queued.pop(data)  # a provider's retry: the first copy is the one queued
         return bool(claimed)
 
     async def head(self, account_id: str) -> QueuedEvent | None:
-        return _event(await self._pipe.one("LINDEX", keys.queue(account_id), 0))
+        return self._event(await self._pipe.one("LINDEX", keys.queue(account_id), 0))
 
     async def _scan(self, pattern: str, type_: str | None = None) -> list[str]:
         """Every key matching ``pattern`` (SCAN: slow on a big keyspace, never blocks Redis)."""
@@ -572,17 +585,28 @@ class RedisStore(Store):
     # --- per-phone ledger of sends -------------------------------------------------------
 
     async def record_send(self, phone: str, record: SendRecord) -> None:
-        score = _score(record.at)
-        await self._pipe.one(
-            "EVAL",
-            _RECORD_SEND,
-            1,
-            keys.sends(phone),
-            record.model_dump_json(),
-            score,
-            score - _LEDGER_KEEP_US,
-            _LEDGER_KEEP_US // 1_000_000,
-        )
+        await self._pipe.call(*_ledger_commands(phone, record))
+
+    async def record_gated(
+        self,
+        account_id: str,
+        phone: str,
+        audit: Sequence[AuditEntry],
+        sent: SendRecord | None = None,
+        *,
+        first_contact: bool = False,
+    ) -> None:
+        commands: list[tuple[Any, ...]] = []
+        if sent is not None:
+            commands += _ledger_commands(phone, sent)
+            if first_contact:
+                commands.append(("HSET", keys.meta(account_id), "contacted", sent.at.isoformat()))
+        if audit:
+            commands.append(
+                ("RPUSH", keys.audit(account_id), *(e.model_dump_json() for e in audit))
+            )
+        if commands:
+            await self._pipe.call(*commands)
 
     async def send_history(self, phone: str, since: datetime) -> list[SendRecord]:
         raw = await self._pipe.one("ZRANGE", keys.sends(phone), _score(since), "+inf", "BYSCORE")

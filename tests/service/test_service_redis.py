@@ -76,6 +76,27 @@ async def test_two_processes_process_one_borrower_in_order(
         assert all(x["after"] == y["before"] for x, y in itertools.pairwise(steps))
 
 
+async def test_each_process_reads_what_the_other_committed(
+    nlu: Understander, redis_url: str
+) -> None:
+    # A process remembers the conversations it committed (bot.memo); when another process
+    # has moved the borrower on since, the stored conversation must win.
+    async with client(nlu, redis_url=redis_url) as a, client(nlu, redis_url=redis_url) as b:
+        r = await a.post("/api/accounts", json={"accounts": [account(1)]}, headers=AUTH)
+        assert r.status == 200
+        await _settle(a, b)
+        texts = ["明天还", "我已经还了", "怎么还", "好的"]
+        for i, (text, c) in enumerate(zip(texts, (a, b, a, b), strict=True)):
+            body, headers = generic_request(f"alt-{i}", account(1)["phone"], text)
+            assert (await c.post("/webhooks/generic", data=body, headers=headers)).status == 200
+            await _settle(c)
+        conv = await conversation(a, "acc-0001")
+        assert borrower_texts(conv) == texts
+        steps = [e["detail"] for e in conv["transcript"] if e["kind"] == "step"]
+        assert len({x["after"] for x in steps}) > 2  # the borrower did move between states
+        assert all(x["after"] == y["before"] for x, y in itertools.pairwise(steps))
+
+
 async def test_timers_survive_a_restart_and_fire_once(nlu: Understander, redis_url: str) -> None:
     clock = Clock()
     async with client(nlu, redis_url=redis_url, clock=clock) as c:

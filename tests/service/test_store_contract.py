@@ -652,6 +652,44 @@ async def test_redis_keys_of_one_account_share_a_slot(
     await lock.release()
 
 
+async def test_redis_send_ledger_keeps_eight_days(
+    redis_store: RedisStore, redis_server: RedisServer
+) -> None:
+    from bot.records import SendRecord
+
+    phone = "+8613800138000"
+    for i, day in enumerate((0, 2, 9)):
+        record = SendRecord(
+            at=T0 + timedelta(days=day),
+            account_id="L0001",
+            message_id=f"m{i}",
+            kind="proactive",
+            text_hash="h",
+        )
+        await redis_store.record_gated("L0001", phone, [], record)
+    # The send of day 9 dropped day 0's (9 days old); day 2's (7 days old) is kept.
+    history = await redis_store.send_history(phone, T0 - timedelta(days=1))
+    assert [r.message_id for r in history] == ["m1", "m2"]
+    async with aioredis.Redis.from_url(redis_server.url) as admin:
+        assert 7 * 86400 < await admin.ttl(keys.sends(phone)) <= 8 * 86400
+
+
+async def test_redis_event_is_read_back_unparsed_by_the_process_that_queued_it(
+    redis_store: RedisStore, redis_server: RedisServer
+) -> None:
+    event = inbound("明天还", "SM1")
+    assert await redis_store.enqueue("L0001", event, dedup="twilio:SM1")
+    assert not await redis_store.enqueue("L0001", inbound("明天还", "SM1"), dedup="twilio:SM1")
+    other = RedisStore.from_url(redis_server.url)  # another process: parses what is stored
+    try:
+        assert await other.head("L0001") == event
+    finally:
+        await other.close()
+    assert await redis_store.head("L0001") is event  # the object it queued (bot.memo)
+    assert len(redis_store._queued) == 0  # the retry left nothing behind; read once
+    assert await redis_store.head("L0001") == event  # read again: parsed
+
+
 def test_redis_keys_reject_account_ids_that_break_the_hash_tag() -> None:
     for bad in ("", "a{b", "a}b"):
         with pytest.raises(ValueError, match="account id"):
@@ -850,6 +888,28 @@ async def test_send_ledger_by_time(store: Store) -> None:
         "m2",
     ]
     assert await store.send_history("+8613900000000", T0) == []
+
+
+async def test_a_gate_decision_is_recorded_in_one_step(store: Store) -> None:
+    from bot.records import SendRecord
+
+    phone = "+8613800138000"
+    sent = SendRecord(at=T0, account_id="L0001", message_id="m1", kind="reply", text_hash="h")
+    await store.record_gated(
+        "L0001", phone, [entry("gate", 0), entry("sent", 1)], sent, first_contact=True
+    )
+    facts = await store.gate_facts("L0001", phone, T0 - timedelta(days=1))
+    assert (facts.history, facts.contacted) == ([sent], True)
+    assert await store.get_meta("L0001", "contacted") == T0.isoformat()
+
+    # Not sent (deferred, blocked): only the audit; a later send is not a first contact.
+    await store.record_gated("L0001", phone, [entry("gate", 2)])
+    later = sent.model_copy(update={"at": T0 + timedelta(hours=1), "message_id": "m2"})
+    await store.record_gated("L0001", phone, [entry("sent", 3)], later)
+    assert await store.get_meta("L0001", "contacted") == T0.isoformat()
+    assert [r.message_id for r in await store.send_history(phone, T0)] == ["m1", "m2"]
+    assert [e.detail["n"] for e in await store.read_audit("L0001")] == [0, 1, 2, 3]
+    await store.record_gated("L0001", phone, [])  # nothing to write: no error
 
 
 async def test_load_and_gate_facts_read_together(store: Store) -> None:
