@@ -7,6 +7,7 @@ and an unknown name is an error instead of an empty string in front of a borrowe
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Mapping
@@ -100,6 +101,7 @@ class Parsed:
         return seen
 
 
+@functools.lru_cache(maxsize=1024)  # a flow has a few dozen templates, rendered per send
 def parse(text: str) -> Parsed:
     parts: list[str | tuple[str]] = []
     errors: list[str] = []

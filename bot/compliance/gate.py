@@ -28,8 +28,10 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict
 
 from bot.compliance.content import ContentChecker, Finding
 from bot.compliance.pack import CONFIG_DIR, DEFAULT_FILE, Pack, PackFile, load_packs
-from bot.compliance.window import NoAllowedTime, Preferences, next_allowed
+from bot.compliance.window import NoAllowedTime, Preferences, next_allowed, zones_for
 from bot.records import Outbound, SendRecord
+
+_ZONE_CACHE = 10_000  # (phone, zone, pack) answers kept; cleared when full
 
 Verdict = Literal["send", "defer", "block"]
 
@@ -71,6 +73,7 @@ class Gate:
     def __init__(self, packs: PackFile, checkers: dict[str, ContentChecker]) -> None:
         self.packs = packs
         self._checkers = checkers
+        self._zones: dict[tuple[str, str | None, str], tuple[Pack, tuple[ZoneInfo, ...]]] = {}
 
     @classmethod
     def load(cls, path: Path = DEFAULT_FILE) -> Gate:
@@ -81,6 +84,17 @@ class Gate:
 
     def pack(self, name: str | None) -> Pack:
         return self.packs.packs[name or self.packs.default_pack]
+
+    def zones(self, phone: str, account_tz: str | None, pack: Pack) -> tuple[ZoneInfo, ...]:
+        """:func:`zones_for`, worked out once per phone, zone and pack: it runs for every reply
+        (dates such as 明天 are the borrower's) and every send."""
+        key = (phone, account_tz, pack.name)
+        known = self._zones.get(key)
+        if known is None or known[0] is not pack:  # a reloaded pack may say otherwise
+            if len(self._zones) >= _ZONE_CACHE:
+                self._zones.clear()
+            known = self._zones[key] = (pack, tuple(zones_for(phone, account_tz, pack)))
+        return known[1]
 
     def checker(self, pack: Pack) -> ContentChecker:
         return self._checkers[pack.name]

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bot.compliance.gate import Gate, GateContext
-from bot.compliance.window import Preferences, next_allowed, zones_for
+from bot.compliance.window import Preferences, next_allowed
 from bot.records import AccountRecord
 from bot.storage.base import Store
 from dialogs import conversation as c
@@ -32,7 +32,7 @@ async def gate_context(
             owner = registry.get(conv.flow).flow.spec.states[conv.state].owner
     return GateContext(
         pack=pack,
-        zones=zones_for(account.phone, account.tz, pack),
+        zones=gate.zones(account.phone, account.tz, pack),
         opted_out=facts.opted_out,
         flags=frozenset(f.value for f in conv.flags) if conv else frozenset(),
         agent_owned=owner == "agent",

@@ -16,10 +16,12 @@ is always form-encoded), and WhatsApp/other channels (``From: whatsapp:+…`` is
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 from collections.abc import Sequence
 from datetime import datetime
+from operator import itemgetter
 from typing import Final, Literal
 from urllib.parse import urlsplit, urlunsplit
 
@@ -43,6 +45,8 @@ Algorithm = Literal["HMAC_SHA1", "HMAC_SHA256"]
 _HASHES: Final = {"HMAC_SHA1": hashlib.sha1, "HMAC_SHA256": hashlib.sha256}
 _DEFAULT_PORTS: Final = {"https": 443, "http": 80}
 
+_NAME: Final = itemgetter(0)  # a form pair's name
+
 # Message SIDs are 34 characters (SM/MM + 32 hex); allow some slack, but bound what becomes a
 # dedup key.
 _MAX_SID: Final = 64
@@ -60,9 +64,10 @@ def expected_signature(
     ``params`` are the decoded form pairs in received order; all of them must be passed,
     untrimmed. A stable sort keeps repeated names' values in received order.
     """
-    signed = url + "".join(name + value for name, value in sorted(params, key=lambda p: p[0]))
-    mac = hmac.new(auth_token.encode(), signed.encode(), _HASHES[algorithm])
-    return base64.b64encode(mac.digest()).decode("ascii")
+    signed = url + "".join(name + value for name, value in sorted(params, key=_NAME))
+    # hmac.digest: OpenSSL's one-shot HMAC, without building an hmac object per request.
+    mac = hmac.digest(auth_token.encode(), signed.encode(), _HASHES[algorithm])
+    return base64.b64encode(mac).decode("ascii")
 
 
 def verify(
@@ -122,7 +127,8 @@ def _algorithm(settings_header: str) -> Algorithm:
     raise WebhookError(403, f"unsupported Twilio signature algorithm {name!r}")
 
 
-def _url_variants(url: str) -> list[str]:
+@functools.lru_cache(maxsize=64)  # the public URL and its few paths: parsed once each
+def _url_variants(url: str) -> tuple[str, ...]:
     """``url`` itself, then the same URL with its default port added or removed."""
     variants = [url]
     parts = urlsplit(url)
@@ -130,15 +136,15 @@ def _url_variants(url: str) -> list[str]:
     try:
         port = parts.port
     except ValueError:  # a malformed port: only the URL as given can match
-        return variants
+        return (url,)
     if default is None or not parts.netloc:
-        return variants
+        return (url,)
     if port is None:
         variants.append(urlunsplit(parts._replace(netloc=f"{parts.netloc}:{default}")))
     elif port == default:
         netloc = parts.netloc.removesuffix(f":{default}")
         variants.append(urlunsplit(parts._replace(netloc=netloc)))
-    return variants
+    return tuple(variants)
 
 
 def parse(params: Sequence[tuple[str, str]], received_at: datetime) -> InboundSms:
