@@ -42,11 +42,18 @@ Received = Literal["accepted", "duplicate", "unmatched"]
 _COMMITTED_MEMO = 4096
 
 
+_QUOTED = ("id", "name", "amount_due", "due_date", "last4")  # what a conversation quotes
+
+
 def dialog_account(acc: AccountRecord) -> c.Account:
     assert acc.last4 is not None  # filled in by AccountRecord's validator
-    return c.Account(
-        id=acc.id, name=acc.name, amount_due=acc.amount_due, due_date=acc.due_date, last4=acc.last4
-    )
+    return c.Account(**{name: getattr(acc, name) for name in _QUOTED})
+
+
+def _quotes(conv: c.Conversation, acc: AccountRecord) -> bool:
+    """Whether the conversation quotes the account as the ledger has it now (checked for
+    every event; cheaper than building the dialog's account to compare)."""
+    return all(getattr(conv.account, name) == getattr(acc, name) for name in _QUOTED)
 
 
 class Pipeline:
@@ -226,9 +233,8 @@ class Pipeline:
             if conv is None:
                 conv = new_conversation(cf, dialog_account(account), account_id)
             # The ledger may have changed (amount due); the conversation quotes the latest.
-            latest = dialog_account(account)
-            if conv.account != latest:
-                conv = conv.model_copy(update={"account": latest})
+            if not _quotes(conv, account):
+                conv = conv.model_copy(update={"account": dialog_account(account)})
             opted_out_before = conv.has(Flag.OPTED_OUT)
             kind: SendKind = "reply" if event.kind == "inbound" else "proactive"
             for dialog_event, at in self._dialog_events(account, conv, event, audit):

@@ -195,6 +195,13 @@ def _ledger_commands(phone: str, record: SendRecord) -> list[tuple[Any, ...]]:
     ]
 
 
+@functools.lru_cache(maxsize=8192)
+def _send_record(raw: bytes) -> SendRecord:
+    """A phone's ledger is read before every send to it, for 7 days: each entry (immutable,
+    frozen) is validated once."""
+    return SendRecord.model_validate_json(raw)
+
+
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
@@ -385,7 +392,7 @@ class RedisStore(Store):
         )
         return GateFacts(
             opted_out=bool(opted_out),
-            history=[SendRecord.model_validate_json(r) for r in history],
+            history=[_send_record(r) for r in history],
             preferences=_text(preferences) if preferences is not None else None,
             contacted=contacted is not None,
         )
@@ -610,7 +617,7 @@ class RedisStore(Store):
 
     async def send_history(self, phone: str, since: datetime) -> list[SendRecord]:
         raw = await self._pipe.one("ZRANGE", keys.sends(phone), _score(since), "+inf", "BYSCORE")
-        return [SendRecord.model_validate_json(r) for r in raw]
+        return [_send_record(r) for r in raw]
 
     # --- suppression list ----------------------------------------------------------------
 

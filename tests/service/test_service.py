@@ -101,6 +101,20 @@ async def test_twilio_reply_is_understood_and_answered(nlu: Understander) -> Non
         assert "understood" in kinds and kinds.count("sent") == 2
 
 
+async def test_the_conversation_quotes_the_ledger_as_it_is_now(nlu: Understander) -> None:
+    async with client(nlu) as c:
+        acc = await _with_account(c)
+        assert (await conversation(c, acc["id"]))["outstanding"] == "3200.00"
+        # The lender's ledger changes (a partial repayment booked elsewhere); the next event
+        # steps a conversation that quotes the new amount.
+        updated = {**acc, "amount_due": "1500.00"}
+        r = await c.post("/api/accounts", json={"accounts": [updated]}, headers=AUTH)
+        assert r.status == 200
+        await post_twilio(c, acc["phone"], "还差多少", "SM" + "7" * 32)
+        await _settle(c)
+        assert (await conversation(c, acc["id"]))["outstanding"] == "1500.00"
+
+
 async def test_forged_twilio_request_is_refused_and_changes_nothing(nlu: Understander) -> None:
     async with client(nlu) as c:
         acc = await _with_account(c)
