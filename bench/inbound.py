@@ -729,7 +729,7 @@ def run(args: argparse.Namespace, workdir: Path, stack: contextlib.ExitStack) ->
         SMSBOT_HOST="127.0.0.1",
         SMSBOT_PORT=str(port),
     )
-    smsbot = ROOT / ".venv" / "bin" / "smsbot"
+    smsbot = Path(sys.executable).parent / "smsbot"  # the interpreter running this bench
     cmd = [str(smsbot), "serve"] if smsbot.exists() else [sys.executable, "-m", "bot.cli", "serve"]
     service_log = workdir / "service.log"
     service = spawn(cmd, service_log, server_core, env)
