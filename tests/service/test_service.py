@@ -20,6 +20,7 @@ from tests.service.apphelpers import (
     borrower_texts,
     client,
     conversation,
+    daytime_clock,
     generic_request,
     post_twilio,
 )
@@ -39,7 +40,7 @@ async def _with_account(c: Any, i: int = 1, start: bool = True) -> dict[str, Any
 
 
 async def test_accounts_api_takes_good_rows_and_reports_bad_ones(nlu: Understander) -> None:
-    async with client(nlu) as c:
+    async with client(nlu, clock=daytime_clock()) as c:
         rows = [
             account(1),
             {"id": "x"},
@@ -88,7 +89,7 @@ async def test_malformed_api_body_is_400_with_reason(nlu: Understander) -> None:
 
 
 async def test_twilio_reply_is_understood_and_answered(nlu: Understander) -> None:
-    async with client(nlu) as c:
+    async with client(nlu, clock=daytime_clock()) as c:
         acc = await _with_account(c)
         r = await post_twilio(c, acc["phone"], "明天还500", "SM" + "1" * 32)
         assert r.status == 200
