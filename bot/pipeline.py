@@ -142,17 +142,23 @@ class Pipeline:
                 loaded = await lock.acquire_and_load()
                 if loaded is None:
                     return  # the holder drains; it looks at the queue again after releasing
+                waiting: bool | None = None  # None: the lock is still ours to release
                 try:
-                    await self._drain_locked(account_id, lock, loaded)
+                    waiting = await self._drain_locked(account_id, lock, loaded)
                 finally:
-                    waiting = await lock.release_and_check()
+                    if waiting is None:
+                        waiting = await lock.release_and_check()
                 if not waiting:
                     return
         except StoreUnavailable as exc:
             log.warning("store unavailable while draining account %s: %s", account_id, exc)
 
-    async def _drain_locked(self, account_id: str, lock: AccountLock, loaded: Loaded) -> None:
-        """Processes the queue while the lock is held, then sends what it produced."""
+    async def _drain_locked(
+        self, account_id: str, lock: AccountLock, loaded: Loaded
+    ) -> bool | None:
+        """Processes the queue while the lock is held, then sends what it produced. When the
+        last commit already let the lock go (nothing to send), whether events are waiting;
+        else None."""
         state = self._state(account_id, loaded)
         event = loaded.head
         outbox: list[Outbound] | None = None  # None: not taken yet (a recovery), see _flush
@@ -160,7 +166,9 @@ class Pipeline:
             progress, state = await self._process(account_id, event, state, lock)
             if not progress.held:
                 log.warning("lost the lock of account %s; its new owner goes on", account_id)
-                return
+                return None
+            if progress.released:
+                return progress.waiting
             event, outbox = progress.head, progress.outbox
         try:
             await self._flush(account_id, state, outbox)
@@ -168,6 +176,7 @@ class Pipeline:
             raise
         except Exception:  # a bug must not kill the drain (each failed message is audited)
             log.exception("sending for account %s failed", account_id)
+        return None
 
     async def idle(self) -> None:
         """Waits until every queued account has been drained (tests, shutdown)."""
@@ -267,13 +276,19 @@ class Pipeline:
             ]
             outbox.clear()
             conv = original
+        # With deferred messages the flush has work under the lock (some may be due by then);
+        # otherwise, once nothing is queued nor to send, the commit lets the lock go itself.
+        idle = not state.deferred
         if conv is None:
             # Nothing to keep (no conversation could be made): the event is removed, audited.
-            return await lock.commit(event.id, None, audit, [], None), state
+            progress = await lock.commit(event.id, None, audit, [], None, release_if_idle=idle)
+            return progress, state
         waiting = [m.not_before for m in state.deferred if m.not_before]
         next_due = min([*conv.timers.values(), *waiting], default=None)
         stored = conv.model_dump_json()
-        progress = await lock.commit(event.id, stored, audit, outbox, next_due)
+        progress = await lock.commit(
+            event.id, stored, audit, outbox, next_due, release_if_idle=idle
+        )
         if not progress.committed:
             log.warning(
                 "event %s of account %s was committed by someone else", event.id, account_id

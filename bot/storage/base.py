@@ -40,6 +40,10 @@ class Progress:
     held: bool  # False: the lease was lost; its new owner goes on (nothing below is filled)
     head: QueuedEvent | None  # the next event to process
     outbox: list[Outbound]  # when the queue is empty: every unsent message, now the caller's
+    # With ``release_if_idle``: nothing was queued nor left to send, so the lock was let go
+    # (one round trip less: no separate release), and whether events arrived meanwhile.
+    released: bool = False
+    waiting: bool = False
 
 
 @dataclass(frozen=True)
@@ -60,7 +64,8 @@ class AccountLock(ABC):
     Besides the three primitives, a drain uses three combined steps (acquire and read, commit
     and go on, release and look again). Their definitions here are built from the store's
     primitives; the Redis lock overrides each with one script, so that a drain costs three
-    round trips whatever it does (bench/inbound.py).
+    round trips whatever it does, two when its last commit may let go of the lock itself
+    (nothing queued, nothing to send: ``release_if_idle``) (bench/inbound.py).
     """
 
     def __init__(self, store: Store, account_id: str) -> None:
@@ -92,9 +97,13 @@ class AccountLock(ABC):
         audit: Sequence[AuditEntry],
         outbox: Sequence[Outbound],
         next_due: datetime | None,
+        *,
+        release_if_idle: bool = False,
     ) -> Progress:
         """:meth:`Store.commit`, then extends the lease and reads the next event; when there
-        is none, takes the outbox (at most once, as :meth:`Store.take_outbox`)."""
+        is none, takes the outbox (at most once, as :meth:`Store.take_outbox`). With
+        ``release_if_idle``, when there is neither a next event nor anything to send, also
+        :meth:`release_and_check` (the caller has nothing left to do under the lock)."""
         committed = await self.store.commit(
             self.account_id, event_id, conversation, audit, outbox, next_due
         )
@@ -102,6 +111,9 @@ class AccountLock(ABC):
             return Progress(committed, held=False, head=None, outbox=[])
         head = await self.store.head(self.account_id)
         taken = await self.store.take_outbox(self.account_id) if head is None else []
+        if release_if_idle and head is None and not taken:
+            waiting = await self.release_and_check()
+            return Progress(committed, True, None, [], released=True, waiting=waiting)
         return Progress(committed, held=True, head=head, outbox=taken)
 
     async def release_and_check(self) -> bool:

@@ -12,7 +12,8 @@ CPU whatever Redis does. Two things keep that down (bench/inbound.py):
   replies are parsed by hiredis (a few µs per command);
 - a drain is three scripts: take the lock and read the head event, the account, the
   conversation and the deferred messages; commit, extend the lease and read the next event
-  (or take the outbox); release and look at the queue again.
+  (or take the outbox); release and look at the queue again. When the last commit finds
+  nothing queued and nothing to send, it deletes the lock itself: two scripts.
 
 Scripts are loaded when the connection is made and sent by SHA1; if Redis forgot them
 (SCRIPT FLUSH) they are loaded again and the group is re-sent. So in a group a script comes
@@ -91,8 +92,10 @@ return {redis.call('LINDEX', KEYS[2], 0), redis.call('GET', KEYS[3]),
 
 # KEYS: queue, conversation, audit, outbox, lock
 # ARGV: event id, conversation, number of audit entries, lock token ('' for none), lease (ms),
-#       audit entries..., outbound...
-# Returns {committed} without a token, else {committed, held[, next event | false, outbox]}.
+#       release if idle ('1' or '0'), audit entries..., outbound...
+# Returns {committed} without a token, else {committed, held[, next event | false, outbox
+# [, released]]}: released when asked to and there is neither a next event nor an outbox, in
+# which case the lock was deleted (the queue is empty at that instant: nobody is left waiting).
 _COMMIT = b"""
 local committed = 0
 local head = redis.call('LINDEX', KEYS[1], 0)
@@ -108,8 +111,8 @@ if head then
       end
     end
     local n = tonumber(ARGV[3])
-    push(KEYS[3], 6, 5 + n)
-    push(KEYS[4], 6 + n, #ARGV)
+    push(KEYS[3], 7, 6 + n)
+    push(KEYS[4], 7 + n, #ARGV)
   end
 end
 if ARGV[4] == '' then return {committed} end
@@ -119,6 +122,10 @@ local nxt = redis.call('LINDEX', KEYS[1], 0)
 if nxt then return {committed, 1, nxt} end
 local outbox = redis.call('LRANGE', KEYS[4], 0, -1)
 redis.call('DEL', KEYS[4])
+if ARGV[6] == '1' and #outbox == 0 then
+  redis.call('DEL', KEYS[5])
+  return {committed, 1, false, outbox, 1}
+end
 return {committed, 1, false, outbox}
 """
 
@@ -268,6 +275,8 @@ class _RedisLock(AccountLock):
         audit: Sequence[AuditEntry],
         outbox: Sequence[Outbound],
         next_due: datetime | None,
+        *,
+        release_if_idle: bool = False,
     ) -> Progress:
         encoded = [(o.model_dump_json().encode(), o) for o in outbox]
         self._pushed.update(encoded)
@@ -279,12 +288,16 @@ class _RedisLock(AccountLock):
             [raw for raw, _ in encoded],
             next_due,
             lock=(self._key, self._token, self._ttl_ms),
+            release_if_idle=release_if_idle,
         )
         committed = bool(reply[0])
         if not reply[1]:
             return Progress(committed, held=False, head=None, outbox=[])
         if reply[2] is not None:
             return Progress(committed, held=True, head=self._store._event(reply[2]), outbox=[])
+        if len(reply) > 4:  # released by the script, with the queue empty
+            self._pushed.clear()
+            return Progress(committed, True, None, [], released=True, waiting=False)
         taken = [self._pushed.get(raw) or Outbound.model_validate_json(raw) for raw in reply[3]]
         self._pushed.clear()
         return Progress(committed, held=True, head=None, outbox=taken)
@@ -486,6 +499,7 @@ class RedisStore(Store):
         outbox: Sequence[str | bytes],
         next_due: datetime | None,
         lock: tuple[str, str, int] | None = None,
+        release_if_idle: bool = False,
     ) -> list[Any]:
         """The commit script with the due-index steps around it; the script's reply."""
         lock_key, token, ttl_ms = lock or (keys.lock(account_id), "", 0)
@@ -496,7 +510,8 @@ class RedisStore(Store):
             keys.outbox(account_id),
             lock_key,
         )
-        args: list[Any] = [event_id, conversation or "", len(audit), token, ttl_ms]
+        idle = "1" if release_if_idle else "0"
+        args: list[Any] = [event_id, conversation or "", len(audit), token, ttl_ms, idle]
         args += [a.model_dump_json() for a in audit]
         args += outbox
         due = _score(next_due) if next_due is not None else None

@@ -466,6 +466,36 @@ async def test_lock_commit_goes_on_to_the_next_event_then_takes_the_outbox(store
     assert await lock.release_and_check() is False
 
 
+async def test_lock_commit_lets_go_when_idle_and_only_then(store: Store) -> None:
+    first, second = inbound("好的", "SM1"), inbound("TD", "SM2")
+    await store.enqueue("L0001", first)
+    await store.enqueue("L0001", second)
+    lock = store.lock("L0001", ttl_ms=60_000)
+    assert await lock.acquire_and_load() is not None
+    # Another event waits: the lock is kept, whatever the caller asked.
+    progress = await lock.commit(first.id, "{}", [], [], None, release_if_idle=True)
+    assert (progress.head, progress.released) == (second, False)
+    # Something to send: kept too, and the outbox is the caller's.
+    await store.enqueue("L0001", tick())
+    progress = await lock.commit(second.id, "{}", [], [outbound("hi")], None)
+    assert progress.head is not None
+    progress = await lock.commit(progress.head.id, "{}", [], [], None, release_if_idle=True)
+    assert ([m.text for m in progress.outbox], progress.released) == (["hi"], False)
+    assert await lock.refresh() is True
+    # Nothing queued, nothing to send: the commit itself let go.
+    last = tick()
+    await store.enqueue("L0001", last)
+    progress = await lock.commit(
+        last.id, '{"n": 9}', [entry("step")], [], None, release_if_idle=True
+    )
+    assert (progress.committed, progress.released, progress.waiting) == (True, True, False)
+    assert await lock.refresh() is False
+    assert await store.get_conversation("L0001") == '{"n": 9}'
+    other = store.lock("L0001")
+    assert await other.acquire() is True  # free for whoever comes next
+    await other.release()
+
+
 async def test_lock_commit_of_a_stale_event_is_refused_but_goes_on(store: Store) -> None:
     event = inbound()
     await store.enqueue("L0001", event)
