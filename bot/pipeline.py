@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -99,11 +99,21 @@ class Pipeline:
             log.info("inbound from unknown number %s kept for agents", mask_phone(sms.phone))
             return "unmatched" if added else "duplicate"
         event = QueuedEvent(kind="inbound", at=sms.received_at, inbound=sms)
-        if not await self.store.enqueue(
-            account_id, event, dedup=f"msg:{sms.provider}:{sms.msg_id}"
-        ):
+        dedup = f"msg:{sms.provider}:{sms.msg_id}"
+        if self._closing or self.paused or self._drain_slots.locked():
+            # Queue only: a drain (now or after a restart) takes it when it can.
+            if not await self.store.enqueue(account_id, event, dedup=dedup):
+                return "duplicate"
+            self.kick(account_id)
+            return "accepted"
+        # The usual case: the queue and the lock in one step, and this process drains at
+        # once with what it read. If the lock is someone else's, they find the event.
+        lock = self.store.lock(account_id, self.lock_ttl_ms)
+        accepted, loaded = await lock.enqueue_and_acquire(event, dedup=dedup)
+        if not accepted:
             return "duplicate"
-        self.kick(account_id)
+        if loaded is not None:
+            self._spawn(self._drain_when_free(account_id, (lock, loaded)))
         return "accepted"
 
     async def submit(self, account_id: str, event: QueuedEvent, dedup: str | None = None) -> bool:
@@ -120,28 +130,44 @@ class Pipeline:
         if account_id in self._waiting:
             return  # a drain that has not looked at the queue yet will see this event too
         self._waiting.add(account_id)
-        task = asyncio.get_running_loop().create_task(self._drain_when_free(account_id))
+        self._spawn(self._drain_when_free(account_id))
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _drain_when_free(self, account_id: str) -> None:
+    async def _drain_when_free(
+        self, account_id: str, held: tuple[AccountLock, Loaded] | None = None
+    ) -> None:
         started = False
         try:
             async with self._drain_slots:
                 started = True
-                self._waiting.discard(account_id)  # from here on, a new event needs a new kick
-                await self.drain(account_id)
+                if held is None:
+                    self._waiting.discard(account_id)  # from now, a new event needs a new kick
+                await self.drain(account_id, held)
         finally:
-            if not started:  # cancelled while waiting for a slot
-                self._waiting.discard(account_id)
+            if not started:
+                if held is None:
+                    self._waiting.discard(account_id)
+                else:  # cancelled while waiting for a slot: the lock must not wait for its TTL
+                    with contextlib.suppress(StoreUnavailable):
+                        await held[0].release_and_check()
 
-    async def drain(self, account_id: str) -> None:
+    async def drain(self, account_id: str, held: tuple[AccountLock, Loaded] | None = None) -> None:
+        """Processes the account's queue if its lock is free (or ``held``: taken and read by
+        the caller), until nothing is waiting."""
         try:
             while True:
-                lock = self.store.lock(account_id, self.lock_ttl_ms)
-                loaded = await lock.acquire_and_load()
-                if loaded is None:
-                    return  # the holder drains; it looks at the queue again after releasing
+                if held is not None:
+                    (lock, loaded), held = held, None
+                else:
+                    lock = self.store.lock(account_id, self.lock_ttl_ms)
+                    taken = await lock.acquire_and_load()
+                    if taken is None:
+                        return  # the holder drains; it looks at the queue again after releasing
+                    loaded = taken
                 waiting: bool | None = None  # None: the lock is still ours to release
                 try:
                     waiting = await self._drain_locked(account_id, lock, loaded)

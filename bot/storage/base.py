@@ -82,6 +82,16 @@ class AccountLock(ABC):
     @abstractmethod
     async def release(self) -> None: ...
 
+    async def enqueue_and_acquire(
+        self, event: QueuedEvent, dedup: str | None = None
+    ) -> tuple[bool, Loaded | None]:
+        """:meth:`Store.enqueue`, then, if it was accepted, :meth:`acquire_and_load`: (accepted,
+        what the lock's new holder reads, or None when someone else holds the lock and will
+        find the event). The caller that got a :class:`Loaded` drains the account."""
+        if not await self.store.enqueue(self.account_id, event, dedup):
+            return False, None
+        return True, await self.acquire_and_load()
+
     async def acquire_and_load(self) -> Loaded | None:
         """Takes the lock and, only then, reads the head event and what processing it needs;
         None if someone else holds the lock."""

@@ -82,6 +82,18 @@ redis.call('RPUSH', KEYS[1], ARGV[1])
 return 1
 """
 
+# KEYS: queue, seen, lock, account, conversation, deferred
+# ARGV: event JSON, event id, claim TTL (s), token, ttl (ms)
+# _ENQUEUE_DEDUP, then _ACQUIRE_AND_LOAD: {0} for a duplicate, {1} when the lock is someone
+# else's, else {1, head, account, conversation, deferred}.
+_ENQUEUE_AND_ACQUIRE = b"""
+if not redis.call('SET', KEYS[2], ARGV[2], 'NX', 'EX', ARGV[3]) then return {0} end
+redis.call('RPUSH', KEYS[1], ARGV[1])
+if not redis.call('SET', KEYS[3], ARGV[4], 'NX', 'PX', ARGV[5]) then return {1} end
+return {1, redis.call('LINDEX', KEYS[1], 0), redis.call('GET', KEYS[4]),
+        redis.call('GET', KEYS[5]), redis.call('LRANGE', KEYS[6], 0, -1)}
+"""
+
 # KEYS: lock, queue, account, conversation, deferred   ARGV: token, ttl (ms)
 # Nothing is read unless the lock was taken: state is read only by the lock's holder.
 _ACQUIRE_AND_LOAD = b"""
@@ -170,6 +182,7 @@ return 1
 
 _SCRIPTS = (
     _ENQUEUE_DEDUP,
+    _ENQUEUE_AND_ACQUIRE,
     _ACQUIRE_AND_LOAD,
     _COMMIT,
     _RELEASE_AND_CHECK,
@@ -252,14 +265,33 @@ class _RedisLock(AccountLock):
     async def release(self) -> None:
         await self._store._pipe.one("EVAL", _DELETE_IF_EQUAL, 1, self._key, self._token)
 
+    async def enqueue_and_acquire(
+        self, event: QueuedEvent, dedup: str | None = None
+    ) -> tuple[bool, Loaded | None]:
+        if dedup is None:
+            return await super().enqueue_and_acquire(event, dedup)
+        a = self.account_id
+        data = self._store._remember(event)
+        queue, seen = keys.queue(a), keys.seen(a, dedup)
+        state = (keys.account(a), keys.conversation(a), keys.deferred(a))
+        args = (data, event.id, self._store._dedup_ttl_s, self._token, self._ttl_ms)
+        reply = await self._store._pipe.one(
+            "EVAL", _ENQUEUE_AND_ACQUIRE, 6, queue, seen, self._key, *state, *args
+        )
+        if not reply[0]:
+            self._store._queued.pop(data)  # a provider's retry: the first copy is the one queued
+            return False, None
+        return True, self._loaded(reply[1:]) if len(reply) > 1 else None
+
     async def acquire_and_load(self) -> Loaded | None:
         a = self.account_id
         keys_ = (self._key, keys.queue(a), keys.account(a), keys.conversation(a), keys.deferred(a))
         reply = await self._store._pipe.one(
             "EVAL", _ACQUIRE_AND_LOAD, len(keys_), *keys_, self._token, self._ttl_ms
         )
-        if reply is None:
-            return None
+        return self._loaded(reply) if reply is not None else None
+
+    def _loaded(self, reply: list[Any]) -> Loaded:
         head, account, conversation, deferred = reply
         return Loaded(
             _account(account) if account is not None else None,
@@ -427,9 +459,14 @@ class RedisStore(Store):
             return None
         return self._queued.pop(raw) or QueuedEvent.model_validate_json(raw)
 
-    async def enqueue(self, account_id: str, event: QueuedEvent, dedup: str | None = None) -> bool:
+    def _remember(self, event: QueuedEvent) -> bytes:
+        """The event's JSON, remembered until a drain of this process reads it back."""
         data = event.model_dump_json().encode()
         self._queued.put(data, event)
+        return data
+
+    async def enqueue(self, account_id: str, event: QueuedEvent, dedup: str | None = None) -> bool:
+        data = self._remember(event)
         if dedup is None:
             await self._pipe.one("RPUSH", keys.queue(account_id), data)
             return True

@@ -429,6 +429,32 @@ async def test_acquire_and_load_reads_only_once_the_lock_is_taken(store: Store) 
     await theirs.release()
 
 
+async def test_enqueue_and_acquire_queues_then_takes_the_lock_if_free(store: Store) -> None:
+    await store.upsert_account(account("L0001"))
+    older, mine, retry = inbound("好的", "SM1"), inbound("明天还", "SM2"), inbound("明天还", "SM2")
+    await store.enqueue("L0001", older)
+    lock = store.lock("L0001")
+    accepted, loaded = await lock.enqueue_and_acquire(mine, dedup="twilio:SM2")
+    assert accepted and loaded is not None
+    assert (loaded.head, loaded.account) == (older, account("L0001"))  # the queue's head
+    assert await store.lock("L0001").acquire() is False  # held by the caller now
+    # A provider's retry: refused, queued nothing, took nothing.
+    assert await store.lock("L0001").enqueue_and_acquire(retry, dedup="twilio:SM2") == (
+        False,
+        None,
+    )
+    # The lock is someone else's: queued, for them to find.
+    other = inbound("TD", "SM3")
+    assert await store.lock("L0001").enqueue_and_acquire(other, dedup="twilio:SM3") == (
+        True,
+        None,
+    )
+    await commit_head(store, "L0001")
+    await commit_head(store, "L0001")
+    assert await store.head("L0001") == other
+    await lock.release()
+
+
 async def test_acquire_and_load_of_an_empty_account(store: Store) -> None:
     lock = store.lock("L0009")
     loaded = await lock.acquire_and_load()
