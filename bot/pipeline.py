@@ -42,18 +42,25 @@ Received = Literal["accepted", "duplicate", "unmatched"]
 _COMMITTED_MEMO = 4096
 
 
-_QUOTED = ("id", "name", "amount_due", "due_date", "last4")  # what a conversation quotes
-
-
 def dialog_account(acc: AccountRecord) -> c.Account:
     assert acc.last4 is not None  # filled in by AccountRecord's validator
-    return c.Account(**{name: getattr(acc, name) for name in _QUOTED})
+    return c.Account(
+        id=acc.id, name=acc.name, amount_due=acc.amount_due, due_date=acc.due_date, last4=acc.last4
+    )
 
 
 def _quotes(conv: c.Conversation, acc: AccountRecord) -> bool:
-    """Whether the conversation quotes the account as the ledger has it now (checked for
-    every event; cheaper than building the dialog's account to compare)."""
-    return all(getattr(conv.account, name) == getattr(acc, name) for name in _QUOTED)
+    """Whether the conversation quotes the account as the ledger has it now, field by field
+    as :func:`dialog_account` copies them (checked for every event: cheaper than building
+    the dialog's account to compare)."""
+    q = conv.account
+    return (q.amount_due, q.due_date, q.name, q.last4, q.id) == (
+        acc.amount_due,
+        acc.due_date,
+        acc.name,
+        acc.last4,
+        acc.id,
+    )
 
 
 class Pipeline:
