@@ -929,7 +929,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32, help="client connections")
     parser.add_argument("--warmup", type=int, default=300, help="warm-up messages per target")
     parser.add_argument(
-        "--rounds", type=int, default=3, help="throughput rounds (bare, then service, each)"
+        "--rounds", type=int, default=5, help="throughput rounds (bare, then service, each)"
     )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--keep", action="store_true", help="keep the logs' directory")
