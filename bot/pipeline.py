@@ -34,12 +34,13 @@ from dialogs import conversation as c
 from dialogs.engine import CompiledFlow, new_conversation, step
 from dialogs.registry import Registry
 from dialogs.schema import AgentAction, Flag
-from intents import Understander
+from intents import Understander, Understanding
 
 log = logging.getLogger(__name__)
 
 Received = Literal["accepted", "duplicate", "unmatched"]
 _COMMITTED_MEMO = 4096
+_READINGS_MEMO = 4096
 
 
 def dialog_account(acc: AccountRecord) -> c.Account:
@@ -95,6 +96,9 @@ class Pipeline:
         # The last conversation this process committed per account, with its JSON: when the
         # account's next drain reads back that very text, it skips the parse (bot.memo).
         self._committed: Memo[str, tuple[str, c.Conversation]] = Memo(_COMMITTED_MEMO)
+        self._readings: Memo[int, tuple[Understanding, c.Reply, dict[str, Any]]] = Memo(
+            _READINGS_MEMO
+        )
 
     # --- entry points -------------------------------------------------------------------
 
@@ -356,6 +360,7 @@ class Pipeline:
             case "inbound":
                 assert event.inbound is not None
                 u = self.nlu.understand(event.inbound.text, now=event.at, tz=self._tz(account))
+                reply, understood = self._reading(u)
                 audit.append(
                     _entry(
                         event.at,
@@ -365,17 +370,8 @@ class Pipeline:
                         text=event.inbound.text,
                     )
                 )
-                audit.append(
-                    _entry(
-                        event.at,
-                        "understood",
-                        intent=u.intent.value,
-                        intents=[{"name": s.name.value, "score": s.score} for s in u.intents],
-                        entities=u.entities_json(),
-                        rules=[h.rule for h in u.explain.rules],
-                    )
-                )
-                yield c.reply_from_understanding(u), event.at
+                audit.append(_entry(event.at, "understood", **understood))
+                yield reply, event.at
             case "start":
                 yield c.Start(), event.at
             case "payment":
@@ -391,6 +387,22 @@ class Pipeline:
                 yield c.DeliveryFailed(reason=event.reason or ""), event.at
             case "tick":
                 yield from _due_timers(conv, event.at)
+
+    def _reading(self, u: Understanding) -> tuple[c.Reply, dict[str, Any]]:
+        """The dialog's event and the audited reading of an NLU answer. The NLU hands out the
+        same answer object for a text it has seen that day; its reading is made once."""
+        known = self._readings.get(id(u))
+        if known is not None and known[0] is u:  # the entry holds u: its id is not reused
+            return known[1], known[2]
+        reply = c.reply_from_understanding(u)
+        understood = {
+            "intent": u.intent.value,
+            "intents": [{"name": s.name.value, "score": s.score} for s in u.intents],
+            "entities": u.entities_json(),
+            "rules": [h.rule for h in u.explain.rules],
+        }
+        self._readings.put(id(u), (u, reply, understood))
+        return reply, understood
 
     def _actions(
         self,

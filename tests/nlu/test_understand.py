@@ -83,6 +83,31 @@ def test_repeated_texts_are_served_from_cache(nlu) -> None:  # type: ignore[no-u
     assert again.explain.cached and again.intents == first.intents
 
 
+def test_an_answer_is_kept_for_its_text_and_the_borrowers_day(nlu) -> None:  # type: ignore[no-untyped-def]
+    from datetime import date, timedelta
+
+    from tests.nlu.conftest import NOW
+
+    text = "明天还一千五"  # 明天 is read against the borrower's day
+    first = nlu.understand(text, now=NOW, tz="Asia/Shanghai")
+    again = nlu.understand(text, now=NOW, tz="Asia/Shanghai")
+    later = nlu.understand(text, now=NOW + timedelta(hours=3), tz="Asia/Shanghai")
+    assert not first.explain.cached and again.explain.cached
+    assert later is again  # same text, same day there: the kept answer
+    assert later.entities.date == date(2026, 12, 3) and later.entities.amount == 1500
+
+    # Half past midnight in Shanghai is the next day there: 明天 moves with it.
+    midnight = NOW + timedelta(hours=14, minutes=30)
+    next_day = nlu.understand(text, now=midnight, tz="Asia/Shanghai")
+    assert next_day.entities.date == date(2026, 12, 4)
+    # The same instant is still 2 December in London (16:30 there): not Shanghai's answer.
+    london = nlu.understand(text, now=midnight, tz="Europe/London")
+    assert london.entities.date == date(2026, 12, 3)
+    # Another text is never served another's answer, even one that normalises alike.
+    variant = nlu.understand("明天還一千五", now=NOW, tz="Asia/Shanghai")
+    assert variant is not again and variant.text == "明天還一千五"
+
+
 @pytest.mark.parametrize(
     "text",
     [
