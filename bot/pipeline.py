@@ -460,7 +460,7 @@ class Pipeline:
                 len(pending),
             )
             return
-        current = fingerprint(conv)
+        current = fingerprint(conv) if due else ""  # only deferred messages are compared
         for msg in due:
             taken = await self.store.take_deferred(account_id, msg.id)
             if taken is None:

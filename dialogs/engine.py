@@ -68,8 +68,11 @@ def new_conversation(cf: CompiledFlow, account: c.Account, conversation_id: str)
 # --- values shown in templates ---------------------------------------------------------------
 
 
+_CENTS = Decimal("0.01")
+
+
 def money(d: Decimal) -> str:
-    return f"{d.quantize(Decimal('0.01'))}"
+    return f"{d.quantize(_CENTS)}"
 
 
 def cn_date(d: date) -> str:
