@@ -10,7 +10,8 @@ touches a single slot:
 - ``smsbot:{acc:<id>}:queue``          list    unprocessed QueuedEvents, oldest first (JSON)
 - ``smsbot:{acc:<id>}:seen:<dedup>``   string  a de-duplication claim (expires, see redis.py)
 - ``smsbot:{acc:<id>}:conversation``   string  the dialog engine's conversation (JSON)
-- ``smsbot:{acc:<id>}:audit``          list    AuditEntries, oldest first (JSON)
+- ``smsbot:{acc:<id>}:audit``          list    AuditEntries, oldest first: one JSON array per
+  write (an event's commit, a gate decision); a single JSON object is one entry (older data)
 - ``smsbot:{acc:<id>}:outbox``         list    unsent Outbound messages, oldest first (JSON)
 - ``smsbot:{acc:<id>}:lock``           string  the per-account lock's owner token (expires)
 - ``smsbot:{acc:<id>}:meta``           hash    small per-account facts (borrower preferences)

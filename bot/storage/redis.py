@@ -51,6 +51,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pydantic import TypeAdapter
+
 from bot.ids import new_id
 from bot.memo import Memo
 from bot.records import AccountRecord, AuditEntry, Outbound, QueuedEvent, SendRecord
@@ -103,8 +105,8 @@ return {redis.call('LINDEX', KEYS[2], 0), redis.call('GET', KEYS[3]),
 """
 
 # KEYS: queue, conversation, audit, outbox, lock
-# ARGV: event id, conversation, number of audit entries, lock token ('' for none), lease (ms),
-#       release if idle ('1' or '0'), audit entries..., outbound...
+# ARGV: event id, conversation, the event's audit entries (one JSON array; '' for none), lock
+#       token ('' for none), lease (ms), release if idle ('1' or '0'), outbound...
 # Returns {committed} without a token, else {committed, held[, next event | false, outbox
 # [, released]]}: released when asked to and there is neither a next event nor an outbox, in
 # which case the lock was deleted (the queue is empty at that instant: nobody is left waiting).
@@ -117,14 +119,10 @@ if head then
     committed = 1
     redis.call('LPOP', KEYS[1])
     if ARGV[2] ~= '' then redis.call('SET', KEYS[2], ARGV[2]) end
-    local function push(key, first, last)
-      for i = first, last, 500 do
-        redis.call('RPUSH', key, unpack(ARGV, i, math.min(i + 499, last)))
-      end
+    if ARGV[3] ~= '' then redis.call('RPUSH', KEYS[3], ARGV[3]) end
+    for i = 7, #ARGV, 500 do
+      redis.call('RPUSH', KEYS[4], unpack(ARGV, i, math.min(i + 499, #ARGV)))
     end
-    local n = tonumber(ARGV[3])
-    push(KEYS[3], 7, 6 + n)
-    push(KEYS[4], 7 + n, #ARGV)
   end
 end
 if ARGV[4] == '' then return {committed} end
@@ -213,6 +211,16 @@ def _ledger_commands(phone: str, record: SendRecord) -> list[tuple[Any, ...]]:
         ("ZREMRANGEBYSCORE", key, "-inf", score - _LEDGER_KEEP_US),
         ("EXPIRE", key, _LEDGER_KEEP_US // 1_000_000),
     ]
+
+
+_AUDIT_ENTRIES = TypeAdapter(list[AuditEntry])
+
+
+def _audit_element(entries: Sequence[AuditEntry]) -> bytes | str:
+    """One write's audit entries (an event's, a gate decision's) as one element of the
+    account's audit list: one JSON array, dumped in one call ('' for none). One dump per
+    entry cost twice as much, and a message makes about seven entries (bench/inbound.py)."""
+    return _AUDIT_ENTRIES.dump_json(list(entries)) if entries else ""
 
 
 @functools.lru_cache(maxsize=8192)
@@ -548,8 +556,7 @@ class RedisStore(Store):
             lock_key,
         )
         idle = "1" if release_if_idle else "0"
-        args: list[Any] = [event_id, conversation or "", len(audit), token, ttl_ms, idle]
-        args += [a.model_dump_json() for a in audit]
+        args: list[Any] = [event_id, conversation or "", _audit_element(audit), token, ttl_ms, idle]
         args += outbox
         due = _score(next_due) if next_due is not None else None
 
@@ -661,9 +668,7 @@ class RedisStore(Store):
             if first_contact:
                 commands.append(("HSET", keys.meta(account_id), "contacted", sent.at.isoformat()))
         if audit:
-            commands.append(
-                ("RPUSH", keys.audit(account_id), *(e.model_dump_json() for e in audit))
-            )
+            commands.append(("RPUSH", keys.audit(account_id), _audit_element(audit)))
         if commands:
             await self._pipe.call(*commands)
 
@@ -686,15 +691,21 @@ class RedisStore(Store):
 
     async def append_audit(self, account_id: str, entries: Sequence[AuditEntry]) -> None:
         if entries:
-            await self._pipe.one(
-                "RPUSH", keys.audit(account_id), *(e.model_dump_json() for e in entries)
-            )
+            await self._pipe.one("RPUSH", keys.audit(account_id), _audit_element(entries))
 
     async def read_audit(self, account_id: str, limit: int = 1000) -> list[AuditEntry]:
         if limit <= 0:
             return []
+        # Every element holds at least one entry: the last `limit` elements hold the last
+        # `limit` entries (or all there are).
         raw = await self._pipe.one("LRANGE", keys.audit(account_id), -limit, -1)
-        return [AuditEntry.model_validate_json(r) for r in raw]
+        entries: list[AuditEntry] = []
+        for element in raw:
+            if element[:1] == b"[":
+                entries += _AUDIT_ENTRIES.validate_json(element)
+            else:  # one entry per element, as written before audit entries were grouped
+                entries.append(AuditEntry.model_validate_json(element))
+        return entries[-limit:]
 
     # --- messages from unknown numbers ---------------------------------------------------
 

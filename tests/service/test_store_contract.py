@@ -595,6 +595,18 @@ async def test_audit_appends_in_order_and_reads_the_latest(store: Store) -> None
     assert await store.read_audit("L0002") == []
 
 
+async def test_audit_limit_counts_entries_whatever_the_writes(store: Store) -> None:
+    # Five entries in two writes, then one in a commit: the limit is in entries.
+    await store.append_audit("L0001", [entry("inbound", n) for n in range(5)])
+    await store.append_audit("L0001", [entry("blocked", 5), entry("blocked", 6)])
+    await store.enqueue("L0001", tick())
+    await commit_head(store, "L0001", audit=[entry("step", 7)])
+    for limit in (1, 2, 3, 4, 8, 9, 1000):
+        got = await store.read_audit("L0001", limit=limit)
+        assert [e.detail["n"] for e in got] == list(range(8))[-limit:], limit
+    assert await store.read_audit("L0001", limit=0) == []
+
+
 async def test_unmatched_kept_once_per_provider_message(store: Store) -> None:
     assert await store.list_unmatched() == []
     assert await store.add_unmatched(sms("SM1", "你是谁")) is True
@@ -728,6 +740,29 @@ async def test_redis_send_ledger_keeps_eight_days(
     assert [r.message_id for r in history] == ["m1", "m2"]
     async with aioredis.Redis.from_url(redis_server.url) as admin:
         assert 7 * 86400 < await admin.ttl(keys.sends(phone)) <= 8 * 86400
+
+
+async def test_redis_audit_is_one_element_per_write_and_reads_older_entries(
+    redis_store: RedisStore, redis_server: RedisServer
+) -> None:
+    async with aioredis.Redis.from_url(redis_server.url) as admin:
+        # Written before entries were grouped: one entry per element.
+        await admin.rpush(keys.audit("L0001"), entry("inbound", 0).model_dump_json())
+        await redis_store.append_audit("L0001", [entry("understood", 1), entry("step", 2)])
+        await redis_store.enqueue("L0001", tick())
+        await commit_head(redis_store, "L0001", audit=[entry("send", 3), entry("sent", 4)])
+        await redis_store.record_gated("L0001", "+8613800138000", [entry("gate", 5)])
+        assert await admin.llen(keys.audit("L0001")) == 4
+    got = await redis_store.read_audit("L0001")
+    assert [(e.kind, e.detail["n"]) for e in got] == [
+        ("inbound", 0),
+        ("understood", 1),
+        ("step", 2),
+        ("send", 3),
+        ("sent", 4),
+        ("gate", 5),
+    ]
+    assert [e.detail["n"] for e in await redis_store.read_audit("L0001", limit=4)] == [2, 3, 4, 5]
 
 
 async def test_redis_event_is_read_back_unparsed_by_the_process_that_queued_it(
