@@ -140,6 +140,13 @@ class Understander:
                 self._answers.popitem(last=False)
         return answer
 
+    def clear_cache(self, *, analyses: bool = True) -> None:
+        """Forgets the kept answers and, unless ``analyses`` is False, the analyses (so a
+        benchmark can measure each level)."""
+        self._answers.clear()
+        if analyses:
+            self._cache.clear()
+
     def _analyse(self, text: str, compact: str, quote: str | None) -> _Analysis:
         hits, suppressed = self._rules.match(text, compact)
         meaningful = bool(compact) or any(not c.isspace() and not c.isascii() for c in text)

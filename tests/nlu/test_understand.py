@@ -107,6 +107,12 @@ def test_an_answer_is_kept_for_its_text_and_the_borrowers_day(nlu) -> None:  # t
     variant = nlu.understand("明天還一千五", now=NOW, tz="Asia/Shanghai")
     assert variant is not again and variant.text == "明天還一千五"
 
+    nlu.clear_cache(analyses=False)  # answers forgotten, analyses kept
+    rebuilt = nlu.understand(text, now=NOW, tz="Asia/Shanghai")
+    assert rebuilt is not again and rebuilt == again and rebuilt.explain.cached
+    nlu.clear_cache()
+    assert not nlu.understand(text, now=NOW, tz="Asia/Shanghai").explain.cached
+
 
 @pytest.mark.parametrize(
     "text",
