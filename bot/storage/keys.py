@@ -31,6 +31,8 @@ Global (each in its own slot; never combined with per-account keys in one script
 
 from __future__ import annotations
 
+import functools
+
 PREFIX = "smsbot:"
 
 # --- per account ---------------------------------------------------------------------------
@@ -72,6 +74,7 @@ def _check_account_id(account_id: str) -> str:
     return account_id
 
 
+@functools.lru_cache(maxsize=4096)  # a message builds about ten keys of its account
 def account_prefix(account_id: str) -> str:
     """``smsbot:{acc:<id>}:`` — the start of every key of the account."""
     return f"{ACCOUNT_TAG_PREFIX}{_check_account_id(account_id)}{ACCOUNT_TAG_SUFFIX}:"

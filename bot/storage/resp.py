@@ -237,17 +237,16 @@ class RedisConnection:
             if protocol is None or protocol.lost is not None:
                 protocol = await self._connect()
             replies = await protocol.send(commands, self._shas)
-            if any(
-                isinstance(r, hiredis.ReplyError) and str(r).startswith("NOSCRIPT") for r in replies
-            ):
+            errors = [r for r in replies if isinstance(r, hiredis.ReplyError)]
+            if any(str(r).startswith("NOSCRIPT") for r in errors):
                 # Redis forgot its scripts (SCRIPT FLUSH): load them and send the group again.
                 # A script that failed so did not run; callers put scripts last in a group and
                 # only commands safe to repeat before them.
                 await self._load_scripts(protocol)
                 replies = await protocol.send(commands, self._shas)
-            for reply in replies:
-                if isinstance(reply, hiredis.ReplyError):
-                    raise _error(reply)
+                errors = [r for r in replies if isinstance(r, hiredis.ReplyError)]
+            if errors:
+                raise _error(errors[0])
         except _UNAVAILABLE as exc:
             raise StoreUnavailable(
                 f"Redis at {self.where} is unavailable ({commands[0][0]}): "

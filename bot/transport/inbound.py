@@ -45,7 +45,7 @@ class WebhookError(SmsbotError):
 
 def e164(phone: str, nationcode: str | None = "86") -> str:
     """+8613800138000 from 13800138000, 8613800138000, +86 138-0013-8000 or 0086…."""
-    digits = "".join(c for c in phone if c.isdigit())
+    digits = "".join(filter(str.isdigit, phone))
     if phone.strip().startswith("+"):
         return "+" + digits
     if digits.startswith("00"):
