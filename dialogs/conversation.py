@@ -42,6 +42,11 @@ class Promise(Frozen):
     paid_before: Money = Decimal(0)  # total paid when the promise was made
 
 
+def outstanding(amount_due: Decimal, paid_total: Decimal) -> Decimal:
+    """What is still owed (never below zero: an overpayment owes nothing)."""
+    return max(amount_due - paid_total, Decimal(0))
+
+
 class Conversation(Frozen):
     id: str
     flow: str
@@ -60,7 +65,7 @@ class Conversation(Frozen):
 
     @property
     def outstanding(self) -> Decimal:
-        return max(self.account.amount_due - self.paid_total, Decimal(0))
+        return outstanding(self.account.amount_due, self.paid_total)
 
     def has(self, flag: Flag) -> bool:
         return flag in self.flags

@@ -190,7 +190,7 @@ class _Work:
 
     @property
     def outstanding(self) -> Decimal:
-        return max(self.account.amount_due - self.paid_total, Decimal(0))
+        return c.outstanding(self.account.amount_due, self.paid_total)
 
     @property
     def today(self) -> date:
