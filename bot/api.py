@@ -13,6 +13,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 
 from bot.compliance.status import gate_context, status
 from bot.context import API_KEY, CLOCK, FLOWS, GATE, NLU, PIPELINE, STORE
+from bot.outbound.record import OutboundRecord
 from bot.records import AccountRecord, QueuedEvent
 from bot.storage.base import StoreUnavailable
 from bot.transport.inbound import WebhookError
@@ -28,6 +29,11 @@ TRANSCRIPT_KINDS = frozenset(
         "gate",
         "sent",
         "failed",
+        "retry",
+        "ambiguous",
+        "delivered",
+        "undelivered",
+        "unknown",
         "blocked",
         "superseded",
         "handoff",
@@ -67,6 +73,7 @@ def routes() -> list[web.RouteDef]:
         web.post("/api/payments", post_payment),
         web.get("/api/sandbox/messages", get_sandbox_messages),
         web.get("/api/unmatched", get_unmatched),
+        web.get("/api/receipts/unmatched", get_unmatched_receipts),
         web.get("/healthz", healthz),
         web.get("/readyz", readyz),
     ]
@@ -157,8 +164,34 @@ async def get_conversation(request: web.Request) -> web.Response:
             "opted_out": await store.is_opted_out(account.phone),
             "compliance": compliance,
             "transcript": [e.model_dump(mode="json") for e in audit if e.kind in TRANSCRIPT_KINDS],
+            "messages": [message_view(r) for r in await store.outbound_records(account_id)],
         }
     )
+
+
+def message_view(r: OutboundRecord) -> dict[str, Any]:
+    """One outbound message as the API shows it: its text and where it is in the send path."""
+    return {
+        "id": r.id,
+        "template": r.message.template,
+        "text": r.message.text,
+        "state": r.state,
+        "carrier": r.carrier,
+        "provider_id": r.provider_id,
+        "attempts": r.attempts,
+        "code": r.code,
+        "detail": r.detail,
+        "created_at": r.message.created_at.isoformat(),
+        "not_before": r.message.not_before.isoformat() if r.message.not_before else None,
+        "sent_at": r.sent_at.isoformat() if r.sent_at else None,
+        "final_at": r.final_at.isoformat() if r.final_at else None,
+    }
+
+
+async def get_unmatched_receipts(request: web.Request) -> web.Response:
+    require_key(request)
+    raw = await request.app[STORE].list_unmatched_receipts(_limit(request))
+    return web.json_response([json.loads(r) for r in raw])
 
 
 async def post_agent_action(request: web.Request) -> web.Response:

@@ -8,14 +8,17 @@ import logging
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+import aiohttp
 from aiohttp import web
 
 from bot import api, openapi, simulator, webhooks
 from bot.clock import Clock
 from bot.compliance.gate import Gate
-from bot.context import API_KEY, CLOCK, FLOWS, GATE, NLU, PIPELINE, SETTINGS, STORE
+from bot.context import API_KEY, CLOCK, FLOWS, GATE, NLU, PIPELINE, SENDER, SETTINGS, STORE
+from bot.outbound import setup as outbound_setup
+from bot.outbound.dispatch import Dispatcher, Routing
+from bot.outbound.sender import Sender
 from bot.pipeline import Pipeline
-from bot.providers import SandboxProvider
 from bot.settings import Settings
 from bot.storage.base import Store, StoreUnavailable
 from bot.storage.memory import MemoryStore
@@ -45,6 +48,7 @@ def create_app(
     app.cleanup_ctx.append(_nlu_ctx(nlu))
     app.cleanup_ctx.append(_flows_ctx)
     app.cleanup_ctx.append(_gate_ctx)
+    app.cleanup_ctx.append(_sender_ctx)
     app.cleanup_ctx.append(_pipeline_ctx)
     app.add_routes(webhooks.routes())
     app.add_routes(api.routes())
@@ -91,14 +95,45 @@ async def _gate_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
 
 
+async def _sender_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The carriers and this process's sender; refused at start when misconfigured."""
+    settings = app[SETTINGS]
+    outbound_setup.check(settings, app[FLOWS])
+    real = [c for c in outbound_setup.carriers_in_use(settings) if c != "sandbox"]
+    # One HTTP client session for every carrier: pooled connections, no blocking SDK.
+    session = aiohttp.ClientSession() if real else None
+    carriers = outbound_setup.build(settings, app[STORE], session)
+
+    def kick(account_id: str) -> None:  # a delivery_failed event queued for the conversation
+        if PIPELINE in app:
+            app[PIPELINE].kick(account_id)
+
+    sender = Sender(
+        app[STORE], carriers, app[CLOCK], outbound_setup.policy(settings), on_event=kick
+    )
+    app[SENDER] = sender
+    loop = asyncio.create_task(sender.run(settings.sender_poll_s))
+    yield
+    await sender.close()  # after the pipeline (cleanup runs in reverse): nothing new comes
+    loop.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await loop
+    for carrier in carriers.values():
+        await carrier.aclose()
+    if session is not None:
+        await session.close()
+
+
 async def _pipeline_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     store = app[STORE]
+    routing = Routing(settings.provider, settings.provider_by_pack)
+    dispatcher = Dispatcher(store, app[GATE], app[FLOWS], app[CLOCK], app[SENDER], routing)
     pipeline = Pipeline(
         store,
         app[NLU],
         app[FLOWS],
-        SandboxProvider(store),
+        dispatcher,
         app[CLOCK],
         app[GATE],
         lock_ttl_ms=settings.lock_ttl_ms,

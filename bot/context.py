@@ -6,6 +6,7 @@ from aiohttp import web
 
 from bot.clock import Clock
 from bot.compliance.gate import Gate
+from bot.outbound.sender import Sender
 from bot.pipeline import Pipeline
 from bot.settings import Settings
 from bot.storage.base import Store
@@ -19,4 +20,5 @@ NLU = web.AppKey("nlu", Understander)
 FLOWS = web.AppKey("flows", Registry)
 GATE = web.AppKey("gate", Gate)
 PIPELINE = web.AppKey("pipeline", Pipeline)
+SENDER = web.AppKey("sender", Sender)
 API_KEY = web.AppKey("api_key", str)

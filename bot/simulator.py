@@ -137,6 +137,11 @@ async def _view(request: web.Request, account_id: str) -> dict[str, Any]:
         "last_understanding": understood[-1].detail if understood else None,
         "transcript": events,
         "sent": [m.model_dump(mode="json") for m in messages],
+        # Each message's place in the send state machine (sent / delivered / failed …).
+        "messages": {
+            r.id: {"state": r.state, "code": r.code, "carrier": r.carrier}
+            for r in await store.outbound_records(account_id)
+        },
     }
 
 

@@ -1,4 +1,5 @@
-"""Inbound webhooks: authenticate, parse into InboundSms, store durably, then acknowledge.
+"""Webhooks: inbound SMS (authenticate, parse into InboundSms, store durably, then acknowledge)
+and delivery receipts (authenticated the same way; bot.outbound.receipts).
 
 Processing happens after the acknowledgement (``Pipeline.kick``); the message is already in
 the account's queue, so a crash after the answer loses nothing (recovered at restart).
@@ -12,7 +13,9 @@ from datetime import timedelta
 
 from aiohttp import web
 
-from bot.context import CLOCK, PIPELINE, SETTINGS
+from bot.context import CLOCK, PIPELINE, SETTINGS, STORE
+from bot.outbound import receipts
+from bot.outbound.carriers.base import Receipt
 from bot.settings import Settings
 from bot.transport import aliyun, auth, generic, tencent, twilio
 from bot.transport.inbound import InboundSms, WebhookError
@@ -20,6 +23,12 @@ from bot.transport.inbound import InboundSms, WebhookError
 
 def routes() -> list[web.RouteDef]:
     return [
+        # Delivery receipts first: /webhooks/aliyun/{token} would otherwise take "report".
+        web.post("/webhooks/twilio/status", twilio_status),
+        web.post("/webhooks/aliyun/report", aliyun_report),
+        web.post("/webhooks/aliyun/report/{token}", aliyun_report),
+        web.post("/webhooks/tencent/status", tencent_status),
+        web.post("/webhooks/tencent/status/{token}", tencent_status),
         web.post("/webhooks/twilio", twilio_inbound),
         web.post("/webhooks/generic", generic_inbound),
         web.get("/webhooks/aliyun", aliyun_probe),
@@ -43,7 +52,8 @@ def _secret(value: object | None, provider: str) -> str:
     return value.get_secret_value()  # type: ignore[attr-defined, no-any-return]
 
 
-async def twilio_inbound(request: web.Request) -> web.Response:
+async def _twilio_form(request: web.Request) -> list[tuple[str, str]]:
+    """The form of a request Twilio signed (inbound messages and status callbacks alike)."""
     settings = request.app[SETTINGS]
     token = _secret(settings.twilio_auth_token, "twilio")
     if request.content_type != "application/x-www-form-urlencoded":
@@ -59,6 +69,11 @@ async def twilio_inbound(request: web.Request) -> web.Response:
         request.headers.get(twilio.SIGNATURE_HEADER),
         settings_header=request.headers.get(twilio.SIGNATURE_SETTINGS_HEADER),
     )
+    return params
+
+
+async def twilio_inbound(request: web.Request) -> web.Response:
+    params = await _twilio_form(request)
     sms = twilio.parse(params, request.app[CLOCK].now())
     await _accept(request, [sms])
     return web.Response(text=twilio.TWIML_EMPTY, content_type="text/xml")
@@ -110,6 +125,47 @@ async def tencent_inbound(request: web.Request) -> web.Response:
     _guard(request, settings.tencent_path_token, settings.tencent_allowed_ips, "tencent")
     messages = tencent.parse(await request.read(), request.app[CLOCK].now())
     await _accept(request, messages)
+    return web.json_response(tencent.ACK)
+
+
+# --- delivery receipts (bot.outbound.receipts) ----------------------------------------------
+
+
+async def _receipts(request: web.Request, found: Sequence[Receipt]) -> None:
+    app = request.app
+
+    def kick(account_id: str) -> None:
+        app[PIPELINE].kick(account_id)
+
+    for receipt in found:
+        await receipts.apply(app[STORE], app[CLOCK], receipt, kick)
+
+
+async def twilio_status(request: web.Request) -> web.Response:
+    from bot.outbound.carriers import twilio as twilio_carrier
+
+    params = await _twilio_form(request)
+    await _receipts(
+        request, [twilio_carrier.parse_status_callback(params, request.query.get("ref"))]
+    )
+    return web.Response(status=204)
+
+
+async def aliyun_report(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS]
+    _guard(request, settings.aliyun_path_token, settings.aliyun_allowed_ips, "aliyun")
+    from bot.outbound.carriers import aliyun as aliyun_carrier
+
+    await _receipts(request, aliyun_carrier.parse_reports(await request.read()))
+    return web.json_response(aliyun.ACK)
+
+
+async def tencent_status(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS]
+    _guard(request, settings.tencent_path_token, settings.tencent_allowed_ips, "tencent")
+    from bot.outbound.carriers import tencent as tencent_carrier
+
+    await _receipts(request, tencent_carrier.parse_reports(await request.read()))
     return web.json_response(tencent.ACK)
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from bot.errors import SmsbotError
+from bot.outbound.record import OutboundRecord
 from bot.records import AccountRecord, AuditEntry, Outbound, QueuedEvent, SendRecord
 from bot.transport.inbound import InboundSms
 
@@ -39,7 +40,9 @@ class Progress:
     committed: bool  # False: the event was no longer at the head (someone else committed it)
     held: bool  # False: the lease was lost; its new owner goes on (nothing below is filled)
     head: QueuedEvent | None  # the next event to process
-    outbox: list[Outbound]  # when the queue is empty: every unsent message, now the caller's
+    # When the queue is empty: every message still queued (not yet through the gate). They
+    # stay stored until a gate step moves each one (bot.outbound.record).
+    outbox: list[Outbound]
     # With ``release_if_idle``: nothing was queued nor left to send, so the lock was let go
     # (one round trip less: no separate release), and whether events arrived meanwhile.
     released: bool = False
@@ -52,6 +55,31 @@ class GateFacts:
     history: list[SendRecord]
     preferences: str | None  # JSON, from ``get_meta(…, "preferences")``
     contacted: bool  # anything was ever sent to this account (``get_meta(…, "contacted")``)
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One step of an outbound record (bot.outbound.record), applied atomically by
+    :meth:`Store.move` together with everything that step implies.
+
+    ``expected`` is the version the new record replaces (compare-and-set); None means the
+    record is taken out of the account's outbox or deferred list (a gate step): it applies
+    only if the message is still there.
+    """
+
+    record: OutboundRecord
+    expected: int | None
+    audit: Sequence[AuditEntry] = ()
+    defer: bool = False  # keep the message in the deferred list (its not_before is set)
+    charge: SendRecord | None = None  # add to the phone's ledger (a reserved send)
+    release: SendRecord | None = None  # take back out of the ledger (permanent failure)
+    due: datetime | None = None  # the senders' index: look at the record again then
+    undue: bool = False  # out of the senders' index (settled)
+    first_contact: bool = False  # the account's ``contacted`` mark (its first send)
+    event: QueuedEvent | None = None  # queued for the account (delivery_failed)
+    opt_out: bool = False  # the provider says the number unsubscribed
+    invalid_number: bool = False  # the provider says the number cannot be reached
+    provider_index: tuple[str, str] | None = None  # (carrier, provider id) -> this record
 
 
 class StoreUnavailable(SmsbotError):
@@ -111,7 +139,7 @@ class AccountLock(ABC):
         release_if_idle: bool = False,
     ) -> Progress:
         """:meth:`Store.commit`, then extends the lease and reads the next event; when there
-        is none, takes the outbox (at most once, as :meth:`Store.take_outbox`). With
+        is none, reads the outbox (:meth:`Store.queued`). With
         ``release_if_idle``, when there is neither a next event nor anything to send, also
         :meth:`release_and_check` (the caller has nothing left to do under the lock)."""
         committed = await self.store.commit(
@@ -120,7 +148,7 @@ class AccountLock(ABC):
         if not await self.refresh():
             return Progress(committed, held=False, head=None, outbox=[])
         head = await self.store.head(self.account_id)
-        taken = await self.store.take_outbox(self.account_id) if head is None else []
+        taken = await self.store.queued(self.account_id) if head is None else []
         if release_if_idle and head is None and not taken:
             waiting = await self.release_and_check()
             return Progress(committed, True, None, [], released=True, waiting=waiting)
@@ -225,46 +253,67 @@ class Store(ABC):
         """Sets the account's due time exactly (None: nothing due), outside a commit: after
         the outbox was flushed and messages were deferred or sent."""
 
-    # --- outbox ---
+    # --- outbound records (bot.outbound.record) ---
     @abstractmethod
-    async def take_outbox(self, account_id: str) -> list[Outbound]:
-        """Takes every unsent message, oldest first (at most once: a crash after this may lose
-        them, never send them twice)."""
-
-    # --- messages the compliance gate deferred ---
-    @abstractmethod
-    async def defer(self, account_id: str, message: Outbound) -> None:
-        """Keeps a message (with ``not_before`` set) until the gate looks at it again."""
+    async def queued(self, account_id: str) -> list[Outbound]:
+        """The account's outbox: committed messages not yet through the gate, oldest first."""
 
     @abstractmethod
-    async def deferred(self, account_id: str) -> list[Outbound]: ...
+    async def deferred(self, account_id: str) -> list[Outbound]:
+        """Messages the gate deferred (``not_before`` set), oldest first."""
 
     @abstractmethod
-    async def take_deferred(self, account_id: str, message_id: str) -> Outbound | None:
-        """Removes and returns one deferred message; None if someone else took it."""
+    async def move(self, t: Transition) -> bool:
+        """Applies one transition atomically for the account's own data (record, outbox or
+        deferred list, audit, queued event, contacted mark); False (and nothing changed) when
+        the record is no longer where ``t.expected`` says. The global parts around it follow
+        one rule: an index or a ledger charge is written before the step and removed after
+        it, so a crash in between leaves them early or over-counted, never missing."""
+
+    @abstractmethod
+    async def outbound(self, account_id: str, message_id: str) -> OutboundRecord | None:
+        """The record past the outbox (gated or later); None if it is still queued or unknown."""
+
+    @abstractmethod
+    async def outbound_records(self, account_id: str) -> list[OutboundRecord]:
+        """Every record of the account (queued ones included), oldest first."""
+
+    @abstractmethod
+    async def due_sends(self, now: datetime, limit: int = 500) -> list[tuple[str, str]]:
+        """(account id, message id) of records the senders should look at by ``now``."""
+
+    @abstractmethod
+    async def forget_send(self, account_id: str, message_id: str) -> None:
+        """Drops a record from the senders' index (it has nothing left for them)."""
+
+    @abstractmethod
+    async def message_account(self, message_id: str) -> str | None:
+        """The account of a message that reached the senders (receipts carry our id)."""
+
+    @abstractmethod
+    async def locate(self, carrier: str, provider_id: str) -> tuple[str, str] | None:
+        """(account id, message id) of a provider's message id."""
+
+    @abstractmethod
+    async def is_invalid_number(self, phone: str) -> bool:
+        """A provider said this number cannot be reached: no further sends are tried."""
+
+    @abstractmethod
+    async def add_unmatched_receipt(self, receipt_json: str) -> None:
+        """A delivery receipt no record matches (kept for people, not an error)."""
+
+    @abstractmethod
+    async def list_unmatched_receipts(self, limit: int = 100) -> list[str]: ...
+
+    @abstractmethod
+    async def take_tokens(self, bucket: str, rate: float, burst: int, now: datetime) -> float:
+        """Token bucket shared by every process: 0 if a token was taken, else the seconds to
+        wait before trying again (nothing taken)."""
 
     # --- the per-phone ledger of sent messages (frequency caps) ---
     @abstractmethod
     async def record_send(self, phone: str, record: SendRecord) -> None:
         """Appends to the phone's ledger (entries older than 8 days may be dropped)."""
-
-    async def record_gated(
-        self,
-        account_id: str,
-        phone: str,
-        audit: Sequence[AuditEntry],
-        sent: SendRecord | None = None,
-        *,
-        first_contact: bool = False,
-    ) -> None:
-        """What one gate decision leaves, in this order: the message that went out in the
-        phone's ledger, the account's ``contacted`` mark (its first message), the audit entries.
-        A store that can batches them into one round trip."""
-        if sent is not None:
-            await self.record_send(phone, sent)
-            if first_contact:
-                await self.set_meta(account_id, "contacted", sent.at.isoformat())
-        await self.append_audit(account_id, audit)
 
     @abstractmethod
     async def send_history(self, phone: str, since: datetime) -> list[SendRecord]:

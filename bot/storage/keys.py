@@ -16,6 +16,8 @@ touches a single slot:
 - ``smsbot:{acc:<id>}:lock``           string  the per-account lock's owner token (expires)
 - ``smsbot:{acc:<id>}:meta``           hash    small per-account facts (borrower preferences)
 - ``smsbot:{acc:<id>}:deferred``       list    Outbound messages the compliance gate deferred
+- ``smsbot:{acc:<id>}:outbound``       hash    message id -> OutboundRecord (JSON) past the outbox
+  (gated or later; bot.outbound.record); the outbox holds the ``queued`` ones
 
 Global (each in its own slot; never combined with per-account keys in one script):
 
@@ -27,6 +29,16 @@ Global (each in its own slot; never combined with per-account keys in one script
   the list, so the claim and the append are one script)
 - ``smsbot:sandbox``                   list    the sandbox provider's "sent" messages (JSON)
 - ``smsbot:{ph:<E.164>}:sends``         zset    SendRecords of one phone by time (frequency caps)
+- ``smsbot:sendq``                     zset    "<account id> <message id>" -> when a sender should
+  look at the record (µs since epoch): reserved sends, retries, leases, reconciliations
+- ``smsbot:msg:<message id>``          string  the account of a message that reached the
+  senders (receipts carry our id only; expires after 30 days)
+- ``smsbot:pid:<carrier>:<id>``        string  "<account id> <message id>" of a provider's
+  message id (receipts that carry only the provider's id; expires after 30 days)
+- ``smsbot:invalid``                   set     numbers a provider said cannot be reached
+- ``smsbot:{receipts}:unmatched``      list    delivery receipts no record matched (JSON)
+- ``smsbot:rate:<bucket>``             hash    a token bucket shared by every process (tokens,
+  time): the per-carrier send rate
 """
 
 from __future__ import annotations
@@ -48,6 +60,7 @@ OUTBOX = "outbox"
 LOCK = "lock"
 META = "meta"
 DEFERRED = "deferred"
+OUTBOUND = "outbound"
 
 # --- global --------------------------------------------------------------------------------
 PHONE_PREFIX = PREFIX + "phone:"
@@ -58,6 +71,12 @@ UNMATCHED = UNMATCHED_TAG + ":list"
 UNMATCHED_SEEN_PREFIX = UNMATCHED_TAG + ":seen:"
 SANDBOX = PREFIX + "sandbox"
 SENDS_PREFIX = PREFIX + "{ph:"
+SEND_QUEUE = PREFIX + "sendq"
+MESSAGE_PREFIX = PREFIX + "msg:"
+PROVIDER_ID_PREFIX = PREFIX + "pid:"
+INVALID_NUMBERS = PREFIX + "invalid"
+UNMATCHED_RECEIPTS = PREFIX + "{receipts}:unmatched"
+RATE_PREFIX = PREFIX + "rate:"
 
 
 def usable_account_id(account_id: str) -> bool:
@@ -114,6 +133,27 @@ def meta(account_id: str) -> str:
 
 def deferred(account_id: str) -> str:
     return account_prefix(account_id) + DEFERRED
+
+
+def outbound(account_id: str) -> str:
+    return account_prefix(account_id) + OUTBOUND
+
+
+def send_member(account_id: str, message_id: str) -> str:
+    """A record's member in the senders' index (account ids never hold a space)."""
+    return f"{account_id} {message_id}"
+
+
+def message(message_id: str) -> str:
+    return MESSAGE_PREFIX + message_id
+
+
+def provider_id(carrier: str, provider_message_id: str) -> str:
+    return f"{PROVIDER_ID_PREFIX}{carrier}:{provider_message_id}"
+
+
+def rate(bucket: str) -> str:
+    return RATE_PREFIX + bucket
 
 
 def sends(phone: str) -> str:

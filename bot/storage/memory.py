@@ -6,8 +6,9 @@ from collections import defaultdict, deque
 from collections.abc import Sequence
 from datetime import datetime
 
+from bot.outbound.record import OutboundRecord, queued
 from bot.records import AccountRecord, AuditEntry, Outbound, QueuedEvent, SendRecord
-from bot.storage.base import AccountLock, GateFacts, Loaded, Store
+from bot.storage.base import AccountLock, GateFacts, Loaded, Store, Transition
 from bot.transport.inbound import InboundSms
 
 
@@ -53,6 +54,15 @@ class MemoryStore(Store):
         self._meta: defaultdict[str, dict[str, str]] = defaultdict(dict)
         self._deferred: defaultdict[str, list[Outbound]] = defaultdict(list)
         self._sends: defaultdict[str, list[SendRecord]] = defaultdict(list)
+        # Outbound records past the outbox, per account in creation order; the senders'
+        # index; our id and the providers' ids -> account; numbers no provider can reach.
+        self._records: defaultdict[str, dict[str, OutboundRecord]] = defaultdict(dict)
+        self._send_due: dict[tuple[str, str], datetime] = {}
+        self._message_accounts: dict[str, str] = {}
+        self._provider_ids: dict[tuple[str, str], tuple[str, str]] = {}
+        self._invalid: set[str] = set()
+        self._unmatched_receipts: deque[str] = deque(maxlen=10_000)
+        self._buckets: dict[str, tuple[float, float]] = {}  # tokens, at (epoch seconds)
 
     async def ping(self) -> None:
         return None
@@ -88,18 +98,8 @@ class MemoryStore(Store):
     async def set_meta(self, account_id: str, key: str, value: str) -> None:
         self._meta[account_id][key] = value
 
-    async def defer(self, account_id: str, message: Outbound) -> None:
-        self._deferred[account_id].append(message)
-
     async def deferred(self, account_id: str) -> list[Outbound]:
         return list(self._deferred.get(account_id, []))
-
-    async def take_deferred(self, account_id: str, message_id: str) -> Outbound | None:
-        items = self._deferred.get(account_id, [])
-        for i, m in enumerate(items):
-            if m.id == message_id:
-                return items.pop(i)
-        return None
 
     async def record_send(self, phone: str, record: SendRecord) -> None:
         self._sends[phone].append(record)
@@ -180,9 +180,87 @@ class MemoryStore(Store):
         else:
             self._due[account_id] = at
 
-    async def take_outbox(self, account_id: str) -> list[Outbound]:
-        q = self._outbox.pop(account_id, None)
-        return list(q) if q else []
+    async def queued(self, account_id: str) -> list[Outbound]:
+        return list(self._outbox.get(account_id, ()))
+
+    async def move(self, t: Transition) -> bool:
+        # No await inside: atomic on the event loop, like one script on Redis.
+        record = t.record
+        a, mid = record.account_id, record.id
+        records = self._records[a]
+        if t.expected is None:
+            if not (_pop(self._outbox.get(a), mid) or _pop(self._deferred.get(a), mid)):
+                return False
+        else:
+            current = records.get(mid)
+            if current is None or current.version != t.expected:
+                return False
+        records[mid] = record
+        if t.defer:
+            self._deferred[a].append(record.message)
+        self._audit[a].extend(t.audit)
+        if t.event is not None:
+            self._queues[a].append(t.event)
+        phone = record.message.phone
+        if t.charge is not None:
+            self._sends[phone].append(t.charge)
+            if t.first_contact:
+                self._meta[a].setdefault("contacted", t.charge.at.isoformat())
+        if t.release is not None and t.release in self._sends.get(phone, ()):
+            self._sends[phone].remove(t.release)
+        if t.due is not None:
+            self._send_due[(a, mid)] = t.due
+            self._message_accounts[mid] = a
+        if t.undue:
+            self._send_due.pop((a, mid), None)
+        if t.opt_out:
+            self._opted_out.add(phone)
+        if t.invalid_number:
+            self._invalid.add(phone)
+        if t.provider_index is not None:
+            self._provider_ids[t.provider_index] = (a, mid)
+        return True
+
+    async def outbound(self, account_id: str, message_id: str) -> OutboundRecord | None:
+        return self._records.get(account_id, {}).get(message_id)
+
+    async def outbound_records(self, account_id: str) -> list[OutboundRecord]:
+        past = list(self._records.get(account_id, {}).values())
+        return past + [queued(m) for m in self._outbox.get(account_id, ())]
+
+    async def due_sends(self, now: datetime, limit: int = 500) -> list[tuple[str, str]]:
+        if limit <= 0:
+            return []
+        due = sorted((at, key) for key, at in self._send_due.items() if at <= now)
+        return [key for _, key in due[:limit]]
+
+    async def forget_send(self, account_id: str, message_id: str) -> None:
+        self._send_due.pop((account_id, message_id), None)
+
+    async def message_account(self, message_id: str) -> str | None:
+        return self._message_accounts.get(message_id)
+
+    async def locate(self, carrier: str, provider_id: str) -> tuple[str, str] | None:
+        return self._provider_ids.get((carrier, provider_id))
+
+    async def is_invalid_number(self, phone: str) -> bool:
+        return phone in self._invalid
+
+    async def add_unmatched_receipt(self, receipt_json: str) -> None:
+        self._unmatched_receipts.append(receipt_json)
+
+    async def list_unmatched_receipts(self, limit: int = 100) -> list[str]:
+        return list(self._unmatched_receipts)[-limit:] if limit > 0 else []
+
+    async def take_tokens(self, bucket: str, rate: float, burst: int, now: datetime) -> float:
+        t = now.timestamp()
+        tokens, at = self._buckets.get(bucket, (float(burst), t))
+        tokens = min(float(burst), tokens + max(0.0, t - at) * rate)
+        if tokens >= 1.0:
+            self._buckets[bucket] = (tokens - 1.0, t)
+            return 0.0
+        self._buckets[bucket] = (tokens, t)
+        return (1.0 - tokens) / rate
 
     async def add_opt_out(self, phone: str) -> None:
         self._opted_out.add(phone)
@@ -221,3 +299,12 @@ class MemoryStore(Store):
         if limit <= 0:
             return []
         return list(self._sandbox)[-limit:]
+
+
+def _pop(items: deque[Outbound] | list[Outbound] | None, message_id: str) -> bool:
+    """Removes the message from an outbox or deferred list; False if it is not there."""
+    for m in items or ():
+        if m.id == message_id:
+            items.remove(m)  # type: ignore[union-attr]
+            return True
+    return False

@@ -48,16 +48,23 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
-
-from pydantic import TypeAdapter
 
 from bot.ids import new_id
 from bot.memo import Memo
 from bot.records import AccountRecord, AuditEntry, Outbound, QueuedEvent, SendRecord
 from bot.storage import keys
 from bot.storage.base import AccountLock, GateFacts, Loaded, Progress, Store, StoreUnavailable
+from bot.storage.redis_codec import (
+    AUDIT_ENTRIES,
+    PUSH_CAPPED,
+    audit_element,
+    ledger_commands,
+    score,
+)
+from bot.storage.redis_outbound import SCRIPTS as OUTBOUND_SCRIPTS
+from bot.storage.redis_outbound import RedisOutbound
 from bot.storage.resp import RedisConnection
 from bot.transport.inbound import InboundSms
 
@@ -69,11 +76,6 @@ DEDUP_TTL_S = 30 * 24 * 3600
 QUEUED_MEMO = 10_000  # events remembered between enqueue and drain (see bot.memo)
 # The sandbox provider keeps the latest messages only (as the memory store does).
 SANDBOX_MAX = 10_000
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
-# The frequency caps look back 7 days; the ledger keeps 8.
-_LEDGER_KEEP_US = 8 * 24 * 3600 * 1_000_000
 
 # --- Lua scripts: each touches the keys of one slot only -------------------------------------
 
@@ -131,7 +133,6 @@ redis.call('PEXPIRE', KEYS[5], ARGV[5])
 local nxt = redis.call('LINDEX', KEYS[1], 0)
 if nxt then return {committed, 1, nxt} end
 local outbox = redis.call('LRANGE', KEYS[4], 0, -1)
-redis.call('DEL', KEYS[4])
 if ARGV[6] == '1' and #outbox == 0 then
   redis.call('DEL', KEYS[5])
   return {committed, 1, false, outbox, 1}
@@ -157,24 +158,10 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[
 return 0
 """
 
-# KEYS: list   Returns every element and deletes the list.
-_TAKE_ALL = b"""
-local items = redis.call('LRANGE', KEYS[1], 0, -1)
-redis.call('DEL', KEYS[1])
-return items
-"""
-
 # KEYS: seen, list   ARGV: InboundSms JSON, claim TTL (s)
 _ADD_UNMATCHED = b"""
 if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[2]) then return 0 end
 redis.call('RPUSH', KEYS[2], ARGV[1])
-return 1
-"""
-
-# KEYS: list   ARGV: message JSON, maximum length
-_PUSH_CAPPED = b"""
-redis.call('RPUSH', KEYS[1], ARGV[1])
-redis.call('LTRIM', KEYS[1], -tonumber(ARGV[2]), -1)
 return 1
 """
 
@@ -186,41 +173,10 @@ _SCRIPTS = (
     _RELEASE_AND_CHECK,
     _DELETE_IF_EQUAL,
     _REFRESH_IF_EQUAL,
-    _TAKE_ALL,
     _ADD_UNMATCHED,
-    _PUSH_CAPPED,
+    PUSH_CAPPED,
+    *OUTBOUND_SCRIPTS,
 )
-
-
-def _score(at: datetime) -> int:
-    """Microseconds since the epoch: exact in a sorted-set score (a double) until year 2255."""
-    if at.tzinfo is None or at.utcoffset() is None:
-        raise ValueError(f"timer times must be timezone-aware, got {at!r}")
-    return (at - _EPOCH) // _MICROSECOND
-
-
-def _ledger_commands(phone: str, record: SendRecord) -> list[tuple[Any, ...]]:
-    """Adds a send to the phone's ledger, drops what no cap looks at any more (older than 8
-    days) and keeps the key only as long. Plain commands, no script: each is safe to repeat,
-    so they can share a group with anything (see the module docstring), and the trim and the
-    expiry are housekeeping that the next send redoes if a crash skips them."""
-    score = _score(record.at)
-    key = keys.sends(phone)
-    return [
-        ("ZADD", key, score, record.model_dump_json()),
-        ("ZREMRANGEBYSCORE", key, "-inf", score - _LEDGER_KEEP_US),
-        ("EXPIRE", key, _LEDGER_KEEP_US // 1_000_000),
-    ]
-
-
-_AUDIT_ENTRIES = TypeAdapter(list[AuditEntry])
-
-
-def _audit_element(entries: Sequence[AuditEntry]) -> bytes | str:
-    """One write's audit entries (an event's, a gate decision's) as one element of the
-    account's audit list: one JSON array, dumped in one call ('' for none). One dump per
-    entry cost twice as much, and a message makes about seven entries (bench/inbound.py)."""
-    return _AUDIT_ENTRIES.dump_json(list(entries)) if entries else ""
 
 
 @functools.lru_cache(maxsize=8192)
@@ -349,7 +305,7 @@ class _RedisLock(AccountLock):
         return bool(waiting)
 
 
-class RedisStore(Store):
+class RedisStore(RedisOutbound, Store):
     """The store on one Redis server (standalone; keys are ready for Redis Cluster)."""
 
     def __init__(self, connection: RedisConnection, *, dedup_ttl_s: int = DEDUP_TTL_S) -> None:
@@ -440,7 +396,7 @@ class RedisStore(Store):
     async def gate_facts(self, account_id: str, phone: str, since: datetime) -> GateFacts:
         opted_out, history, (preferences, contacted) = await self._pipe.call(
             ("SISMEMBER", keys.OPT_OUT, phone),
-            ("ZRANGE", keys.sends(phone), _score(since), "+inf", "BYSCORE"),
+            ("ZRANGE", keys.sends(phone), score(since), "+inf", "BYSCORE"),
             ("HMGET", keys.meta(account_id), "preferences", "contacted"),
         )
         return GateFacts(
@@ -556,9 +512,9 @@ class RedisStore(Store):
             lock_key,
         )
         idle = "1" if release_if_idle else "0"
-        args: list[Any] = [event_id, conversation or "", _audit_element(audit), token, ttl_ms, idle]
+        args: list[Any] = [event_id, conversation or "", audit_element(audit), token, ttl_ms, idle]
         args += outbox
-        due = _score(next_due) if next_due is not None else None
+        due = score(next_due) if next_due is not None else None
 
         # Step 1 (see the module docstring): one group, run in this order by Redis.
         commands: list[tuple[Any, ...]] = []
@@ -597,7 +553,7 @@ class RedisStore(Store):
         if limit <= 0:
             return []
         raw = await self._pipe.one(
-            "ZRANGE", keys.DUE, "-inf", _score(now), "BYSCORE", "LIMIT", 0, limit
+            "ZRANGE", keys.DUE, "-inf", score(now), "BYSCORE", "LIMIT", 0, limit
         )
         return [_text(r) for r in raw]
 
@@ -605,13 +561,7 @@ class RedisStore(Store):
         if at is None:
             await self._pipe.one("ZREM", keys.DUE, account_id)
         else:
-            await self._pipe.one("ZADD", keys.DUE, _score(at), account_id)
-
-    # --- outbox --------------------------------------------------------------------------
-
-    async def take_outbox(self, account_id: str) -> list[Outbound]:
-        raw = await self._pipe.one("EVAL", _TAKE_ALL, 1, keys.outbox(account_id))
-        return [Outbound.model_validate_json(m) for m in raw]
+            await self._pipe.one("ZADD", keys.DUE, score(at), account_id)
 
     # --- accounts (reports) and per-account facts ---------------------------------------
 
@@ -632,48 +582,17 @@ class RedisStore(Store):
 
     # --- deferred messages ---------------------------------------------------------------
 
-    async def defer(self, account_id: str, message: Outbound) -> None:
-        await self._pipe.one("RPUSH", keys.deferred(account_id), message.model_dump_json())
-
     async def deferred(self, account_id: str) -> list[Outbound]:
         raw = await self._pipe.one("LRANGE", keys.deferred(account_id), 0, -1)
         return [Outbound.model_validate_json(r) for r in raw]
 
-    async def take_deferred(self, account_id: str, message_id: str) -> Outbound | None:
-        key = keys.deferred(account_id)
-        for raw in await self._pipe.one("LRANGE", key, 0, -1):
-            message = Outbound.model_validate_json(raw)
-            # LREM of the exact element is the atomic claim: only one caller removes it.
-            if message.id == message_id and await self._pipe.one("LREM", key, 1, raw):
-                return message
-        return None
-
     # --- per-phone ledger of sends -------------------------------------------------------
 
     async def record_send(self, phone: str, record: SendRecord) -> None:
-        await self._pipe.call(*_ledger_commands(phone, record))
-
-    async def record_gated(
-        self,
-        account_id: str,
-        phone: str,
-        audit: Sequence[AuditEntry],
-        sent: SendRecord | None = None,
-        *,
-        first_contact: bool = False,
-    ) -> None:
-        commands: list[tuple[Any, ...]] = []
-        if sent is not None:
-            commands += _ledger_commands(phone, sent)
-            if first_contact:
-                commands.append(("HSET", keys.meta(account_id), "contacted", sent.at.isoformat()))
-        if audit:
-            commands.append(("RPUSH", keys.audit(account_id), _audit_element(audit)))
-        if commands:
-            await self._pipe.call(*commands)
+        await self._pipe.call(*ledger_commands(phone, record))
 
     async def send_history(self, phone: str, since: datetime) -> list[SendRecord]:
-        raw = await self._pipe.one("ZRANGE", keys.sends(phone), _score(since), "+inf", "BYSCORE")
+        raw = await self._pipe.one("ZRANGE", keys.sends(phone), score(since), "+inf", "BYSCORE")
         return [_send_record(r) for r in raw]
 
     # --- suppression list ----------------------------------------------------------------
@@ -691,7 +610,7 @@ class RedisStore(Store):
 
     async def append_audit(self, account_id: str, entries: Sequence[AuditEntry]) -> None:
         if entries:
-            await self._pipe.one("RPUSH", keys.audit(account_id), _audit_element(entries))
+            await self._pipe.one("RPUSH", keys.audit(account_id), audit_element(entries))
 
     async def read_audit(self, account_id: str, limit: int = 1000) -> list[AuditEntry]:
         if limit <= 0:
@@ -702,7 +621,7 @@ class RedisStore(Store):
         entries: list[AuditEntry] = []
         for element in raw:
             if element[:1] == b"[":
-                entries += _AUDIT_ENTRIES.validate_json(element)
+                entries += AUDIT_ENTRIES.validate_json(element)
             else:  # one entry per element, as written before audit entries were grouped
                 entries.append(AuditEntry.model_validate_json(element))
         return entries[-limit:]
@@ -731,7 +650,7 @@ class RedisStore(Store):
 
     async def record_sandbox(self, message: Outbound) -> None:
         await self._pipe.one(
-            "EVAL", _PUSH_CAPPED, 1, keys.SANDBOX, message.model_dump_json(), SANDBOX_MAX
+            "EVAL", PUSH_CAPPED, 1, keys.SANDBOX, message.model_dump_json(), SANDBOX_MAX
         )
 
     async def list_sandbox(self, limit: int = 200) -> list[Outbound]:

@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from bot.clock import Clock
 from bot.compliance.gate import Gate
 from bot.compliance.window import next_allowed
+from bot.outbound.setup import sandbox_dispatcher
 from bot.pipeline import Pipeline
-from bot.providers import SandboxProvider
 from bot.records import AccountRecord, QueuedEvent
 from bot.storage.memory import MemoryStore
 from bot.transport.inbound import InboundSms
@@ -66,7 +66,9 @@ async def _scenario(
     t0 = datetime(2026, 12, 2, tzinfo=SH) + timedelta(minutes=start_minute)
     clock = Clock(t0 - Clock().now())
     store = MemoryStore()
-    pipeline = Pipeline(store, nlu, REGISTRY, SandboxProvider(store), clock, GATE)
+    pipeline = Pipeline(
+        store, nlu, REGISTRY, sandbox_dispatcher(store, GATE, REGISTRY, clock), clock, GATE
+    )
     acc = AccountRecord(
         id="acc-0001",
         name="张三",

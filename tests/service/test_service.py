@@ -342,20 +342,20 @@ def _now() -> Any:
     return datetime.now(UTC)
 
 
-async def test_a_message_that_fails_to_send_is_audited_and_the_others_still_go(
+async def test_a_carrier_that_raises_leaves_the_message_to_reconcile_and_the_others_go(
     nlu: Understander,
 ) -> None:
-    from datetime import UTC, datetime
+    from datetime import UTC, datetime, timedelta
 
     from bot.clock import Clock
-    from bot.context import STORE
-    from bot.providers import SendResult
+    from bot.context import SENDER, STORE
+    from bot.outbound.carriers.base import SendOutcome
     from bot.records import AccountRecord, Outbound, QueuedEvent
 
     # 10:00 in Shanghai: inside the sending window, so the gate sends rather than defers.
     clock = Clock(datetime(2026, 11, 25, 2, 0, tzinfo=UTC) - datetime.now(UTC))
     async with client(nlu, clock=clock) as c:
-        store, pipeline = c.app[STORE], c.app[PIPELINE]
+        store, pipeline, sender = c.app[STORE], c.app[PIPELINE], c.app[SENDER]
         await store.upsert_account(AccountRecord.model_validate(account(1)))
         # Two events drained together: the reminder and the reply's answer leave in one flush.
         await store.enqueue("acc-0001", QueuedEvent(kind="start", at=clock.now()))
@@ -375,23 +375,41 @@ async def test_a_message_that_fails_to_send_is_audited_and_the_others_still_go(
             }
         )
         await store.enqueue("acc-0001", reply)
-        send = pipeline.provider.send
+        sandbox = sender.carriers["sandbox"]
+        send = sandbox.send_outbound
         calls: list[str] = []
 
-        async def first_fails(msg: Outbound) -> SendResult:
+        async def first_fails(msg: Outbound) -> SendOutcome:
             calls.append(msg.id)
             if len(calls) == 1:
                 raise RuntimeError("carrier client bug")
             return await send(msg)
 
-        pipeline.provider.send = first_fails  # type: ignore[method-assign]
+        sandbox.send_outbound = first_fails  # type: ignore[method-assign]
         pipeline.kick("acc-0001")
         await _settle(c)
         assert len(calls) == 2  # the second message was not lost with the first
         audit = await store.read_audit("acc-0001")
-        errors = [e for e in audit if e.kind == "error"]
-        assert [e.detail["message_id"] for e in errors] == [calls[0]]
-        assert "carrier client bug" in errors[0].detail["error"]
+        # The request may have left before the client failed: never resent blindly.
+        ambiguous = [e for e in audit if e.kind == "ambiguous"]
+        assert [e.detail["message_id"] for e in ambiguous] == [calls[0]]
+        assert "carrier client bug" in ambiguous[0].detail["detail"]
         sent = [e.detail["message_id"] for e in audit if e.kind == "sent"]
         assert sent == [calls[1]]
-        assert await store.take_outbox("acc-0001") == []
+        assert await store.queued("acc-0001") == []
+        first = await store.outbound("acc-0001", calls[0])
+        assert first is not None and first.state == "sending" and first.ambiguous
+
+        # After the reconcile delay the carrier is asked: it never had it, so it goes again.
+        clock.advance(timedelta(seconds=sender.policy.reconcile_after_s + 1))
+        await sender.poll()
+        await _settle(c)
+        assert calls == [calls[0], calls[1], calls[0]]
+        first = await store.outbound("acc-0001", calls[0])
+        assert first is not None and first.state == "sent" and first.attempts == 2
+        kinds = [
+            e.kind
+            for e in await store.read_audit("acc-0001")
+            if e.detail.get("message_id") == calls[0]
+        ]
+        assert kinds[-4:] == ["reconcile", "absent", "sending", "sent"]

@@ -18,9 +18,10 @@ import pytest
 import redis.asyncio as aioredis
 from redis.crc import key_slot
 
+from bot.outbound.record import queued
 from bot.records import AccountRecord, AuditEntry, Outbound, QueuedEvent
 from bot.storage import keys
-from bot.storage.base import Store, StoreUnavailable
+from bot.storage.base import Store, StoreUnavailable, Transition
 from bot.storage.redis import RedisStore
 from bot.transport.inbound import InboundSms
 
@@ -97,6 +98,25 @@ async def commit_head(
         account_id, event.id, conversation, audit or [], outbox or [], next_due
     )
     return event
+
+
+async def gate_all(store: Store, account_id: str) -> list[Outbound]:
+    """Moves every queued message out of the outbox as the gate step does (blocked here);
+    what was queued, oldest first."""
+    waiting = await store.queued(account_id)
+    for m in waiting:
+        assert await store.move(Transition(queued(m).moved("blocked", T0), None))
+    return waiting
+
+
+async def defer(store: Store, message: Outbound) -> None:
+    """A committed message the gate deferred (``message.not_before`` set)."""
+    await store.enqueue(message.account_id, tick())
+    conversation = await store.get_conversation(message.account_id) or "{}"
+    held = message.model_copy(update={"not_before": None})
+    await commit_head(store, message.account_id, conversation=conversation, outbox=[held])
+    record = queued(message).moved("deferred", T0)
+    assert await store.move(Transition(record, None, defer=True))
 
 
 async def queue_of(store: Store, account_id: str) -> list[QueuedEvent]:
@@ -242,8 +262,10 @@ async def test_commit_pops_the_head_and_writes_everything(store: Store) -> None:
     assert await store.head("L0001") == second
     assert await store.get_conversation("L0001") == '{"state": "promised"}'
     assert await store.read_audit("L0001") == audit
-    assert await store.take_outbox("L0001") == out
-    assert await store.take_outbox("L0001") == []
+    assert await store.queued("L0001") == out  # kept until the gate moves each one
+    assert [r.state for r in await store.outbound_records("L0001")] == ["queued", "queued"]
+    assert await gate_all(store, "L0001") == out
+    assert await store.queued("L0001") == []
 
 
 async def test_commit_of_a_non_head_event_changes_nothing(store: Store) -> None:
@@ -259,7 +281,7 @@ async def test_commit_of_a_non_head_event_changes_nothing(store: Store) -> None:
     assert await store.head("L0001") == first
     assert await store.get_conversation("L0001") is None
     assert await store.read_audit("L0001") == []
-    assert await store.take_outbox("L0001") == []
+    assert await store.queued("L0001") == []
     assert await store.due_accounts(T0 + timedelta(days=365)) == []
 
 
@@ -287,7 +309,7 @@ async def test_commit_with_nothing_to_append(store: Store) -> None:
     await store.enqueue("L0001", tick())
     await commit_head(store, "L0001", conversation="{}")
     assert await store.read_audit("L0001") == []
-    assert await store.take_outbox("L0001") == []
+    assert await store.queued("L0001") == []
     assert await store.get_conversation("L0001") == "{}"
 
 
@@ -298,8 +320,7 @@ async def test_commit_of_a_long_batch(store: Store) -> None:
     out = [outbound(f"m{i}") for i in range(700)]
     await commit_head(store, "L0001", audit=audit, outbox=out)
     assert await store.read_audit("L0001", limit=5000) == audit
-    assert await store.take_outbox("L0001") == out
-    assert await store.take_outbox("L0001") == []
+    assert await store.queued("L0001") == out
 
 
 # --- timers ---------------------------------------------------------------------------------
@@ -414,9 +435,11 @@ async def test_acquire_and_load_reads_only_once_the_lock_is_taken(store: Store) 
     first, second = inbound("好的", "SM1"), inbound("TD", "SM2")
     await store.enqueue("L0001", first)
     await store.enqueue("L0001", second)
-    await commit_head(store, "L0001", conversation='{"n": 1}')
     deferred = _deferred_msg("d1", T0 + timedelta(hours=1))
-    await store.defer("L0001", deferred)
+    held = deferred.model_copy(update={"not_before": None})
+    await commit_head(store, "L0001", conversation='{"n": 1}', outbox=[held])
+    record = queued(deferred).moved("deferred", T0)
+    assert await store.move(Transition(record, None, defer=True))
     mine, theirs = store.lock("L0001"), store.lock("L0001")
     loaded = await mine.acquire_and_load()
     assert loaded is not None
@@ -483,8 +506,9 @@ async def test_lock_commit_goes_on_to_the_next_event_then_takes_the_outbox(store
     assert await store.pending_accounts() == ["L0001"]
     progress = await lock.commit(events[1].id, '{"n": 2}', [entry("step", 2)], [b], None)
     assert (progress.committed, progress.held, progress.head) == (True, True, None)
-    assert progress.outbox == [a, b]  # taken: now the drain's to send, and nobody else's
-    assert await store.take_outbox("L0001") == []
+    assert progress.outbox == [a, b]  # the drain gates them; they stay stored until then
+    assert await store.pending_accounts() == ["L0001"]
+    assert await gate_all(store, "L0001") == [a, b]
     assert await store.get_conversation("L0001") == '{"n": 2}'
     assert [e.detail["n"] for e in await store.read_audit("L0001")] == [1, 2]
     assert await store.due_accounts(T0 + timedelta(days=1)) == []
@@ -508,6 +532,7 @@ async def test_lock_commit_lets_go_when_idle_and_only_then(store: Store) -> None
     progress = await lock.commit(progress.head.id, "{}", [], [], None, release_if_idle=True)
     assert ([m.text for m in progress.outbox], progress.released) == (["hi"], False)
     assert await lock.refresh() is True
+    await gate_all(store, "L0001")  # the drain's gate step empties the outbox
     # Nothing queued, nothing to send: the commit itself let go.
     last = tick()
     await store.enqueue("L0001", last)
@@ -553,7 +578,7 @@ async def test_lock_commit_without_the_lease_commits_and_leaves_the_rest(store: 
         None,
         [],
     )
-    assert [m.text for m in await store.take_outbox("L0001")] == ["hi"]
+    assert [m.text for m in await store.queued("L0001")] == ["hi"]
     assert await lost.release_and_check() is True  # the second tick waits for the owner
     assert await owner.refresh() is True  # a non-owner's release changed nothing
     await owner.release()
@@ -562,15 +587,21 @@ async def test_lock_commit_without_the_lease_commits_and_leaves_the_rest(store: 
 # --- outbox, opt-out, audit, unmatched, sandbox ---------------------------------------------
 
 
-async def test_take_outbox_is_fifo_across_commits_and_takes_once(store: Store) -> None:
-    assert await store.take_outbox("L0001") == []
+async def test_the_outbox_is_fifo_across_commits_and_each_message_leaves_once(
+    store: Store,
+) -> None:
+    assert await store.queued("L0001") == []
     await store.enqueue("L0001", tick())
     await store.enqueue("L0001", tick())
     await commit_head(store, "L0001", outbox=[outbound("a"), outbound("b")])
     await commit_head(store, "L0001", outbox=[outbound("c")])
-    taken = await asyncio.gather(*(store.take_outbox("L0001") for _ in range(3)))
-    assert sorted(len(t) for t in taken) == [0, 0, 3]  # one taker gets them all
-    assert [m.text for t in taken for m in t] == ["a", "b", "c"]
+    waiting = await store.queued("L0001")
+    assert [m.text for m in waiting] == ["a", "b", "c"]
+    # Two gate steps racing for one message (a lost lock): exactly one moves it.
+    record = queued(waiting[1]).moved("blocked", T0)
+    moved = await asyncio.gather(*(store.move(Transition(record, None)) for _ in range(3)))
+    assert sorted(moved) == [False, False, True]
+    assert [m.text for m in await store.queued("L0001")] == ["a", "c"]
 
 
 async def test_opt_out(store: Store) -> None:
@@ -638,8 +669,8 @@ async def test_pending_accounts_have_events_or_unsent_messages(store: Store) -> 
     assert await store.pending_accounts() == ["L0001", "L0002"]
     await commit_head(store, "L0001", outbox=[outbound("hi")])
     await commit_head(store, "L0002")
-    assert await store.pending_accounts() == ["L0001"]  # its message is not sent yet
-    assert len(await store.take_outbox("L0001")) == 1
+    assert await store.pending_accounts() == ["L0001"]  # its message is not gated yet
+    assert len(await gate_all(store, "L0001")) == 1
     assert await store.pending_accounts() == []
 
 
@@ -734,7 +765,7 @@ async def test_redis_send_ledger_keeps_eight_days(
             kind="proactive",
             text_hash="h",
         )
-        await redis_store.record_gated("L0001", phone, [], record)
+        await redis_store.record_send(phone, record)
     # The send of day 9 dropped day 0's (9 days old); day 2's (7 days old) is kept.
     history = await redis_store.send_history(phone, T0 - timedelta(days=1))
     assert [r.message_id for r in history] == ["m1", "m2"]
@@ -751,7 +782,7 @@ async def test_redis_audit_is_one_element_per_write_and_reads_older_entries(
         await redis_store.append_audit("L0001", [entry("understood", 1), entry("step", 2)])
         await redis_store.enqueue("L0001", tick())
         await commit_head(redis_store, "L0001", audit=[entry("send", 3), entry("sent", 4)])
-        await redis_store.record_gated("L0001", "+8613800138000", [entry("gate", 5)])
+        await redis_store.append_audit("L0001", [entry("gate", 5)])
         assert await admin.llen(keys.audit("L0001")) == 4
     got = await redis_store.read_audit("L0001")
     assert [(e.kind, e.detail["n"]) for e in got] == [
@@ -946,16 +977,23 @@ async def test_account_ids_and_meta(store: Store) -> None:
     assert await store.get_meta("L0002", "preferences") is None
 
 
-async def test_deferred_messages_are_taken_once(store: Store) -> None:
-    await store.defer("L0001", _deferred_msg("m1", T0 + timedelta(hours=10)))
-    await store.defer("L0001", _deferred_msg("m2", T0 + timedelta(hours=11)))
+async def test_a_deferred_message_leaves_the_deferred_list_once(store: Store) -> None:
+    await defer(store, _deferred_msg("m1", T0 + timedelta(hours=10)))
+    await defer(store, _deferred_msg("m2", T0 + timedelta(hours=11)))
     assert [m.id for m in await store.deferred("L0001")] == ["m1", "m2"]
-    taken = await asyncio.gather(
-        store.take_deferred("L0001", "m1"), store.take_deferred("L0001", "m1")
+    assert [m.not_before for m in await store.deferred("L0001")] == [
+        T0 + timedelta(hours=10),
+        T0 + timedelta(hours=11),
+    ]
+    gone = queued(_deferred_msg("m1", T0)).moved("superseded", T0)
+    moved = await asyncio.gather(
+        store.move(Transition(gone, None)), store.move(Transition(gone, None))
     )
-    assert sorted(t.id if t else "-" for t in taken) == ["-", "m1"]
+    assert sorted(moved) == [False, True]
     assert [m.id for m in await store.deferred("L0001")] == ["m2"]
-    assert await store.take_deferred("L0001", "nope") is None
+    assert (await store.outbound("L0001", "m1")).state == "superseded"  # type: ignore[union-attr]
+    nope = queued(_deferred_msg("nope", T0)).moved("blocked", T0)
+    assert await store.move(Transition(nope, None)) is False
 
 
 async def test_send_ledger_by_time(store: Store) -> None:
@@ -981,26 +1019,104 @@ async def test_send_ledger_by_time(store: Store) -> None:
     assert await store.send_history("+8613900000000", T0) == []
 
 
-async def test_a_gate_decision_is_recorded_in_one_step(store: Store) -> None:
-    from bot.records import SendRecord
-
+async def test_a_reserved_send_is_charged_and_marked_in_one_step(store: Store) -> None:
     phone = "+8613800138000"
-    sent = SendRecord(at=T0, account_id="L0001", message_id="m1", kind="reply", text_hash="h")
-    await store.record_gated(
-        "L0001", phone, [entry("gate", 0), entry("sent", 1)], sent, first_contact=True
+    a, b = outbound("a"), outbound("b")
+    await store.enqueue("L0001", tick())
+    await commit_head(store, "L0001", outbox=[a, b])
+    first = queued(a).moved("reserved", T0, carrier="sandbox", reserved_at=T0)
+    due = T0 + timedelta(seconds=5)
+    t = Transition(
+        first, None, [entry("gate", 0)], charge=first.ledger_entry(), first_contact=True, due=due
     )
+    assert await store.move(t)
     facts = await store.gate_facts("L0001", phone, T0 - timedelta(days=1))
-    assert (facts.history, facts.contacted) == ([sent], True)
+    assert (facts.history, facts.contacted) == ([first.ledger_entry()], True)
     assert await store.get_meta("L0001", "contacted") == T0.isoformat()
+    assert await store.due_sends(due - timedelta(seconds=1)) == []
+    assert await store.due_sends(due) == [("L0001", a.id)]
+    assert await store.message_account(a.id) == "L0001"
 
-    # Not sent (deferred, blocked): only the audit; a later send is not a first contact.
-    await store.record_gated("L0001", phone, [entry("gate", 2)])
-    later = sent.model_copy(update={"at": T0 + timedelta(hours=1), "message_id": "m2"})
-    await store.record_gated("L0001", phone, [entry("sent", 3)], later)
+    # A later send is not a first contact; the mark keeps the first time.
+    later = T0 + timedelta(hours=1)
+    second = queued(b).moved("reserved", later, carrier="sandbox", reserved_at=later)
+    t = Transition(second, None, [entry("gate", 1)], charge=second.ledger_entry(), due=later)
+    assert await store.move(t)
     assert await store.get_meta("L0001", "contacted") == T0.isoformat()
-    assert [r.message_id for r in await store.send_history(phone, T0)] == ["m1", "m2"]
-    assert [e.detail["n"] for e in await store.read_audit("L0001")] == [0, 1, 2, 3]
-    await store.record_gated("L0001", phone, [])  # nothing to write: no error
+    assert [r.message_id for r in await store.send_history(phone, T0)] == [a.id, b.id]
+    assert [e.detail["n"] for e in await store.read_audit("L0001")] == [0, 1]
+
+    # A permanent failure releases exactly its own charge and settles the record.
+    stored = await store.outbound("L0001", b.id)
+    assert stored == second
+    failed = second.moved("failed", later, code="21211")
+    event = QueuedEvent(kind="delivery_failed", at=later, reason="21211")
+    t = Transition(
+        failed,
+        second.version,
+        [entry("failed", 2)],
+        release=second.ledger_entry(),
+        undue=True,
+        event=event,
+        invalid_number=True,
+    )
+    assert await store.move(t)
+    assert [r.message_id for r in await store.send_history(phone, T0)] == [a.id]
+    assert await store.due_sends(later + timedelta(days=1)) == [("L0001", a.id)]
+    assert await store.head("L0001") == event
+    assert await store.is_invalid_number(phone) is True
+    assert await store.move(t) is False  # the version moved on: a stale writer changes nothing
+    assert [r.state for r in await store.outbound_records("L0001")] == ["reserved", "failed"]
+
+
+async def test_transitions_compare_and_set_on_the_version(store: Store) -> None:
+    a = outbound("a")
+    await store.enqueue("L0001", tick())
+    await commit_head(store, "L0001", outbox=[a])
+    reserved = queued(a).moved("reserved", T0, carrier="twilio", reserved_at=T0)
+    assert await store.move(Transition(reserved, None, due=T0))
+    claims = [reserved.moved("sending", T0, lease=f"s{i}") for i in range(4)]
+    won = await asyncio.gather(*(store.move(Transition(c, reserved.version)) for c in claims))
+    assert won.count(True) == 1  # of four senders, exactly one claims the send
+    holder = claims[won.index(True)]
+    assert await store.outbound("L0001", a.id) == holder
+    sent = holder.moved("sent", T0, provider_id="SM123")
+    t = Transition(sent, holder.version, undue=True, provider_index=("twilio", "SM123"))
+    assert await store.move(t)
+    assert await store.locate("twilio", "SM123") == ("L0001", a.id)
+    assert await store.locate("aliyun", "SM123") is None
+    assert await store.due_sends(T0 + timedelta(days=1)) == []
+    assert await store.message_account("nope") is None
+
+
+async def test_opt_out_from_a_provider_code_and_the_senders_index(store: Store) -> None:
+    a = outbound("a")
+    await store.enqueue("L0001", tick())
+    await commit_head(store, "L0001", outbox=[a])
+    reserved = queued(a).moved("reserved", T0, carrier="twilio", reserved_at=T0)
+    assert await store.move(Transition(reserved, None, due=T0, opt_out=True))
+    assert await store.is_opted_out(a.phone) is True
+    assert await store.due_sends(T0, limit=0) == []
+    await store.forget_send("L0001", a.id)
+    assert await store.due_sends(T0 + timedelta(days=1)) == []
+
+
+async def test_unmatched_receipts_are_kept_newest_last(store: Store) -> None:
+    assert await store.list_unmatched_receipts() == []
+    for i in range(3):
+        await store.add_unmatched_receipt(f'{{"n": {i}}}')
+    assert await store.list_unmatched_receipts(limit=2) == ['{"n": 1}', '{"n": 2}']
+    assert await store.list_unmatched_receipts(limit=0) == []
+
+
+async def test_token_buckets_are_shared_and_refill(store: Store) -> None:
+    # burst 3 at 2/s: three at once, then the fourth waits half a second.
+    waits = [await store.take_tokens("carrier:x", 2.0, 3, T0) for _ in range(4)]
+    assert waits[:3] == [0.0, 0.0, 0.0]
+    assert waits[3] == pytest.approx(0.5)
+    assert await store.take_tokens("carrier:x", 2.0, 3, T0 + timedelta(seconds=0.5)) == 0.0
+    # Another bucket is its own.
+    assert await store.take_tokens("carrier:y", 2.0, 3, T0) == 0.0
 
 
 async def test_load_and_gate_facts_read_together(store: Store) -> None:
@@ -1013,7 +1129,7 @@ async def test_load_and_gate_facts_read_together(store: Store) -> None:
     head = await store.head("L0001")
     assert head is not None
     await store.commit("L0001", head.id, '{"c": 1}', [], [], None)
-    await store.defer("L0001", _deferred_msg("m1", T0 + timedelta(hours=1)))
+    await defer(store, _deferred_msg("m1", T0 + timedelta(hours=1)))
     loaded = await store.load("L0001")
     assert loaded.account == account("L0001")
     assert loaded.conversation == '{"c": 1}'

@@ -1,0 +1,185 @@
+"""The gate step: every committed message passes the compliance gate, under the account's lock.
+
+The drain that committed the messages calls :meth:`Dispatcher.flush` while it still holds the
+lock (the gate reads the conversation; nobody else may change it meanwhile). Each message
+leaves the outbox (or the deferred list) in one atomic store step with its verdict:
+``deferred`` (until T), ``blocked``, or ``reserved`` — charged to the frequency ledger before
+any provider call and handed to this process's sender (``bot.outbound.sender``), which calls
+the carrier off the lock. A deferred message that comes due is gated again, or dropped as
+``superseded`` when the conversation moved on meanwhile (a reply, a payment, a stop).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Mapping
+from datetime import datetime
+
+from bot.clock import Clock
+from bot.compliance.gate import Decision, Gate
+from bot.compliance.status import gate_context
+from bot.outbound.record import OutboundRecord, OutState, queued
+from bot.outbound.sender import Sender
+from bot.records import AccountRecord, AuditEntry, Outbound, audit_entry
+from bot.storage.base import Store, StoreUnavailable, Transition
+from dialogs import conversation as c
+from dialogs.registry import Registry
+
+log = logging.getLogger(__name__)
+
+
+class Routing:
+    """Which carrier sends to an account: per rule pack (``cn → aliyun``, ``us → twilio``),
+    else the default (``SMSBOT_PROVIDER``)."""
+
+    def __init__(self, default: str, by_pack: Mapping[str, str] | None = None) -> None:
+        self.default = default
+        self.by_pack = dict(by_pack or {})
+
+    def carrier_for(self, pack: str) -> str:
+        return self.by_pack.get(pack, self.default)
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        store: Store,
+        gate: Gate,
+        registry: Registry,
+        clock: Clock,
+        sender: Sender,
+        routing: Routing,
+    ) -> None:
+        self.store = store
+        self.gate = gate
+        self.registry = registry
+        self.clock = clock
+        self.sender = sender
+        self.routing = routing
+
+    async def flush(
+        self,
+        account_id: str,
+        account: AccountRecord | None,
+        conv: c.Conversation | None,
+        deferred: list[Outbound],
+        outbox: list[Outbound] | None,
+    ) -> None:
+        """Gates the outbox (``None``: read it here, e.g. a recovery after a crash) and the
+        deferred messages that are due."""
+        now = self.clock.now()
+        pending = outbox if outbox is not None else await self.store.queued(account_id)
+        due = [m for m in deferred if m.not_before and m.not_before <= now]
+        if not pending and not due:
+            return
+        if account is None or conv is None:
+            # Nothing can be judged without them; each message is closed, not dropped.
+            for msg in [*pending, *due]:
+                await self._close(msg, now, "blocked", "no account or conversation")
+            return
+        current = fingerprint(conv) if due else ""  # only deferred messages are compared
+        for msg in due:
+            if msg.fingerprint != current:
+                # A reply, a payment or a stop came in meanwhile: the flow has moved on.
+                await self._close(msg, now, "superseded", "the conversation moved on")
+            else:
+                pending.append(msg)
+        deferred_any = False
+        for msg in pending:
+            try:
+                decision = await self._gate(account, conv, msg, now)
+            except StoreUnavailable:
+                raise
+            except Exception as exc:  # a bug must not wedge the outbox: the message fails
+                log.exception("message %s of account %s failed", msg.id, account_id)
+                await self._close(msg, now, "failed", f"{type(exc).__name__}: {exc}")
+                continue
+            deferred_any = deferred_any or (decision is not None and decision.verdict == "defer")
+        if due or deferred_any:
+            # What is due next changed after the commit: index it exactly.
+            waiting = [m.not_before for m in await self.store.deferred(account_id) if m.not_before]
+            next_due = min([*conv.timers.values(), *waiting], default=None)
+            await self.store.set_due(account_id, next_due)
+
+    async def _gate(
+        self, account: AccountRecord, conv: c.Conversation, msg: Outbound, now: datetime
+    ) -> Decision | None:
+        """One verdict, stored with the message's move out of the outbox (None: someone else
+        moved it first)."""
+        ctx = await gate_context(self.store, self.gate, self.registry, account, conv, now)
+        decision = self.gate.decide(msg, ctx, now)
+        until = decision.until.isoformat() if decision.until else None
+        audit: list[AuditEntry] = [
+            audit_entry(
+                now,
+                "gate",
+                message_id=msg.id,
+                template=msg.template,
+                send_kind=msg.kind,
+                verdict=decision.verdict,
+                rules=list(decision.rules),
+                reasons=list(decision.reasons),
+                until=until,
+            )
+        ]
+        base = queued(msg)
+        if decision.verdict == "defer":
+            assert decision.until is not None
+            held = msg.model_copy(update={"not_before": decision.until})
+            record = base.model_copy(update={"message": held}).moved("deferred", now)
+            moved = await self.store.move(Transition(record, None, audit, defer=True))
+        elif decision.verdict == "block":
+            record = base.moved("blocked", now, code=",".join(decision.rules) or None)
+            moved = await self.store.move(Transition(record, None, audit))
+        else:
+            moved = await self._reserve(account, base, audit, now, ctx.first_contact)
+        return decision if moved else None
+
+    async def _reserve(
+        self,
+        account: AccountRecord,
+        base: OutboundRecord,
+        audit: list[AuditEntry],
+        now: datetime,
+        first_contact: bool,
+    ) -> bool:
+        carrier = self.routing.carrier_for(self.gate.pack(account.pack).name)
+        if await self.store.is_invalid_number(account.phone):
+            record = base.moved("failed", now, carrier=carrier, code="invalid_number")
+            audit.append(
+                audit_entry(
+                    now, "failed", message_id=base.id, code="invalid_number", carrier=carrier
+                )
+            )
+            return await self.store.move(Transition(record, None, audit))
+        record = base.moved("reserved", now, carrier=carrier, reserved_at=now)
+        t = Transition(
+            record,
+            None,
+            audit,
+            charge=record.ledger_entry(),
+            first_contact=first_contact,
+            due=self.sender.handoff_at(now),
+        )
+        if not await self.store.move(t):
+            return False
+        self.sender.submit(record)
+        return True
+
+    async def _close(self, msg: Outbound, now: datetime, state: OutState, why: str) -> None:
+        record = queued(msg).moved(state, now, detail=why)
+        audit = [audit_entry(now, state, message_id=msg.id, template=msg.template, detail=why)]
+        await self.store.move(Transition(record, None, audit))
+
+
+def fingerprint(conv: c.Conversation) -> str:
+    """What a deferred message depends on: if any of it changed, the message is stale."""
+    parts = (
+        conv.state,
+        sorted(f.value for f in conv.flags),
+        str(conv.paid_total),
+        conv.promise.model_dump_json() if conv.promise else "",
+        sorted(conv.counters.items()),
+    )
+    return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]

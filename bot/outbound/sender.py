@@ -1,0 +1,353 @@
+"""Senders: reserved records go to their carrier here, off every account's lock.
+
+A provider call takes 100 ms to seconds; it never holds an account's lock nor a drain slot,
+so other borrowers' replies are never delayed by a slow carrier. Each process runs one
+``Sender``: the gate step hands it what it reserved (no polling delay), and a poll of the
+store's senders' index picks up whatever is due anywhere — retries, records another process
+reserved and never claimed, leases of crashed senders, ambiguous attempts to reconcile.
+
+Exactly once, per record (bot.outbound.record):
+
+1. *claim*: ``reserved → sending`` with this sender's lease (compare-and-set on the version:
+   of two processes, one wins), counted as an attempt, indexed for when the lease ends;
+2. the provider call, under the carrier's rate (a token bucket shared by all processes) and
+   concurrency cap;
+3. *settle*: ``sent`` (provider id indexed for receipts), ``failed`` (ledger charge released,
+   ``delivery_failed`` queued for the conversation, the number opted out or marked
+   unreachable when the provider's code says so), ``reserved`` again at a backed-off time
+   (a failure that promises nothing was sent), or ``sending`` marked ambiguous (the provider
+   may have the message).
+
+A record found in ``sending`` whose lease has ended is never resent blindly: the carrier is
+asked (``Carrier.lookup``) — found: ``sent``; absent: ``reserved`` and sent again; cannot
+tell: ``unknown``, kept against the caps, and the conversation handed to a person.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from bot.clock import Clock
+from bot.ids import new_id
+from bot.outbound.carriers.base import Carrier, SendOutcome, carrier_message
+from bot.outbound.record import SETTLED, OutboundRecord
+from bot.privacy import mask_phone
+from bot.records import QueuedEvent, audit_entry
+from bot.storage.base import Store, StoreUnavailable, Transition
+
+log = logging.getLogger(__name__)
+
+# A lookup asks from a little before the reservation: clocks differ between us and them.
+_LOOKUP_SLACK = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class SendPolicy:
+    max_attempts: int = 6  # provider calls per message before it fails for good
+    backoff_base_s: float = 2.0  # first retry after about this long, doubling, with jitter
+    backoff_cap_s: float = 300.0
+    lease_s: float = 60.0  # longer than any carrier's timeout: a live sender never loses it
+    reconcile_after_s: float = 30.0  # an ambiguous attempt is looked up after this long
+    # A record the gate step handed to this process's sender is left to it this long before
+    # other processes' polls may take it (they would only lose the claim race meanwhile).
+    handoff_grace_s: float = 5.0
+    concurrency: int = 256  # provider calls in flight per carrier in this process
+    rates: Mapping[str, float] = field(default_factory=dict)  # carrier -> sends/s (all processes)
+    burst: int = 50
+
+
+class Sender:
+    def __init__(
+        self,
+        store: Store,
+        carriers: Mapping[str, Carrier],
+        clock: Clock,
+        policy: SendPolicy | None = None,
+        *,
+        on_event: Callable[[str], None] | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.store = store
+        self.carriers = dict(carriers)
+        self.clock = clock
+        self.policy = policy or SendPolicy()
+        self._on_event = on_event or (lambda _account_id: None)
+        self._rng = rng or random.Random()
+        self._token = new_id()  # this sender's lease token
+        self._slots = {name: asyncio.Semaphore(self.policy.concurrency) for name in carriers}
+        self._inflight: set[tuple[str, str]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closing = False
+
+    # --- entry points -------------------------------------------------------------------
+
+    def submit(self, record: OutboundRecord) -> None:
+        """A record the gate step just reserved: claimed and sent at once."""
+        if not self._closing:
+            self._spawn(self._work(record.account_id, record.id, record))
+
+    async def poll(self, limit: int = 500) -> int:
+        """Takes what is due in the senders' index (any process's); how many were started."""
+        if self._closing:
+            return 0
+        started = 0
+        for account_id, message_id in await self.store.due_sends(self.clock.now(), limit):
+            if (account_id, message_id) not in self._inflight:
+                self._spawn(self._work(account_id, message_id, None))
+                started += 1
+        return started
+
+    async def run(self, interval: float) -> None:
+        while not self._closing:
+            try:
+                await self.poll()
+            except StoreUnavailable as exc:
+                log.warning("sender poll: store unavailable: %s", exc)
+            except Exception:
+                log.exception("sender poll failed; retrying")
+            await asyncio.sleep(interval)
+
+    async def idle(self) -> None:
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def close(self, grace: float = 10.0) -> None:
+        """No new work; calls in flight finish (for ``grace`` seconds). A call cut off stays
+        ``sending`` under its lease and is reconciled by the next sender to find it."""
+        self._closing = True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.idle(), grace)
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # --- one record ---------------------------------------------------------------------
+
+    async def _work(self, account_id: str, message_id: str, known: OutboundRecord | None) -> None:
+        key = (account_id, message_id)
+        if key in self._inflight:
+            return
+        self._inflight.add(key)
+        try:
+            record = known or await self.store.outbound(account_id, message_id)
+            while record is not None:
+                record = await self._step(record)
+        except StoreUnavailable as exc:
+            log.warning("sender: store unavailable (message %s): %s", message_id, exc)
+        except Exception:
+            log.exception("sender: message %s of account %s failed", message_id, account_id)
+        finally:
+            self._inflight.discard(key)
+
+    async def _step(self, record: OutboundRecord) -> OutboundRecord | None:
+        """One move of the record; the record to go on with, or None when done here."""
+        now = self.clock.now()
+        if record.state in SETTLED or record.state in ("queued", "deferred"):
+            await self._forget(record)  # an index entry left by a crash: nothing to do
+            return None
+        if record.next_at is not None and record.next_at > now:
+            return None  # a retry not yet due, or another sender's lease
+        carrier = self.carriers.get(record.carrier or "")
+        if carrier is None:
+            detail = f"carrier {record.carrier!r} is not configured in this service"
+            await self._settle(record, SendOutcome(status="failed", code="carrier", detail=detail))
+            return None
+        if record.state == "sending":
+            return await self._reconcile(record, carrier)
+        await self._rate(carrier.name)
+        now = self.clock.now()
+        attempt = record.attempts + 1
+        claimed = record.moved(
+            "sending",
+            now,
+            lease=self._token,
+            attempts=attempt,
+            next_at=now + timedelta(seconds=self.policy.lease_s),
+            ambiguous=False,
+        )
+        audit = [audit_entry(now, "sending", message_id=record.id, attempt=attempt)]
+        if not await self.store.move(
+            Transition(claimed, record.version, audit, due=claimed.next_at)
+        ):
+            return None  # another sender claimed it
+        async with self._slots[carrier.name]:
+            try:
+                outcome = await carrier.send_outbound(record.message)
+            except Exception as exc:  # an adapter bug: the request may have left
+                log.exception("carrier %s raised for message %s", carrier.name, record.id)
+                outcome = SendOutcome(status="ambiguous", code="error", detail=repr(exc))
+        await self._settle(claimed, outcome)
+        return None
+
+    async def _reconcile(self, record: OutboundRecord, carrier: Carrier) -> OutboundRecord | None:
+        """A ``sending`` record whose sender died or whose attempt was ambiguous."""
+        now = self.clock.now()
+        claimed = record.moved(
+            "sending", now, lease=self._token, next_at=now + timedelta(seconds=self.policy.lease_s)
+        )
+        audit = [audit_entry(now, "reconcile", message_id=record.id, carrier=carrier.name)]
+        if not await self.store.move(
+            Transition(claimed, record.version, audit, due=claimed.next_at)
+        ):
+            return None
+        since = (record.reserved_at or record.message.created_at) - _LOOKUP_SLACK
+        try:
+            found = await carrier.lookup(carrier_message(record.message), since)
+        except Exception:  # an adapter bug: cannot tell
+            log.exception("carrier %s lookup raised for message %s", carrier.name, record.id)
+            found = None
+        now = self.clock.now()
+        if found is not None and found.status == "found":
+            await self._settle(
+                claimed, SendOutcome(status="sent", provider_id=found.provider_id, code=found.code)
+            )
+            return None
+        if found is not None and found.status == "absent":
+            # The provider's record is authoritative: it never had the message. Send again.
+            again = claimed.moved("reserved", now, lease=None, next_at=None, ambiguous=False)
+            audit = [audit_entry(now, "absent", message_id=record.id, carrier=carrier.name)]
+            if await self.store.move(
+                Transition(again, claimed.version, audit, due=now + self._grace())
+            ):
+                return again
+            return None
+        # Cannot tell: never resent (it may have arrived), counted against the caps (the
+        # ledger charge stays), and the conversation goes to a person.
+        unknown = claimed.moved("unknown", now, lease=None, next_at=None)
+        reason = "unknown: the provider cannot say whether the message was sent"
+        event = QueuedEvent(kind="delivery_failed", at=now, reason=reason)
+        audit = [audit_entry(now, "unknown", message_id=record.id, carrier=carrier.name)]
+        if await self.store.move(
+            Transition(unknown, claimed.version, audit, undue=True, event=event)
+        ):
+            log.warning("message %s: outcome unknown; handed to a person", record.id)
+            self._on_event(record.account_id)
+        return None
+
+    async def _settle(self, claimed: OutboundRecord, outcome: SendOutcome) -> None:
+        now = self.clock.now()
+        p = self.policy
+        base = {"message_id": claimed.id, "carrier": claimed.carrier, "code": outcome.code}
+        detail = outcome.detail
+        event: QueuedEvent | None = None
+        if outcome.status == "retry" and claimed.attempts >= p.max_attempts:
+            detail = f"gave up after {claimed.attempts} attempts: {outcome.detail or outcome.code}"
+            outcome = outcome.model_copy(update={"status": "failed", "detail": detail})
+        match outcome.status:
+            case "sent":
+                new = claimed.moved(
+                    "sent",
+                    now,
+                    provider_id=outcome.provider_id,
+                    sent_at=now,
+                    lease=None,
+                    next_at=None,
+                    ambiguous=False,
+                )
+                index = (
+                    (claimed.carrier or "", outcome.provider_id) if outcome.provider_id else None
+                )
+                audit = [audit_entry(now, "sent", **base, provider_id=outcome.provider_id)]
+                t = Transition(new, claimed.version, audit, undue=True, provider_index=index)
+            case "retry":
+                delay = outcome.retry_after_s or self._backoff(claimed.attempts)
+                at = now + timedelta(seconds=delay)
+                new = claimed.moved(
+                    "reserved", now, next_at=at, lease=None, code=outcome.code, detail=detail
+                )
+                audit = [audit_entry(now, "retry", **base, detail=detail, retry_at=at.isoformat())]
+                t = Transition(new, claimed.version, audit, due=at)
+            case "ambiguous":
+                at = now + timedelta(seconds=p.reconcile_after_s)
+                new = claimed.moved(
+                    "sending",
+                    now,
+                    next_at=at,
+                    lease=None,
+                    ambiguous=True,
+                    code=outcome.code,
+                    detail=detail,
+                )
+                audit = [audit_entry(now, "ambiguous", **base, detail=detail)]
+                t = Transition(new, claimed.version, audit, due=at)
+            case _:  # failed for good: the charge is released, the flow hears of it
+                new = claimed.moved(
+                    "failed", now, lease=None, next_at=None, code=outcome.code, detail=detail
+                )
+                event = QueuedEvent(
+                    kind="delivery_failed", at=now, reason=f"{outcome.code}: {detail}"
+                )
+                audit = [
+                    audit_entry(
+                        now,
+                        "failed",
+                        **base,
+                        detail=detail,
+                        opted_out=outcome.opted_out or None,
+                        invalid_number=outcome.invalid_number or None,
+                    )
+                ]
+                t = Transition(
+                    new,
+                    claimed.version,
+                    audit,
+                    undue=True,
+                    release=claimed.ledger_entry() if claimed.reserved_at else None,
+                    event=event,
+                    opt_out=outcome.opted_out,
+                    invalid_number=outcome.invalid_number,
+                )
+        if not await self.store.move(t):
+            # Only a sender that outlived its lease gets here; the lease's next holder
+            # reconciles with the provider, so nothing is sent twice.
+            log.warning("message %s: lease lost before its outcome was stored", claimed.id)
+            return
+        if outcome.status == "failed":
+            log.info(
+                "message %s to %s failed: %s",
+                claimed.id,
+                mask_phone(claimed.message.phone),
+                outcome.code,
+            )
+        if event is not None:
+            self._on_event(claimed.account_id)
+
+    async def _forget(self, record: OutboundRecord) -> None:
+        await self.store.forget_send(record.account_id, record.id)
+
+    async def _rate(self, carrier: str) -> None:
+        rate = self.policy.rates.get(carrier)
+        if not rate:
+            return
+        while True:
+            wait = await self.store.take_tokens(
+                f"carrier:{carrier}", rate, self.policy.burst, self.clock.now()
+            )
+            if wait <= 0:
+                return
+            await asyncio.sleep(min(wait, 1.0))
+
+    def _backoff(self, attempts: int) -> float:
+        """Exponential with equal jitter: never two retries in lock-step across messages."""
+        p = self.policy
+        ceiling = min(p.backoff_cap_s, p.backoff_base_s * 2.0 ** max(0, attempts - 1))
+        return float(ceiling / 2 + self._rng.random() * ceiling / 2)
+
+    def _grace(self) -> timedelta:
+        return timedelta(seconds=self.policy.handoff_grace_s)
+
+    def handoff_at(self, now: datetime) -> datetime:
+        """When other processes may take a record just handed to this sender."""
+        return now + self._grace()

@@ -1,0 +1,165 @@
+"""The carriers a service uses, built from its settings; a misconfiguration is refused at start.
+
+A carrier is "in use" when it is ``SMSBOT_PROVIDER`` or named in ``SMSBOT_PROVIDER_BY_PACK``.
+Each one in use must have its credentials (environment only) and, for the template carriers
+(Alibaba Cloud, Tencent Cloud, which send approved template codes rather than free text),
+every template of every loaded flow must carry its code: otherwise the service would start
+and fail each first reminder at send time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import aiohttp
+
+from bot.clock import Clock
+from bot.compliance.gate import Gate
+from bot.errors import ConfigError, Problem
+from bot.outbound.carriers.base import Carrier
+from bot.outbound.carriers.sandbox import SandboxCarrier
+from bot.outbound.dispatch import Dispatcher, Routing
+from bot.outbound.sender import Sender, SendPolicy
+from bot.settings import Settings
+from bot.storage.base import Store
+from dialogs.registry import Registry
+
+TEMPLATE_CARRIERS = frozenset({"aliyun", "tencent"})
+# The settings each carrier cannot work without (environment variable names are SMSBOT_…).
+_REQUIRED: Mapping[str, tuple[str, ...]] = {
+    "sandbox": (),
+    "twilio": ("twilio_account_sid", "twilio_auth_token"),
+    "aliyun": ("aliyun_access_key_id", "aliyun_access_key_secret", "aliyun_sign_name"),
+    "tencent": (
+        "tencent_secret_id",
+        "tencent_secret_key",
+        "tencent_sms_app_id",
+        "tencent_sign_name",
+    ),
+}
+
+
+def carriers_in_use(settings: Settings) -> list[str]:
+    return sorted({settings.provider, *settings.provider_by_pack.values()})
+
+
+def check(settings: Settings, registry: Registry) -> None:
+    """Raises ConfigError naming every missing setting and template code."""
+    problems: list[Problem] = []
+    for name in carriers_in_use(settings):
+        for field in _REQUIRED[name]:
+            if getattr(settings, field) is None:
+                problems.append(
+                    Problem(
+                        "settings",
+                        None,
+                        f"carrier {name} is in use but SMSBOT_{field.upper()} is not set",
+                        field,
+                    )
+                )
+        if name == "twilio" and not (settings.twilio_from or settings.twilio_messaging_service_sid):
+            problems.append(
+                Problem(
+                    "settings",
+                    None,
+                    "carrier twilio needs SMSBOT_TWILIO_FROM or "
+                    "SMSBOT_TWILIO_MESSAGING_SERVICE_SID",
+                    "twilio_from",
+                )
+            )
+        if name in TEMPLATE_CARRIERS:
+            for flow_name in registry.names():
+                flow = registry.get(flow_name).flow
+                for template, spec in sorted(flow.templates.items()):
+                    if name not in spec.codes:
+                        problems.append(
+                            Problem(
+                                f"flow {flow_name}",
+                                None,
+                                f"template {template} has no {name} template code",
+                                f"templates.{template}.codes.{name}",
+                                f"{name} sends approved template codes only",
+                            )
+                        )
+    if problems:
+        raise ConfigError(problems)
+
+
+def policy(settings: Settings) -> SendPolicy:
+    return SendPolicy(
+        max_attempts=settings.send_max_attempts,
+        lease_s=settings.send_lease_s,
+        reconcile_after_s=settings.reconcile_after_s,
+        concurrency=settings.send_concurrency,
+        rates={str(k): v for k, v in settings.send_rate.items()},
+        burst=settings.send_burst,
+    )
+
+
+def _secret(settings: Settings, field: str) -> str:
+    value = getattr(settings, field)
+    assert value is not None  # check() ran first
+    secret: str = value.get_secret_value()
+    return secret
+
+
+def build(
+    settings: Settings, store: Store, session: aiohttp.ClientSession | None
+) -> dict[str, Carrier]:
+    """Every carrier in use (call :func:`check` first). ``session``: the service's one HTTP
+    client session, needed by every real carrier."""
+    carriers: dict[str, Carrier] = {}
+    for name in carriers_in_use(settings):
+        if name == "sandbox":
+            carriers[name] = SandboxCarrier(store)
+            continue
+        assert session is not None
+        timeout = settings.send_timeout_s
+        if name == "twilio":
+            from bot.outbound.carriers.twilio import TwilioCarrier
+
+            carriers[name] = TwilioCarrier(
+                session,
+                account_sid=_secret(settings, "twilio_account_sid"),
+                auth_token=_secret(settings, "twilio_auth_token"),
+                from_number=settings.twilio_from,
+                messaging_service_sid=settings.twilio_messaging_service_sid,
+                base_url=settings.twilio_api_url,
+                status_callback=f"{settings.base_url}/webhooks/twilio/status",
+                timeout_s=timeout,
+            )
+        elif name == "aliyun":
+            from bot.outbound.carriers.aliyun import AliyunCarrier
+
+            assert settings.aliyun_sign_name is not None
+            carriers[name] = AliyunCarrier(
+                session,
+                access_key_id=_secret(settings, "aliyun_access_key_id"),
+                access_key_secret=_secret(settings, "aliyun_access_key_secret"),
+                sign_name=settings.aliyun_sign_name,
+                endpoint=settings.aliyun_sms_endpoint,
+                timeout_s=timeout,
+            )
+        else:
+            from bot.outbound.carriers.tencent import TencentCarrier
+
+            assert settings.tencent_sms_app_id is not None
+            assert settings.tencent_sign_name is not None
+            carriers[name] = TencentCarrier(
+                session,
+                secret_id=_secret(settings, "tencent_secret_id"),
+                secret_key=_secret(settings, "tencent_secret_key"),
+                sdk_app_id=settings.tencent_sms_app_id,
+                sign_name=settings.tencent_sign_name,
+                endpoint=settings.tencent_sms_endpoint,
+                region=settings.tencent_region,
+                timeout_s=timeout,
+            )
+    return carriers
+
+
+def sandbox_dispatcher(store: Store, gate: Gate, registry: Registry, clock: Clock) -> Dispatcher:
+    """The gate step and a sender on the sandbox carrier only (tests, tools without a
+    service)."""
+    sender = Sender(store, {"sandbox": SandboxCarrier(store)}, clock)
+    return Dispatcher(store, gate, registry, clock, sender, Routing("sandbox"))
