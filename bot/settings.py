@@ -48,6 +48,10 @@ class Settings(BaseSettings):
     twilio_from: str | None = None  # a sending number, or:
     twilio_messaging_service_sid: str | None = None
     twilio_api_url: str = "https://api.twilio.com"
+    # How long Twilio may queue a message before dropping it (its ValidityPeriod). Short, so a
+    # reminder never arrives hours late (at night), and so an ambiguous send can be ruled out
+    # from the message list soon (bot/outbound/carriers/twilio.py).
+    twilio_validity_period_s: int = Field(default=1800, ge=1, le=36000)
     aliyun_sign_name: str | None = None
     aliyun_sms_endpoint: str = "https://dysmsapi.aliyuncs.com"
     tencent_sms_app_id: str | None = None
@@ -62,8 +66,14 @@ class Settings(BaseSettings):
     send_burst: int = Field(default=50, ge=1)
     send_concurrency: int = Field(default=256, ge=1)
     send_max_attempts: int = Field(default=6, ge=1)
-    send_lease_s: float = Field(default=60.0, gt=0)
+    send_lease_s: float = Field(default=30.0, gt=0)
     reconcile_after_s: float = Field(default=30.0, ge=0)
+    # A provider's records are not readable the moment it accepts a message: it is only
+    # called "absent" (and sent again) after this long; and an ambiguous send nobody could
+    # rule in or out this long after it was reserved goes to a person as "unknown".
+    reconcile_settle_s: float = Field(default=300.0, ge=0)
+    reconcile_give_up_s: float = Field(default=3600.0, gt=0)
+    send_backoff_s: float = Field(default=2.0, gt=0)  # the first retry's wait, then doubling
     sender_poll_s: float = Field(default=0.5, gt=0)
     demo: bool = False  # demo accounts and the /simulator page's time controls
     flows_dir: Path = Path(__file__).resolve().parent.parent / "dialogs" / "flows"

@@ -15,6 +15,9 @@ from aiohttp import web
 
 from bot.context import CLOCK, PIPELINE, SETTINGS, STORE
 from bot.outbound import receipts
+from bot.outbound.carriers import aliyun as aliyun_carrier
+from bot.outbound.carriers import tencent as tencent_carrier
+from bot.outbound.carriers import twilio as twilio_carrier
 from bot.outbound.carriers.base import Receipt
 from bot.settings import Settings
 from bot.transport import aliyun, auth, generic, tencent, twilio
@@ -142,8 +145,6 @@ async def _receipts(request: web.Request, found: Sequence[Receipt]) -> None:
 
 
 async def twilio_status(request: web.Request) -> web.Response:
-    from bot.outbound.carriers import twilio as twilio_carrier
-
     params = await _twilio_form(request)
     await _receipts(
         request, [twilio_carrier.parse_status_callback(params, request.query.get("ref"))]
@@ -154,8 +155,6 @@ async def twilio_status(request: web.Request) -> web.Response:
 async def aliyun_report(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     _guard(request, settings.aliyun_path_token, settings.aliyun_allowed_ips, "aliyun")
-    from bot.outbound.carriers import aliyun as aliyun_carrier
-
     await _receipts(request, aliyun_carrier.parse_reports(await request.read()))
     return web.json_response(aliyun.ACK)
 
@@ -163,8 +162,6 @@ async def aliyun_report(request: web.Request) -> web.Response:
 async def tencent_status(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     _guard(request, settings.tencent_path_token, settings.tencent_allowed_ips, "tencent")
-    from bot.outbound.carriers import tencent as tencent_carrier
-
     await _receipts(request, tencent_carrier.parse_reports(await request.read()))
     return web.json_response(tencent.ACK)
 

@@ -36,7 +36,8 @@ from typing import Any
 
 from bot.clock import Clock
 from bot.ids import new_id
-from bot.outbound.carriers.base import Carrier, SendOutcome, carrier_message
+from bot.outbound import receipts
+from bot.outbound.carriers.base import Carrier, Receipt, SendOutcome, carrier_message
 from bot.outbound.record import SETTLED, OutboundRecord
 from bot.privacy import mask_phone
 from bot.records import QueuedEvent, audit_entry
@@ -44,8 +45,9 @@ from bot.storage.base import Store, StoreUnavailable, Transition
 
 log = logging.getLogger(__name__)
 
-# A lookup asks from a little before the reservation: clocks differ between us and them.
-_LOOKUP_SLACK = timedelta(minutes=5)
+# A lookup asks from a little before the reservation: clocks differ between us and them. Kept
+# small: a carrier calls a message "absent" only once its window is old enough to be settled.
+_LOOKUP_SLACK = timedelta(seconds=60)
 
 
 @dataclass(frozen=True)
@@ -53,8 +55,11 @@ class SendPolicy:
     max_attempts: int = 6  # provider calls per message before it fails for good
     backoff_base_s: float = 2.0  # first retry after about this long, doubling, with jitter
     backoff_cap_s: float = 300.0
-    lease_s: float = 60.0  # longer than any carrier's timeout: a live sender never loses it
+    lease_s: float = 30.0  # longer than any carrier's timeout: a live sender never loses it
     reconcile_after_s: float = 30.0  # an ambiguous attempt is looked up after this long
+    # ... and again as often while the carrier cannot yet tell; after this long from the
+    # reservation it is "unknown" and a person looks.
+    reconcile_give_up_s: float = 3600.0
     # A record the gate step handed to this process's sender is left to it this long before
     # other processes' polls may take it (they would only lose the claim race meanwhile).
     handoff_grace_s: float = 5.0
@@ -213,6 +218,17 @@ class Sender:
             await self._settle(
                 claimed, SendOutcome(status="sent", provider_id=found.provider_id, code=found.code)
             )
+            if found.state in ("delivered", "undelivered", "failed"):
+                # The carrier already knows how it ended: as its receipt would say.
+                report = Receipt(
+                    carrier=carrier.name,
+                    message_id=record.id,
+                    provider_id=found.provider_id,
+                    state=found.state,
+                    code=found.code,
+                    detail=found.detail,
+                )
+                await receipts.apply(self.store, self.clock, report, self._on_event)
             return None
         if found is not None and found.status == "absent":
             # The provider's record is authoritative: it never had the message. Send again.
@@ -223,12 +239,26 @@ class Sender:
             ):
                 return again
             return None
+        why = (found.code or found.detail) if found is not None else "lookup failed"
+        started = record.reserved_at or record.message.created_at
+        if now - started < timedelta(seconds=self.policy.reconcile_give_up_s):
+            # Not yet decidable (too recent for the provider's records, a failed query): ask
+            # again later; meanwhile nothing is resent.
+            at = now + timedelta(seconds=self.policy.reconcile_after_s)
+            later = claimed.moved("sending", now, lease=None, next_at=at, ambiguous=True)
+            audit = [
+                audit_entry(
+                    now, "reconcile_later", message_id=record.id, carrier=carrier.name, code=why
+                )
+            ]
+            await self.store.move(Transition(later, claimed.version, audit, due=at))
+            return None
         # Cannot tell: never resent (it may have arrived), counted against the caps (the
         # ledger charge stays), and the conversation goes to a person.
-        unknown = claimed.moved("unknown", now, lease=None, next_at=None)
+        unknown = claimed.moved("unknown", now, lease=None, next_at=None, code=why)
         reason = "unknown: the provider cannot say whether the message was sent"
         event = QueuedEvent(kind="delivery_failed", at=now, reason=reason)
-        audit = [audit_entry(now, "unknown", message_id=record.id, carrier=carrier.name)]
+        audit = [audit_entry(now, "unknown", message_id=record.id, carrier=carrier.name, code=why)]
         if await self.store.move(
             Transition(unknown, claimed.version, audit, undue=True, event=event)
         ):

@@ -46,6 +46,11 @@ def carriers_in_use(settings: Settings) -> list[str]:
 def check(settings: Settings, registry: Registry) -> None:
     """Raises ConfigError naming every missing setting and template code."""
     problems: list[Problem] = []
+    if settings.demo and carriers_in_use(settings) != ["sandbox"]:
+        # The simulator lets anyone text the demo borrowers: never through a real carrier.
+        problems.append(
+            Problem("settings", None, "demo mode sends through the sandbox only", "provider")
+        )
     for name in carriers_in_use(settings):
         for field in _REQUIRED[name]:
             if getattr(settings, field) is None:
@@ -90,6 +95,8 @@ def policy(settings: Settings) -> SendPolicy:
         max_attempts=settings.send_max_attempts,
         lease_s=settings.send_lease_s,
         reconcile_after_s=settings.reconcile_after_s,
+        reconcile_give_up_s=settings.reconcile_give_up_s,
+        backoff_base_s=settings.send_backoff_s,
         concurrency=settings.send_concurrency,
         rates={str(k): v for k, v in settings.send_rate.items()},
         burst=settings.send_burst,
@@ -127,6 +134,7 @@ def build(
                 base_url=settings.twilio_api_url,
                 status_callback=f"{settings.base_url}/webhooks/twilio/status",
                 timeout_s=timeout,
+                validity_period_s=settings.twilio_validity_period_s,
             )
         elif name == "aliyun":
             from bot.outbound.carriers.aliyun import AliyunCarrier
@@ -139,6 +147,7 @@ def build(
                 sign_name=settings.aliyun_sign_name,
                 endpoint=settings.aliyun_sms_endpoint,
                 timeout_s=timeout,
+                absent_after_s=settings.reconcile_settle_s,
             )
         else:
             from bot.outbound.carriers.tencent import TencentCarrier

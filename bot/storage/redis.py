@@ -12,7 +12,7 @@ CPU whatever Redis does. Two things keep that down (bench/inbound.py):
   replies are parsed by hiredis (a few µs per command);
 - a drain is three scripts: take the lock and read the head event, the account, the
   conversation and the deferred messages; commit, extend the lease and read the next event
-  (or take the outbox); release and look at the queue again. When the last commit finds
+  (or read the outbox); release and look at the queue again. When the last commit finds
   nothing queued and nothing to send, it deletes the lock itself: two scripts.
 
 Scripts are loaded when the connection is made and sent by SHA1; if Redis forgot them

@@ -265,14 +265,25 @@ async def test_what_cannot_be_reconciled_is_unknown_counted_and_handed_off(store
     carrier = Scripted([SendOutcome(status="ambiguous", code="timeout")])
     carrier.lookup_answer = "unsupported"
     clock = at(0)
-    s = sender(store, carrier, clock, reconcile_after_s=30)
+    s = sender(store, carrier, clock, reconcile_after_s=30, reconcile_give_up_s=90)
     s.submit(record)
     await s.idle()
+    # Asked after 30 s: cannot tell yet, so asked again later (records settle slowly) ...
     clock.advance(timedelta(seconds=31))
     await s.poll()
     await s.idle()
     got = await store.outbound("L0001", record.id)
+    assert got is not None and (got.state, got.ambiguous) == ("sending", True)
+    assert await store.head("L0001") is None
+    # ... until the give-up time: then a person looks.
+    for _ in range(3):
+        clock.advance(timedelta(seconds=31))
+        await s.poll()
+        await s.idle()
+    got = await store.outbound("L0001", record.id)
     assert got is not None and got.state == "unknown"
+    assert len(carrier.lookups) == 3
+    assert (await kinds(store, record.id)).count("reconcile_later") == 2
     assert carrier.calls == [record.id]  # never resent: it may have arrived
     assert await history(store) == [record.id]  # still counted against the caps
     head = await store.head("L0001")
