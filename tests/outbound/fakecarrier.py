@@ -14,7 +14,9 @@ adapters' signers (tests prove the official SDKs' requests pass them). Bad crede
 provider's error shape. Every accepted message is recorded in :attr:`FakeCarrier.sent`, and
 the query APIs answer from there, so reconciliation can be tested end to end.
 
-Misbehaviour, for send requests (``SendSms``, Twilio create): ``latency_s``; ``fail_rate``
+Misbehaviour, for send requests (``SendSms``, Twilio create): ``latency_s`` (the message is
+recorded after it, or before it with ``record_first``: a provider that keeps a message its
+client gave up on); ``fail_rate``
 with a seeded RNG choosing among ``modes``; or deterministically ``next_modes``, consumed one
 per request of any kind (a query request given any mode answers a server error). Modes:
 
@@ -53,6 +55,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from email.utils import format_datetime
+from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
@@ -126,6 +129,7 @@ class FakeCarrier:
         *,
         seed: int = 0,
         latency_s: float = 0.0,
+        record_first: bool = False,
         fail_rate: float = 0.0,
         modes: Sequence[Mode] = MODES,
         hang_s: float = 30.0,
@@ -141,6 +145,7 @@ class FakeCarrier:
         tencent_sdk_app_id: str = TENCENT_APP_ID,
     ) -> None:
         self.latency_s = latency_s
+        self.record_first = record_first
         self.fail_rate = fail_rate
         self.modes = list(modes)
         self.hang_s = hang_s
@@ -317,6 +322,11 @@ class FakeCarrier:
         ok: Callable[[], web.Response],
         error: Callable[[Mode], web.Response],
     ) -> web.Response:
+        accepts = mode not in ("500", "429", "timeout_before", "drop_before")
+        if self.record_first and accepts:
+            # A provider that commits the message at once and answers slowly: a client that
+            # gives up (or dies) meanwhile leaves the message with the provider.
+            record()
         if self.latency_s:
             await asyncio.sleep(self.latency_s)
         if mode in ("500", "429"):
@@ -326,7 +336,8 @@ class FakeCarrier:
             return error("500")
         if mode == "drop_before":
             return self._drop(request)
-        record()
+        if not self.record_first:
+            record()
         if mode == "timeout":
             await self._hang()
         elif mode == "drop":
@@ -1011,3 +1022,29 @@ def receipt_items(keys: list[str]) -> st.SearchStrategy[bytes]:
         item.map(lambda x: json.dumps(x).encode()),
         json_values.map(lambda x: json.dumps(x).encode()),
     )
+
+
+# --- flows whose templates carry the template carriers' codes ---------------------------------
+
+
+def flows_with_codes(dest: Path) -> Path:
+    """A copy of the shipped flows and templates under ``dest`` in which every template has an
+    Aliyun and a Tencent template code (as an operator's would once approved), and the flows
+    declare both providers. Returns the flows directory (``SMSBOT_FLOWS_DIR``)."""
+    import yaml
+
+    root = Path(__file__).resolve().parents[2] / "dialogs"
+    for sub in ("flows", "templates"):
+        (dest / sub).mkdir(parents=True, exist_ok=True)
+    for i, path in enumerate(sorted((root / "templates").glob("*.yaml"))):
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        for j, spec in enumerate(data["templates"].values()):
+            spec["codes"] = {"aliyun": f"SMS_{90000000 + 100 * i + j}", "tencent": str(2000 + j)}
+        text = yaml.safe_dump(data, allow_unicode=True, sort_keys=False)
+        (dest / "templates" / path.name).write_text(text, encoding="utf-8")
+    for path in sorted((root / "flows").glob("*.yaml")):
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data["settings"]["providers"] = ["aliyun", "tencent"]
+        text = yaml.safe_dump(data, allow_unicode=True, sort_keys=False)
+        (dest / "flows" / path.name).write_text(text, encoding="utf-8")
+    return dest / "flows"

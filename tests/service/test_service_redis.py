@@ -4,12 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import os
 import signal
-import socket
-import subprocess
-import sys
-import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -21,9 +16,7 @@ import redis.asyncio as aioredis
 from bot.context import PIPELINE
 from intents import Understander
 from tests.service.apphelpers import (
-    API_KEY,
     AUTH,
-    GENERIC_SECRET,
     account,
     borrower_texts,
     client,
@@ -33,6 +26,7 @@ from tests.service.apphelpers import (
     post_twilio,
 )
 from tests.service.conftest import RedisServer
+from tests.service.processes import free_port, serve, wait_ready
 
 pytestmark = pytest.mark.timeout(120)
 ROOT = Path(__file__).resolve().parents[2]
@@ -158,51 +152,14 @@ async def test_redis_down_means_503_then_recovery(
         assert borrower_texts(await conversation(c, "acc-0001")) == ["明天还"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _serve(redis_url: str, port: int, **env: str) -> subprocess.Popen[bytes]:
-    environ = {
-        **os.environ,
-        "SMSBOT_REDIS_URL": redis_url,
-        "SMSBOT_PORT": str(port),
-        "SMSBOT_API_KEY": API_KEY,
-        "SMSBOT_GENERIC_SECRET": GENERIC_SECRET,
-        **env,
-    }
-    return subprocess.Popen(
-        [sys.executable, "-m", "bot.cli", "serve"],
-        cwd=ROOT,
-        env=environ,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
-async def _wait_ready(session: aiohttp.ClientSession, base: str) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            async with session.get(base + "/readyz") as r:
-                if r.status == 200:
-                    return
-        except aiohttp.ClientError:
-            pass
-        await asyncio.sleep(0.1)
-    raise AssertionError("service did not become ready")
-
-
 async def test_crash_after_acknowledgement_is_recovered_once(redis_url: str) -> None:
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     async with aiohttp.ClientSession() as session:
         # 1. A process that acknowledges but does not get to process (then dies hard).
-        proc = _serve(redis_url, port, SMSBOT_PAUSE_PROCESSING="1")
+        proc = serve(redis_url, port, SMSBOT_PAUSE_PROCESSING="1")
         try:
-            await _wait_ready(session, base)
+            await wait_ready(session, base)
             async with session.post(
                 base + "/api/accounts",
                 json={"accounts": [account(1)], "start": False},
@@ -216,9 +173,9 @@ async def test_crash_after_acknowledgement_is_recovered_once(redis_url: str) -> 
             proc.send_signal(signal.SIGKILL)
             proc.wait()
         # 2. Restarted: the queued message is processed once; a late provider retry is not.
-        proc = _serve(redis_url, port)
+        proc = serve(redis_url, port)
         try:
-            await _wait_ready(session, base)
+            await wait_ready(session, base)
             async with session.post(base + "/webhooks/generic", data=body, headers=headers) as r:
                 assert r.status == 200
             for _ in range(100):
@@ -247,13 +204,13 @@ async def test_graceful_shutdown_finishes_in_flight_work(nlu: Understander, redi
 
 
 async def test_two_real_processes_keep_one_borrower_in_order(redis_url: str) -> None:
-    ports = [_free_port(), _free_port()]
+    ports = [free_port(), free_port()]
     bases = [f"http://127.0.0.1:{p}" for p in ports]
-    procs = [_serve(redis_url, p) for p in ports]
+    procs = [serve(redis_url, p) for p in ports]
     try:
         async with aiohttp.ClientSession() as session:
             for base in bases:
-                await _wait_ready(session, base)
+                await wait_ready(session, base)
             async with session.post(
                 bases[0] + "/api/accounts",
                 json={"accounts": [account(1)], "start": False},
