@@ -470,7 +470,8 @@ async def open_loop(
 
 
 class Backlog:
-    """Whether the service still has work: any account's queue or outbox non-empty in Redis."""
+    """Whether the service still has work: any account's queue or outbox non-empty in Redis,
+    or a message not yet handed to the carrier (the senders' index)."""
 
     def __init__(self, redis_url: str) -> None:
         import redis.asyncio as aioredis
@@ -486,8 +487,15 @@ class Backlog:
         self._keys += [keys.outbox(account_id(i)) for i in borrowers]
 
     async def pending(self) -> int:
-        n: int = await self._redis.exists(*self._keys)
-        return n
+        """Accounts with work left, plus messages the senders have not settled yet (the
+        senders' index is shared: the whole service's, which is this phase's)."""
+        from bot.storage import keys
+
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.exists(*self._keys)
+            pipe.zcard(keys.SEND_QUEUE)
+            waiting, sending = await pipe.execute()
+        return int(waiting) + int(sending)
 
     async def wait_empty(self, within: float) -> float | None:
         """perf_counter() when nothing is pending, or None after ``within`` seconds."""

@@ -41,6 +41,9 @@ def _responses(ok: str, *errors: int) -> dict[str, Any]:
     return out
 
 
+_token = {"name": "token", "in": "path", "required": True, "schema": {"type": "string"}}
+
+
 def document() -> dict[str, Any]:
     schemas: dict[str, Any] = {}
     for model in (AccountsBody, AccountRecord, PaymentBody, AgentBody):
@@ -110,6 +113,34 @@ def document() -> dict[str, Any]:
                     "summary": "Inbound messages from numbers with no account",
                     "security": bearer,
                     "responses": _responses("200", 401, 503),
+                }
+            },
+            "/api/receipts/unmatched": {
+                "get": {
+                    "summary": "Delivery receipts that matched no outbound message",
+                    "security": bearer,
+                    "responses": _responses("200", 401, 503),
+                }
+            },
+            # Delivery receipts, in each provider's own format (README: "Sending").
+            "/webhooks/twilio/status": {
+                "post": {
+                    "summary": "Twilio status callback (X-Twilio-Signature; ?ref=<message id>)",
+                    "responses": _responses("204", 400, 403, 503),
+                }
+            },
+            "/webhooks/aliyun/report/{token}": {
+                "post": {
+                    "summary": "Alibaba Cloud SmsReport push (JSON array; path token, IP list)",
+                    "parameters": [_token],
+                    "responses": _responses("200", 400, 403, 503),
+                }
+            },
+            "/webhooks/tencent/status/{token}": {
+                "post": {
+                    "summary": "Tencent Cloud delivery status push (JSON array; token, IPs)",
+                    "parameters": [_token],
+                    "responses": _responses("200", 400, 403, 503),
                 }
             },
         },

@@ -1,10 +1,12 @@
-"""One account's events, in arrival order, exactly once: understand → step → commit → send.
+"""The inbound side: one account's events, in arrival order, exactly once.
 
 Webhooks and the API only *enqueue* (durably, de-duplicated) and then ``kick`` the account.
 Whoever holds the account's lock drains its queue; the lock is taken before the conversation
-is read, and each event's consequences are committed atomically with its removal from the
-queue (see ``bot.storage.base``). Background loops fire due timers and recover queues left
-behind by a crash.
+is read, and each event's consequences (``bot.interpret``: understand → step) are committed
+atomically with its removal from the queue (see ``bot.storage.base``). Still under the lock,
+the committed messages pass the gate step (``bot.outbound.dispatch``); sending is the send
+side's (``bot.outbound.sender``), off the lock. Background loops fire due timers and recover
+queues left behind by a crash.
 """
 
 from __future__ import annotations
@@ -12,55 +14,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Coroutine, Iterable
+from collections.abc import Coroutine
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Literal
-from zoneinfo import ZoneInfo
 
 from bot.clock import Clock
-from bot.compliance import preferences as prefs
 from bot.compliance.gate import Gate
-from bot.compliance.status import gate_context
-from bot.compliance.window import Preferences
+from bot.interpret import Interpreter
 from bot.memo import Memo
-from bot.outbound.dispatch import Dispatcher, fingerprint
+from bot.outbound.dispatch import Dispatcher
 from bot.privacy import mask_phone
-from bot.records import AccountRecord, AuditEntry, Outbound, QueuedEvent, SendKind, audit_entry
+from bot.records import AccountRecord, AuditEntry, Outbound, QueuedEvent, audit_entry
 from bot.storage.base import AccountLock, Loaded, Progress, Store, StoreUnavailable
 from bot.transport.inbound import InboundSms
 from dialogs import conversation as c
-from dialogs.engine import CompiledFlow, new_conversation, step
 from dialogs.registry import Registry
-from dialogs.schema import AgentAction, Flag
-from intents import Understander, Understanding
+from intents import Understander
 
 log = logging.getLogger(__name__)
 
 Received = Literal["accepted", "duplicate", "unmatched"]
 _COMMITTED_MEMO = 4096
-_READINGS_MEMO = 4096
-
-
-def dialog_account(acc: AccountRecord) -> c.Account:
-    assert acc.last4 is not None  # filled in by AccountRecord's validator
-    return c.Account(
-        id=acc.id, name=acc.name, amount_due=acc.amount_due, due_date=acc.due_date, last4=acc.last4
-    )
-
-
-def _quotes(conv: c.Conversation, acc: AccountRecord) -> bool:
-    """Whether the conversation quotes the account as the ledger has it now, field by field
-    as :func:`dialog_account` copies them (checked for every event: cheaper than building
-    the dialog's account to compare)."""
-    q = conv.account
-    return (q.amount_due, q.due_date, q.name, q.last4, q.id) == (
-        acc.amount_due,
-        acc.due_date,
-        acc.name,
-        acc.last4,
-        acc.id,
-    )
 
 
 class Pipeline:
@@ -95,9 +69,7 @@ class Pipeline:
         # The last conversation this process committed per account, with its JSON: when the
         # account's next drain reads back that very text, it skips the parse (bot.memo).
         self._committed: Memo[str, tuple[str, c.Conversation]] = Memo(_COMMITTED_MEMO)
-        self._readings: Memo[int, tuple[Understanding, c.Reply, dict[str, Any]]] = Memo(
-            _READINGS_MEMO
-        )
+        self.interpreter = Interpreter(store, nlu, registry, gate)
 
     # --- entry points -------------------------------------------------------------------
 
@@ -286,34 +258,7 @@ class Pipeline:
             conv = original = state.parsed()
             if account is None:
                 raise LookupError(f"account {account_id} no longer exists")
-            cf = self.registry.get(conv.flow if conv else account.flow)
-            if conv is None:
-                conv = new_conversation(cf, dialog_account(account), account_id)
-            # The ledger may have changed (amount due); the conversation quotes the latest.
-            if not _quotes(conv, account):
-                conv = conv.model_copy(update={"account": dialog_account(account)})
-            opted_out_before = conv.has(Flag.OPTED_OUT)
-            kind: SendKind = "reply" if event.kind == "inbound" else "proactive"
-            for dialog_event, at in self._dialog_events(account, conv, event, audit):
-                before = conv.state
-                conv, actions = step(cf, conv, dialog_event, at)
-                audit.append(
-                    audit_entry(
-                        at,
-                        "step",
-                        event=c.event_label(dialog_event),
-                        before=before,
-                        after=conv.state,
-                    )
-                )
-                audit.extend(self._actions(account, cf, conv, kind, at, actions, outbox))
-            if event.kind == "inbound":
-                assert event.inbound is not None
-                await self._remember_preferences(account_id, event.inbound.text, audit, event.at)
-                await self._resubscribe(account, conv, event.inbound.text, audit, event.at)
-            if conv.has(Flag.OPTED_OUT) and not opted_out_before:
-                # Cross-account suppression is written first: honoured before anything else runs.
-                await self.store.add_opt_out(account.phone)
+            conv, audit, outbox = await self.interpreter.apply(account, conv, event)
         except StoreUnavailable:
             raise
         except Exception as exc:  # a bug or bad data must not block the borrower's queue
@@ -355,145 +300,6 @@ class Pipeline:
         conv = known[1] if known is not None and known[0] == raw else raw
         return _State(loaded.account, conv, loaded.deferred)
 
-    def _tz(self, account: AccountRecord) -> ZoneInfo:
-        """The borrower's zone (for 明天, 周五 …)."""
-        return self.gate.zones(account.phone, account.tz, self.gate.pack(account.pack))[0]
-
-    def _dialog_events(
-        self,
-        account: AccountRecord,
-        conv: c.Conversation,
-        event: QueuedEvent,
-        audit: list[AuditEntry],
-    ) -> Iterable[tuple[c.AnyEvent, datetime]]:
-        match event.kind:
-            case "inbound":
-                assert event.inbound is not None
-                u = self.nlu.understand(event.inbound.text, now=event.at, tz=self._tz(account))
-                reply, understood = self._reading(u)
-                audit.append(
-                    audit_entry(
-                        event.at,
-                        "inbound",
-                        provider=event.inbound.provider,
-                        msg_id=event.inbound.msg_id,
-                        text=event.inbound.text,
-                    )
-                )
-                audit.append(audit_entry(event.at, "understood", **understood))
-                yield reply, event.at
-            case "start":
-                yield c.Start(), event.at
-            case "payment":
-                assert event.amount is not None
-                audit.append(
-                    audit_entry(
-                        event.at, "payment", amount=str(event.amount), reference=event.reference
-                    )
-                )
-                yield c.Payment(amount=event.amount), event.at
-            case "agent":
-                assert event.action is not None
-                yield c.Agent(action=AgentAction(event.action)), event.at
-            case "delivery_failed":
-                yield c.DeliveryFailed(reason=event.reason or ""), event.at
-            case "tick":
-                yield from _due_timers(conv, event.at)
-
-    def _reading(self, u: Understanding) -> tuple[c.Reply, dict[str, Any]]:
-        """The dialog's event and the audited reading of an NLU answer. The NLU hands out the
-        same answer object for a text it has seen that day; its reading is made once."""
-        known = self._readings.get(id(u))
-        if known is not None and known[0] is u:  # the entry holds u: its id is not reused
-            return known[1], known[2]
-        reply = c.reply_from_understanding(u)
-        understood = {
-            "intent": u.intent.value,
-            "intents": [{"name": s.name.value, "score": s.score} for s in u.intents],
-            "entities": u.entities_json(),
-            "rules": [h.rule for h in u.explain.rules],
-        }
-        self._readings.put(id(u), (u, reply, understood))
-        return reply, understood
-
-    def _actions(
-        self,
-        account: AccountRecord,
-        cf: CompiledFlow,
-        conv: c.Conversation,
-        kind: SendKind,
-        at: datetime,
-        actions: list[c.AnyAction],
-        outbox: list[Outbound],
-    ) -> Iterable[AuditEntry]:
-        written_for: str | None = None  # the conversation's fingerprint, once per step
-        for action in actions:
-            if isinstance(action, c.Send):
-                written_for = written_for or fingerprint(conv)
-                spec = cf.flow.templates[action.template]
-                confirmation = conv.has(Flag.OPTED_OUT) and not action.debt_content
-                msg = Outbound(
-                    account_id=account.id,
-                    phone=account.phone,
-                    text=action.text,
-                    template=action.template,
-                    codes=action.codes,
-                    params=action.params,
-                    segments=action.segments,
-                    debt_content=action.debt_content,
-                    created_at=at,
-                    kind="confirmation" if confirmation else kind,
-                    approved=spec.compliance_approved,
-                    fingerprint=written_for,
-                )
-                outbox.append(msg)
-                yield audit_entry(
-                    at, "send", message_id=msg.id, template=action.template, text=action.text
-                )
-            else:
-                yield audit_entry(
-                    at, action.kind, **action.model_dump(mode="json", exclude={"kind"})
-                )
-
-    async def _resubscribe(
-        self,
-        account: AccountRecord,
-        conv: c.Conversation,
-        text: str,
-        audit: list[AuditEntry],
-        at: datetime,
-    ) -> None:
-        words = self.gate.pack(account.pack).optout.resubscribe_keywords
-        if text.strip().casefold() not in {w.casefold() for w in words}:
-            return  # the common case costs no store round trip
-        ctx = await gate_context(self.store, self.gate, self.registry, account, conv, at)
-        decision = self.gate.resubscribes(ctx, text)
-        if decision is None:
-            return
-        if decision.verdict == "send":
-            await self.store.remove_opt_out(account.phone)
-        audit.append(
-            audit_entry(
-                at,
-                "resubscribe",
-                verdict=decision.verdict,
-                rules=list(decision.rules),
-                reasons=list(decision.reasons),
-            )
-        )
-
-    async def _remember_preferences(
-        self, account_id: str, text: str, audit: list[AuditEntry], at: datetime
-    ) -> None:
-        """晚上别发, 上班时间别发: what the borrower asks for is kept and honoured by the gate."""
-        found = prefs.extract(text)
-        if not found:
-            return
-        raw = await self.store.get_meta(account_id, "preferences")
-        merged = prefs.merge(Preferences.model_validate_json(raw) if raw else None, found)
-        await self.store.set_meta(account_id, "preferences", merged.model_dump_json())
-        audit.append(audit_entry(at, "preference", periods=[q.label for q in found]))
-
 
 @dataclass
 class _State:
@@ -508,10 +314,3 @@ class _State:
         if isinstance(self.conversation, str):
             self.conversation = c.Conversation.model_validate_json(self.conversation)
         return self.conversation
-
-
-def _due_timers(conv: c.Conversation, until: datetime) -> Iterable[tuple[c.AnyEvent, datetime]]:
-    """Due timers, each at its own due time (never before the conversation's last change)."""
-    floor = conv.updated_at
-    for at, name in sorted((at, name) for name, at in conv.timers.items() if at <= until):
-        yield c.TimerFired(name=name), max(at, floor) if floor else at

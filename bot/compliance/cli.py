@@ -255,7 +255,9 @@ async def _export_async(env: _Env, account_id: str, fmt: str, output: Path | Non
                 "rules",
                 "reasons",
                 "until",
+                "carrier",
                 "provider_id",
+                "code",
                 "intent",
                 "error",
             ]

@@ -29,6 +29,7 @@ from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
+from bot.compliance.gate import text_hash  # the gate owns the hash its caps compare
 from bot.records import Outbound, SendRecord
 
 OutState = Literal[
@@ -98,8 +99,6 @@ class OutboundRecord(BaseModel):
     def ledger_entry(self) -> SendRecord:
         """The frequency-ledger entry of a reserved send: rebuilt identically from the record
         (same time, same fields), so that releasing it removes exactly what was charged."""
-        from bot.compliance.gate import text_hash  # the gate owns the hash the caps compare
-
         assert self.reserved_at is not None
         m = self.message
         return SendRecord(

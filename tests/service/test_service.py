@@ -104,18 +104,18 @@ async def test_twilio_reply_is_understood_and_answered(nlu: Understander) -> Non
 
 async def test_a_reading_is_made_once_per_nlu_answer_object(nlu: Understander) -> None:
     async with client(nlu, clock=daytime_clock()) as c:
-        pipeline = c.app[PIPELINE]
+        reading = c.app[PIPELINE].interpreter._reading
         now = daytime_clock().now()
         first = nlu.understand("下周一还800", now=now, tz="Asia/Shanghai")
         kept = nlu.understand("下周一还800", now=now, tz="Asia/Shanghai")
         assert nlu.understand("下周一还800", now=now, tz="Asia/Shanghai") is kept
-        reply, understood = pipeline._reading(kept)
-        assert pipeline._reading(kept)[0] is reply  # the same answer: the same reading
+        reply, understood = reading(kept)
+        assert reading(kept)[0] is reply  # the same answer: the same reading
         # An equal answer that is another object is read on its own (the memo keys by
         # identity, and only while it holds the object).
-        assert pipeline._reading(first)[0] is not reply and pipeline._reading(first)[0] == reply
+        assert reading(first)[0] is not reply and reading(first)[0] == reply
         other = kept.model_copy(update={"text": "下周一还900"})
-        assert pipeline._reading(other)[0].text == "下周一还900"
+        assert reading(other)[0].text == "下周一还900"
         assert understood["intent"] == "promise_to_pay"
         assert understood["entities"]["amount"] == 800
 

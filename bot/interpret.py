@@ -1,0 +1,243 @@
+"""What one queued event means for a conversation: the borrower's text understood, the dialog
+stepped, the step's actions turned into audit entries and outbound messages, the borrower's
+stated preferences and re-subscriptions kept. The pipeline (``bot.pipeline``) decides when
+and under which lock this runs, and commits what it returns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from bot.compliance import preferences as prefs
+from bot.compliance.gate import Gate
+from bot.compliance.status import gate_context
+from bot.compliance.window import Preferences
+from bot.memo import Memo
+from bot.outbound.dispatch import fingerprint
+from bot.records import AccountRecord, AuditEntry, Outbound, QueuedEvent, SendKind, audit_entry
+from bot.storage.base import Store
+from dialogs import conversation as c
+from dialogs.engine import CompiledFlow, new_conversation, step
+from dialogs.registry import Registry
+from dialogs.schema import AgentAction, Flag
+from intents import Understander, Understanding
+
+_READINGS_MEMO = 4096
+
+
+def dialog_account(acc: AccountRecord) -> c.Account:
+    assert acc.last4 is not None  # filled in by AccountRecord's validator
+    return c.Account(
+        id=acc.id, name=acc.name, amount_due=acc.amount_due, due_date=acc.due_date, last4=acc.last4
+    )
+
+
+def _quotes(conv: c.Conversation, acc: AccountRecord) -> bool:
+    """Whether the conversation quotes the account as the ledger has it now, field by field
+    as :func:`dialog_account` copies them (checked for every event: cheaper than building
+    the dialog's account to compare)."""
+    q = conv.account
+    return (q.amount_due, q.due_date, q.name, q.last4, q.id) == (
+        acc.amount_due,
+        acc.due_date,
+        acc.name,
+        acc.last4,
+        acc.id,
+    )
+
+
+class Interpreter:
+    def __init__(self, store: Store, nlu: Understander, registry: Registry, gate: Gate) -> None:
+        self.store = store
+        self.nlu = nlu
+        self.registry = registry
+        self.gate = gate
+        self._readings: Memo[int, tuple[Understanding, c.Reply, dict[str, Any]]] = Memo(
+            _READINGS_MEMO
+        )
+
+    async def apply(
+        self, account: AccountRecord, conv: c.Conversation | None, event: QueuedEvent
+    ) -> tuple[c.Conversation, list[AuditEntry], list[Outbound]]:
+        """The conversation after ``event``, its audit entries and the messages it sends.
+        Raises on bad data or a bug: the caller keeps nothing of it."""
+        audit: list[AuditEntry] = []
+        outbox: list[Outbound] = []
+        cf = self.registry.get(conv.flow if conv else account.flow)
+        if conv is None:
+            conv = new_conversation(cf, dialog_account(account), account.id)
+        # The ledger may have changed (amount due); the conversation quotes the latest.
+        if not _quotes(conv, account):
+            conv = conv.model_copy(update={"account": dialog_account(account)})
+        opted_out_before = conv.has(Flag.OPTED_OUT)
+        kind: SendKind = "reply" if event.kind == "inbound" else "proactive"
+        for dialog_event, at in self._dialog_events(account, conv, event, audit):
+            before = conv.state
+            conv, actions = step(cf, conv, dialog_event, at)
+            audit.append(
+                audit_entry(
+                    at,
+                    "step",
+                    event=c.event_label(dialog_event),
+                    before=before,
+                    after=conv.state,
+                )
+            )
+            audit.extend(self._actions(account, cf, conv, kind, at, actions, outbox))
+        if event.kind == "inbound":
+            assert event.inbound is not None
+            await self._remember_preferences(account.id, event.inbound.text, audit, event.at)
+            await self._resubscribe(account, conv, event.inbound.text, audit, event.at)
+        if conv.has(Flag.OPTED_OUT) and not opted_out_before:
+            # Cross-account suppression is written first: honoured before anything else runs.
+            await self.store.add_opt_out(account.phone)
+        return conv, audit, outbox
+
+    def _tz(self, account: AccountRecord) -> ZoneInfo:
+        """The borrower's zone (for 明天, 周五 …)."""
+        return self.gate.zones(account.phone, account.tz, self.gate.pack(account.pack))[0]
+
+    def _dialog_events(
+        self,
+        account: AccountRecord,
+        conv: c.Conversation,
+        event: QueuedEvent,
+        audit: list[AuditEntry],
+    ) -> Iterable[tuple[c.AnyEvent, datetime]]:
+        match event.kind:
+            case "inbound":
+                assert event.inbound is not None
+                u = self.nlu.understand(event.inbound.text, now=event.at, tz=self._tz(account))
+                reply, understood = self._reading(u)
+                audit.append(
+                    audit_entry(
+                        event.at,
+                        "inbound",
+                        provider=event.inbound.provider,
+                        msg_id=event.inbound.msg_id,
+                        text=event.inbound.text,
+                    )
+                )
+                audit.append(audit_entry(event.at, "understood", **understood))
+                yield reply, event.at
+            case "start":
+                yield c.Start(), event.at
+            case "payment":
+                assert event.amount is not None
+                audit.append(
+                    audit_entry(
+                        event.at, "payment", amount=str(event.amount), reference=event.reference
+                    )
+                )
+                yield c.Payment(amount=event.amount), event.at
+            case "agent":
+                assert event.action is not None
+                yield c.Agent(action=AgentAction(event.action)), event.at
+            case "delivery_failed":
+                yield c.DeliveryFailed(reason=event.reason or ""), event.at
+            case "tick":
+                yield from _due_timers(conv, event.at)
+
+    def _reading(self, u: Understanding) -> tuple[c.Reply, dict[str, Any]]:
+        """The dialog's event and the audited reading of an NLU answer. The NLU hands out the
+        same answer object for a text it has seen that day; its reading is made once."""
+        known = self._readings.get(id(u))
+        if known is not None and known[0] is u:  # the entry holds u: its id is not reused
+            return known[1], known[2]
+        reply = c.reply_from_understanding(u)
+        understood = {
+            "intent": u.intent.value,
+            "intents": [{"name": s.name.value, "score": s.score} for s in u.intents],
+            "entities": u.entities_json(),
+            "rules": [h.rule for h in u.explain.rules],
+        }
+        self._readings.put(id(u), (u, reply, understood))
+        return reply, understood
+
+    def _actions(
+        self,
+        account: AccountRecord,
+        cf: CompiledFlow,
+        conv: c.Conversation,
+        kind: SendKind,
+        at: datetime,
+        actions: list[c.AnyAction],
+        outbox: list[Outbound],
+    ) -> Iterable[AuditEntry]:
+        written_for: str | None = None  # the conversation's fingerprint, once per step
+        for action in actions:
+            if isinstance(action, c.Send):
+                written_for = written_for or fingerprint(conv)
+                spec = cf.flow.templates[action.template]
+                confirmation = conv.has(Flag.OPTED_OUT) and not action.debt_content
+                msg = Outbound(
+                    account_id=account.id,
+                    phone=account.phone,
+                    text=action.text,
+                    template=action.template,
+                    codes=action.codes,
+                    params=action.params,
+                    segments=action.segments,
+                    debt_content=action.debt_content,
+                    created_at=at,
+                    kind="confirmation" if confirmation else kind,
+                    approved=spec.compliance_approved,
+                    fingerprint=written_for,
+                )
+                outbox.append(msg)
+                yield audit_entry(
+                    at, "send", message_id=msg.id, template=action.template, text=action.text
+                )
+            else:
+                yield audit_entry(
+                    at, action.kind, **action.model_dump(mode="json", exclude={"kind"})
+                )
+
+    async def _resubscribe(
+        self,
+        account: AccountRecord,
+        conv: c.Conversation,
+        text: str,
+        audit: list[AuditEntry],
+        at: datetime,
+    ) -> None:
+        words = self.gate.pack(account.pack).optout.resubscribe_keywords
+        if text.strip().casefold() not in {w.casefold() for w in words}:
+            return  # the common case costs no store round trip
+        ctx = await gate_context(self.store, self.gate, self.registry, account, conv, at)
+        decision = self.gate.resubscribes(ctx, text)
+        if decision is None:
+            return
+        if decision.verdict == "send":
+            await self.store.remove_opt_out(account.phone)
+        audit.append(
+            audit_entry(
+                at,
+                "resubscribe",
+                verdict=decision.verdict,
+                rules=list(decision.rules),
+                reasons=list(decision.reasons),
+            )
+        )
+
+    async def _remember_preferences(
+        self, account_id: str, text: str, audit: list[AuditEntry], at: datetime
+    ) -> None:
+        """晚上别发, 上班时间别发: what the borrower asks for is kept and honoured by the gate."""
+        found = prefs.extract(text)
+        if not found:
+            return
+        raw = await self.store.get_meta(account_id, "preferences")
+        merged = prefs.merge(Preferences.model_validate_json(raw) if raw else None, found)
+        await self.store.set_meta(account_id, "preferences", merged.model_dump_json())
+        audit.append(audit_entry(at, "preference", periods=[q.label for q in found]))
+
+
+def _due_timers(conv: c.Conversation, until: datetime) -> Iterable[tuple[c.AnyEvent, datetime]]:
+    """Due timers, each at its own due time (never before the conversation's last change)."""
+    floor = conv.updated_at
+    for at, name in sorted((at, name) for name, at in conv.timers.items() if at <= until):
+        yield c.TimerFired(name=name), max(at, floor) if floor else at
