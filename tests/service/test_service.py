@@ -413,3 +413,49 @@ async def test_a_carrier_that_raises_leaves_the_message_to_reconcile_and_the_oth
             if e.detail.get("message_id") == calls[0]
         ]
         assert kinds[-4:] == ["reconcile", "absent", "sending", "sent"]
+
+
+async def test_a_slow_carrier_holds_no_lock_and_delays_no_other_reply(nlu: Understander) -> None:
+    """A provider call in flight (carriers take seconds) holds neither the account's lock nor
+    a drain: the same borrower's next reply and another borrower's are processed meanwhile."""
+    from bot.context import SENDER, STORE
+    from bot.outbound.carriers.base import SendOutcome
+    from bot.records import Outbound
+
+    async with client(nlu, clock=daytime_clock()) as c:
+        sandbox = c.app[SENDER].carriers["sandbox"]
+        send = sandbox.send_outbound
+        release = asyncio.Event()
+        in_flight: list[str] = []
+
+        async def slow(msg: Outbound) -> SendOutcome:
+            in_flight.append(msg.template)
+            await release.wait()
+            return await send(msg)
+
+        sandbox.send_outbound = slow  # type: ignore[method-assign]
+        rows = [account(1), account(2)]
+        assert (
+            await c.post("/api/accounts", json={"accounts": rows, "start": True}, headers=AUTH)
+        ).status == 200
+        for _ in range(50):  # both first reminders reach the carrier, which holds them
+            if len(in_flight) == 2:
+                break
+            await asyncio.sleep(0.02)
+        assert in_flight == ["first_reminder", "first_reminder"]
+        await post_twilio(c, account(1)["phone"], "明天还3200", "SM" + "1" * 32)
+        await post_twilio(c, account(2)["phone"], "我失业了，暂时还不上", "SM" + "2" * 32)
+        for _ in range(100):
+            one, two = await conversation(c, "acc-0001"), await conversation(c, "acc-0002")
+            if one["state"] == "promised" and two["state"] != "awaiting_reply":
+                break
+            await asyncio.sleep(0.02)
+        assert one["state"] == "promised"  # processed while its own first reminder is in flight
+        assert two["state"] != "awaiting_reply"
+        store = c.app[STORE]
+        waiting = [r.state for r in await store.outbound_records("acc-0001")]
+        assert waiting[0] == "sending"
+        release.set()
+        await _settle(c)
+        states = [r.state for r in await store.outbound_records("acc-0001")]
+        assert states and set(states) == {"sent"}

@@ -146,6 +146,9 @@ def test_play_a_borrower_promise_reminder_and_opt_out(page: Page, base_url: str)
     expect(first).to_be_visible()
     expect(first).to_contain_text("李*")
     expect(first.locator(".tpl")).to_have_text("first_reminder")
+    # Where it is in the send path: the sandbox carrier took it.
+    expect(first.locator(".delivery-tag")).to_have_attribute("data-state", "sent")
+    expect(first.locator(".delivery-tag")).to_contain_text("已发送 (sent")
     expect(page.locator("#state")).to_have_attribute("data-state", "awaiting_reply")
     expect(page.locator("#clock")).to_contain_text("2026-12-02")
 
