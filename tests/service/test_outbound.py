@@ -26,6 +26,8 @@ from bot.outbound.record import OutboundRecord, queued
 from bot.outbound.sender import Sender, SendPolicy
 from bot.records import AccountRecord, Outbound, QueuedEvent
 from bot.storage.base import Store, Transition
+from bot.storage.redis import RedisStore
+from tests.service.conftest import RedisServer
 
 T0 = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)
 PHONE = "+8613800138000"
@@ -426,3 +428,44 @@ async def test_a_receipt_that_beats_the_send_result_settles_the_record(store: St
     got = await store.outbound("L0001", record.id)
     assert got is not None and got.state == "delivered"  # never back to "sent"
     assert carrier.calls == [record.id]
+
+
+async def test_a_redis_outage_while_the_carrier_has_the_message_loses_and_repeats_nothing(
+    own_redis_server: RedisServer,
+) -> None:
+    """Redis stops answering right after the provider accepted the message: storing the
+    outcome times out. When Redis is back, either the outcome landed, or the claim's lease
+    ends, the carrier is asked, and the message is recorded as sent: the carrier got it once."""
+    store = RedisStore.from_url(own_redis_server.url, socket_timeout=0.5)
+    try:
+        record = await reserve(store)
+        carrier, clock = Scripted(), at(0)
+        real = carrier.send
+
+        async def outage(message: CarrierMessage) -> SendOutcome:
+            outcome = await real(message)
+            own_redis_server.pause()  # the answer arrives, the store does not
+            return outcome
+
+        carrier.send = outage  # type: ignore[method-assign]
+        s = sender(store, carrier, clock, lease_s=30)
+        s.submit(record)
+        await s.idle()
+        own_redis_server.resume()
+        # The write that timed out may or may not have reached Redis before it stopped (a
+        # paused server still reads its socket when resumed): either is consistent.
+        got = await store.outbound("L0001", record.id)
+        assert got is not None and got.state in ("sending", "sent")
+        stored = got.state == "sent"
+        carrier.send = real  # type: ignore[method-assign]
+        clock.advance(timedelta(seconds=31))
+        await s.poll()
+        await s.idle()
+        got = await store.outbound("L0001", record.id)
+        assert got is not None and got.state == "sent"
+        assert carrier.calls == [record.id]  # never twice, whichever it was
+        assert carrier.lookups == ([] if stored else [record.id])
+        assert await history(store) == [record.id]
+    finally:
+        own_redis_server.resume()
+        await store.close()
