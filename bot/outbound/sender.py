@@ -171,23 +171,26 @@ class Sender:
             return None
         if record.state == "sending":
             return await self._reconcile(record, carrier)
-        await self._rate(carrier.name)
-        now = self.clock.now()
-        attempt = record.attempts + 1
-        claimed = record.moved(
-            "sending",
-            now,
-            lease=self._token,
-            attempts=attempt,
-            next_at=now + timedelta(seconds=self.policy.lease_s),
-            ambiguous=False,
-        )
-        audit = [audit_entry(now, "sending", message_id=record.id, attempt=attempt)]
-        if not await self.store.move(
-            Transition(claimed, record.version, audit, due=claimed.next_at)
-        ):
-            return None  # another sender claimed it
+        # The slot and the rate are taken *before* the claim: a claimed record is called at
+        # once, so its lease never runs out while it waits in line (another process would
+        # then reconcile a message this one is about to send).
         async with self._slots[carrier.name]:
+            await self._rate(carrier.name)
+            now = self.clock.now()
+            attempt = record.attempts + 1
+            claimed = record.moved(
+                "sending",
+                now,
+                lease=self._token,
+                attempts=attempt,
+                next_at=now + timedelta(seconds=self.policy.lease_s),
+                ambiguous=False,
+            )
+            audit = [audit_entry(now, "sending", message_id=record.id, attempt=attempt)]
+            if not await self.store.move(
+                Transition(claimed, record.version, audit, due=claimed.next_at)
+            ):
+                return None  # another sender claimed it
             try:
                 outcome = await carrier.send_outbound(record.message)
             except Exception as exc:  # an adapter bug: the request may have left

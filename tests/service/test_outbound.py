@@ -469,3 +469,30 @@ async def test_a_redis_outage_while_the_carrier_has_the_message_loses_and_repeat
     finally:
         own_redis_server.resume()
         await store.close()
+
+
+async def test_a_record_waiting_for_a_carrier_slot_is_not_claimed_yet(store: Store) -> None:
+    """A claim's lease starts the clock on the call: a record in line for the carrier is
+    still ``reserved`` (any process may take it), never ``sending`` under a running lease."""
+    first = await reserve(store, "【XX金融】一")
+    second = await reserve(store, "【XX金融】二")
+    carrier, clock = Scripted(), at(0)
+    release = asyncio.Event()
+    real = carrier.send
+
+    async def slow(message: CarrierMessage) -> SendOutcome:
+        await release.wait()
+        return await real(message)
+
+    carrier.send = slow  # type: ignore[method-assign]
+    s = sender(store, carrier, clock, concurrency=1)
+    s.submit(first)
+    s.submit(second)
+    for _ in range(50):
+        await asyncio.sleep(0.01)
+    states = {r.id: r.state for r in await store.outbound_records("L0001")}
+    assert sorted(states.values()) == ["reserved", "sending"]
+    release.set()
+    await s.idle()
+    assert {r.state for r in await store.outbound_records("L0001")} == {"sent"}
+    assert sorted(carrier.calls) == sorted([first.id, second.id])
