@@ -102,7 +102,7 @@ async def _sender_ctx(app: web.Application) -> AsyncIterator[None]:
     real = [c for c in outbound_setup.carriers_in_use(settings) if c != "sandbox"]
     # One HTTP client session for every carrier: pooled connections, no blocking SDK.
     session = aiohttp.ClientSession() if real else None
-    carriers = outbound_setup.build(settings, app[STORE], session)
+    carriers = outbound_setup.build(settings, app[STORE], session, app[CLOCK])
 
     def kick(account_id: str) -> None:  # a delivery_failed event queued for the conversation
         if PIPELINE in app:

@@ -6,7 +6,10 @@ send was stored as ``sent``). Receipts come late, twice, and out of order: one f
 already in a terminal state changes nothing (``unknown`` excepted: a receipt settles it), and
 an intermediate report (``sent``) never overwrites a later one. A report that matches no
 record is kept in the unmatched-receipts list for people, not refused. An ``undelivered`` or
-``failed`` report queues the flow's ``delivery_failed`` event for the conversation.
+``failed`` report queues the flow's ``delivery_failed`` event for the conversation; when its
+code says something about the number (Alibaba Cloud's ``MOBILE_IN_BLACK``, which it reports
+only in the receipt; Twilio's delivery errors 30005/30006), the number is put on the
+suppression list or marked unreachable, as a send refused with that code would.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from collections.abc import Callable
 from typing import Literal
 
 from bot.clock import Clock
+from bot.outbound.carriers import aliyun, tencent, twilio
 from bot.outbound.carriers.base import Receipt
 from bot.outbound.record import RECEIPT_FROM, OutboundRecord
 from bot.records import QueuedEvent, audit_entry
@@ -25,6 +29,12 @@ log = logging.getLogger(__name__)
 
 Applied = Literal["applied", "duplicate", "unmatched"]
 _CAS_TRIES = 5  # a sender may be storing the send's outcome at the same moment
+# Each carrier's codes that speak of the number: (unsubscribed, cannot be reached).
+_NUMBER_CODES: dict[str, tuple[frozenset[str], frozenset[str]]] = {
+    "aliyun": (aliyun.OPT_OUT_CODES, aliyun.INVALID_NUMBER_CODES),
+    "tencent": (tencent.OPT_OUT_CODES, tencent.INVALID_NUMBER_CODES),
+    "twilio": (twilio.OPT_OUT_CODES, twilio.INVALID_NUMBER_CODES),
+}
 
 
 async def apply(
@@ -82,6 +92,10 @@ def _transition(record: OutboundRecord, receipt: Receipt, clock: Clock) -> Trans
     if record.sent_at is None:
         changes["sent_at"] = receipt.at or now
     new = record.moved(receipt.state, now, **changes)
+    failed = receipt.state in ("undelivered", "failed")
+    opt_out_codes, invalid_codes = _NUMBER_CODES.get(receipt.carrier, (frozenset(), frozenset()))
+    opted_out = failed and receipt.code in opt_out_codes
+    invalid_number = failed and receipt.code in invalid_codes
     audit = [
         audit_entry(
             now,
@@ -93,13 +107,24 @@ def _transition(record: OutboundRecord, receipt: Receipt, clock: Clock) -> Trans
             detail=receipt.detail,
             reported_at=receipt.at.isoformat() if receipt.at else None,
             source="receipt",
+            opted_out=opted_out or None,
+            invalid_number=invalid_number or None,
         )
     ]
     event = None
-    if receipt.state in ("undelivered", "failed"):
+    if failed:
         reason = f"{receipt.code or receipt.state}: {receipt.detail or 'not delivered'}"
         event = QueuedEvent(kind="delivery_failed", at=now, reason=reason)
     index = (receipt.carrier, provider_id) if provider_id and not record.provider_id else None
     # A report for a record still ``sending`` (the provider answered the callback before our
     # call returned, or after a crash) settles it: the senders' index forgets it.
-    return Transition(new, record.version, audit, undue=True, event=event, provider_index=index)
+    return Transition(
+        new,
+        record.version,
+        audit,
+        undue=True,
+        event=event,
+        opt_out=opted_out,
+        invalid_number=invalid_number,
+        provider_index=index,
+    )

@@ -111,10 +111,17 @@ def _secret(settings: Settings, field: str) -> str:
 
 
 def build(
-    settings: Settings, store: Store, session: aiohttp.ClientSession | None
+    settings: Settings,
+    store: Store,
+    session: aiohttp.ClientSession | None,
+    clock: Clock | None = None,
 ) -> dict[str, Carrier]:
     """Every carrier in use (call :func:`check` first). ``session``: the service's one HTTP
-    client session, needed by every real carrier."""
+    client session, needed by every real carrier. ``clock``: the service's. The carriers read
+    the time from it too: a lookup compares the time the sender reserved a message (on this
+    clock) with its own "now" (windows, settle delays), so both must be one clock. In
+    production it is the wall clock; a test that moves it moves the carriers with it."""
+    now = clock.now if clock is not None else None
     carriers: dict[str, Carrier] = {}
     for name in carriers_in_use(settings):
         if name == "sandbox":
@@ -135,6 +142,7 @@ def build(
                 status_callback=f"{settings.base_url}/webhooks/twilio/status",
                 timeout_s=timeout,
                 validity_period_s=settings.twilio_validity_period_s,
+                now=now,
             )
         elif name == "aliyun":
             from bot.outbound.carriers.aliyun import AliyunCarrier
@@ -148,6 +156,7 @@ def build(
                 endpoint=settings.aliyun_sms_endpoint,
                 timeout_s=timeout,
                 absent_after_s=settings.reconcile_settle_s,
+                now=now,
             )
         else:
             from bot.outbound.carriers.tencent import TencentCarrier
@@ -163,6 +172,7 @@ def build(
                 endpoint=settings.tencent_sms_endpoint,
                 region=settings.tencent_region,
                 timeout_s=timeout,
+                now=now,
             )
     return carriers
 

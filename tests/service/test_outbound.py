@@ -436,7 +436,7 @@ async def test_a_redis_outage_while_the_carrier_has_the_message_loses_and_repeat
     """Redis stops answering right after the provider accepted the message: storing the
     outcome times out. When Redis is back, either the outcome landed, or the claim's lease
     ends, the carrier is asked, and the message is recorded as sent: the carrier got it once."""
-    store = RedisStore.from_url(own_redis_server.url, socket_timeout=0.5)
+    store = RedisStore.from_url(own_redis_server.url, socket_timeout=2.0)
     try:
         record = await reserve(store)
         carrier, clock = Scripted(), at(0)
