@@ -12,7 +12,7 @@ from aiohttp import web
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from bot.compliance.status import gate_context, status
-from bot.context import API_KEY, CLOCK, FLOWS, GATE, NLU, PIPELINE, STORE
+from bot.context import API_KEY, CLOCK, FLOWS, GATE, NLU, PIPELINE, SENDER, STORE
 from bot.outbound.record import OutboundRecord
 from bot.records import AccountRecord, QueuedEvent
 from bot.storage.base import StoreUnavailable
@@ -254,6 +254,10 @@ async def readyz(request: web.Request) -> web.Response:
         checks["store"] = f"unavailable: {exc}"
     checks["flows"] = "ok" if request.app[FLOWS].names() else "none loaded"
     checks["nlu"] = "ok" if request.app.get(NLU) is not None else "not loaded"
+    sender = request.app.get(SENDER)
+    for carrier, broken in sorted(sender.health.items()) if sender else ():
+        # A carrier refusing our credentials or URL: messages are held, not sent.
+        checks[f"carrier:{carrier}"] = "ok" if broken is None else f"refuses our set-up: {broken}"
     ready = all(v == "ok" for v in checks.values())
     return web.json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)
 

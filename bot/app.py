@@ -99,9 +99,17 @@ async def _sender_ctx(app: web.Application) -> AsyncIterator[None]:
     """The carriers and this process's sender; refused at start when misconfigured."""
     settings = app[SETTINGS]
     outbound_setup.check(settings, app[FLOWS])
+    for warning in outbound_setup.warnings(settings):
+        log.warning("%s", warning)
     real = [c for c in outbound_setup.carriers_in_use(settings) if c != "sandbox"]
     # One HTTP client session for every carrier: pooled connections, no blocking SDK.
-    session = aiohttp.ClientSession() if real else None
+    # aiohttp's default pool holds 100 connections: at 200 ms a call that capped sending at
+    # ~490/s below SMSBOT_SEND_CONCURRENCY (bench/outbound.py). The pool follows the setting.
+    session = None
+    if real:
+        per_carrier = settings.send_concurrency
+        connector = aiohttp.TCPConnector(limit=per_carrier * len(real), limit_per_host=per_carrier)
+        session = aiohttp.ClientSession(connector=connector)
     carriers = outbound_setup.build(settings, app[STORE], session, app[CLOCK])
 
     def kick(account_id: str) -> None:  # a delivery_failed event queued for the conversation

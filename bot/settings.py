@@ -65,7 +65,12 @@ class Settings(BaseSettings):
     send_rate: dict[CarrierSetting, float] = Field(default_factory=dict)
     send_burst: int = Field(default=50, ge=1)
     send_concurrency: int = Field(default=256, ge=1)
-    send_max_attempts: int = Field(default=6, ge=1)
+    send_max_attempts: int = Field(default=20, ge=1)
+    # Retryable failures (throttling, a carrier outage) are retried this long, then the
+    # message fails and a person is told; a carrier refusing our set-up (credentials, URL)
+    # holds messages, retried this often, and fails readiness until fixed.
+    send_retry_for_s: float = Field(default=3600.0, gt=0)
+    send_config_hold_s: float = Field(default=60.0, gt=0)
     send_lease_s: float = Field(default=30.0, gt=0)
     reconcile_after_s: float = Field(default=30.0, ge=0)
     # A provider's records are not readable the moment it accepts a message: it is only

@@ -8,10 +8,11 @@ the account's queue, so a crash after the answer loses nothing (recovered at res
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 
 from aiohttp import web
+from pydantic import ValidationError
 
 from bot.context import CLOCK, PIPELINE, SETTINGS, STORE
 from bot.outbound import receipts
@@ -61,7 +62,10 @@ async def _twilio_form(request: web.Request) -> list[tuple[str, str]]:
     token = _secret(settings.twilio_auth_token, "twilio")
     if request.content_type != "application/x-www-form-urlencoded":
         raise WebhookError(400, "expected application/x-www-form-urlencoded")
-    form = await request.post()
+    try:
+        form = await request.post()
+    except UnicodeDecodeError as exc:
+        raise WebhookError(400, "form body is not valid UTF-8") from exc
     params = [(k, v) for k, v in form.items() if isinstance(v, str)]
     # Twilio signs the URL it called, as it saw it: our public URL, not the socket address.
     url = settings.base_url + request.path_qs
@@ -134,6 +138,15 @@ async def tencent_inbound(request: web.Request) -> web.Response:
 # --- delivery receipts (bot.outbound.receipts) ----------------------------------------------
 
 
+def _parsed(parse: Callable[[], list[Receipt]]) -> list[Receipt]:
+    """A provider's receipts, or 400: a value no receipt may hold (a field the parser
+    accepted but the record refuses, e.g. lone surrogates in an id) is bad input too."""
+    try:
+        return parse()
+    except ValidationError as exc:
+        raise WebhookError(400, f"malformed receipt: {exc.errors()[0]['msg']}") from exc
+
+
 async def _receipts(request: web.Request, found: Sequence[Receipt]) -> None:
     app = request.app
 
@@ -146,23 +159,24 @@ async def _receipts(request: web.Request, found: Sequence[Receipt]) -> None:
 
 async def twilio_status(request: web.Request) -> web.Response:
     params = await _twilio_form(request)
-    await _receipts(
-        request, [twilio_carrier.parse_status_callback(params, request.query.get("ref"))]
-    )
+    ref = request.query.get("ref")
+    await _receipts(request, _parsed(lambda: [twilio_carrier.parse_status_callback(params, ref)]))
     return web.Response(status=204)
 
 
 async def aliyun_report(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     _guard(request, settings.aliyun_path_token, settings.aliyun_allowed_ips, "aliyun")
-    await _receipts(request, aliyun_carrier.parse_reports(await request.read()))
+    body = await request.read()
+    await _receipts(request, _parsed(lambda: aliyun_carrier.parse_reports(body)))
     return web.json_response(aliyun.ACK)
 
 
 async def tencent_status(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     _guard(request, settings.tencent_path_token, settings.tencent_allowed_ips, "tencent")
-    await _receipts(request, tencent_carrier.parse_reports(await request.read()))
+    body = await request.read()
+    await _receipts(request, _parsed(lambda: tencent_carrier.parse_reports(body)))
     return web.json_response(tencent.ACK)
 
 

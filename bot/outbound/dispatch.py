@@ -123,7 +123,10 @@ class Dispatcher:
                 until=until,
             )
         ]
-        base = queued(msg)
+        # A message back from the senders (a retry, a send the carrier never got) keeps its
+        # record: attempts and first attempt count towards its retry budget.
+        stored = await self.store.outbound(account.id, msg.id) if msg.not_before else None
+        base = stored.model_copy(update={"message": msg}) if stored else queued(msg)
         if decision.verdict == "defer":
             assert decision.until is not None
             held = msg.model_copy(update={"not_before": decision.until})
@@ -153,7 +156,9 @@ class Dispatcher:
                 )
             )
             return await self.store.move(Transition(record, None, audit))
-        record = base.moved("reserved", now, carrier=carrier, reserved_at=now)
+        record = base.moved(
+            "reserved", now, carrier=carrier, reserved_at=now, next_at=None, lease=None
+        )
         t = Transition(
             record,
             None,

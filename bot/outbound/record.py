@@ -67,6 +67,7 @@ class OutboundRecord(BaseModel):
     carrier: str | None = None  # chosen when the send is reserved
     reserved_at: AwareDatetime | None = None  # the ledger entry's time (see ledger_entry)
     attempts: int = 0  # provider calls made (or possibly made)
+    first_attempt_at: AwareDatetime | None = None  # the retry budget counts from here
     next_at: AwareDatetime | None = None  # when the sender looks again (retry, lease end)
     lease: str | None = None  # sending: the claiming sender's token
     ambiguous: bool = False  # sending: an attempt may have reached the provider

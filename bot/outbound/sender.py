@@ -40,7 +40,7 @@ from bot.outbound import receipts
 from bot.outbound.carriers.base import Carrier, Receipt, SendOutcome, carrier_message
 from bot.outbound.record import SETTLED, OutboundRecord
 from bot.privacy import mask_phone
-from bot.records import QueuedEvent, audit_entry
+from bot.records import AuditEntry, QueuedEvent, audit_entry
 from bot.storage.base import Store, StoreUnavailable, Transition
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ _LOOKUP_SLACK = timedelta(seconds=60)
 
 @dataclass(frozen=True)
 class SendPolicy:
-    max_attempts: int = 6  # provider calls per message before it fails for good
+    max_attempts: int = 20  # provider calls per message before it fails for good
     backoff_base_s: float = 2.0  # first retry after about this long, doubling, with jitter
     backoff_cap_s: float = 300.0
     lease_s: float = 30.0  # longer than any carrier's timeout: a live sender never loses it
@@ -60,6 +60,10 @@ class SendPolicy:
     # ... and again as often while the carrier cannot yet tell; after this long from the
     # reservation it is "unknown" and a person looks.
     reconcile_give_up_s: float = 3600.0
+    # Retryable failures (throttling, outages) are retried this long before the message
+    # fails and a person is told; our own set-up errors hold the message, retried this often.
+    retry_for_s: float = 3600.0
+    config_hold_s: float = 60.0
     # A record the gate step handed to this process's sender is left to it this long before
     # other processes' polls may take it (they would only lose the claim race meanwhile).
     handoff_grace_s: float = 5.0
@@ -90,6 +94,8 @@ class Sender:
         self._inflight: set[tuple[str, str]] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
+        # Per carrier: why it refuses our set-up (credentials, endpoint), or None (readiness).
+        self.health: dict[str, str | None] = {}
 
     # --- entry points -------------------------------------------------------------------
 
@@ -183,6 +189,7 @@ class Sender:
                 now,
                 lease=self._token,
                 attempts=attempt,
+                first_attempt_at=record.first_attempt_at or now,
                 next_at=now + timedelta(seconds=self.policy.lease_s),
                 ambiguous=False,
             )
@@ -234,13 +241,11 @@ class Sender:
                 await receipts.apply(self.store, self.clock, report, self._on_event)
             return None
         if found is not None and found.status == "absent":
-            # The provider's record is authoritative: it never had the message. Send again.
-            again = claimed.moved("reserved", now, lease=None, next_at=None, ambiguous=False)
+            # The provider's record is authoritative: it never had the message. It goes
+            # again, but only as the gate decides now (not as it decided before the crash).
             audit = [audit_entry(now, "absent", message_id=record.id, carrier=carrier.name)]
-            if await self.store.move(
-                Transition(again, claimed.version, audit, due=now + self._grace())
-            ):
-                return again
+            log.info("message %s: the carrier never had it; back to the gate", record.id)
+            await self._regate(claimed, claimed.version, now, now, audit)
             return None
         why = (found.code or found.detail) if found is not None else "lookup failed"
         started = record.reserved_at or record.message.created_at
@@ -275,9 +280,27 @@ class Sender:
         base = {"message_id": claimed.id, "carrier": claimed.carrier, "code": outcome.code}
         detail = outcome.detail
         event: QueuedEvent | None = None
-        if outcome.status == "retry" and claimed.attempts >= p.max_attempts:
-            detail = f"gave up after {claimed.attempts} attempts: {outcome.detail or outcome.code}"
-            outcome = outcome.model_copy(update={"status": "failed", "detail": detail})
+        carrier = claimed.carrier or ""
+        if outcome.config_error:
+            await self._broken(carrier, outcome)
+            # Our set-up, not the message: kept, and tried again (through the gate) once the
+            # carrier may have been fixed; the attempt does not count.
+            at = now + timedelta(seconds=p.config_hold_s)
+            audit = [audit_entry(now, "held", **base, detail=detail, retry_at=at.isoformat())]
+            kept = claimed.model_copy(update={"attempts": claimed.attempts - 1})
+            await self._regate(kept, claimed.version, now, at, audit, outcome)
+            return
+        self._healthy(carrier)
+        if outcome.status == "retry":
+            first = claimed.first_attempt_at or now
+            if claimed.attempts >= p.max_attempts or now - first >= timedelta(
+                seconds=p.retry_for_s
+            ):
+                detail = (
+                    f"gave up after {claimed.attempts} attempts over "
+                    f"{int((now - first).total_seconds())} s: {outcome.detail or outcome.code}"
+                )
+                outcome = outcome.model_copy(update={"status": "failed", "detail": detail})
         match outcome.status:
             case "sent":
                 new = claimed.moved(
@@ -289,19 +312,17 @@ class Sender:
                     next_at=None,
                     ambiguous=False,
                 )
-                index = (
-                    (claimed.carrier or "", outcome.provider_id) if outcome.provider_id else None
-                )
+                index = (carrier, outcome.provider_id) if outcome.provider_id else None
                 audit = [audit_entry(now, "sent", **base, provider_id=outcome.provider_id)]
                 t = Transition(new, claimed.version, audit, undue=True, provider_index=index)
             case "retry":
+                # Nothing left: it goes back through the gate when due (the hour, an opt-out,
+                # a payment meanwhile are judged again).
                 delay = outcome.retry_after_s or self._backoff(claimed.attempts)
                 at = now + timedelta(seconds=delay)
-                new = claimed.moved(
-                    "reserved", now, next_at=at, lease=None, code=outcome.code, detail=detail
-                )
                 audit = [audit_entry(now, "retry", **base, detail=detail, retry_at=at.isoformat())]
-                t = Transition(new, claimed.version, audit, due=at)
+                await self._regate(claimed, claimed.version, now, at, audit, outcome)
+                return
             case "ambiguous":
                 at = now + timedelta(seconds=p.reconcile_after_s)
                 new = claimed.moved(
@@ -356,6 +377,57 @@ class Sender:
             )
         if event is not None:
             self._on_event(claimed.account_id)
+
+    async def _regate(
+        self,
+        record: OutboundRecord,
+        expected: int,
+        now: datetime,
+        at: datetime,
+        audit: list[AuditEntry],
+        outcome: SendOutcome | None = None,
+    ) -> bool:
+        """A message that has not left goes back to the gate step, due at ``at``: deferred
+        until then, its ledger charge released (the gate charges it again when it reserves
+        it). A resend is a new decision: the conversation may have moved on (superseded), the
+        borrower may have opted out, the hour may be past the contact window."""
+        held = record.message.model_copy(update={"not_before": at})
+        new = record.model_copy(update={"message": held}).moved(
+            "deferred",
+            now,
+            lease=None,
+            next_at=at,
+            ambiguous=False,
+            code=outcome.code if outcome else record.code,
+            detail=outcome.detail if outcome else record.detail,
+        )
+        release = record.ledger_entry() if record.reserved_at else None
+        # The account's due index first (early, never late): its drain re-gates the message.
+        await self.store.lower_due(record.account_id, at)
+        t = Transition(new, expected, audit, defer=True, release=release, undue=True)
+        if not await self.store.move(t):
+            log.warning("message %s: lease lost before its outcome was stored", record.id)
+            return False
+        if at <= now:
+            self._on_event(record.account_id)
+        return True
+
+    async def _broken(self, carrier: str, outcome: SendOutcome) -> None:
+        if self.health.get(carrier) is None:
+            log.error(
+                "carrier %s refuses our set-up (%s: %s): messages are kept and retried every "
+                "%.0f s until it is fixed",
+                carrier,
+                outcome.code,
+                outcome.detail,
+                self.policy.config_hold_s,
+            )
+        self.health[carrier] = f"{outcome.code}: {outcome.detail}"
+
+    def _healthy(self, carrier: str) -> None:
+        if self.health.get(carrier) is not None:
+            log.warning("carrier %s accepts our set-up again", carrier)
+            self.health[carrier] = None
 
     async def _forget(self, record: OutboundRecord) -> None:
         await self.store.forget_send(record.account_id, record.id)

@@ -39,6 +39,18 @@ _REQUIRED: Mapping[str, tuple[str, ...]] = {
 }
 
 
+_ENDPOINTS: Mapping[str, str] = {
+    "twilio": "twilio_api_url",
+    "aliyun": "aliyun_sms_endpoint",
+    "tencent": "tencent_sms_endpoint",
+}
+# The carriers that sign nothing: receipts are accepted only with a path token or an IP list.
+_RECEIPT_GUARDS: Mapping[str, tuple[str, str]] = {
+    "aliyun": ("aliyun_path_token", "aliyun_allowed_ips"),
+    "tencent": ("tencent_path_token", "tencent_allowed_ips"),
+}
+
+
 def carriers_in_use(settings: Settings) -> list[str]:
     return sorted({settings.provider, *settings.provider_by_pack.values()})
 
@@ -72,6 +84,26 @@ def check(settings: Settings, registry: Registry) -> None:
                     "twilio_from",
                 )
             )
+        url_field = _ENDPOINTS.get(name)
+        if url_field and not str(getattr(settings, url_field)).startswith(("http://", "https://")):
+            problems.append(
+                Problem(
+                    "settings",
+                    None,
+                    f"SMSBOT_{url_field.upper()} must be an http:// or https:// URL",
+                    url_field,
+                )
+            )
+        if name == "twilio" and settings.public_url is None:
+            problems.append(
+                Problem(
+                    "settings",
+                    None,
+                    "carrier twilio needs SMSBOT_PUBLIC_URL: each send names "
+                    "<public url>/webhooks/twilio/status as its status callback",
+                    "public_url",
+                )
+            )
         if name in TEMPLATE_CARRIERS:
             for flow_name in registry.names():
                 flow = registry.get(flow_name).flow
@@ -90,6 +122,19 @@ def check(settings: Settings, registry: Registry) -> None:
         raise ConfigError(problems)
 
 
+def warnings(settings: Settings) -> list[str]:
+    """What will not work though the service may start: receipts nobody may post."""
+    found = []
+    for name in carriers_in_use(settings):
+        token, ips = _RECEIPT_GUARDS.get(name, (None, None))
+        if token and getattr(settings, token) is None and not getattr(settings, ips or ""):
+            found.append(
+                f"carrier {name}: its delivery receipts will be refused until "
+                f"SMSBOT_{token.upper()} or SMSBOT_{(ips or '').upper()} is set"
+            )
+    return found
+
+
 def policy(settings: Settings) -> SendPolicy:
     return SendPolicy(
         max_attempts=settings.send_max_attempts,
@@ -97,6 +142,8 @@ def policy(settings: Settings) -> SendPolicy:
         reconcile_after_s=settings.reconcile_after_s,
         reconcile_give_up_s=settings.reconcile_give_up_s,
         backoff_base_s=settings.send_backoff_s,
+        retry_for_s=settings.send_retry_for_s,
+        config_hold_s=settings.send_config_hold_s,
         concurrency=settings.send_concurrency,
         rates={str(k): v for k, v in settings.send_rate.items()},
         burst=settings.send_burst,

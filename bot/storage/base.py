@@ -249,6 +249,11 @@ class Store(ABC):
         """Accounts whose earliest timer is due at ``now``."""
 
     @abstractmethod
+    async def lower_due(self, account_id: str, at: datetime) -> None:
+        """Makes the account due at ``at`` at the latest (never later than it was): a message
+        sent back to the gate step is looked at then."""
+
+    @abstractmethod
     async def set_due(self, account_id: str, at: datetime | None) -> None:
         """Sets the account's due time exactly (None: nothing due), outside a commit: after
         the outbox was flushed and messages were deferred or sent."""

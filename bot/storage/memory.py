@@ -174,6 +174,10 @@ class MemoryStore(Store):
         due = sorted((at, a) for a, at in self._due.items() if at <= now)
         return [a for _, a in due[:limit]]
 
+    async def lower_due(self, account_id: str, at: datetime) -> None:
+        current = self._due.get(account_id)
+        self._due[account_id] = at if current is None else min(current, at)
+
     async def set_due(self, account_id: str, at: datetime | None) -> None:
         if at is None:
             self._due.pop(account_id, None)

@@ -557,6 +557,9 @@ class RedisStore(RedisOutbound, Store):
         )
         return [_text(r) for r in raw]
 
+    async def lower_due(self, account_id: str, at: datetime) -> None:
+        await self._pipe.one("ZADD", keys.DUE, "LT", score(at), account_id)
+
     async def set_due(self, account_id: str, at: datetime | None) -> None:
         if at is None:
             await self._pipe.one("ZREM", keys.DUE, account_id)

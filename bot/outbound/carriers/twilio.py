@@ -269,13 +269,16 @@ class TwilioCarrier(Carrier):
             return SendOutcome(
                 status="failed",
                 code=str(code if isinstance(code, int) else answer.status),
-                detail=f"credentials rejected (HTTP {answer.status}): {detail or ''}".rstrip(),
+                detail=f"credentials rejected (HTTP {answer.status}): {detail or ''}".rstrip()
+                + " (configuration: check SMSBOT_TWILIO_ACCOUNT_SID and SMSBOT_TWILIO_AUTH_TOKEN)",
+                config_error=True,
             )
         if answer.status == 404:
             return SendOutcome(
                 status="failed",
                 code=str(code if isinstance(code, int) else 404),
                 detail="not found: check the Account SID and the API URL (configuration)",
+                config_error=True,
             )
         return SendOutcome(
             status="failed",
@@ -392,7 +395,13 @@ def _from_code(code: object, message: object, sid: str | None) -> SendOutcome:
         return SendOutcome(status="retry", code=code_text, detail=text, provider_id=sid)
     if kind == "config":
         return SendOutcome(
-            status="failed", code=code_text, detail=f"configuration: {text}", provider_id=sid
+            status="failed",
+            code=code_text,
+            detail=f"configuration: {why}: {text}"
+            if why and why != text
+            else f"configuration: {text}",
+            provider_id=sid,
+            config_error=True,
         )
     return SendOutcome(
         status="failed",
