@@ -155,7 +155,7 @@ async def _pipeline_ctx(app: web.Application) -> AsyncIterator[None]:
     try:
         recovered = await pipeline.recover()  # acknowledged but unprocessed before a crash
         if recovered:
-            log.info("recovering %d account queue(s) left from before the restart", recovered)
+            log.info("draining %d account queue(s) found at start-up", recovered)
     except StoreUnavailable as exc:
         log.warning("store unavailable at start-up (%s); recovery retries in the background", exc)
     loops = asyncio.create_task(

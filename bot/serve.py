@@ -13,6 +13,7 @@ from aiohttp import web
 
 from bot.app import create_app
 from bot.context import API_KEY
+from bot.outbound.setup import carriers_in_use
 from bot.settings import load_settings
 
 
@@ -45,12 +46,24 @@ def _serve(args: argparse.Namespace) -> int:
         store = "redis" if settings.redis_url else "memory (data is lost on exit)"
         lines = [
             "",
-            f"smsbot is running on {base}  (store: {store}, provider: {settings.provider})",
+            f"smsbot is running on {base}  (store: {store}, carriers: "
+            f"{', '.join(carriers_in_use(settings))})",
         ]
         if settings.demo:
             lines.append(f"  simulator        {base}/simulator")
+        carriers = carriers_in_use(settings)
+        if "sandbox" in carriers:
+            lines.append(f"  sandbox messages {base}/api/sandbox/messages")
+        # The delivery-receipt URLs to register with each carrier (tokens not printed).
+        receipts = {
+            "twilio": "(set per message as StatusCallback)",
+            "aliyun": f"{base}/webhooks/aliyun/report/<SMSBOT_ALIYUN_PATH_TOKEN>",
+            "tencent": f"{base}/webhooks/tencent/status/<SMSBOT_TENCENT_PATH_TOKEN>",
+        }
+        for name in carriers:
+            if name in receipts:
+                lines.append(f"  {name} receipts  {receipts[name]}")
         lines += [
-            f"  sent messages    {base}/api/sandbox/messages",
             f"  API document     {base}/api/openapi.json",
             f"  health           {base}/healthz   {base}/readyz",
         ]

@@ -526,3 +526,44 @@ async def test_a_record_waiting_for_a_carrier_slot_is_not_claimed_yet(store: Sto
     await s.idle()
     assert {r.state for r in await store.outbound_records("L0001")} == {"sent"}
     assert sorted(carrier.calls) == sorted([first.id, second.id])
+
+
+async def test_a_carrier_refusing_our_set_up_holds_messages_and_reports_it(store: Store) -> None:
+    """Wrong credentials fail nothing for good: the message is kept (back to the gate, the
+    attempt not counted) and the carrier is marked broken until a call goes through."""
+    record = await reserve(store)
+    refused = SendOutcome(status="failed", code="20003", detail="auth", config_error=True)
+    carrier, clock = Scripted([refused]), at(0)
+    s = sender(store, carrier, clock, config_hold_s=60)
+    s.submit(record)
+    await s.idle()
+    got = await store.outbound("L0001", record.id)
+    assert got is not None and (got.state, got.attempts) == ("deferred", 0)
+    assert got.message.not_before == clock.now() + timedelta(seconds=60)
+    assert s.health == {"twilio": "20003: auth"}
+    assert await store.head("L0001") is None  # nobody is handed the conversation
+    assert await history(store) == []
+    clock.advance(timedelta(seconds=61))
+    assert await regate(store, s) == 1  # fixed meanwhile: it goes
+    got = await store.outbound("L0001", record.id)
+    assert got is not None and (got.state, got.attempts) == ("sent", 1)
+    assert s.health == {"twilio": None}
+    assert await kinds(store, record.id) == ["sending", "held", "sending", "sent"]
+
+
+async def test_retries_stop_after_the_retry_budget_not_a_fixed_count(store: Store) -> None:
+    record = await reserve(store)
+    carrier = Scripted([SendOutcome(status="retry", code="CONNECT_ERROR") for _ in range(9)])
+    clock = at(0)
+    s = sender(store, carrier, clock, max_attempts=100, retry_for_s=600, backoff_cap_s=120)
+    s.submit(record)
+    await s.idle()
+    rounds = 0
+    while (got := await store.outbound("L0001", record.id)) and got.state == "deferred":
+        clock.advance(timedelta(seconds=121))
+        assert await regate(store, s) == 1
+        rounds += 1
+    assert got is not None and got.state == "failed"
+    assert got.detail is not None and "gave up after" in got.detail
+    # An outage of ten minutes is ridden out with a handful of calls, then a person is told.
+    assert 4 <= len(carrier.calls) <= 7 and rounds == len(carrier.calls) - 1
