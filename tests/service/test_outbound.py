@@ -567,3 +567,28 @@ async def test_retries_stop_after_the_retry_budget_not_a_fixed_count(store: Stor
     assert got.detail is not None and "gave up after" in got.detail
     # An outage of ten minutes is ridden out with a handful of calls, then a person is told.
     assert 4 <= len(carrier.calls) <= 7 and rounds == len(carrier.calls) - 1
+
+
+async def test_a_backlog_waits_in_the_store_not_in_memory(store: Store) -> None:
+    """With every carrier slot busy and a line four times as long, further reserved records
+    are left in the senders' index; polls take them as room frees up."""
+    records = [await reserve(store, f"【XX金融】{i}") for i in range(6)]
+    carrier, clock = Scripted(), at(10)  # past the hand-off grace: polls see every record
+    release = asyncio.Event()
+    real = carrier.send
+
+    async def slow(message: CarrierMessage) -> SendOutcome:
+        await release.wait()
+        return await real(message)
+
+    carrier.send = slow  # type: ignore[method-assign]
+    s = sender(store, carrier, clock, concurrency=1)  # room for 4 sends in this process
+    for r in records:
+        s.submit(r)
+    assert len(s._tasks) == 4
+    assert await s.poll() == 0  # no room
+    release.set()
+    await s.idle()
+    assert await s.poll() == 2  # the two left in the store
+    await s.idle()
+    assert sorted(carrier.calls) == sorted(r.id for r in records)
