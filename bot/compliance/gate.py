@@ -57,6 +57,7 @@ class GateContext:
     history: Sequence[SendRecord] = ()  # this phone's sends of the last 7 days
     first_contact: bool = False
     preferences: Preferences | None = None
+    invalid_number: bool = False  # a provider said it cannot be reached (the send side's)
 
 
 @dataclass

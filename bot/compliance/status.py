@@ -39,6 +39,7 @@ async def gate_context(
         history=facts.history,
         first_contact=not facts.contacted,
         preferences=prefs,
+        invalid_number=facts.invalid_number,
     )
 
 

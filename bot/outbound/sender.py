@@ -189,30 +189,78 @@ class Sender:
         async with self._slots[carrier.name]:
             await self._rate(carrier.name)
             now = self.clock.now()
-            attempt = record.attempts + 1
-            claimed = record.moved(
-                "sending",
-                now,
-                lease=self._token,
-                attempts=attempt,
-                first_attempt_at=record.first_attempt_at or now,
-                next_at=now + timedelta(seconds=self.policy.lease_s),
-                ambiguous=False,
-            )
-            audit = [audit_entry(now, "sending", message_id=record.id, attempt=attempt)]
+            claimed = self.claim(record, now)
+            audit = [audit_entry(now, "sending", message_id=record.id, attempt=claimed.attempts)]
             # The senders' index keeps the time the reservation gave it (a few seconds on):
             # a call that outlives it is skipped by this process's polls (in flight here) and
             # read, found leased and left alone by others'. Not moving it saves two commands
             # per send (bench/inbound.py); a crash is found there all the same.
             if not await self.store.move(Transition(claimed, record.version, audit)):
                 return None  # another sender claimed it
-            try:
-                outcome = await carrier.send_outbound(record.message)
-            except Exception as exc:  # an adapter bug: the request may have left
-                log.exception("carrier %s raised for message %s", carrier.name, record.id)
-                outcome = SendOutcome(status="ambiguous", code="error", detail=repr(exc))
+            outcome = await self._call(carrier, record)
         await self._settle(claimed, outcome)
         return None
+
+    async def _call(self, carrier: Carrier, record: OutboundRecord) -> SendOutcome:
+        try:
+            return await carrier.send_outbound(record.message)
+        except Exception as exc:  # an adapter bug: the request may have left
+            log.exception("carrier %s raised for message %s", carrier.name, record.id)
+            return SendOutcome(status="ambiguous", code="error", detail=repr(exc))
+
+    # --- the gate step's fast path: reserve and claim in one store step -------------------
+
+    async def take_slot(self, carrier: str) -> bool:
+        """A slot of ``carrier`` for a call right now, or False (no free slot, a rate to ask
+        the store about, a line already waiting, shutting down): then the record goes the
+        usual way (reserved, claimed by a sender task)."""
+        slot = self._slots.get(carrier)
+        if (
+            slot is None
+            or slot.locked()
+            or self.policy.rates.get(carrier)
+            or self._closing
+            or len(self._tasks) >= self._max_tasks
+        ):
+            return False
+        await slot.acquire()  # free: returns at once, nothing else runs in between
+        return True
+
+    def give_slot(self, carrier: str) -> None:
+        self._slots[carrier].release()
+
+    def claim(self, record: OutboundRecord, now: datetime) -> OutboundRecord:
+        """``record`` claimed by this sender: ``sending`` under its lease, one more attempt."""
+        return record.moved(
+            "sending",
+            now,
+            lease=self._token,
+            attempts=record.attempts + 1,
+            first_attempt_at=record.first_attempt_at or now,
+            next_at=now + timedelta(seconds=self.policy.lease_s),
+            ambiguous=False,
+        )
+
+    def call(self, claimed: OutboundRecord) -> None:
+        """Calls the carrier for a record claimed with a slot from :meth:`take_slot`."""
+        self._spawn(self._call_claimed(claimed))
+
+    async def _call_claimed(self, claimed: OutboundRecord) -> None:
+        key = (claimed.account_id, claimed.id)
+        self._inflight.add(key)
+        carrier = self.carriers[claimed.carrier or ""]
+        try:
+            try:
+                outcome = await self._call(carrier, claimed)
+            finally:
+                self.give_slot(carrier.name)
+            await self._settle(claimed, outcome)
+        except StoreUnavailable as exc:
+            log.warning("sender: store unavailable (message %s): %s", claimed.id, exc)
+        except Exception:
+            log.exception("sender: message %s failed", claimed.id)
+        finally:
+            self._inflight.discard(key)
 
     async def _reconcile(self, record: OutboundRecord, carrier: Carrier) -> OutboundRecord | None:
         """A ``sending`` record whose sender died or whose attempt was ambiguous."""

@@ -55,6 +55,7 @@ class GateFacts:
     history: list[SendRecord]
     preferences: str | None  # JSON, from ``get_meta(…, "preferences")``
     contacted: bool  # anything was ever sent to this account (``get_meta(…, "contacted")``)
+    invalid_number: bool = False  # a provider said the number cannot be reached
 
 
 @dataclass(frozen=True)

@@ -140,6 +140,7 @@ class MemoryStore(Store):
             history=[r for r in self._sends.get(phone, []) if r.at >= since],
             preferences=self._meta.get(account_id, {}).get("preferences"),
             contacted="contacted" in self._meta.get(account_id, {}),
+            invalid_number=phone in self._invalid,
         )
 
     async def commit(

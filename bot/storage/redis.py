@@ -394,16 +394,18 @@ class RedisStore(RedisOutbound, Store):
         )
 
     async def gate_facts(self, account_id: str, phone: str, since: datetime) -> GateFacts:
-        opted_out, history, (preferences, contacted) = await self._pipe.call(
+        opted_out, history, (preferences, contacted), invalid = await self._pipe.call(
             ("SISMEMBER", keys.OPT_OUT, phone),
             ("ZRANGE", keys.sends(phone), score(since), "+inf", "BYSCORE"),
             ("HMGET", keys.meta(account_id), "preferences", "contacted"),
+            ("SISMEMBER", keys.INVALID_NUMBERS, phone),
         )
         return GateFacts(
             opted_out=bool(opted_out),
             history=[_send_record(r) for r in history],
             preferences=_text(preferences) if preferences is not None else None,
             contacted=contacted is not None,
+            invalid_number=bool(invalid),
         )
 
     async def get_account(self, account_id: str) -> AccountRecord | None:

@@ -509,3 +509,26 @@ async def test_a_slow_carrier_holds_no_lock_and_delays_no_other_reply(nlu: Under
         await _settle(c)
         states = [r.state for r in await store.outbound_records("acc-0001")]
         assert states and set(states) == {"sent"}
+
+
+@pytest.mark.parametrize(("rate", "versions"), [(None, 2), ({"sandbox": 1000.0}, 3)])
+async def test_a_free_carrier_slot_reserves_and_claims_in_one_step(
+    nlu: Understander, rate: dict[str, float] | None, versions: int
+) -> None:
+    """With a slot free and no shared rate to ask, the gate step stores the send as claimed
+    (one store write less); with a rate, a sender task takes a token first, then claims."""
+    from bot.context import STORE
+
+    extra = {"send_rate": rate} if rate else {}
+    async with client(nlu, clock=daytime_clock(), **extra) as c:
+        body = {"accounts": [account(1)], "start": True}
+        assert (await c.post("/api/accounts", json=body, headers=AUTH)).status == 200
+        await _settle(c)
+        (record,) = await c.app[STORE].outbound_records("acc-0001")
+        assert (record.state, record.version, record.attempts) == ("sent", versions, 1)
+        kinds = [
+            e.kind
+            for e in await c.app[STORE].read_audit("acc-0001")
+            if e.detail.get("message_id") == record.id
+        ]
+        assert kinds == ["send", "gate", "sending", "sent"]
