@@ -957,6 +957,13 @@ def main() -> None:
     if args.rate <= 0 or args.seconds <= 0 or args.warmup < 0:
         parser.error("--rate and --seconds must be positive, --warmup not negative")
 
+    in_workdir("smsbot-bench-", args.keep, lambda workdir, stack: run(args, workdir, stack))
+
+
+def in_workdir(prefix: str, keep: bool, body: Callable[[Path, contextlib.ExitStack], None]) -> None:
+    """Runs ``body`` in a fresh temporary directory with everything it starts stopped at the
+    end (its ExitStack), also on Ctrl-C or SIGTERM; the directory is removed unless ``keep``."""
+
     def interrupted(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt  # wherever we are, even inside the event loop: clean up, exit
 
@@ -967,12 +974,14 @@ def main() -> None:
     # a cancellation that a client library turns into an ordinary error goes unnoticed.
     signal.signal(signal.SIGINT, interrupted)
     signal.signal(signal.SIGTERM, terminated)
-    workdir = Path(tempfile.mkdtemp(prefix="smsbot-bench-"))
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
     try:
         with contextlib.ExitStack() as stack:
-            run(args, workdir, stack)
+            body(workdir, stack)
     finally:
-        if not args.keep:
+        if keep:
+            print(f"logs kept in {workdir}")
+        else:
             shutil.rmtree(workdir, ignore_errors=True)
 
 

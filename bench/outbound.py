@@ -73,18 +73,15 @@ import json
 import os
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from inbound import (
@@ -99,6 +96,7 @@ from inbound import (
     daytime_zone,
     free_port,
     http,
+    in_workdir,
     percentile,
     redis_commands_line,
     spawn,
@@ -1029,24 +1027,11 @@ def main() -> None:
     if args.latency_rate <= 0 or args.latency_seconds <= 0 or args.carrier_latency < 0:
         parser.error("--latency-rate and --latency-seconds must be positive")
 
-    def interrupted(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt  # wherever we are, even inside the event loop: clean up, exit
+    def body(workdir: Path, stack: contextlib.ExitStack) -> None:
+        rig = start_rig(args, workdir, stack)
+        asyncio.run(measured(rig, args))
 
-    def terminated(signum: int, frame: FrameType | None) -> None:
-        raise SystemExit(128 + signum)
-
-    signal.signal(signal.SIGINT, interrupted)
-    signal.signal(signal.SIGTERM, terminated)
-    workdir = Path(tempfile.mkdtemp(prefix="smsbot-bench-out-"))
-    try:
-        with contextlib.ExitStack() as stack:
-            rig = start_rig(args, workdir, stack)
-            asyncio.run(measured(rig, args))
-    finally:
-        if args.keep:
-            print(f"logs kept in {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+    in_workdir("smsbot-bench-out-", args.keep, body)
 
 
 if __name__ == "__main__":
