@@ -47,9 +47,12 @@ def _answers_ping(port: int) -> bool:
 class RedisServer:
     """One private redis-server process; can be stopped, restarted (same port) and paused."""
 
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
+    def __init__(self, workdir: Path, port: int | None = None, *, aof: bool = False) -> None:
         self.workdir = workdir
         self.port = port or _free_port()
+        # aof: every write on disk before Redis answers (appendfsync always), so a kill -9 of
+        # the server loses nothing it acknowledged; a restart replays the file.
+        self.aof = aof
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -71,7 +74,9 @@ class RedisServer:
                 [
                     binary,
                     "--port", str(self.port), "--bind", "127.0.0.1",
-                    "--save", "", "--appendonly", "no",
+                    "--save", "",
+                    *(("--appendonly", "yes", "--appendfsync", "always") if self.aof
+                      else ("--appendonly", "no")),
                     "--dir", str(self.workdir), "--daemonize", "no",
                 ],
                 cwd=self.workdir, stdout=out, stderr=subprocess.STDOUT,
@@ -99,6 +104,13 @@ class RedisServer:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+    def kill(self) -> None:
+        """SIGKILL: a crash of the server (with ``aof``, what it acknowledged is on disk)."""
+        proc, self._proc = self._proc, None
+        assert proc is not None
+        proc.kill()
+        proc.wait()
 
     def pause(self) -> None:
         """SIGSTOP: the kernel still accepts connections, but nothing is answered."""

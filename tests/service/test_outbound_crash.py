@@ -224,3 +224,39 @@ async def test_repeated_kills_with_a_failing_carrier_send_each_message_at_most_o
     finally:
         service.stop()
         await store.close()
+
+
+async def test_a_redis_crash_mid_sending_loses_and_repeats_nothing(
+    carrier: FakeCarrier, tmp_path: Path
+) -> None:
+    """Redis (AOF, fsync on every write) is killed while the service sends through a slow
+    carrier, and restarted a second later on its file: outcomes that could not be stored are
+    reconciled with the carrier; nothing is lost, nothing reaches the carrier twice."""
+    redis = RedisServer(tmp_path / "redis", aof=True)
+    (tmp_path / "redis").mkdir()
+    redis.start()
+    service = Service(redis.url, carrier, tmp_path)
+    rows = _rows(500, 40)
+    try:
+        async with aiohttp.ClientSession() as session:
+            await service.start(session)
+            carrier.latency_s, carrier.record_first = 0.5, True
+            await service.add(session, rows)
+            await asyncio.sleep(0.3)
+            redis.kill()  # calls in flight: their outcomes have nowhere to go
+            await asyncio.sleep(1.0)
+            redis.start()
+            carrier.latency_s = 0.0
+            store = RedisStore.from_url(redis.url)
+            try:
+                states = await _check(store, carrier, [r["id"] for r in rows])
+                audits = [await store.read_audit(r["id"]) for r in rows]
+            finally:
+                await store.close()
+        assert states == Counter({"sent": 40})
+        # The crash did strand outcomes: some sends were settled by asking the carrier.
+        assert sum(e.kind == "reconcile" for audit in audits for e in audit) > 0
+        assert len(carrier.sent) == 40
+    finally:
+        service.stop()
+        redis.stop()
