@@ -520,7 +520,7 @@ class Backlog:
         """Outbound messages the sandbox provider recorded (capped at its list's length)."""
         from bot.storage import keys
 
-        n: int = await self._redis.llen(keys.SANDBOX)
+        n: int = await self._redis.zcard(keys.SANDBOX)
         return n
 
     async def close(self) -> None:
@@ -915,7 +915,7 @@ def report(
     print(f"service peak RSS (VmHWM): {rss:.0f} MB")
     received = args.warmup + args.messages * args.rounds + len(lat_svc.latencies)
     received += lat_svc.latency_failed
-    from bot.storage.redis import SANDBOX_MAX
+    from bot.storage.redis_codec import SANDBOX_MAX
 
     capped = " (at least: the sandbox keeps the latest)" if lat_svc.sent >= SANDBOX_MAX else ""
     print(

@@ -372,7 +372,15 @@ class Sender:
                 pid = outcome.provider_id
                 index = (carrier, pid) if pid is not None and carrier != "sandbox" else None
                 audit = [audit_entry(now, "sent", **base, provider_id=outcome.provider_id)]
-                t = Transition(new, claimed.version, audit, undue=True, provider_index=index)
+                sandbox = claimed.message if carrier == "sandbox" else None
+                t = Transition(
+                    new,
+                    claimed.version,
+                    audit,
+                    undue=True,
+                    provider_index=index,
+                    sandbox=sandbox,
+                )
             case "retry":
                 # Nothing left: it goes back through the gate when due (the hour, an opt-out,
                 # a payment meanwhile are judged again).

@@ -81,6 +81,9 @@ class Transition:
     opt_out: bool = False  # the provider says the number unsubscribed
     invalid_number: bool = False  # the provider says the number cannot be reached
     provider_index: tuple[str, str] | None = None  # (carrier, provider id) -> this record
+    # The sandbox carrier's record of the message ("what left the machine" in the demo),
+    # written with the outcome: the sandbox's send then costs no store call of its own.
+    sandbox: Outbound | None = None
 
 
 class StoreUnavailable(SmsbotError):

@@ -27,7 +27,8 @@ Global (each in its own slot; never combined with per-account keys in one script
 - ``smsbot:{unmatched}:list``          list    InboundSms from unknown numbers (JSON)
 - ``smsbot:{unmatched}:seen:<p>:<id>`` string  claim of one provider message id (same slot as
   the list, so the claim and the append are one script)
-- ``smsbot:sandbox``                   list    the sandbox provider's "sent" messages (JSON)
+- ``smsbot:sandbox:sent``              zset    the sandbox carrier's "sent" messages (JSON) by time;
+  a zset, so that storing one again (a re-sent group) changes nothing
 - ``smsbot:{ph:<E.164>}:sends``         zset    SendRecords of one phone by time (frequency caps)
 - ``smsbot:sendq``                     zset    "<account id> <message id>" -> when a sender should
   look at the record (µs since epoch): reserved sends, retries, leases, reconciliations
@@ -69,7 +70,7 @@ OPT_OUT = PREFIX + "optout"
 UNMATCHED_TAG = PREFIX + "{unmatched}"
 UNMATCHED = UNMATCHED_TAG + ":list"
 UNMATCHED_SEEN_PREFIX = UNMATCHED_TAG + ":seen:"
-SANDBOX = PREFIX + "sandbox"
+SANDBOX = PREFIX + "sandbox:sent"
 SENDS_PREFIX = PREFIX + "{ph:"
 SEND_QUEUE = PREFIX + "sendq"
 MESSAGE_PREFIX = PREFIX + "msg:"

@@ -193,6 +193,8 @@ class MemoryStore(Store):
         record = t.record
         a, mid = record.account_id, record.id
         records = self._records[a]
+        if t.sandbox is not None:  # as on Redis: written before the step, whatever it finds
+            self._sandbox.append(t.sandbox)
         if t.expected is None:
             if not (_pop(self._outbox.get(a), mid) or _pop(self._deferred.get(a), mid)):
                 return False

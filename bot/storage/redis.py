@@ -61,6 +61,7 @@ from bot.storage.redis_codec import (
     PUSH_CAPPED,
     audit_element,
     ledger_commands,
+    sandbox_commands,
     score,
 )
 from bot.storage.redis_outbound import SCRIPTS as OUTBOUND_SCRIPTS
@@ -74,8 +75,6 @@ log = logging.getLogger(__name__)
 # Providers retry for hours at most; 30 days also covers a payment file re-sent weeks later.
 DEDUP_TTL_S = 30 * 24 * 3600
 QUEUED_MEMO = 10_000  # events remembered between enqueue and drain (see bot.memo)
-# The sandbox provider keeps the latest messages only (as the memory store does).
-SANDBOX_MAX = 10_000
 
 # --- Lua scripts: each touches the keys of one slot only -------------------------------------
 
@@ -654,12 +653,10 @@ class RedisStore(RedisOutbound, Store):
     # --- sandbox provider ----------------------------------------------------------------
 
     async def record_sandbox(self, message: Outbound) -> None:
-        await self._pipe.one(
-            "EVAL", PUSH_CAPPED, 1, keys.SANDBOX, message.model_dump_json(), SANDBOX_MAX
-        )
+        await self._pipe.call(*sandbox_commands(message))
 
     async def list_sandbox(self, limit: int = 200) -> list[Outbound]:
         if limit <= 0:
             return []
-        raw = await self._pipe.one("LRANGE", keys.SANDBOX, -limit, -1)
+        raw = await self._pipe.one("ZRANGE", keys.SANDBOX, -limit, -1)
         return [Outbound.model_validate_json(r) for r in raw]

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import TypeAdapter
 
-from bot.records import AuditEntry, SendRecord
+from bot.records import AuditEntry, Outbound, SendRecord
 from bot.storage import keys
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -29,6 +30,20 @@ def score(at: datetime) -> int:
     if at.tzinfo is None or at.utcoffset() is None:
         raise ValueError(f"timer times must be timezone-aware, got {at!r}")
     return (at - _EPOCH) // _MICROSECOND
+
+
+# The sandbox carrier keeps the latest messages only (as the memory store does).
+SANDBOX_MAX = 10_000
+
+
+def sandbox_commands(message: Outbound) -> list[tuple[Any, ...]]:
+    """Records a message the sandbox carrier "sent": plain commands, safe to repeat (the same
+    member again), so they may precede a script in a group (see bot.storage.redis)."""
+    return [
+        # Ordered as recorded (µs of this machine's clock), like the list it replaces.
+        ("ZADD", keys.SANDBOX, time.time_ns() // 1000, message.model_dump_json()),
+        ("ZREMRANGEBYRANK", keys.SANDBOX, 0, -(SANDBOX_MAX + 1)),
+    ]
 
 
 def ledger_commands(phone: str, record: SendRecord) -> list[tuple[Any, ...]]:

@@ -19,7 +19,13 @@ from bot.outbound.record import OutboundRecord, queued
 from bot.records import Outbound
 from bot.storage import keys
 from bot.storage.base import Transition
-from bot.storage.redis_codec import PUSH_CAPPED, audit_element, ledger_commands, score
+from bot.storage.redis_codec import (
+    PUSH_CAPPED,
+    audit_element,
+    ledger_commands,
+    sandbox_commands,
+    score,
+)
 from bot.storage.resp import RedisConnection
 
 # How long the id indexes are kept: receipts come within days; 30 covers late pushes.
@@ -94,6 +100,8 @@ class RedisOutbound:
         a, mid, phone = record.account_id, record.id, record.message.phone
         member = keys.send_member(a, mid)
         before: list[tuple[Any, ...]] = []
+        if t.sandbox is not None:
+            before += sandbox_commands(t.sandbox)
         if t.charge is not None:
             before += ledger_commands(phone, t.charge)
         if t.due is not None:

@@ -831,7 +831,7 @@ async def test_redis_pending_accounts_ignore_lookalike_keys(redis_store: RedisSt
 async def test_redis_sandbox_is_capped(
     redis_store: RedisStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("bot.storage.redis.SANDBOX_MAX", 3)
+    monkeypatch.setattr("bot.storage.redis_codec.SANDBOX_MAX", 3)
     messages = [outbound(f"m{i}") for i in range(5)]
     for message in messages:
         await redis_store.record_sandbox(message)
