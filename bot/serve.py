@@ -44,14 +44,13 @@ def _serve(args: argparse.Namespace) -> int:
     async def banner(app: web.Application) -> None:
         base = settings.base_url
         store = "redis" if settings.redis_url else "memory (data is lost on exit)"
+        carriers = carriers_in_use(settings)
         lines = [
             "",
-            f"smsbot is running on {base}  (store: {store}, carriers: "
-            f"{', '.join(carriers_in_use(settings))})",
+            f"smsbot is running on {base}  (store: {store}, carriers: {', '.join(carriers)})",
         ]
         if settings.demo:
             lines.append(f"  simulator        {base}/simulator")
-        carriers = carriers_in_use(settings)
         if "sandbox" in carriers:
             lines.append(f"  sandbox messages {base}/api/sandbox/messages")
         # The delivery-receipt URLs to register with each carrier (tokens not printed).

@@ -136,12 +136,11 @@ class Dispatcher:
             record = base.moved("blocked", now, code=",".join(decision.rules) or None)
             moved = await self.store.move(Transition(record, None, audit))
         else:
-            moved = await self._reserve(account, base, audit, now, ctx)
+            moved = await self._reserve(base, audit, now, ctx)
         return decision if moved else None
 
     async def _reserve(
         self,
-        account: AccountRecord,
         base: OutboundRecord,
         audit: list[AuditEntry],
         now: datetime,
@@ -174,16 +173,15 @@ class Dispatcher:
                 first_contact=ctx.first_contact,
                 due=record.next_at,
             )
+            moved = False
             try:
                 moved = await self.store.move(t)
-            except BaseException:
-                self.sender.give_slot(carrier)
-                raise
-            if not moved:
-                self.sender.give_slot(carrier)
-                return False
-            self.sender.call(record)
-            return True
+            finally:
+                if not moved:  # refused, or the store failed: the slot goes back unused
+                    self.sender.give_slot(carrier)
+            if moved:
+                self.sender.call(record)
+            return moved
         t = Transition(
             reserved,
             None,

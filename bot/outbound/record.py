@@ -2,24 +2,27 @@
 
 Every outbound SMS is a stored record from the moment the dialog step commits it::
 
-    queued ──gate──► deferred ──(at T, gate again)──► …
-       │      ├────► blocked                                   (terminal)
+    queued ──gate──► deferred ──(at T, gate again)──► …   or superseded (the conversation
+       │      ├────► blocked                                 moved on meanwhile)
        │      └────► reserved ──claim──► sending ──► sent ──► delivered | undelivered | failed
-       │                 ▲                  │   ├──► failed    (permanent; ledger released)
-       │                 └──retry (T)───────┤   └──► unknown   (could not be reconciled; flagged)
-       └──────────────► superseded  (a deferred message the conversation no longer wants)
+       │                                  │ │ └──► failed    (permanent; ledger released)
+       │                                  │ └────► unknown   (could not be reconciled; flagged)
+       │                                  └─ not left (retry, never received, our set-up
+       │                                     refused) ──► deferred: gated again when due
 
 ``queued`` lives in the account's outbox (written by the commit that made it); every later
 state lives in the account's record table. ``deferred``/``reserved``/``blocked`` are the three
 verdicts of the compliance gate (the issue calls them ``gated``). ``reserved`` means the send
 is charged to the frequency ledger, *before* any provider call, so a crash can never undercount
-the caps; the charge is released only when the provider permanently refused the message.
+the caps; the charge is released when the message did not leave (a permanent refusal, or
+back to the gate: it is charged again if reserved again). With a carrier slot free, the gate
+step stores ``reserved`` and the claim as one step (``sending`` at once).
 
 ``sending`` carries a lease (owner token and expiry). A record found in ``sending`` after its
 lease expired — its sender crashed, or its attempt was ambiguous (a timeout after the request
 left) — is never resent blindly: the sender asks the provider first (``Carrier.lookup``).
 
-Each transition is one atomic store step (a version compare-and-set) with one audit entry.
+Each transition is one atomic store step (a version compare-and-set) with its audit entry.
 """
 
 from __future__ import annotations

@@ -8,19 +8,21 @@ reserved and never claimed, leases of crashed senders, ambiguous attempts to rec
 
 Exactly once, per record (bot.outbound.record):
 
-1. *claim*: ``reserved → sending`` with this sender's lease (compare-and-set on the version:
-   of two processes, one wins), counted as an attempt, indexed for when the lease ends;
-2. the provider call, under the carrier's rate (a token bucket shared by all processes) and
-   concurrency cap;
+1. a carrier slot and a token of the carrier's rate (a bucket shared by all processes), then
+   the *claim*: ``reserved → sending`` with this sender's lease (compare-and-set on the
+   version: of two processes, one wins), counted as an attempt — or the gate step's one-step
+   reserve-and-claim when a slot was free (:meth:`Sender.take_slot`);
+2. the provider call;
 3. *settle*: ``sent`` (provider id indexed for receipts), ``failed`` (ledger charge released,
    ``delivery_failed`` queued for the conversation, the number opted out or marked
-   unreachable when the provider's code says so), ``reserved`` again at a backed-off time
-   (a failure that promises nothing was sent), or ``sending`` marked ambiguous (the provider
-   may have the message).
+   unreachable when the provider's code says so), back to the gate step as ``deferred`` when
+   nothing left (a retryable failure after a backoff, our own set-up refused: every resend is
+   judged again), or ``sending`` marked ambiguous (the provider may have the message).
 
 A record found in ``sending`` whose lease has ended is never resent blindly: the carrier is
-asked (``Carrier.lookup``) — found: ``sent``; absent: ``reserved`` and sent again; cannot
-tell: ``unknown``, kept against the caps, and the conversation handed to a person.
+asked (``Carrier.lookup``) — found: ``sent``; absent: back to the gate; not yet decidable:
+asked again later; still undecided at the give-up time: ``unknown``, kept against the caps,
+and the conversation handed to a person.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -153,18 +155,25 @@ class Sender:
     # --- one record ---------------------------------------------------------------------
 
     async def _work(self, account_id: str, message_id: str, known: OutboundRecord | None) -> None:
-        key = (account_id, message_id)
+        async def steps() -> None:
+            record = known or await self.store.outbound(account_id, message_id)
+            while record is not None:
+                record = await self._step(record)
+
+        await self._guarded((account_id, message_id), steps)
+
+    async def _guarded(self, key: tuple[str, str], work: Callable[[], Awaitable[None]]) -> None:
+        """Runs one record's work at most once at a time in this process; a store outage or
+        a bug is logged, never raised (the record stays where its last stored step left it)."""
         if key in self._inflight:
             return
         self._inflight.add(key)
         try:
-            record = known or await self.store.outbound(account_id, message_id)
-            while record is not None:
-                record = await self._step(record)
+            await work()
         except StoreUnavailable as exc:
-            log.warning("sender: store unavailable (message %s): %s", message_id, exc)
+            log.warning("sender: store unavailable (message %s): %s", key[1], exc)
         except Exception:
-            log.exception("sender: message %s of account %s failed", message_id, account_id)
+            log.exception("sender: message %s of account %s failed", key[1], key[0])
         finally:
             self._inflight.discard(key)
 
@@ -172,7 +181,8 @@ class Sender:
         """One move of the record; the record to go on with, or None when done here."""
         now = self.clock.now()
         if record.state in SETTLED or record.state in ("queued", "deferred"):
-            await self._forget(record)  # an index entry left by a crash: nothing to do
+            # An index entry left by a crash: nothing to do.
+            await self.store.forget_send(record.account_id, record.id)
             return None
         if record.next_at is not None and record.next_at > now:
             return None  # a retry not yet due, or another sender's lease
@@ -246,21 +256,16 @@ class Sender:
         self._spawn(self._call_claimed(claimed))
 
     async def _call_claimed(self, claimed: OutboundRecord) -> None:
-        key = (claimed.account_id, claimed.id)
-        self._inflight.add(key)
         carrier = self.carriers[claimed.carrier or ""]
-        try:
+
+        async def call_and_settle() -> None:
             try:
                 outcome = await self._call(carrier, claimed)
             finally:
                 self.give_slot(carrier.name)
             await self._settle(claimed, outcome)
-        except StoreUnavailable as exc:
-            log.warning("sender: store unavailable (message %s): %s", claimed.id, exc)
-        except Exception:
-            log.exception("sender: message %s failed", claimed.id)
-        finally:
-            self._inflight.discard(key)
+
+        await self._guarded((claimed.account_id, claimed.id), call_and_settle)
 
     async def _reconcile(self, record: OutboundRecord, carrier: Carrier) -> OutboundRecord | None:
         """A ``sending`` record whose sender died or whose attempt was ambiguous."""
@@ -338,7 +343,7 @@ class Sender:
         event: QueuedEvent | None = None
         carrier = claimed.carrier or ""
         if outcome.config_error:
-            await self._broken(carrier, outcome)
+            self._broken(carrier, outcome)
             # Our set-up, not the message: kept, and tried again (through the gate) once the
             # carrier may have been fixed; the attempt does not count.
             at = now + timedelta(seconds=p.config_hold_s)
@@ -478,7 +483,7 @@ class Sender:
             self._on_event(record.account_id)
         return True
 
-    async def _broken(self, carrier: str, outcome: SendOutcome) -> None:
+    def _broken(self, carrier: str, outcome: SendOutcome) -> None:
         if self.health.get(carrier) is None:
             log.error(
                 "carrier %s refuses our set-up (%s: %s): messages are kept and retried every "
@@ -494,9 +499,6 @@ class Sender:
         if self.health.get(carrier) is not None:
             log.warning("carrier %s accepts our set-up again", carrier)
             self.health[carrier] = None
-
-    async def _forget(self, record: OutboundRecord) -> None:
-        await self.store.forget_send(record.account_id, record.id)
 
     async def _rate(self, carrier: str) -> None:
         rate = self.policy.rates.get(carrier)
@@ -516,9 +518,6 @@ class Sender:
         ceiling = min(p.backoff_cap_s, p.backoff_base_s * 2.0 ** max(0, attempts - 1))
         return float(ceiling / 2 + self._rng.random() * ceiling / 2)
 
-    def _grace(self) -> timedelta:
-        return timedelta(seconds=self.policy.handoff_grace_s)
-
     def handoff_at(self, now: datetime) -> datetime:
         """When other processes may take a record just handed to this sender."""
-        return now + self._grace()
+        return now + timedelta(seconds=self.policy.handoff_grace_s)

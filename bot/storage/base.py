@@ -304,10 +304,6 @@ class Store(ABC):
         """(account id, message id) of a provider's message id."""
 
     @abstractmethod
-    async def is_invalid_number(self, phone: str) -> bool:
-        """A provider said this number cannot be reached: no further sends are tried."""
-
-    @abstractmethod
     async def add_unmatched_receipt(self, receipt_json: str) -> None:
         """A delivery receipt no record matches (kept for people, not an error)."""
 

@@ -250,9 +250,6 @@ class MemoryStore(Store):
     async def locate(self, carrier: str, provider_id: str) -> tuple[str, str] | None:
         return self._provider_ids.get((carrier, provider_id))
 
-    async def is_invalid_number(self, phone: str) -> bool:
-        return phone in self._invalid
-
     async def add_unmatched_receipt(self, receipt_json: str) -> None:
         self._unmatched_receipts.append(receipt_json)
 

@@ -192,9 +192,6 @@ class RedisOutbound:
         account_id, _, message_id = _text(raw).partition(" ")
         return account_id, message_id
 
-    async def is_invalid_number(self, phone: str) -> bool:
-        return bool(await self._pipe.one("SISMEMBER", keys.INVALID_NUMBERS, phone))
-
     async def add_unmatched_receipt(self, receipt_json: str) -> None:
         await self._pipe.one(
             "EVAL", PUSH_CAPPED, 1, keys.UNMATCHED_RECEIPTS, receipt_json, UNMATCHED_RECEIPTS_MAX

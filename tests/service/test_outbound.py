@@ -243,7 +243,8 @@ async def test_a_permanent_failure_fails_the_message_and_says_what_it_means(
     assert got is not None and (got.state, got.code) == ("failed", outcome.code)
     assert await history(store) == []
     assert await store.is_opted_out(PHONE) is opted_out
-    assert await store.is_invalid_number(PHONE) is invalid
+    facts = await store.gate_facts("L0001", PHONE, T0)
+    assert facts.invalid_number is invalid
     head = await store.head("L0001")
     assert head is not None and head.kind == "delivery_failed"
     assert head.reason is not None and outcome.code is not None

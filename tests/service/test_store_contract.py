@@ -1064,7 +1064,7 @@ async def test_a_reserved_send_is_charged_and_marked_in_one_step(store: Store) -
     assert [r.message_id for r in await store.send_history(phone, T0)] == [a.id]
     assert await store.due_sends(later + timedelta(days=1)) == [("L0001", a.id)]
     assert await store.head("L0001") == event
-    assert await store.is_invalid_number(phone) is True
+    assert (await store.gate_facts("L0001", phone, T0)).invalid_number is True
     assert await store.move(t) is False  # the version moved on: a stale writer changes nothing
     assert [r.state for r in await store.outbound_records("L0001")] == ["reserved", "failed"]
 
@@ -1155,3 +1155,14 @@ async def test_load_and_gate_facts_read_together(store: Store) -> None:
         "{}",
         True,
     )
+
+
+async def test_lower_due_only_ever_brings_the_due_time_forward(store: Store) -> None:
+    """A message sent back to the gate step makes its account due at its time at the latest,
+    never later than a timer that was due earlier (and an unindexed account becomes due)."""
+    await store.lower_due("L0001", T0 + timedelta(hours=2))
+    assert await store.due_accounts(T0 + timedelta(hours=2)) == ["L0001"]
+    await store.lower_due("L0001", T0 + timedelta(hours=1))
+    assert await store.due_accounts(T0 + timedelta(hours=1)) == ["L0001"]
+    await store.lower_due("L0001", T0 + timedelta(hours=3))  # later: changes nothing
+    assert await store.due_accounts(T0 + timedelta(hours=1)) == ["L0001"]
