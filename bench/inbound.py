@@ -1,7 +1,7 @@
 """Inbound webhook benchmark: the service on Redis against a bare aiohttp endpoint.
 
 Run: ``.venv/bin/python bench/inbound.py [--rounds R] [--messages N] [--borrowers B]
-[--rate 200] [--seconds S]``. Prints figures; asserts nothing.
+[--rate 200] [--seconds S] [--load aiohttp|wrk] [--aof]``. Prints figures; asserts nothing.
 
 What runs (loopback only, every process started here and stopped at exit, also on Ctrl-C):
 
@@ -26,6 +26,11 @@ borrowers drawn at random; both targets get exactly the same requests.
    the median of the rounds is the figure;
 2. latency: open loop at a fixed rate (default 200 msg/s), each request's latency counted
    from its scheduled send time (so a stalled server is not hidden by a stalled client).
+
+``--load wrk`` drives the throughput phase with wrk instead (bench/wrkload.py; the Debian
+package): it costs far less per request than the aiohttp client, which saturates before the
+bare endpoint does. ``--aof`` runs redis-server with AOF (``appendfsync everysec``), as in
+production.
 
 Server CPU per message (from /proc) is printed next to the rates: it does not depend on
 which side of the loopback was the bottleneck. So are the CPU other processes used meanwhile
@@ -70,6 +75,8 @@ from urllib.parse import urlencode
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+import wrkload  # noqa: E402  (bench/wrkload.py: this script's directory is on the path)
 
 API_KEY = "bench-api-key"
 TWILIO_TOKEN = "bench-twilio-token"
@@ -544,8 +551,10 @@ async def throughput(
     args: argparse.Namespace,
     *,
     profile: Path | None = None,
+    wrk_file: Path | None = None,
 ) -> Figures:
-    """A fixed number of messages, closed loop; for the service, until all are processed."""
+    """A fixed number of messages, closed loop (the aiohttp client, or wrk reading
+    ``wrk_file``); for the service, until all are processed."""
     fig = Figures()
     backlog = target.backlog
     profiler = start_profiler(target.pid, profile, args.client_core) if profile else None
@@ -555,9 +564,26 @@ async def throughput(
     rcpu0 = cpu_seconds(target.redis_pid) if target.redis_pid else 0.0
     ccpu0 = time.process_time()
     started = time.perf_counter()
-    await closed_loop(session, target.url + WEBHOOK_PATH, reqs, args.concurrency, fig)
-    fig.ack_seconds = time.perf_counter() - started
-    fig.client_cpu_s = time.process_time() - ccpu0
+    if wrk_file is None:
+        await closed_loop(session, target.url + WEBHOOK_PATH, reqs, args.concurrency, fig)
+        fig.ack_seconds = time.perf_counter() - started
+        fig.client_cpu_s = time.process_time() - ccpu0
+    else:
+        res = await wrkload.run(
+            target.url,
+            WEBHOOK_PATH,
+            wrk_file,
+            wrk_file.with_suffix(".lua"),
+            threads=args.wrk_threads,
+            connections=args.concurrency,
+            rounds=1 if backlog is not None else args.bare_repeat,
+            core=args.client_core,
+        )
+        fig.acked = res.requests - res.bad_status
+        fig.failed = res.bad_status + res.socket_errors
+        fig.statuses.update({"non-2xx": res.bad_status, "socket errors": res.socket_errors})
+        fig.ack_seconds = res.seconds
+        fig.client_cpu_s = res.client_cpu_s
     if backlog is not None:
         done = await backlog.wait_empty(DRAIN_TIMEOUT_S)
         fig.e2e_seconds = done - started if done is not None else None
@@ -572,6 +598,8 @@ async def throughput(
         probes = stats["exists:usec"] + stats["info:usec"]
         fig.redis_cpu_s = max(0.0, fig.redis_cpu_s - probes / 1e6)
     ours = fig.server_cpu_s + fig.redis_cpu_s + (time.process_time() - ccpu0)
+    if wrk_file is not None:
+        ours += fig.client_cpu_s  # wrk is a child process
     fig.other_cpu_s = max(0.0, machine_busy_seconds() - busy0 - ours)
     if profiler is not None:
         stop_profiler(profiler)
@@ -602,6 +630,7 @@ async def measure(
     plan: Plan,
     signed: dict[str, list[Request]],
     args: argparse.Namespace,
+    wrk_files: dict[int, Path],
 ) -> Results:
     """Warm both up; then per round the bare endpoint and right after it the service, each
     on the round's requests (the machine's speed drifts: a ratio is taken between neighbours);
@@ -629,9 +658,10 @@ async def measure(
         for r, messages in enumerate(plan.rounds):
             svc.backlog.watch(sorted({b for b, _ in messages}))
             reqs = signed[f"round{r}"]
-            b_fig = await throughput(s_bare, bare, reqs, args)
+            wrk_file = wrk_files.get(r)
+            b_fig = await throughput(s_bare, bare, reqs, args, wrk_file=wrk_file)
             profile = Path(args.profile) if args.profile and r == 0 else None
-            s_fig = await throughput(s_svc, svc, reqs, args, profile=profile)
+            s_fig = await throughput(s_svc, svc, reqs, args, profile=profile, wrk_file=wrk_file)
             rounds.append((s_fig, b_fig))
             print(f"  round {r + 1}: {round_line(s_fig, b_fig)}", flush=True)
         svc.backlog.watch(sorted(warm))
@@ -727,7 +757,8 @@ def run(args: argparse.Namespace, workdir: Path, stack: contextlib.ExitStack) ->
     # fmt: off
     redis_proc = spawn(
         [redis_bin, "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--dir", str(workdir), "--daemonize", "no"],
+         "--appendonly", "yes" if args.aof else "no", "--appendfsync", "everysec",
+         "--dir", str(workdir), "--daemonize", "no"],
         redis_log, client_core,
     )
     # fmt: on
@@ -773,8 +804,20 @@ def run(args: argparse.Namespace, workdir: Path, stack: contextlib.ExitStack) ->
         "warmup": sign_all(base_url, plan.warmup),
         "latency": sign_all(base_url, plan.latency),
     }
+    wrk_files: dict[int, Path] = {}
     for r, messages in enumerate(plan.rounds):
         signed[f"round{r}"] = sign_all(base_url, messages)
+        if args.load == "wrk":
+            wrk_files[r] = workdir / f"round{r}.requests"
+            wrkload.write_requests(wrk_files[r], signed[f"round{r}"])
+            wrkload.write_script(wrk_files[r].with_suffix(".lua"))
+    load = (
+        f"wrk, {args.wrk_threads} threads (the bare endpoint gets each round's requests "
+        f"{args.bare_repeat} times over)"
+        if args.load == "wrk"
+        else "aiohttp client"
+    )
+    persistence = "AOF, fsync every second" if args.aof else "none"
     where = (
         f"service and bare endpoint on CPU {server_core}; load generator and redis-server on "
         f"CPU {client_core}"
@@ -785,7 +828,8 @@ def run(args: argparse.Namespace, workdir: Path, stack: contextlib.ExitStack) ->
         f"inbound benchmark: {args.rounds} rounds of {args.messages} messages (+{args.warmup} "
         f"warm-up), each round to {args.borrowers} fresh borrowers; {len(texts)} held-out texts, "
         f"{args.concurrency} connections; latency at {args.rate:.0f} msg/s for "
-        f"{args.seconds:.0f} s; borrowers' zone {zone} (late morning there)\n{where}",
+        f"{args.seconds:.0f} s; borrowers' zone {zone} (late morning there)\n{where}\n"
+        f"load generator: {load}; redis-server persistence: {persistence}",
         flush=True,
     )
 
@@ -794,7 +838,7 @@ def run(args: argparse.Namespace, workdir: Path, stack: contextlib.ExitStack) ->
         try:
             svc = Target(base_url, service.pid, redis_proc.pid, backlog)
             bare = Target(f"http://127.0.0.1:{bare_port}", bare_proc.pid)
-            return await measure(svc, bare, plan, signed, args)
+            return await measure(svc, bare, plan, signed, args, wrk_files)
         finally:
             await backlog.close()
 
@@ -816,7 +860,7 @@ def redis_commands_line(fig: Figures) -> str:
         if not name.endswith(":usec") and name not in ("exists", "info") and n > 0
     }
     top = sorted(calls.items(), key=lambda kv: -kv[1])
-    listed = ", ".join(f"{name} {n / fig.acked:.2f}" for name, n in top[:12])
+    listed = ", ".join(f"{name} {n / fig.acked:.2f}" for name, n in top[:30])
     total = sum(calls.values()) / fig.acked
     return (
         f"redis commands per message (throughput phase; commands run inside scripts count "
@@ -938,6 +982,22 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=300, help="warm-up messages per target")
     parser.add_argument(
         "--rounds", type=int, default=5, help="throughput rounds (bare, then service, each)"
+    )
+    parser.add_argument(
+        "--load",
+        choices=("aiohttp", "wrk"),
+        default="aiohttp",
+        help="throughput phase's load generator (wrk: the Debian package; bench/wrkload.py)",
+    )
+    parser.add_argument("--wrk-threads", type=int, default=2, help="wrk threads")
+    parser.add_argument(
+        "--bare-repeat",
+        type=int,
+        default=4,
+        help="with wrk: the bare endpoint gets each round's requests this many times over",
+    )
+    parser.add_argument(
+        "--aof", action="store_true", help="redis-server with AOF (appendfsync everysec)"
     )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--keep", action="store_true", help="keep the logs' directory")

@@ -159,6 +159,9 @@ class Dispatcher:
             "reserved", now, carrier=carrier, reserved_at=now, next_at=None, lease=None
         )
         charge = reserved.ledger_entry()
+        in_step = self.sender.sent_in_step(reserved, now, audit, charge, ctx.first_contact)
+        if in_step is not None:  # the sandbox: reserved, sent and recorded in one step
+            return await self.store.move(in_step)
         if await self.sender.take_slot(carrier):
             # A carrier slot is free now: reserved and claimed in one step (one store write
             # less per send, bench/inbound.py); the sender calls at once, under the slot.

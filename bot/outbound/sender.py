@@ -42,7 +42,7 @@ from bot.outbound import receipts
 from bot.outbound.carriers.base import Carrier, Receipt, SendOutcome, carrier_message
 from bot.outbound.record import SETTLED, OutboundRecord
 from bot.privacy import mask_phone
-from bot.records import AuditEntry, QueuedEvent, audit_entry
+from bot.records import AuditEntry, QueuedEvent, SendRecord, audit_entry
 from bot.storage.base import Store, StoreUnavailable, Transition
 
 log = logging.getLogger(__name__)
@@ -249,6 +249,41 @@ class Sender:
             first_attempt_at=record.first_attempt_at or now,
             next_at=now + timedelta(seconds=self.policy.lease_s),
             ambiguous=False,
+        )
+
+    def sent_in_step(
+        self,
+        reserved: OutboundRecord,
+        now: datetime,
+        audit: list[AuditEntry],
+        charge: SendRecord,
+        first_contact: bool,
+    ) -> Transition | None:
+        """For a carrier whose send is a write to our store (the sandbox): the transition that
+        takes ``reserved`` (its gate ``audit``, its ledger ``charge``) out of the outbox as
+        sent and recorded by the carrier, in one store step. There is no call to guard with a
+        claim, and a crash cannot split it. None when a call must be made, or the carrier's
+        shared rate must be asked first (then the senders' way, as any carrier)."""
+        carrier = self.carriers.get(reserved.carrier or "")
+        outcome = carrier.stored_send(reserved.message) if carrier is not None else None
+        if outcome is None or self.policy.rates.get(reserved.carrier or "") or self._closing:
+            return None
+        pid = outcome.provider_id
+        # One stored step: the reservation's version, one attempt made.
+        record = reserved.model_copy(
+            update={"state": "sent", "attempts": 1, "first_attempt_at": now, "provider_id": pid,
+                    "sent_at": now}
+        )  # fmt: skip
+        entry = audit_entry(
+            now, "sent", message_id=record.id, carrier=record.carrier, provider_id=pid
+        )
+        return Transition(
+            record,
+            None,  # from the outbox; never in the senders' index
+            [*audit, entry],
+            charge=charge,
+            first_contact=first_contact,
+            sandbox=record.message,
         )
 
     def call(self, claimed: OutboundRecord) -> None:

@@ -314,6 +314,7 @@ class RedisStore(RedisOutbound, Store):
         # Events this process queued, by their JSON: the drain that reads one back (usually
         # here, moments later) needs no parsing. See bot.memo.
         self._queued: Memo[bytes, QueuedEvent] = Memo(QUEUED_MEMO)
+        self._init_outbound()
 
     @classmethod
     def from_url(
@@ -347,6 +348,7 @@ class RedisStore(RedisOutbound, Store):
             await self._pipe.one("PING")
 
     async def close(self) -> None:
+        await self._unindexed()
         await self._pipe.close()
 
     # --- accounts ------------------------------------------------------------------------

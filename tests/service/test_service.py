@@ -28,6 +28,12 @@ from tests.service.apphelpers import (
 pytestmark = pytest.mark.timeout(60)
 
 
+def _calls_carrier(message: object) -> None:
+    """Patched over the sandbox's ``stored_send``: its sends go through a (patched) carrier
+    call as a real carrier's do, instead of being stored in the gate step."""
+    return None
+
+
 async def _settle(c: Any) -> None:
     await c.app[PIPELINE].idle()
 
@@ -386,6 +392,7 @@ async def test_a_carrier_that_raises_leaves_the_message_to_reconcile_and_the_oth
             return await send(msg)
 
         sandbox.send_outbound = first_fails  # type: ignore[method-assign]
+        sandbox.stored_send = _calls_carrier  # type: ignore[method-assign]
         pipeline.kick("acc-0001")
         await _settle(c)
         assert len(calls) == 2  # the other message was not lost with the failing one
@@ -446,6 +453,7 @@ async def test_a_send_in_doubt_is_never_resent_after_the_borrower_opted_out(
             return await send(msg)
 
         sandbox.send_outbound = reminder_in_doubt  # type: ignore[method-assign]
+        sandbox.stored_send = _calls_carrier  # type: ignore[method-assign]
         body = {"accounts": [account(1)], "start": True}
         assert (await c.post("/api/accounts", json=body, headers=AUTH)).status == 200
         await _settle(c)
@@ -484,6 +492,7 @@ async def test_a_slow_carrier_holds_no_lock_and_delays_no_other_reply(nlu: Under
             return await send(msg)
 
         sandbox.send_outbound = slow  # type: ignore[method-assign]
+        sandbox.stored_send = _calls_carrier  # type: ignore[method-assign]
         rows = [account(1), account(2)]
         assert (
             await c.post("/api/accounts", json={"accounts": rows, "start": True}, headers=AUTH)
@@ -511,24 +520,37 @@ async def test_a_slow_carrier_holds_no_lock_and_delays_no_other_reply(nlu: Under
         assert states and set(states) == {"sent"}
 
 
-@pytest.mark.parametrize(("rate", "versions"), [(None, 2), ({"sandbox": 1000.0}, 3)])
+@pytest.mark.parametrize(
+    ("rate", "call", "versions", "kinds"),
+    [
+        (None, False, 1, ["send", "gate", "sent"]),
+        (None, True, 2, ["send", "gate", "sending", "sent"]),
+        ({"sandbox": 1000.0}, False, 3, ["send", "gate", "sending", "sent"]),
+    ],
+)
 async def test_a_free_carrier_slot_reserves_and_claims_in_one_step(
-    nlu: Understander, rate: dict[str, float] | None, versions: int
+    nlu: Understander, rate: dict[str, float] | None, call: bool, versions: int, kinds: list[str]
 ) -> None:
-    """With a slot free and no shared rate to ask, the gate step stores the send as claimed
-    (one store write less); with a rate, a sender task takes a token first, then claims."""
-    from bot.context import STORE
+    """The sandbox's send is a write to the store: reserved, sent and recorded in the gate
+    step's one store write. A carrier that must be called, with a slot free and no shared rate
+    to ask: the gate step stores the send as claimed (one store write less); with a rate, a
+    sender task takes a token first, then claims."""
+    from bot.context import SENDER, STORE
 
     extra = {"send_rate": rate} if rate else {}
     async with client(nlu, clock=daytime_clock(), **extra) as c:
+        if call:
+            c.app[SENDER].carriers["sandbox"].stored_send = _calls_carrier  # type: ignore[method-assign]
         body = {"accounts": [account(1)], "start": True}
         assert (await c.post("/api/accounts", json=body, headers=AUTH)).status == 200
         await _settle(c)
         (record,) = await c.app[STORE].outbound_records("acc-0001")
         assert (record.state, record.version, record.attempts) == ("sent", versions, 1)
-        kinds = [
+        got = [
             e.kind
             for e in await c.app[STORE].read_audit("acc-0001")
             if e.detail.get("message_id") == record.id
         ]
-        assert kinds == ["send", "gate", "sending", "sent"]
+        assert got == kinds
+        (sent,) = await c.app[STORE].list_sandbox()
+        assert sent.id == record.id and record.provider_id == f"sandbox:{record.id}"

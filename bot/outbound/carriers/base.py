@@ -122,6 +122,11 @@ class Carrier(ABC):
         """Why this carrier cannot send ``message`` at all (e.g. no template code), or None."""
         return None
 
+    def stored_send(self, message: Outbound) -> SendOutcome | None:
+        """The outcome of a send that is nothing but a write to our own store (the sandbox's),
+        known without a call; None for every real carrier (a call must be made)."""
+        return None
+
     async def send_outbound(self, message: Outbound) -> SendOutcome:
         """What the sender calls: :meth:`send` with the message in the carrier's terms (the
         sandbox keeps the whole stored message instead)."""
