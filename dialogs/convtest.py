@@ -3,7 +3,8 @@
 A step is one of: the campaign ``start``, the borrower's reply (``say``, read by the NLU unless
 ``intent:`` pins it), time passing (``wait: 2d``, firing every timer due on the way), a
 ``pay``-ment, an ``agent`` action, or a ``delivery_failed``. Its ``expect`` checks the state,
-detected intent, templates sent, text fragments, handoffs, flags — or that nothing was sent.
+detected intent, templates sent, text fragments, handoffs, flags, the stored promise,
+counters and timers' due times — or that nothing was sent (``dialogs.expect``).
 """
 
 from __future__ import annotations
@@ -20,27 +21,12 @@ from pydantic import AwareDatetime, Field, ValidationError, model_validator
 from bot.errors import ConfigError, Problem
 from dialogs import conversation as c
 from dialogs.engine import CompiledFlow, compile_flow, new_conversation, run_until, step
+from dialogs.expect import Expect, check
 from dialogs.registry import DEFAULT_FLOWS, Registry, check_flow
-from dialogs.schema import AgentAction, Duration, Flag, Frozen, format_duration
+from dialogs.schema import AgentAction, Duration, Frozen, format_duration
 from dialogs.yamlio import Located, load_yaml, validation_problems
 
 # --- file format -----------------------------------------------------------------------------
-
-
-class Expect(Frozen):
-    state: str | None = None
-    intent: str | None = None
-    sent: list[str] | None = None  # templates, in order; [] means nothing sent
-    text: list[str] = Field(default_factory=list)  # fragments the sent texts contain
-    not_text: list[str] = Field(default_factory=list)
-    no_message: bool = False
-    handoff: str | bool | None = None  # a reason, or true/false
-    flags: list[Flag] = Field(default_factory=list)
-    not_flags: list[Flag] = Field(default_factory=list)
-    timers: list[str] | None = None  # the timers pending afterwards
-    closed: str | None = None
-    # The compliance gate's verdict per sent template: send, defer or block.
-    gate: list[str] | None = None
 
 
 _STEP_KINDS = ("start", "say", "wait", "pay", "agent", "delivery_failed")
@@ -236,7 +222,7 @@ class Runner:
                 record.gate = self.gate.review(
                     cf, conv, _sends(record.actions), st.say is not None, record.at
                 )
-            record.failures = check(st.expect, record, conv)
+            record.failures = check(st.expect, record.actions, record.intent, record.gate, conv)
             result.records.append(record)
             if record.failures:
                 break  # later steps would only repeat the first difference
@@ -298,57 +284,6 @@ class Runner:
 
 def _sends(actions: Iterable[c.AnyAction]) -> list[c.Send]:
     return [a for a in actions if isinstance(a, c.Send)]
-
-
-def check(exp: Expect, rec: StepRecord, conv: c.Conversation) -> list[str]:
-    """Differences between what a step expected and what happened, as `- want / + got` pairs."""
-    out: list[str] = []
-    sends = _sends(rec.actions)
-    sent = [s.template for s in sends]
-    texts = "\n".join(s.text for s in sends)
-    handoffs = [a.reason for a in rec.actions if isinstance(a, c.Handoff)]
-    closes = [a.reason for a in rec.actions if isinstance(a, c.Close)]
-
-    def show(v: object) -> str:
-        return "[" + ", ".join(map(str, v)) + "]" if isinstance(v, list) else str(v)
-
-    def diff(what: str, want: object, got: object) -> None:
-        out.append(f"- {what}: {show(want)}\n+ {what}: {show(got)}")
-
-    if exp.state is not None and exp.state != conv.state:
-        diff("state", exp.state, conv.state)
-    if exp.intent is not None and exp.intent != rec.intent:
-        diff("intent", exp.intent, rec.intent)
-    if exp.sent is not None and exp.sent != sent:
-        diff("sent", exp.sent, sent)
-    if exp.no_message and sends:
-        diff("sent", "nothing", sent)
-    for frag in exp.text:
-        if frag not in texts:
-            diff("text containing", repr(frag), repr(texts) if texts else "no message")
-    for frag in exp.not_text:
-        if frag in texts:
-            diff("text without", repr(frag), repr(texts))
-    if exp.handoff is True and not handoffs:
-        diff("handoff", "yes", "none")
-    elif exp.handoff is False and handoffs:
-        diff("handoff", "none", handoffs)
-    elif isinstance(exp.handoff, str) and exp.handoff not in handoffs:
-        diff("handoff", exp.handoff, handoffs or "none")
-    for f in exp.flags:
-        if not conv.has(f):
-            diff("flags including", f.value, [x.value for x in conv.flags])
-    for f in exp.not_flags:
-        if conv.has(f):
-            diff("flags without", f.value, [x.value for x in conv.flags])
-    if exp.timers is not None and sorted(exp.timers) != sorted(conv.timers):
-        diff("timers", sorted(exp.timers), sorted(conv.timers))
-    if exp.closed is not None and exp.closed not in closes:
-        diff("closed", exp.closed, closes or "not closed")
-    verdicts = [g.split()[0] for g in rec.gate]
-    if exp.gate is not None and exp.gate != verdicts:
-        diff("gate", exp.gate, rec.gate or "no gate")
-    return out
 
 
 # --- reporting -------------------------------------------------------------------------------

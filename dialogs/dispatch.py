@@ -11,7 +11,10 @@ For an event in a non-terminal state, the candidates are, first match wins:
 4. the other global rules for this event;
 5. the other global ``intent:*`` rules (replies only).
 
-Terminal states answer nothing.
+A terminal state answers only the global ``always: true`` rules, and without leaving it: a
+closed case still honours a stop (the number reaches the suppression list, the confirmation
+goes out), a wrong number, a dispute — whatever state the conversation ended in. Nothing else
+happens after the end.
 """
 
 from __future__ import annotations
@@ -57,8 +60,6 @@ def all_triggers(spec: FlowSpec) -> list[str]:
 
 def candidates(spec: FlowSpec, state: str, trigger: str) -> list[RuleRef]:
     st = spec.states[state]
-    if st.terminal:
-        return []
     globals_ = [RuleRef(r, ("global_rules", i)) for i, r in enumerate(spec.global_rules)]
     own = [RuleRef(r, ("states", state, "rules", i)) for i, r in enumerate(st.rules)]
     keys = [trigger, "intent:*"] if trigger.startswith("intent:") else [trigger]
@@ -71,6 +72,8 @@ def candidates(spec: FlowSpec, state: str, trigger: str) -> list[RuleRef]:
     out: list[RuleRef] = []
     for key in keys:
         out += pick(globals_, key, always=True)
+    if st.terminal:
+        return out
     for key in keys:
         out += pick(own, key)
     for key in keys:

@@ -338,11 +338,13 @@ def into_window(at: datetime, settings: Settings, tz: ZoneInfo) -> datetime:
 def holds(cond: Condition, conv: ConversationView, event: c.AnyEvent, today: date) -> bool:
     """True if every test written in ``cond`` holds (the first that fails ends the look)."""
     ents = event.entities if isinstance(event, c.Reply) else _NO_ENTITIES
-    if cond.entity or cond.no_entity:
+    if cond.entity or cond.no_entity or cond.any_entity:
         present = ents.present()
         if not all(e in present for e in cond.entity):
             return False
         if any(e in present for e in cond.no_entity):
+            return False
+        if cond.any_entity and not any(e in present for e in cond.any_entity):
             return False
     flags = conv.flags
     if not all(f in flags for f in cond.flags) or any(f in flags for f in cond.not_flags):

@@ -60,12 +60,14 @@ class FlowMachine:
             ignore_invalid_triggers=True,
         )
         for trigger in all_triggers(spec):
-            for state in spec.states:
+            for state, st in spec.states.items():
                 for ref in candidates(spec, state, trigger):
                     self._machine.add_transition(
                         trigger,
                         source=state,
-                        dest=ref.rule.to,  # None: an internal rule, no exit/entry
+                        # None: an internal rule, no exit/entry. A terminal state is never
+                        # left: its `always` rules act there (dialogs.dispatch).
+                        dest=None if st.terminal else ref.rule.to,
                         conditions=[_check(ref)] if ref.rule.conditional else None,
                         # `before` runs ahead of the state change, so a rule's own actions
                         # (record the promise) happen before the new state's entry actions

@@ -120,6 +120,7 @@ class Condition(Frozen):
 
     entity: list[EntityName] = Field(default_factory=list)
     no_entity: list[EntityName] = Field(default_factory=list)
+    any_entity: list[EntityName] = Field(default_factory=list)  # at least one of them
     within_days: int | None = Field(default=None, ge=0)
     amount_covers_due: bool | None = None
     paid_in_full: bool | None = None
@@ -129,7 +130,7 @@ class Condition(Frozen):
     flags: list[Flag] = Field(default_factory=list)
     not_flags: list[Flag] = Field(default_factory=list)
 
-    @field_validator("entity", "no_entity", "flags", "not_flags", mode="before")
+    @field_validator("entity", "no_entity", "any_entity", "flags", "not_flags", mode="before")
     @classmethod
     def _one_or_many(cls, v: Any) -> Any:
         return [v] if isinstance(v, str) else v

@@ -344,6 +344,10 @@ class _Validator:
             for ref in handler(self.spec, name, trigger):
                 if self.spec.states[ref.rule.to or name].owner != Owner.AGENT:
                     continue
+                if ref.rule.always:
+                    # The flow's safety answers (a stop, a wrong number, a dispute): the
+                    # borrower gets them whoever owns the case, and the owner is told.
+                    continue
                 for s in _sends(ref.rule.do, (*ref.path, "do")):
                     if self._debt_sends([s]):
                         found.setdefault(s, []).append(trigger)

@@ -306,6 +306,27 @@ async def test_stop_opts_the_number_out(nlu: Understander) -> None:
         assert conv["opted_out"] is True and "opted_out" in conv["flags"]
 
 
+async def test_stop_after_payment_reaches_the_suppression_list(nlu: Understander) -> None:
+    """Issue 16: a paid (closed) case still honours 退订: the number is suppressed for every
+    account, the confirmation goes out, and the case stays paid."""
+    from bot.context import STORE
+
+    async with client(nlu, clock=daytime_clock()) as c:
+        acc = await _with_account(c)
+        pay = {"account_id": acc["id"], "amount": "3200.00", "reference": "PAY-stop"}
+        pay["paid_at"] = c.app[CLOCK].now().isoformat()
+        assert (await c.post("/api/payments", json=pay, headers=AUTH)).status == 202
+        await _settle(c)
+        assert (await conversation(c, acc["id"]))["state"] == "paid"
+        await post_twilio(c, acc["phone"], "退订", "SM" + "6" * 32)
+        await _settle(c)
+        conv = await conversation(c, acc["id"])
+        assert conv["state"] == "paid" and conv["opted_out"] is True
+        assert await c.app[STORE].is_opted_out(acc["phone"]) is True
+        sent = [m.template for m in await c.app[STORE].list_sandbox()]
+        assert sent[-1] == "stop_confirm"
+
+
 async def test_health_ready_and_openapi(nlu: Understander) -> None:
     async with client(nlu) as c:
         assert (await c.get("/healthz")).status == 200
