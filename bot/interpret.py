@@ -73,7 +73,9 @@ class Interpreter:
         if not _quotes(conv, account):
             conv = conv.model_copy(update={"account": dialog_account(account)})
         opted_out_before = conv.has(Flag.OPTED_OUT)
-        kind: SendKind = "reply" if event.kind == "inbound" else "proactive"
+        # Answers to the borrower's own action are replies (the pack says which actions count).
+        reply_to = self.gate.pack(account.pack).frequency.reply_to
+        kind: SendKind = "reply" if event.kind in reply_to else "proactive"
         for dialog_event, at in self._dialog_events(account, conv, event, audit):
             before = conv.state
             conv, actions = step(cf, conv, dialog_event, at)

@@ -85,6 +85,7 @@ class ReplyEntities(Frozen):
     amount: Decimal | None = None
     installments: int | None = None
     unresolved: tuple[str, ...] = ()
+    doubt: str | None = None  # the reply doubts that the sender is genuine (骗子, 是不是诈骗)
 
     @field_validator("amount", mode="before")
     @classmethod
@@ -102,6 +103,8 @@ class ReplyEntities(Frozen):
             out.add("installments")
         if self.unresolved:
             out.add("unresolved")
+        if self.doubt:
+            out.add("doubt")
         return out
 
     @property
@@ -158,6 +161,7 @@ def reply_from_understanding(u: Understanding) -> Reply:
             amount=Decimal(str(e.amount)) if e.amount is not None else None,
             installments=e.installments,
             unresolved=e.unresolved,
+            doubt=e.doubt,
         ),
     )
 

@@ -98,7 +98,7 @@ class Reviewer(Protocol):
         cf: CompiledFlow,
         conv: c.Conversation,
         sends: list[c.Send],
-        reply: bool,
+        answers: str | None,  # the borrower's action they answer: inbound, payment, or None
         now: datetime,
     ) -> list[str]: ...
 
@@ -219,9 +219,8 @@ class Runner:
                 result.error = f"step {i + 1} (line {line}): {exc}"
                 return result
             if self.gate is not None and st.wait is None:
-                record.gate = self.gate.review(
-                    cf, conv, _sends(record.actions), st.say is not None, record.at
-                )
+                answers = "inbound" if st.say is not None else "payment" if st.pay else None
+                record.gate = self.gate.review(cf, conv, _sends(record.actions), answers, record.at)
             record.failures = check(st.expect, record.actions, record.intent, record.gate, conv)
             result.records.append(record)
             if record.failures:
@@ -245,7 +244,7 @@ class Runner:
                 conv = after
                 actions += acts
                 if self.gate is not None:  # each timer's messages are judged at its own time
-                    notes += self.gate.review(cf, conv, _sends(acts), False, at)
+                    notes += self.gate.review(cf, conv, _sends(acts), None, at)
             label = f"{format_duration(st.wait)} pass"
             record = StepRecord(index, line, now, label, None, conv.state, actions, gate=notes)
             return conv, until, record

@@ -260,13 +260,8 @@ class _Work:
                 return
         # Values depend on the account, payments and promise, never on the state.
         values = template_values(self.settings, self, self.today)
-        text = render(tpl.text, values)
+        text, params = _rendered(tpl.text, values)
         length = sms_length(text)
-        params = {
-            k: values[k]
-            for k in parse(tpl.text).variables
-            if k in values and k not in SETTINGS_VARIABLES
-        }
         self.actions.append(
             c.Send(
                 template=name,
@@ -281,6 +276,11 @@ class _Work:
 
     def _schedule(self, name: str, delay: Delay) -> None:
         at = self.due(delay)
+        if name != TIMEOUT and delay.on_date is not None and at <= self.now:
+            # A reminder for a day whose hour has passed (今天还, said after 09:30): the
+            # confirmation just said it; a late one would only repeat it, or arrive on the
+            # wrong day once a cap holds it. The state's own timeout always stands.
+            return
         self._update(timers={**self.timers, name: at})
         self.actions.append(c.Schedule(timer=name, at=at))
 
@@ -320,6 +320,28 @@ class _Work:
             day = promise.date + timedelta(days=delay.plus_days)
             at = datetime.combine(day, delay.at or start, self.tz)
         return into_window(at, self.settings, self.tz)
+
+
+def rerender(
+    cf: CompiledFlow, conv: c.Conversation, template: str, now: datetime
+) -> tuple[str, dict[str, str], int]:
+    """``template`` written again for ``now`` (text, provider parameters, segments): a deferred
+    message whose values change with the day (days overdue) leaves with today's."""
+    settings = cf.flow.spec.settings
+    today = now.astimezone(ZoneInfo(settings.timezone)).date()
+    values = template_values(settings, conv, today)
+    text, params = _rendered(cf.flow.templates[template].text, values)
+    return text, params, sms_length(text).segments
+
+
+def _rendered(template: str, values: dict[str, str]) -> tuple[str, dict[str, str]]:
+    """The text, and the values a provider's approved template takes as parameters."""
+    params = {
+        k: values[k]
+        for k in parse(template).variables
+        if k in values and k not in SETTINGS_VARIABLES
+    }
+    return render(template, values), params
 
 
 def into_window(at: datetime, settings: Settings, tz: ZoneInfo) -> datetime:

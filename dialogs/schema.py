@@ -84,7 +84,7 @@ class Owner(StrEnum):
     AGENT = "agent"  # a human owns the conversation; the bot sends no debt content
 
 
-EntityName = Literal["date", "amount", "installments", "unresolved"]
+EntityName = Literal["date", "amount", "installments", "unresolved", "doubt"]
 NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _SIMPLE_TRIGGERS = ("start", "payment", "timeout", "delivery_failed")
 

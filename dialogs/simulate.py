@@ -149,7 +149,14 @@ class Simulator:
         self.conv, actions = step(self.cf, self.conv, event, self.now)
         if isinstance(event, c.Reply):
             say(f"  (intent {self.conv.last_intent})")
-        self._show(actions, say, before, self.now, reply=isinstance(event, c.Reply))
+        answers = (
+            "inbound"
+            if isinstance(event, c.Reply)
+            else "payment"
+            if isinstance(event, c.Payment)
+            else None
+        )
+        self._show(actions, say, before, self.now, answers=answers)
 
     def _show(
         self,
@@ -158,10 +165,12 @@ class Simulator:
         before: str,
         at: datetime,
         *,
-        reply: bool = False,
+        answers: str | None = None,
     ) -> None:
         sends = [a for a in actions if isinstance(a, c.Send)]
-        verdicts = iter(self.gate.review(self.cf, self.conv, sends, reply, at) if self.gate else [])
+        verdicts = iter(
+            self.gate.review(self.cf, self.conv, sends, answers, at) if self.gate else []
+        )
         for a in actions:
             match a:
                 case c.Send():

@@ -137,6 +137,31 @@ def render(text: str, values: Mapping[str, str]) -> str:
     return "".join(out)
 
 
+# --- texts that hold on one day only ---------------------------------------------------------
+
+# Words that name a day relative to when the text is written: a text that says them is true on
+# that day only (今天是您约定的还款日 sent the next morning is false).
+_RELATIVE_DAY = re.compile(r"今天|今日|今晚|明天|明日|后天|昨天|本日|当天")
+# Variables whose value changes with the day: re-rendered when the text leaves on another day.
+_DAILY_VARIABLES = frozenset({"days_overdue"})
+
+DayBound = Literal["any_day", "rerender", "that_day_only"]
+
+
+def day_bound(text: str) -> DayBound:
+    """How a template's text depends on the day it is sent (bot.outbound.dispatch asks when a
+    deferred message finally leaves): ``that_day_only`` when its own words name a relative
+    day (dropped on any other day), ``rerender`` when a variable's value changes daily (written
+    again for the day it leaves), else ``any_day``."""
+    parsed = parse(text)
+    literal = "".join(p for p in parsed.parts if isinstance(p, str))
+    if _RELATIVE_DAY.search(literal):
+        return "that_day_only"
+    if _DAILY_VARIABLES & set(parsed.variables):
+        return "rerender"
+    return "any_day"
+
+
 # --- SMS length ------------------------------------------------------------------------------
 
 _GSM7 = frozenset(

@@ -1,4 +1,5 @@
-"""Entities of a promise or a payment: date or date range, amount, number of installments."""
+"""Entities of a promise or a payment: date or date range, amount, number of installments; and
+the words with which a reply doubts that the sender is genuine (``doubt``)."""
 
 from __future__ import annotations
 
@@ -33,6 +34,14 @@ _INSTALLMENTS = re.compile(
 )
 _PLAN_CONTEXT = re.compile(r"分期|分\s*(?:成|为)?\s*\S{1,3}\s*(?:期|个月|次)|期")
 
+# Doubt that the sender is who it says (骗子, 是不是诈骗, 假的吧, 怎么证明): not a refusal nor an
+# insult by itself; the answer is the official way to check. Not after a negation (不是骗子).
+_DOUBT = re.compile(
+    r"(?:(?<!不是)(?<!并非)|(?<=是不是))(?:骗子|诈骗|骗人|骗钱|假冒|冒充|钓鱼短信|假短信)"
+    r"|(?:是|都是)?假的(?:吧|吗|么)|(?:正规|合法)(?:的)?(?:吗|么|嘛|公司|平台|机构)"
+    r"|(?:怎么|如何|咋)(?:证明|核实|确认|辨别|知道)(?:你们|这)"
+)
+
 AMOUNT_INTENTS = frozenset({Intent.PROMISE_TO_PAY, Intent.ALREADY_PAID, Intent.REQUEST_PLAN})
 DATE_INTENTS = frozenset(
     {Intent.PROMISE_TO_PAY, Intent.ALREADY_PAID, Intent.REQUEST_PLAN, Intent.HARDSHIP}
@@ -47,6 +56,7 @@ class Readings:
     amounts: list[Span] = field(default_factory=list)
     installments: Span | None = None
     negated: frozenset[int] = frozenset()  # starts of time phrases in a can't-pay clause
+    doubt: str | None = None
 
 
 def read(text: str) -> Readings:
@@ -60,7 +70,14 @@ def read(text: str) -> Readings:
         a for a in _read_amounts(text) if not any(a.start < e and s < a.end for s, e in taken)
     ]
     negated = frozenset(t.start for t in times if _CANNOT_PAY.match(text, t.end))
-    return Readings(times=times, amounts=amounts, installments=inst, negated=negated)
+    doubt = _DOUBT.search(text)
+    return Readings(
+        times=times,
+        amounts=amounts,
+        installments=inst,
+        negated=negated,
+        doubt=doubt.group() if doubt else None,
+    )
 
 
 def _read_amounts(text: str) -> list[Span]:
@@ -153,6 +170,7 @@ def resolve(
         amount=_clean_number(amount),
         installments=installments,
         unresolved=tuple(unresolved) if the_date is None and the_range is None else (),
+        doubt=readings.doubt,
     )
     return entities, tuple(sorted(spans, key=lambda sp: sp.start))
 

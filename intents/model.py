@@ -54,6 +54,9 @@ class Entities(_Frozen):
     installments: int | None = None
     # Time phrases nothing can resolve (发工资后): kept raw for a human or the flow.
     unresolved: tuple[str, ...] = ()
+    # The words with which the reply doubts that the sender is genuine (骗子, 是不是诈骗):
+    # whatever the intent, the flow answers with the official way to check (issue 16).
+    doubt: str | None = None
 
 
 class RuleHit(_Frozen):
@@ -106,4 +109,5 @@ class Understanding(_Frozen):
             "amount": e.amount,
             "installments": e.installments,
             "unresolved": list(e.unresolved),
+            "doubt": e.doubt,
         }

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -43,11 +44,19 @@ class Window(_Spec):
         return self
 
 
+BorrowerAction = Literal["inbound", "payment"]
+_BORROWER_ACTIONS: tuple[BorrowerAction, ...] = ("inbound", "payment")
+
+
 class Frequency(_Spec):
     proactive_max_per_day: int = Field(default=1, ge=0)
     proactive_max_per_7d: int = Field(default=3, ge=0)
     reply_max_per_day: int = Field(default=10, ge=0)
     identical_text_min_gap_h: int = Field(default=24, ge=0)
+    # The borrower's own actions: a message answering one (a reply's answer, a payment's
+    # receipt) is a reply, under the reply cap; everything else the bot starts (reminders,
+    # follow-ups, promise checks) is proactive collection contact.
+    reply_to: list[BorrowerAction] = Field(default_factory=lambda: list(_BORROWER_ACTIONS))
 
 
 class OptOut(_Spec):

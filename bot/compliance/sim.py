@@ -35,20 +35,23 @@ class GateReviewer:
         cf: CompiledFlow,
         conv: c.Conversation,
         sends: list[c.Send],
-        reply: bool,
+        answers: str | None,
         now: datetime,
     ) -> list[str]:
         zone = ZoneInfo(cf.flow.spec.settings.timezone)
-        return [describe(d, zone) for d in self.decide(cf, conv, sends, reply, now)]
+        return [describe(d, zone) for d in self.decide(cf, conv, sends, answers, now)]
 
     def decide(
         self,
         cf: CompiledFlow,
         conv: c.Conversation,
         sends: list[c.Send],
-        reply: bool,
+        answers: str | None,
         now: datetime,
     ) -> list[Decision]:
+        """``answers``: the borrower's action the messages answer (``inbound``, ``payment``),
+        None when the bot starts them; the pack says which actions make a reply."""
+        reply = answers in self.pack.frequency.reply_to
         state = cf.flow.spec.states.get(conv.state)
         decisions = []
         for send in sends:

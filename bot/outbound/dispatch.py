@@ -15,6 +15,7 @@ import hashlib
 import logging
 from collections.abc import Mapping
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from bot.clock import Clock
 from bot.compliance.gate import Decision, Gate, GateContext
@@ -24,7 +25,9 @@ from bot.outbound.sender import Sender
 from bot.records import AccountRecord, AuditEntry, Outbound, audit_entry
 from bot.storage.base import Store, StoreUnavailable, Transition
 from dialogs import conversation as c
+from dialogs.engine import rerender
 from dialogs.registry import Registry
+from dialogs.templates import day_bound
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +86,12 @@ class Dispatcher:
             if msg.fingerprint != current:
                 # A reply, a payment or a stop came in meanwhile: the flow has moved on.
                 await self._close(msg, now, "superseded", "the conversation moved on")
+                continue
+            fresh, why = self._for_today(msg, conv, now)
+            if fresh is None:
+                await self._close(msg, now, "superseded", why)
             else:
-                pending.append(msg)
+                pending.append(fresh)
         deferred_any = False
         for msg in pending:
             try:
@@ -197,6 +204,30 @@ class Dispatcher:
             return False
         self.sender.submit(reserved)
         return True
+
+    def _for_today(
+        self, msg: Outbound, conv: c.Conversation, now: datetime
+    ) -> tuple[Outbound | None, str]:
+        """A deferred message as it may leave now: as written on the day it was written; on a
+        later day in the flow's zone re-rendered when only its values change with the day
+        (days overdue), or None (with why) when its own words name a day (今天是您约定的还款日
+        is false tomorrow)."""
+        cf = self.registry.get(conv.flow)
+        tpl = cf.flow.templates.get(msg.template)
+        zone = ZoneInfo(cf.flow.spec.settings.timezone)
+        written = msg.created_at.astimezone(zone).date()
+        if tpl is None or now.astimezone(zone).date() == written:
+            return msg, ""
+        match day_bound(tpl.text):
+            case "that_day_only":
+                return None, f"its words held on {written.isoformat()} only"
+            case "rerender":
+                text, params, segments = rerender(cf, conv, msg.template, now)
+                return msg.model_copy(
+                    update={"text": text, "params": params, "segments": segments}
+                ), ""
+            case _:
+                return msg, ""
 
     async def _close(self, msg: Outbound, now: datetime, state: OutState, why: str) -> None:
         record = queued(msg).moved(state, now, detail=why)

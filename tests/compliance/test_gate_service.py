@@ -107,3 +107,42 @@ async def test_stated_quiet_times_are_recorded_and_honoured(nlu: Understander) -
             any(e["kind"] == "preference" for e in conv["transcript"])
             or conv["compliance"]["preferences"]
         )
+
+
+async def test_a_first_reminder_held_overnight_leaves_with_the_next_days_figures(
+    nlu: Understander,
+) -> None:
+    """Issue 16: a deferred message whose values change daily is written again for the day it
+    leaves (逾期8天 at 21:30 is 逾期9天 at 08:00)."""
+    clock = clock_at(datetime(2026, 12, 2, 21, 30, tzinfo=SH))
+    async with client(nlu, clock=clock) as c:
+        await c.post("/api/accounts", json={"accounts": [account(1)]}, headers=AUTH)
+        await _settle(c)
+        assert await _sent(c) == []
+        conv = await conversation(c, "acc-0001")
+        written = next(e for e in conv["transcript"] if e["kind"] == "send")["detail"]["text"]
+        clock.advance(timedelta(hours=10, minutes=31))  # 08:01 on 12-03
+        await _settle(c)
+        (sent,) = await _sent(c)
+        assert "逾期8天" in written and "逾期9天" in sent["text"], (written, sent["text"])
+
+
+async def test_a_message_true_on_one_day_only_is_dropped_the_next(nlu: Understander) -> None:
+    """Issue 16: 今天是您约定的还款日, held by the daily cap, never goes out the next morning."""
+    clock = clock_at(datetime(2026, 12, 2, 8, 30, tzinfo=SH))
+    async with client(nlu, clock=clock) as c:
+        await c.post("/api/accounts", json={"accounts": [account(1)]}, headers=AUTH)
+        await _settle(c)
+        await post_twilio(c, account(1)["phone"], "今天还", "SM" + "d" * 32)
+        await _settle(c)
+        clock.advance(timedelta(hours=1, minutes=1))  # 09:31: the promise-day reminder fires
+        await _settle(c)
+        conv = await conversation(c, "acc-0001")
+        held = _gate(conv)[-1]
+        assert held["template"] == "promise_day_reminder" and held["verdict"] == "defer"
+        clock.advance(timedelta(hours=23))  # 08:31 the next day
+        await _settle(c)
+        assert "promise_day_reminder" not in [m["template"] for m in await _sent(c)]
+        conv = await conversation(c, "acc-0001")
+        dropped = [e for e in conv["transcript"] if e["kind"] == "superseded"]
+        assert dropped and "2026-12-02 only" in dropped[-1]["detail"]["detail"]

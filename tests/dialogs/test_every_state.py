@@ -58,3 +58,15 @@ def test_a_dispute_is_recorded_and_handed_off_in_every_state(cf: CompiledFlow, s
     assert after.has(Flag.DISPUTED) and after.has(Flag.PAUSED)
     assert [a.reason for a in actions if isinstance(a, c.Handoff)] == ["dispute"]
     assert not [a for a in actions if isinstance(a, c.Blocked)]
+
+
+def test_shipped_templates_say_how_they_depend_on_the_day() -> None:
+    from dialogs.templates import day_bound
+
+    (cf,) = [f for f in FLOWS if f.name == "collections"]
+    kinds = {name: day_bound(t.text) for name, t in cf.flow.templates.items()}
+    assert kinds["promise_day_reminder"] == "that_day_only"  # 今天是您约定的还款日
+    assert kinds["first_reminder"] == "rerender"  # 已逾期{days_overdue}天
+    assert kinds["follow_up"] == "any_day"
+    assert day_bound("【{signature}】请于明天前还款") == "that_day_only"
+    assert day_bound("【{signature}】{days_overdue}天") == "rerender"

@@ -149,3 +149,23 @@ def test_installments(understand, text: str, n: int) -> None:  # type: ignore[no
     u: Understanding = understand(text)
     assert u.entities.installments == n
     assert u.intent == "request_plan"
+
+
+@pytest.mark.parametrize(
+    ("text", "doubt"),
+    [
+        ("你们这是诈骗短信吧", "诈骗"),
+        ("我看你们就是一帮骗子", "骗子"),
+        ("这条短信是假的吧", "是假的吧"),
+        ("你们到底正规吗", "正规吗"),
+        ("怎么证明你们真是银行的", "怎么证明你们"),
+        ("冒充金融公司的吧", "冒充"),
+        ("我知道你们不是骗子，周五还", None),
+        ("明天还", None),
+        ("3200是真的吗，怎么这么多", None),  # doubt about the amount, not about the sender
+        ("请问还款渠道正规吗", "正规吗"),
+    ],
+)
+def test_doubt_that_the_sender_is_genuine(understand, text: str, doubt: str | None) -> None:  # type: ignore[no-untyped-def]
+    u: Understanding = understand(text)
+    assert u.entities.doubt == doubt

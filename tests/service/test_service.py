@@ -327,6 +327,27 @@ async def test_stop_after_payment_reaches_the_suppression_list(nlu: Understander
         assert sent[-1] == "stop_confirm"
 
 
+async def test_a_payment_receipt_is_a_reply_not_held_by_the_collection_cap(
+    nlu: Understander,
+) -> None:
+    """Issue 16: the first reminder used today's one proactive message; the receipt of the
+    borrower's partial payment the same day answers their own action and goes at once."""
+    from bot.context import STORE
+
+    async with client(nlu, clock=daytime_clock()) as c:
+        body = {"accounts": [account(1)], "start": True}
+        assert (await c.post("/api/accounts", json=body, headers=AUTH)).status == 200
+        await _settle(c)
+        pay = {"account_id": "acc-0001", "amount": "500.00", "reference": "PAY-part"}
+        pay["paid_at"] = c.app[CLOCK].now().isoformat()
+        assert (await c.post("/api/payments", json=pay, headers=AUTH)).status == 202
+        await _settle(c)
+        records = {r.message.template: r for r in await c.app[STORE].outbound_records("acc-0001")}
+        assert records["first_reminder"].state == "sent"
+        receipt = records["payment_partial"]
+        assert (receipt.state, receipt.message.kind) == ("sent", "reply")
+
+
 async def test_health_ready_and_openapi(nlu: Understander) -> None:
     async with client(nlu) as c:
         assert (await c.get("/healthz")).status == 200
