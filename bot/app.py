@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import aiohttp
 from aiohttp import web
 
-from bot import api, openapi, simulator, webhooks
+from bot import api, openapi, reload, simulator, webhooks
 from bot.clock import Clock
 from bot.compliance.gate import Gate
 from bot.context import API_KEY, CLOCK, FLOWS, GATE, NLU, PIPELINE, SENDER, SETTINGS, STORE
@@ -50,8 +50,10 @@ def create_app(
     app.cleanup_ctx.append(_gate_ctx)
     app.cleanup_ctx.append(_sender_ctx)
     app.cleanup_ctx.append(_pipeline_ctx)
+    app.cleanup_ctx.append(reload.reload_ctx)
     app.add_routes(webhooks.routes())
     app.add_routes(api.routes())
+    app.add_routes(reload.routes())
     app.add_routes(openapi.routes())
     if settings.demo:
         app.add_routes(simulator.routes())

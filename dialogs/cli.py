@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bot.errors import ConfigError, UsageError
-from dialogs.registry import DEFAULT_FLOWS, DEFAULT_TESTS, check_flow
+from dialogs.registry import DEFAULT_TESTS, check_flow
 
 if TYPE_CHECKING:
     from dialogs.engine import CompiledFlow
@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         nargs="*",
         type=Path,
         metavar="PATH",
-        help=f"flow files or directories (default: {DEFAULT_FLOWS})",
+        help="flow files or directories (default: the service's, SMSBOT_FLOWS_DIR)",
     )
     p.add_argument(
         "--previous",
@@ -45,9 +45,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--flows",
         type=Path,
-        default=DEFAULT_FLOWS,
         metavar="DIR",
-        help="where flows named in tests are looked up",
+        help="where flows named in tests are looked up (default: the service's, "
+        "SMSBOT_FLOWS_DIR; the rule packs are SMSBOT_COMPLIANCE_FILE's)",
     )
     p.set_defaults(handler=cmd_test)
 
@@ -71,9 +71,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(handler=cmd_simulate)
 
 
+def _operator_config() -> tuple[Path, Path]:
+    """The flows directory and rule-pack file the service would run with (SMSBOT_FLOWS_DIR,
+    SMSBOT_COMPLIANCE_FILE, the settings file): an operator's command never silently reads
+    the repository's own copies instead."""
+    from bot.settings import load_settings
+
+    settings = load_settings()
+    return settings.flows_dir, settings.compliance_file
+
+
 def _flow_files(paths: list[Path]) -> list[Path]:
     files: list[Path] = []
-    for p in paths or [DEFAULT_FLOWS]:
+    for p in paths or [_operator_config()[0]]:
         if p.is_dir():
             files += sorted(p.glob("*.yaml"))
         elif p.is_file():
@@ -116,7 +126,12 @@ def cmd_test(args: argparse.Namespace) -> int:
             raise UsageError(f"no such file or directory: {p}")
     from bot.compliance.sim import GateReviewer
 
-    runner = Runner(FlowSource(args.flows), gate=GateReviewer.load())
+    flows_dir, rules = _operator_config()
+    flows_dir = args.flows or flows_dir
+    if not flows_dir.is_dir():
+        raise UsageError(f"--flows: no such directory: {flows_dir}")
+    print(f"flows from {flows_dir}; rule packs from {rules}", file=sys.stderr)
+    runner = Runner(FlowSource(flows_dir), gate=GateReviewer.load(path=rules))
     passed, failed, problems = run_paths(paths, runner)
     for problem in problems:
         print(problem, file=sys.stderr)
@@ -130,7 +145,7 @@ def cmd_test(args: argparse.Namespace) -> int:
 def _compiled(ref: str) -> CompiledFlow:
     from dialogs.convtest import FlowSource
 
-    return FlowSource().get(ref, Path.cwd())
+    return FlowSource(_operator_config()[0]).get(ref, Path.cwd())
 
 
 def cmd_graph(args: argparse.Namespace) -> int:
@@ -145,5 +160,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from bot.compliance.sim import GateReviewer
     from dialogs.simulate import Simulator, parse_start
 
-    sim = Simulator(_compiled(args.flow), start=parse_start(args.start), gate=GateReviewer.load())
+    rules = _operator_config()[1]
+    sim = Simulator(
+        _compiled(args.flow), start=parse_start(args.start), gate=GateReviewer.load(path=rules)
+    )
     return sim.run(sys.stdin, sys.stdout)

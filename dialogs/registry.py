@@ -8,6 +8,7 @@ nowhere to go (see ``migrations:``).
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from bot.errors import ConfigError, Problem, SmsbotError
@@ -49,9 +50,11 @@ class Registry:
             raise ConfigError([Problem(str(directory), None, "no flow files (*.yaml) found")])
         return registry
 
-    def reload(self) -> list[Problem]:
+    def reload(self, vet: Callable[[Flow], list[Problem]] | None = None) -> list[Problem]:
         """Re-read the directory. Valid new versions replace old ones; the rest stay as they were.
 
+        ``vet`` asks what the caller needs of a new version besides validity (the service: an
+        approved template code for every carrier in use); a version it objects to is kept out.
         Returns the problems of the files that were kept out.
         """
         with self._lock:
@@ -74,6 +77,8 @@ class Registry:
                     running = current.get(flow.name)
                     if running is not None and running.version != flow.version:
                         found += validate_migration(running.flow, flow)
+                    if vet is not None and not found:
+                        found += vet(flow)
                 if found or flow is None:
                     problems += found
                     continue

@@ -24,6 +24,12 @@ def register(sub: Any) -> None:
     ck.add_argument("text", nargs="?", help="the rendered SMS, 【signature】 included")
     ck.add_argument("--template", help="check a flow template, rendered with sample values")
     ck.add_argument("--flow", default="collections", help="flow of --template")
+    ck.add_argument(
+        "--flows",
+        type=Path,
+        metavar="DIR",
+        help="flows directory of --template (default: the service's, SMSBOT_FLOWS_DIR)",
+    )
     ck.add_argument("--pack", help="rule pack (default: the file's default_pack)")
     ck.add_argument("--approved", action="store_true", help="treat the text as approved wording")
     ck.add_argument("--first-contact", action="store_true", help="check first-contact disclosures")
@@ -69,7 +75,10 @@ def _check(args: argparse.Namespace) -> int:
     pack = gate.pack(args.pack)
     approved = args.approved
     if args.template:
-        text, approved = _render_template(settings.flows_dir, args.flow, args.template)
+        flows_dir = args.flows or settings.flows_dir
+        if not flows_dir.is_dir():
+            raise UsageError(f"--flows: no such directory: {flows_dir}")
+        text, approved = _render_template(flows_dir, args.flow, args.template)
         approved = approved or args.approved
     else:
         text = args.text

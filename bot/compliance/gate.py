@@ -83,6 +83,12 @@ class Gate:
         checkers = {name: ContentChecker.load(p, config_dir) for name, p in packs.packs.items()}
         return cls(packs, checkers)
 
+    def adopt(self, other: Gate) -> None:
+        """Takes ``other``'s packs and checkers (``bot.reload``): everything holding this gate
+        decides by the new rules from its next decision on. No await in between: no decision
+        sees half of each."""
+        self.packs, self._checkers, self._zones = other.packs, other._checkers, {}
+
     def pack(self, name: str | None) -> Pack:
         return self.packs.packs[name or self.packs.default_pack]
 

@@ -8,6 +8,7 @@ reported ("defer until 12-03 08:00") but not replayed later: the service does th
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from bot.compliance.gate import Decision, Gate, GateContext, text_hash
@@ -24,8 +25,9 @@ class GateReviewer:
         self.history: list[SendRecord] = []
 
     @classmethod
-    def load(cls, pack: str | None = None) -> GateReviewer:
-        return cls(Gate.load(), pack)
+    def load(cls, pack: str | None = None, path: Path | None = None) -> GateReviewer:
+        """The reviewer with the rule packs of ``path`` (default: the repository's file)."""
+        return cls(Gate.load(path) if path is not None else Gate.load(), pack)
 
     def start_test(self) -> None:
         self.history = []

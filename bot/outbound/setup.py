@@ -22,6 +22,7 @@ from bot.outbound.dispatch import Dispatcher, Routing
 from bot.outbound.sender import Sender, SendPolicy
 from bot.settings import Settings
 from bot.storage.base import Store
+from dialogs.flow import Flow
 from dialogs.registry import Registry
 
 TEMPLATE_CARRIERS = frozenset({"aliyun", "tencent"})
@@ -104,22 +105,31 @@ def check(settings: Settings, registry: Registry) -> None:
                     "public_url",
                 )
             )
-        if name in TEMPLATE_CARRIERS:
-            for flow_name in registry.names():
-                flow = registry.get(flow_name).flow
-                for template, spec in sorted(flow.templates.items()):
-                    if name not in spec.codes:
-                        problems.append(
-                            Problem(
-                                f"flow {flow_name}",
-                                None,
-                                f"template {template} has no {name} template code",
-                                f"templates.{template}.codes.{name}",
-                                f"{name} sends approved template codes only",
-                            )
-                        )
+    for flow_name in registry.names():
+        problems += template_code_problems(settings, registry.get(flow_name).flow)
     if problems:
         raise ConfigError(problems)
+
+
+def template_code_problems(settings: Settings, flow: Flow) -> list[Problem]:
+    """Templates a carrier in use cannot send: no approved template code for it (also asked
+    of every flow a reload would bring in: such a version is refused)."""
+    problems: list[Problem] = []
+    for name in carriers_in_use(settings):
+        if name not in TEMPLATE_CARRIERS:
+            continue
+        for template, spec in sorted(flow.templates.items()):
+            if name not in spec.codes:
+                problems.append(
+                    Problem(
+                        f"flow {flow.name}",
+                        None,
+                        f"template {template} has no {name} template code",
+                        f"templates.{template}.codes.{name}",
+                        f"{name} sends approved template codes only",
+                    )
+                )
+    return problems
 
 
 def warnings(settings: Settings) -> list[str]:

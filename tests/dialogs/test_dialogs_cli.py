@@ -112,3 +112,36 @@ def test_simulate_bad_start_is_a_usage_error(capsys: pytest.CaptureFixture[str])
     code, _, err = run(capsys, "simulate", "--start", "yesterday")
     assert code == 2
     assert "--start" in err
+
+
+@pytest.fixture
+def operator_flows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An operator's own flows directory, named by SMSBOT_FLOWS_DIR, with an edited template."""
+    import shutil
+
+    root = Path(__file__).resolve().parents[2]
+    shutil.copytree(root / "dialogs" / "flows", tmp_path / "flows")
+    shutil.copytree(root / "dialogs" / "templates", tmp_path / "templates")
+    path = tmp_path / "templates" / "collections.yaml"
+    path.write_text(
+        path.read_text(encoding="utf-8").replace("感谢告知，", "感谢您的告知，"), encoding="utf-8"
+    )
+    monkeypatch.setenv("SMSBOT_FLOWS_DIR", str(tmp_path / "flows"))
+    monkeypatch.setenv("SMSBOT_CONFIG", str(tmp_path / "none.yaml"))
+    return tmp_path / "flows"
+
+
+def test_commands_read_the_operators_flows_not_the_repositorys(
+    capsys: pytest.CaptureFixture[str], operator_flows: Path
+) -> None:
+    """Issue 16: `flows test`, `flows validate` and `compliance check --template` follow
+    SMSBOT_FLOWS_DIR (or --flows), and `flows test` says which directory it read."""
+    code, out, _ = run(capsys, "compliance", "check", "--template", "paid_claim_ack")
+    assert code == 0 and "感谢您的告知" in out
+    code, out, _ = run(capsys, "flows", "validate")
+    assert code == 0 and str(operator_flows) in out
+    tests = Path(__file__).resolve().parents[2] / "dialogs" / "tests" / "promise.yaml"
+    code, out, err = run(capsys, "flows", "test", str(tests))
+    assert code == 0 and f"flows from {operator_flows}" in err
+    code, _, err = run(capsys, "flows", "test", "--flows", str(operator_flows / "nope"), str(tests))
+    assert code == 2 and "no such directory" in err
