@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,7 @@ from aiohttp import web
 from pydantic import Field
 
 from bot.api import StrictBody, read_json
-from bot.context import CLOCK, NLU, PIPELINE, STORE
+from bot.context import CLOCK, GATE, NLU, PIPELINE, STORE
 from bot.demo import demo_accounts
 from bot.records import QueuedEvent
 from bot.transport.inbound import InboundSms, WebhookError
@@ -82,6 +82,8 @@ async def _view(request: web.Request, account_id: str) -> dict[str, Any]:
     conv = c.Conversation.model_validate_json(raw) if raw else None
     audit = await store.read_audit(account_id)
     understood = [e for e in audit if e.kind == "understood"]
+    gate = request.app[GATE]
+    zone = gate.zones(account.phone, account.tz, gate.pack(account.pack))[0]
     messages = [m for m in await store.list_sandbox(10_000) if m.account_id == account_id]
     events: list[dict[str, Any]] = []
     for e in audit:
@@ -100,18 +102,27 @@ async def _view(request: web.Request, account_id: str) -> dict[str, Any]:
                 }
             )
         elif e.kind == "gate" and e.detail.get("verdict") != "send":
-            # The compliance gate held a message back: say when (deferred) or why (blocked).
+            # The compliance gate held a message back: say when (deferred, in the borrower's
+            # time: the gate's `until` is UTC, and 00:00 UTC reads like the past in Beijing)
+            # or why (blocked).
             verdict = e.detail.get("verdict")
-            until = e.detail.get("until")
-            rules = ", ".join(e.detail.get("rules", []))
-            text = f"deferred to {until} ({rules})" if verdict == "defer" else f"blocked ({rules})"
+            detail = dict(e.detail)
+            if verdict == "defer" and detail.get("until"):
+                until = datetime.fromisoformat(detail["until"]).astimezone(zone)
+                detail["until_local"] = f"{until:%m-%d %H:%M}"
+            rules = ", ".join(detail.get("rules", []))
+            text = (
+                f"deferred to {detail.get('until_local')} ({rules})"
+                if verdict == "defer"
+                else f"blocked ({rules})"
+            )
             events.append(
                 {
                     "at": e.at.isoformat(),
                     "who": "system",
                     "text": f"gate: {text}",
                     "kind": "gate",
-                    "detail": e.detail,
+                    "detail": detail,
                 }
             )
         elif e.kind in {"handoff", "blocked", "close", "error", "payment", "superseded"}:

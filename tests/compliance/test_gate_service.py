@@ -146,3 +146,16 @@ async def test_a_message_true_on_one_day_only_is_dropped_the_next(nlu: Understan
         conv = await conversation(c, "acc-0001")
         dropped = [e for e in conv["transcript"] if e["kind"] == "superseded"]
         assert dropped and "2026-12-02 only" in dropped[-1]["detail"]["detail"]
+
+
+async def test_the_simulator_shows_a_deferral_in_the_borrowers_time(nlu: Understander) -> None:
+    """Issue 16: the gate's `until` is UTC; the simulator says 08:00 Beijing, not 00:00."""
+    clock = clock_at(datetime(2026, 12, 2, 21, 30, tzinfo=SH))
+    async with client(nlu, clock=clock, demo=True) as c:
+        await _settle(c)  # demo borrowers' first reminders: held until the morning
+        view = await (await c.get("/simulator/api/state/demo-0001")).json()
+        (held,) = [e for e in view["transcript"] if e.get("kind") == "gate"]
+        assert held["detail"]["until_local"] == "12-03 08:00"
+        assert "deferred to 12-03 08:00" in held["text"]
+        (record,) = view["messages"].values()
+        assert record["state"] == "deferred"

@@ -15,6 +15,7 @@ import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -268,3 +269,49 @@ def test_a_blocked_message_is_marked_on_its_bubble(page: Page, base_url: str) ->
     expect(bubble(page, "follow_up")).to_have_class(re.compile(r"\bblocked\b"))
     expect(bubble(page, "follow_up")).to_contain_text("blocked")
     expect(page.locator('#transcript .sys[data-kind="blocked"]')).to_contain_text("opted_out")
+
+
+def test_deferral_shows_local_time_clears_when_sent_and_supersession_says_why(
+    page: Page, base_url: str
+) -> None:
+    """Issue 16: the deferral tag is in the borrower's time, goes once the message left, and a
+    dropped message says why. Crafted views: the page's part only (the server's is tested in
+    tests/compliance/test_gate_service.py)."""
+    at = "2026-12-02T13:30:00+00:00"  # 21:30 in Beijing
+    held = {"verdict": "defer", "message_id": "m1", "until": "2026-12-03T00:00:00+00:00",
+            "until_local": "12-03 08:00", "rules": ["CN-TIME-01"]}  # fmt: skip
+    transcript = [
+        {"at": at, "who": "bot", "text": "【XX金融】提醒", "template": "follow_up", "message_id": "m1"},
+        {"at": at, "who": "system", "text": "gate: …", "kind": "gate", "detail": held},
+        {"at": at, "who": "bot", "text": "【XX金融】今天是您约定的还款日",
+         "template": "promise_day_reminder", "message_id": "m2"},
+        {"at": at, "who": "system", "text": "gate: …", "kind": "gate", "detail": {**held, "message_id": "m2"}},
+        {"at": at, "who": "system", "text": "superseded: …", "kind": "superseded",
+         "detail": {"message_id": "m2", "detail": "its words held on 2026-12-02 only"}},
+    ]  # fmt: skip
+    view = {
+        "now": at, "account_id": "demo-0001", "tz": "Asia/Shanghai", "state": "awaiting_reply",
+        "flags": [], "timers": {}, "promise": None, "paid_total": "0",
+        "last_understanding": None, "sent": [], "transcript": transcript,
+        "messages": {"m1": {"state": "deferred"}, "m2": {"state": "superseded"}},
+    }  # fmt: skip
+    views = [view, {**view, "messages": {**view["messages"], "m1": {"state": "sent"}}}]
+    served: list[int] = []
+
+    def fulfil(route: Any) -> None:
+        served.append(1)
+        route.fulfill(json=views[min(len(served), 2) - 1])
+
+    page.route(f"{base_url}/simulator/api/state/demo-0001", fulfil)
+    page.goto(f"{base_url}/simulator#demo-0001")
+    expect(bubble(page, "follow_up").locator(".deferred-tag")).to_have_text(
+        "延后至 12-03 08:00 (deferred)"
+    )
+    dropped = bubble(page, "promise_day_reminder")
+    expect(dropped).to_have_class(re.compile(r"\bsuperseded\b"))
+    expect(dropped).to_contain_text("its words held on 2026-12-02 only")
+    expect(dropped.locator(".deferred-tag")).to_have_count(0)
+    page.screenshot(path=str(SCREENSHOT.with_name("simulator-deferred.png")), full_page=True)
+    # The next refresh finds it sent: the deferral tag goes, the delivery tag says so.
+    expect(bubble(page, "follow_up").locator(".deferred-tag")).to_have_count(0, timeout=20_000)
+    expect(bubble(page, "follow_up").locator(".delivery-tag")).to_contain_text("已发送")
