@@ -39,6 +39,7 @@ TRANSCRIPT_KINDS = frozenset(
         "handoff",
         "payment",
         "error",
+        "timer_moved",
     }
 )
 

@@ -7,7 +7,7 @@ and under which lock this runs, and commits what it returns.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -26,6 +26,8 @@ from dialogs.schema import AgentAction, Flag
 from intents import Understander, Understanding
 
 _READINGS_MEMO = 4096
+# A message that left within this long of being written was not held: its timers stand.
+_HELD = timedelta(minutes=1)
 
 
 def dialog_account(acc: AccountRecord) -> c.Account:
@@ -76,6 +78,8 @@ class Interpreter:
         # Answers to the borrower's own action are replies (the pack says which actions count).
         reply_to = self.gate.pack(account.pack).frequency.reply_to
         kind: SendKind = "reply" if event.kind in reply_to else "proactive"
+        if event.kind == "tick":
+            conv = await self._follow_delivery(account.id, conv, event.at, audit)
         for dialog_event, at in self._dialog_events(account, conv, event, audit):
             before = conv.state
             conv, actions = step(cf, conv, dialog_event, at)
@@ -97,6 +101,45 @@ class Interpreter:
             # Cross-account suppression is written first: honoured before anything else runs.
             await self.store.add_opt_out(account.phone)
         return conv, audit, outbox
+
+    async def _follow_delivery(
+        self, account_id: str, conv: c.Conversation, now: datetime, audit: list[AuditEntry]
+    ) -> c.Conversation:
+        """The flow's clock follows delivery, not decision. A timer the flow set in the same
+        step as a message ("3 days without an answer" after a follow-up) counts from when
+        that message left: held by the gate (quiet hours, a cap), the timer is pushed back by
+        as long as the message was held, or is held still. A message that never left moves
+        nothing (there was no contact to wait on)."""
+        due = {name: at for name, at in conv.timers.items() if at <= now}
+        if not due:
+            return conv  # the common tick costs no store read
+        paced = {
+            (name, at): r
+            for r in await self.store.outbound_records(account_id)
+            for name, at in r.message.paces.items()
+        }
+        timers = dict(conv.timers)
+        for name, at in due.items():
+            r = paced.get((name, at))
+            left = r.sent_at if r is not None and r.sent_at else None
+            if r is not None and r.state in ("queued", "deferred") and r.message.not_before:
+                left = r.message.not_before  # held still: at least until then
+            if r is None or left is None or left - r.message.created_at < _HELD:
+                continue
+            timers[name] = at + (left - r.message.created_at)
+            audit.append(
+                audit_entry(
+                    now,
+                    "timer_moved",
+                    timer=name,
+                    was=at.isoformat(),
+                    due=timers[name].isoformat(),
+                    message_id=r.id,
+                    template=r.message.template,
+                    why="counted from when the message left",
+                )
+            )
+        return conv.model_copy(update={"timers": timers}) if timers != conv.timers else conv
 
     def _tz(self, account: AccountRecord) -> ZoneInfo:
         """The borrower's zone (for 明天, 周五 …)."""
@@ -170,6 +213,8 @@ class Interpreter:
         outbox: list[Outbound],
     ) -> Iterable[AuditEntry]:
         written_for: str | None = None  # the conversation's fingerprint, once per step
+        # The timers this step set count from its messages (see _follow_delivery).
+        paces = {a.timer: a.at for a in actions if isinstance(a, c.Schedule)}
         for action in actions:
             if isinstance(action, c.Send):
                 written_for = written_for or fingerprint(conv)
@@ -188,6 +233,7 @@ class Interpreter:
                     kind="confirmation" if confirmation else kind,
                     approved=spec.compliance_approved,
                     fingerprint=written_for,
+                    paces=paces,
                 )
                 outbox.append(msg)
                 yield audit_entry(

@@ -99,6 +99,9 @@ class Outbound(_Record):
     approved: bool = False
     fingerprint: str = ""
     not_before: AwareDatetime | None = None
+    # Timers the flow set in the step that wrote this message (name -> due): they count from
+    # when it leaves (bot.interpret: the flow's clock follows delivery).
+    paces: dict[str, AwareDatetime] = Field(default_factory=dict)
 
 
 class SendRecord(_Record):

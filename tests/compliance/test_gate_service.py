@@ -159,3 +159,38 @@ async def test_the_simulator_shows_a_deferral_in_the_borrowers_time(nlu: Underst
         assert "deferred to 12-03 08:00" in held["text"]
         (record,) = view["messages"].values()
         assert record["state"] == "deferred"
+
+
+async def test_a_timeout_counts_from_when_the_follow_up_left(nlu: Understander) -> None:
+    """Issue 16: the gentle reminder is held a day by the phone's daily cap; the 3 days
+    without an answer that follow it count from when it left, not from when it was written."""
+    clock = clock_at(datetime(2026, 12, 2, 10, 0, tzinfo=SH))
+    async with client(nlu, clock=clock) as c:
+        await c.post("/api/accounts", json={"accounts": [account(1)]}, headers=AUTH)
+        await _settle(c)
+        clock.advance(timedelta(minutes=5))
+        await post_twilio(c, account(1)["phone"], "好的", "SM" + "e" * 32)
+        await _settle(c)
+        assert (await conversation(c, "acc-0001"))["state"] == "acknowledged"
+        # 12-04 10:00: a second loan on the same phone takes that day's proactive message.
+        clock.advance(timedelta(days=2) - timedelta(minutes=5))
+        other = account(2, phone=account(1)["phone"])
+        await c.post("/api/accounts", json={"accounts": [other]}, headers=AUTH)
+        await _settle(c)
+        clock.advance(timedelta(minutes=6))  # 10:06: acc-0001's gentle reminder is held
+        await _settle(c)
+        conv = await conversation(c, "acc-0001")
+        assert conv["state"] == "follow_up_sent"
+        assert _gate(conv)[-1]["verdict"] == "defer"
+        clock.advance(timedelta(hours=22))  # 12-05 08:06: it leaves
+        await _settle(c)
+        assert "gentle_reminder" in [m["template"] for m in await _sent(c)]
+        clock.advance(timedelta(days=2, hours=2, minutes=30))  # 12-07 10:36: 3 days after 10:05
+        await _settle(c)
+        conv = await conversation(c, "acc-0001")
+        assert conv["state"] == "follow_up_sent"  # not yet: it left on 12-05 08:00
+        moved = [e for e in conv["transcript"] if e["kind"] == "timer_moved"]
+        assert moved and moved[-1]["detail"]["template"] == "gentle_reminder"
+        clock.advance(timedelta(hours=22))  # 12-08 08:36: 3 days after it left
+        await _settle(c)
+        assert (await conversation(c, "acc-0001"))["state"] == "with_agent"
