@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from bot.errors import ConfigError, SmsbotError, UsageError
+from common.errors import ConfigError, SmsbotError, UsageError
 
 Handler = Callable[[argparse.Namespace], int]
 

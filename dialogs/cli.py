@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bot.errors import ConfigError, UsageError
+from common.errors import ConfigError, UsageError
 from dialogs.registry import DEFAULT_FLOWS, DEFAULT_TESTS, check_flow
 
 if TYPE_CHECKING:

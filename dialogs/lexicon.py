@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from functools import cache
 
-from bot.compliance.content import ContentChecker, Finding
+from policy.content import ContentChecker, Finding
 
 
 @cache
 def _checker() -> ContentChecker:
-    from bot.compliance.pack import CONFIG_DIR, load_packs
+    from policy.pack import CONFIG_DIR, load_packs
 
     packs = load_packs()
     return ContentChecker.load(packs.packs[packs.default_pack], CONFIG_DIR)

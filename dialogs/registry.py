@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from bot.errors import ConfigError, Problem, SmsbotError
+from common.errors import ConfigError, Problem, SmsbotError
 from dialogs.engine import CompiledFlow, compile_flow
 from dialogs.flow import Flow, load_flow
 from dialogs.validate import validate_flow, validate_migration

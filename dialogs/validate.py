@@ -10,14 +10,14 @@ import difflib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from bot.errors import Problem
+from common.errors import Problem
+from common.yamlio import YamlPath
 from dialogs import lexicon
 from dialogs.dispatch import INTENT_TRIGGERS, RuleRef, all_rules, all_triggers, candidates, handler
 from dialogs.dispatch import is_handled as handled
 from dialogs.flow import Flow, TemplateSource
 from dialogs.schema import ActionSpec, Flag, FlowSpec, Owner, Rule, TemplateSpec
 from dialogs.templates import ALWAYS_AVAILABLE, VARIABLES, parse, render, sample_values, sms_length
-from dialogs.yamlio import YamlPath
 
 MAX_CHARS = 500  # Aliyun and Huawei refuse longer messages (SMS-CN-LEN-01)
 SIGNATURE_PREFIX = "【{signature}】"

@@ -26,10 +26,10 @@ from zoneinfo import ZoneInfo
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
-from bot.compliance.content import ContentChecker, Finding
-from bot.compliance.pack import CONFIG_DIR, DEFAULT_FILE, Pack, PackFile, load_packs
 from bot.compliance.window import NoAllowedTime, Preferences, next_allowed, zones_for
 from bot.records import Outbound, SendRecord
+from policy.content import ContentChecker, Finding
+from policy.pack import CONFIG_DIR, DEFAULT_FILE, Pack, PackFile, load_packs
 
 _ZONE_CACHE = 10_000  # (phone, zone, pack) answers kept; cleared when full
 

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from bot.compliance.content import ContentChecker, Finding, load_lexicons, normalize_for_lint
-from bot.compliance.pack import CONFIG_DIR, load_packs
-from bot.errors import ConfigError
+from common.errors import ConfigError
 from dialogs.registry import Registry
 from dialogs.templates import VARIABLES, render
+from policy.content import ContentChecker, Finding, load_lexicons, normalize_for_lint
+from policy.pack import CONFIG_DIR, load_packs
 
 PACKS = load_packs()
 CN_PACK = PACKS.packs["cn"]

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from dialogs_support import FIXTURES
 
-from bot.errors import Problem
+from common.errors import Problem
 from dialogs.flow import load_flow
 from dialogs.registry import DEFAULT_FLOWS, check_flow
 
@@ -90,7 +90,7 @@ def test_problems_on_a_global_rule_name_every_state_once() -> None:
 
 def test_yaml_one_point_two_booleans_keep_opt_out_words() -> None:
     # YAML 1.1 would read N, no and on as booleans; an opt-out keyword must stay text.
-    from dialogs.yamlio import load_yaml_text
+    from common.yamlio import load_yaml_text
 
     doc = load_yaml_text("a: N\nb: on\nc: true\n", "x.yaml")
     assert doc.data == {"a": "N", "b": "on", "c": True}

@@ -19,10 +19,10 @@ from aiohttp import web
 from bot.app import create_app
 from bot.clock import Clock
 from bot.context import PIPELINE, SENDER
-from bot.errors import ConfigError
 from bot.outbound.record import SETTLED
 from bot.settings import Settings
 from bot.storage.base import Store
+from common.errors import ConfigError
 from intents import Understander
 from tests.outbound.fakecarrier import FakeCarrier, flows_with_codes
 from tests.service.apphelpers import ALIYUN_TOKEN, account, conversation, daytime_clock, settings

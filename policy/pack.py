@@ -12,10 +12,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from bot.errors import ConfigError, Problem
-from dialogs.yamlio import load_yaml, validation_problems
+from common.errors import ConfigError, Problem
+from common.yamlio import load_yaml, validation_problems
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"
 DEFAULT_FILE = CONFIG_DIR / "compliance.yaml"
 
 

@@ -29,251 +29,33 @@ a handful of substring tests.
 
 from __future__ import annotations
 
-import functools
-import itertools
 import re
-import unicodedata
-from collections.abc import Sequence
 from dataclasses import dataclass
 from operator import itemgetter
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Protocol
 
-import opencc
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
-from bot.compliance.pack import Pack
-from bot.errors import ConfigError, Problem
-from dialogs.templates import sms_length
-from dialogs.yamlio import Located, load_yaml, validation_problems
+from common.sms import sms_length
+from policy.findings import Finding, LexiconSeverity, Severity, blocking
+from policy.lexicon import Lexicon, LexiconCategory, load_lexicons, term_spellings
+from policy.pack import Pack
+from policy.text import Normalizer, PyMatcher, TextMap, is_word_char, normalize_for_lint
 
 try:
     import ahocorasick_rs
-except ImportError:  # pragma: no cover - exercised through _PyMatcher in the tests
+except ImportError:  # pragma: no cover - exercised through PyMatcher in the tests
     ahocorasick_rs = None  # type: ignore[assignment]
 
-Severity = Literal["block", "soft", "debt_content", "required", "format"]
-LexiconSeverity = Literal["block", "soft", "debt_content", "format"]
-
-
-class Finding(BaseModel):
-    """One thing the checker found; every severity but ``debt_content`` is a reason not to send."""
-
-    model_config = ConfigDict(frozen=True)
-
-    rule: str  # rule id, e.g. CN-CONTENT-01/violence
-    category: str
-    severity: Severity
-    term: str  # the lexicon entry (term or pattern) as written, or the missing element
-    why: str  # the law or guideline behind the rule
-    # The words as they stand in the original text (``馬 上 逮.捕``) for block and soft hits
-    # when they can be located; empty otherwise (never for ID or card numbers: no PII in logs).
-    quote: str = ""
-
-
-# --- normalisation ---------------------------------------------------------------------------
-
-# Kept: letters and digits of every script, and currency signs (amounts: ¥100, ￥100, $100).
-# Dropped: spaces, punctuation, symbols, emoji, zero-width and other format characters, "_".
-_DROP = re.compile(r"[^\w¥$€£￥＄￡]|_")
-_KEEP = re.compile(r"[^\W_]|[¥$€£￥＄￡]")
-_KEEP_RUN = re.compile(r"(?:[^\W_]|[¥$€£￥＄￡])+")
-# An English word may carry one of these endings after a term (sue → sued, arrest → arrests).
-_SUFFIXES = frozenset({"s", "es", "d", "ed", "ing", "er", "ers"})
-_MAX_VARIANTS = 256  # spellings one term may expand into through the evasion map
-
-
-class _Normalizer:
-    """NFKC, traditional → simplified, lower case, separators removed. Built once: OpenCC
-    loads its dictionaries when constructed."""
-
-    def __init__(self) -> None:
-        self._t2s = opencc.OpenCC("t2s")
-
-    def __call__(self, text: str) -> str:
-        t = _DROP.sub("", text)
-        if not unicodedata.is_normalized("NFKC", t):  # CJK + ASCII usually is: skip the cost
-            t = _DROP.sub("", unicodedata.normalize("NFKC", t))
-        return str(self._t2s.convert(t)).lower()
-
-
-@functools.cache
-def _default_normalizer() -> _Normalizer:
-    return _Normalizer()
-
-
-def normalize_for_lint(text: str) -> str:
-    """The text as the lexicons see it: ``"馬上 逮.捕！"`` → ``"马上逮捕"``."""
-    return _default_normalizer()(text)
-
-
-def _is_word_char(ch: str) -> bool:
-    return ch.isascii() and ch.isalnum()
-
-
-# --- lexicon files ---------------------------------------------------------------------------
-
-
-class LexiconCategory(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    id: str = Field(min_length=1, pattern=r"^\S+$")  # rule id, unique across a pack's files
-    category: str = Field(min_length=1)
-    severity: LexiconSeverity
-    why: str = Field(min_length=1)
-    terms: list[str] = Field(default_factory=list)
-    patterns: list[str] = Field(default_factory=list)  # regexes over the normalised text
-    allow: list[str] = Field(default_factory=list)  # harmless phrases around a term: 谨防骗子
-
-
-class LexiconFile(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    description: str = ""
-    # other spelling → the spelling used in the terms (劳赖: 老赖); applies to every term
-    evasions: dict[str, str] = Field(default_factory=dict)
-    categories: list[LexiconCategory] = Field(min_length=1)
-
-
-@dataclass(frozen=True)
-class Lexicon:
-    """The validated content of a pack's lexicon files."""
-
-    categories: tuple[LexiconCategory, ...]
-    evasions: dict[str, str]  # normalised variant → normalised canonical, chains resolved
-
-
-def load_lexicons(paths: Sequence[Path]) -> Lexicon:
-    """Read and validate lexicon files; every problem raises one ``ConfigError`` naming file,
-    line and field (unknown severity, empty terms, invalid regex, duplicate rule id …)."""
-    normalize = _default_normalizer()
-    problems: list[Problem] = []
-    categories: list[LexiconCategory] = []
-    evasions: dict[str, str] = {}
-    seen_ids: dict[str, str] = {}
-    for path in paths:
-        doc = load_yaml(path)
-        try:
-            lex = LexiconFile.model_validate(doc.data if doc.data is not None else {})
-        except ValidationError as exc:
-            problems.extend(validation_problems(exc, doc))
-            continue
-        for variant, canonical in lex.evasions.items():
-            v, c = normalize(str(variant)), normalize(canonical)
-            if not v or not c or v == c:
-                problems.append(
-                    doc.problem(
-                        ("evasions", variant),
-                        f"evasion {variant!r} → {canonical!r} is empty or changes nothing "
-                        "once normalised",
-                        "write another spelling on the left and the terms' spelling on the right",
-                    )
-                )
-            else:
-                evasions[v] = c
-        for i, spec in enumerate(lex.categories):
-            problems.extend(_category_problems(doc, i, spec, normalize))
-            where = f"{doc.file}:{doc.line(('categories', i, 'id'))}"
-            if spec.id in seen_ids:
-                problems.append(
-                    doc.problem(
-                        ("categories", i, "id"),
-                        f"duplicate rule id {spec.id!r} (first at {seen_ids[spec.id]})",
-                        "every category needs its own id",
-                    )
-                )
-                continue
-            seen_ids[spec.id] = where
-            categories.append(spec)
-    cycle = _evasion_cycle(evasions)
-    if cycle:
-        files = ", ".join(str(p) for p in paths)
-        problems.append(Problem(files, None, f"evasions go round in a cycle: {cycle}", "evasions"))
-    if problems:
-        raise ConfigError(problems)
-    return Lexicon(tuple(categories), _resolve_chains(evasions))
-
-
-def _category_problems(
-    doc: Located, i: int, spec: LexiconCategory, normalize: _Normalizer
-) -> list[Problem]:
-    out: list[Problem] = []
-    if not spec.terms and not spec.patterns:
-        out.append(
-            doc.problem(
-                ("categories", i, "terms"),
-                "empty terms: a category needs at least one term or pattern",
-                "add terms (literal words) or patterns (regular expressions)",
-            )
-        )
-    for field in ("terms", "allow"):
-        for j, term in enumerate(getattr(spec, field)):
-            if not normalize(term):
-                out.append(
-                    doc.problem(
-                        ("categories", i, field, j),
-                        f"{term!r} is empty once spaces and punctuation are removed",
-                        "terms are matched without spaces or punctuation",
-                    )
-                )
-    for j, pattern in enumerate(spec.patterns):
-        try:
-            rx = re.compile(pattern)
-        except re.error as exc:
-            out.append(
-                doc.problem(
-                    ("categories", i, "patterns", j),
-                    f"invalid regex {pattern!r}: {exc}",
-                    "patterns are Python regular expressions; write them in 'single quotes'",
-                )
-            )
-            continue
-        if rx.search("") is not None:
-            out.append(
-                doc.problem(
-                    ("categories", i, "patterns", j),
-                    f"pattern {pattern!r} matches the empty text",
-                    "it would hit every message; use + instead of * or ?",
-                )
-            )
-    return out
-
-
-def _evasion_cycle(evasions: dict[str, str]) -> str | None:
-    for start in evasions:
-        path = [start]
-        cur = start
-        while cur in evasions:
-            cur = evasions[cur]
-            if cur in path:
-                return " → ".join([*path, cur])
-            path.append(cur)
-    return None
-
-
-def _resolve_chains(evasions: dict[str, str]) -> dict[str, str]:
-    """nin → 您 and 您 → 你 become nin → 你 (the map has no cycles by now)."""
-    out = {}
-    for variant, canonical in evasions.items():
-        while canonical in evasions:
-            canonical = evasions[canonical]
-        out[variant] = canonical
-    return out
-
-
-def _variants(term: str, by_canonical: dict[str, list[str]]) -> set[str]:
-    """Every spelling of ``term`` the evasion map allows (each canonical replaced in turn)."""
-    out = {term}
-    for canonical, variants in by_canonical.items():
-        if canonical not in term:
-            continue
-        for spelled in list(out):
-            if canonical in spelled:
-                out.update(spelled.replace(canonical, v) for v in variants)
-        if len(out) > _MAX_VARIANTS:
-            break
-    return out
-
+__all__ = [
+    "ContentChecker",
+    "Finding",
+    "Lexicon",
+    "LexiconCategory",
+    "Severity",
+    "blocking",
+    "load_lexicons",
+    "normalize_for_lint",
+]
 
 # --- matching --------------------------------------------------------------------------------
 
@@ -298,42 +80,6 @@ class _Matcher(Protocol):
     ) -> list[tuple[int, int, int]]: ...
 
 
-class _PyMatcher:
-    """Pure-Python stand-in for ``ahocorasick_rs.AhoCorasick`` (same answers, ~10x slower):
-    first character → (first two characters → spellings, longest first)."""
-
-    def __init__(self, spellings: Sequence[str]) -> None:
-        pairs: dict[str, dict[str, list[tuple[str, int]]]] = {}
-        single: dict[str, list[int]] = {}
-        for idx in sorted(range(len(spellings)), key=lambda k: -len(spellings[k])):
-            s = spellings[idx]
-            if len(s) == 1:
-                single.setdefault(s, []).append(idx)
-            else:
-                pairs.setdefault(s[0], {}).setdefault(s[:2], []).append((s, idx))
-        self._pairs = pairs
-        self._single = single
-        self._first = frozenset(pairs) | frozenset(single)
-
-    def find_matches_as_indexes(
-        self, haystack: str, overlapping: bool = False
-    ) -> list[tuple[int, int, int]]:
-        assert overlapping, "only overlapping matching is implemented"
-        out: list[tuple[int, int, int]] = []
-        text = haystack
-        for ch in self._first.intersection(text):
-            pairs = self._pairs.get(ch, {})
-            ones = self._single.get(ch, [])
-            i = text.find(ch)
-            while i != -1:
-                for s, idx in pairs.get(text[i : i + 2], ()):
-                    if text.startswith(s, i):
-                        out.append((idx, i, i + len(s)))
-                out.extend((idx, i, i + 1) for idx in ones)
-                i = text.find(ch, i + 1)
-        return out
-
-
 # --- the checker -----------------------------------------------------------------------------
 
 # Latin-script markets open a text with the sender's name ("ACME Recovery: …"); mainland
@@ -348,7 +94,7 @@ class ContentChecker:
 
     def __init__(self, pack: Pack, lexicon: Lexicon, *, use_rust: bool = True) -> None:
         self.pack = pack
-        self._normalize = _Normalizer()
+        self._normalize = Normalizer()
         norm = self._normalize
         content = pack.content
         self._prefix = p = pack.name.upper()
@@ -373,14 +119,14 @@ class ContentChecker:
 
         def add(spec: LexiconCategory, cat: int, term: str, *, allow: bool) -> None:
             entry = _Entry(spec.severity, cat, term, allow, finding(spec, term))
-            for spelled in _variants(norm(term), by_canonical):
+            for spelled in term_spellings(norm(term), by_canonical):
                 if not spelled:  # a pack value of punctuation only; lexicon files reject it
                     continue
                 if spelled not in spelling_ids:
                     spelling_ids[spelled] = len(spellings)
                     spellings.append(spelled)
                     entries.append([])
-                word = all(_is_word_char(ch) for ch in spelled)
+                word = all(is_word_char(ch) for ch in spelled)
                 slot = entries[spelling_ids[spelled]]
                 if not any(e.cat == cat and e.allow == allow for e, _ in slot):
                     slot.append((entry, word))
@@ -415,7 +161,7 @@ class ContentChecker:
         if use_rust and ahocorasick_rs is not None:
             self._matcher = ahocorasick_rs.AhoCorasick(spellings)
         else:
-            self._matcher = _PyMatcher(spellings)
+            self._matcher = PyMatcher(spellings)
 
         # Required elements, normalised once.
         self._signatures = sorted(content.signature_whitelist, key=len, reverse=True)
@@ -549,7 +295,7 @@ class ContentChecker:
             hits = [h for h in hits if h[2].severity == "debt_content"]
         elif not soft:
             hits = [h for h in hits if h[2].severity != "soft"]
-        located = _Located(body, compact)
+        located = TextMap(body, compact)
         if any(h[3] for h in hits):
             hits = [h for h in hits if not h[3] or located.whole_word(h[0], h[1])]
         hits = _without_exceptions(hits)
@@ -661,47 +407,3 @@ def _without_exceptions(hits: list[_Hit]) -> list[_Hit]:
             reach[cat] = (h[1], h[0])
         out.append(h)
     return out
-
-
-class _Located:
-    """Maps the normalised text back to the original, computed only when asked: word
-    boundaries for Latin terms and quotes of block and soft hits. When normalising changed the
-    number of characters the map would lie, so it is not used (no quote, no gaps)."""
-
-    def __init__(self, original: str, compact: str) -> None:
-        self.original = original
-        self.compact = compact
-        self._gaps: frozenset[int] | None = None
-        self._positions: list[int] | None = None
-
-    @property
-    def gaps(self) -> frozenset[int]:
-        """Normalised positions k with something removed between k-1 and k (a space, a dot)."""
-        if self._gaps is None:
-            runs = _KEEP_RUN.findall(self.original)
-            ok = sum(map(len, runs)) == len(self.compact)
-            self._gaps = frozenset(itertools.accumulate(map(len, runs))) if ok else frozenset()
-        return self._gaps
-
-    def quote(self, start: int, end: int) -> str:
-        if self._positions is None:
-            positions = [m.start() for m in _KEEP.finditer(self.original)]
-            self._positions = positions if len(positions) == len(self.compact) else []
-        if not self._positions or end <= start:
-            return ""
-        return self.original[self._positions[start] : self._positions[end - 1] + 1]
-
-    def boundary(self, k: int) -> bool:
-        """Is there a word boundary between normalised characters k-1 and k?"""
-        c = self.compact
-        if k <= 0 or k >= len(c):
-            return True
-        return not (_is_word_char(c[k - 1]) and _is_word_char(c[k])) or k in self.gaps
-
-    def whole_word(self, start: int, end: int) -> bool:
-        if not self.boundary(start):
-            return False
-        k = end
-        while not self.boundary(k) and k - end < 4:
-            k += 1
-        return k == end or (self.boundary(k) and self.compact[end:k] in _SUFFIXES)
