@@ -29,6 +29,7 @@ a handful of substring tests.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from operator import itemgetter
@@ -36,8 +37,10 @@ from pathlib import Path
 from typing import Protocol
 
 from common.sms import sms_length
+from policy.context import ContextWords
 from policy.findings import Finding, LexiconSeverity, Severity, blocking
 from policy.lexicon import Lexicon, LexiconCategory, load_lexicons, term_spellings
+from policy.meaning import MeaningMatcher, MeaningRules, load_meaning_rules
 from policy.pack import Pack
 from policy.text import Normalizer, PyMatcher, TextMap, is_word_char, normalize_for_lint
 
@@ -68,6 +71,8 @@ class _Entry:
     cat: int  # category index: exceptions and overlaps count within a category
     term: str  # as written in the file
     allow: bool  # an exception phrase, not a hit
+    in_context: bool  # negation and reported speech exempt a hit (LexiconCategory.in_context)
+    borrower_exempt: bool  # so does the borrower as the one acting (LexiconCategory)
     finding: Finding  # what it reports (a copy gets ``quote`` for block and soft hits)
 
 
@@ -79,6 +84,8 @@ class _Matcher(Protocol):
         self, haystack: str, overlapping: bool = False
     ) -> list[tuple[int, int, int]]: ...
 
+
+_NO_MEANING = MeaningRules({}, (), ContextWords((), (), (), (), (), (), ()), ())
 
 # --- the checker -----------------------------------------------------------------------------
 
@@ -92,7 +99,14 @@ _CONTACT_RULE = {"cn": "CN-CONTENT-05/contact"}
 class ContentChecker:
     """Lint for one pack. Build with :meth:`load`; :meth:`check` is pure and thread-safe."""
 
-    def __init__(self, pack: Pack, lexicon: Lexicon, *, use_rust: bool = True) -> None:
+    def __init__(
+        self,
+        pack: Pack,
+        lexicon: Lexicon,
+        meaning: MeaningRules | None = None,
+        *,
+        use_rust: bool = True,
+    ) -> None:
         self.pack = pack
         self._normalize = Normalizer()
         norm = self._normalize
@@ -118,7 +132,15 @@ class ContentChecker:
             )
 
         def add(spec: LexiconCategory, cat: int, term: str, *, allow: bool) -> None:
-            entry = _Entry(spec.severity, cat, term, allow, finding(spec, term))
+            entry = _Entry(
+                spec.severity,
+                cat,
+                term,
+                allow,
+                spec.in_context,
+                spec.borrower_exempt,
+                finding(spec, term),
+            )
             for spelled in term_spellings(norm(term), by_canonical):
                 if not spelled:  # a pack value of punctuation only; lexicon files reject it
                     continue
@@ -145,7 +167,15 @@ class ContentChecker:
             for term in spec.allow:
                 add(spec, cat, term, allow=True)
             for pattern in spec.patterns:
-                entry = _Entry(spec.severity, cat, pattern, False, finding(spec, pattern))
+                entry = _Entry(
+                    spec.severity,
+                    cat,
+                    pattern,
+                    False,
+                    spec.in_context,
+                    spec.borrower_exempt,
+                    finding(spec, pattern),
+                )
                 # With exceptions in the category every match counts, else the first suffices.
                 self._patterns.append((re.compile(pattern), entry, bool(spec.allow)))
         self._entries = [tuple(slot) for slot in entries]
@@ -157,6 +187,7 @@ class ContentChecker:
             for slot in self._entries
         ]
         self.spelling_count = len(spellings)
+        self.meaning = MeaningMatcher(meaning or _NO_MEANING, lexicon.evasions)
         self._matcher: _Matcher
         if use_rust and ahocorasick_rs is not None:
             self._matcher = ahocorasick_rs.AhoCorasick(spellings)
@@ -176,7 +207,8 @@ class ContentChecker:
     def load(cls, pack: Pack, config_dir: Path, *, use_rust: bool = True) -> ContentChecker:
         """Read and validate the pack's lexicon files (``ConfigError`` names file and line)."""
         lexicon = load_lexicons([config_dir / ref for ref in pack.content.lexicons])
-        return cls(pack, lexicon, use_rust=use_rust)
+        meaning = load_meaning_rules([config_dir / ref for ref in pack.content.meaning])
+        return cls(pack, lexicon, meaning, use_rust=use_rust)
 
     # --- public API ---------------------------------------------------------------------------
 
@@ -189,6 +221,7 @@ class ContentChecker:
         signature, body, after_bracket = self._split_signature(text)
         compact = self._normalize(body)
         out = self._lint(body, compact, soft=not approved_template)
+        out += self._meaning(body, compact, soft=not approved_template)
         # required elements (the signature counts as the creditor's name when it is one)
         if signature is None:
             found = _leading_bracket(text)
@@ -299,6 +332,15 @@ class ContentChecker:
         if any(h[3] for h in hits):
             hits = [h for h in hits if not h[3] or located.whole_word(h[0], h[1])]
         hits = _without_exceptions(hits)
+        if any(h[2].in_context for h in hits):
+            context = self.meaning.context.read(body, compact, self._normalize)
+            hits = [
+                h
+                for h in hits
+                if not (
+                    h[2].in_context and context.exempt(h[0], h[1], borrower=h[2].borrower_exempt)
+                )
+            ]
         out: dict[_Entry, Finding] = {}
         for start, end, entry, _ in hits:
             if entry in out:
@@ -310,6 +352,17 @@ class ContentChecker:
                     found = found.model_copy(update={"quote": quote})
             out[entry] = found
         return list(out.values())
+
+    def _meaning(self, body: str, compact: str, *, soft: bool) -> list[Finding]:
+        if not self.meaning.candidates(compact):
+            return []
+        context = functools.cache(lambda: self.meaning.context.read(body, compact, self._normalize))
+        located = TextMap(body, compact)
+        out = []
+        for start, end, found in self.meaning.find(compact, context, soft=soft):
+            quote = located.quote(start, end)
+            out.append(found.model_copy(update={"quote": quote}) if quote else found)
+        return out
 
     def _required_findings(self) -> dict[str, Finding]:
         p = self._prefix

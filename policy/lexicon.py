@@ -28,6 +28,13 @@ class LexiconCategory(BaseModel):
     terms: list[str] = Field(default_factory=list)
     patterns: list[str] = Field(default_factory=list)  # regexes over the normalised text
     allow: list[str] = Field(default_factory=list)  # harmless phrases around a term: 谨防骗子
+    # Read in context (policy/context.py): a negated hit (我们不会曝光), a quotation framed as
+    # a warning or reported speech does not count. For what a sender does (threats, exposure,
+    # consequences), never for words that hurt by themselves (insults).
+    in_context: bool = False
+    # With in_context: 请您/您可以 directly before the term mean the borrower acts (您可以通知
+    # 您的家人陪同办理), not the sender.
+    borrower_exempt: bool = False
 
 
 class LexiconFile(BaseModel):

@@ -59,6 +59,7 @@ class OptOut(_Spec):
 
 class Content(_Spec):
     lexicons: list[str] = Field(min_length=1)  # files relative to config/
+    meaning: list[str] = Field(default_factory=list)  # meaning-rule files, relative to config/
     signature_whitelist: list[str] = Field(min_length=1)
     creditor_names: list[str] = Field(min_length=1)
     official_contacts: list[str] = Field(min_length=1)  # hotlines, official app names, links
@@ -133,12 +134,13 @@ def load_packs(path: Path = DEFAULT_FILE) -> PackFile:
     problems = [
         Problem(
             doc.file,
-            doc.line(("packs", name, "content", "lexicons", i)),
+            doc.line(("packs", name, "content", key, i)),
             f"no such file: {ref}",
-            f"packs.{name}.content.lexicons.{i}",
+            f"packs.{name}.content.{key}.{i}",
         )
         for name, pack in packs.packs.items()
-        for i, ref in enumerate(pack.content.lexicons)
+        for key, refs in (("lexicons", pack.content.lexicons), ("meaning", pack.content.meaning))
+        for i, ref in enumerate(refs)
         if not (path.parent / ref).exists()
     ]
     if problems:

@@ -108,7 +108,7 @@ def _render_template(flows_dir: Path, flow_name: str, name: str) -> tuple[str, b
     spec = flow.templates[name]
     settings = flow.spec.settings
     values = sample_values(settings, name="张*", last4="1234", amount_due="3200.00")
-    return render(spec.text, values), spec.compliance_approved
+    return render(spec.text, values), spec.approved
 
 
 # --- explain, report, export: read the service's store ------------------------------------------

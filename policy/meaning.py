@@ -1,0 +1,252 @@
+"""Meaning rules (``config/meaning/*.yaml``): who × action × target, not exact phrases.
+
+A list of phrases cannot keep up with paraphrase: ``通知你家人``, ``把你的欠款情况发给你的同事``
+and ``您的紧急联系人将收到您的逾期通知`` say one thing in three ways. A meaning rule names *word
+classes* (``disclose``: 通知/告知/发给/联系/致电…; ``third_party``: 家人/同事/单位/通讯录…) and
+the orders in which they make the prohibited statement (``[disclose, third_party]``,
+``[third_party, learn]``), each part at most ``within`` characters after the previous one, in one
+clause of the normalised text. A match counts unless its context says otherwise
+(:mod:`policy.context`: negation, framed quotation, reported speech, and for rules with
+``borrower_exempt`` the borrower's own action).
+
+Words go through the pack's lexicon ``evasions`` like lexicon terms do (write 你: 您, ni … match).
+``ours`` lists words that contain a class word but mean the sender (本公司 contains 公司): they
+never count as a target. Every rule has an id, a ``why`` and a ``source``; findings carry both.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from common.errors import ConfigError, Problem
+from common.yamlio import load_yaml, validation_problems
+from policy.context import Context, ContextRules, ContextWords, alternation
+from policy.findings import Finding
+from policy.lexicon import term_spellings
+from policy.text import default_normalizer
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Sequence_(_Spec):
+    seq: list[str] = Field(min_length=1)
+    within: int | None = Field(default=None, ge=0, le=40)
+
+
+class MeaningRule(_Spec):
+    id: str = Field(min_length=1, pattern=r"^\S+$")
+    category: str = Field(min_length=1)
+    severity: Literal["block", "soft"]
+    why: str = Field(min_length=1)
+    source: str = Field(min_length=1)
+    within: int = Field(default=8, ge=0, le=40)  # characters between two parts of a match
+    borrower_exempt: bool = False  # 请您联系家人: the borrower acts, not the sender
+    match: list[list[str] | Sequence_] = Field(min_length=1)
+
+
+class Negation(_Spec):
+    negators: list[str] = Field(default_factory=list)
+    not_negators: list[str] = Field(default_factory=list)
+    conditions: list[str] = Field(default_factory=list)
+    scope_ends: list[str] = Field(default_factory=list)
+    borrower_acts: list[str] = Field(default_factory=list)
+
+
+class Reported(_Spec):
+    frames: list[str] = Field(default_factory=list)
+    reporters: list[str] = Field(default_factory=list)
+
+
+class MeaningFile(_Spec):
+    description: str = ""
+    words: dict[str, list[str]] = Field(default_factory=dict)
+    ours: list[str] = Field(default_factory=list)
+    negation: Negation = Negation()
+    reported: Reported = Reported()
+    rules: list[MeaningRule] = Field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class MeaningRules:
+    """The validated content of a pack's meaning files (normalised, not yet compiled)."""
+
+    words: dict[str, tuple[str, ...]]
+    ours: tuple[str, ...]
+    context: ContextWords
+    rules: tuple[MeaningRule, ...]
+
+
+def load_meaning_rules(paths: Sequence[Path]) -> MeaningRules:
+    """Read and validate meaning files; every problem raises one ``ConfigError`` naming file,
+    line and field (missing why/source, unknown word class, empty word, duplicate rule id …)."""
+    norm = default_normalizer()
+    problems: list[Problem] = []
+    words: dict[str, tuple[str, ...]] = {}
+    ours: list[str] = []
+    lists: dict[str, list[str]] = {}
+    rules: list[MeaningRule] = []
+    seen: dict[str, str] = {}
+    for path in paths:
+        doc = load_yaml(path)
+        try:
+            spec = MeaningFile.model_validate(doc.data if doc.data is not None else {})
+        except ValidationError as exc:
+            problems.extend(validation_problems(exc, doc))
+            continue
+
+        def normalised(items: list[str], where: tuple[str | int, ...]) -> list[str]:
+            out = []
+            for j, w in enumerate(items):
+                n = norm(str(w))
+                if not n:
+                    problems.append(
+                        doc.problem(  # noqa: B023 - used at once, inside this iteration
+                            (*where, j),
+                            f"{w!r} is empty once spaces and punctuation are removed",
+                            "words are matched without spaces or punctuation",
+                        )
+                    )
+                else:
+                    out.append(n)
+            return out
+
+        for name, items in spec.words.items():
+            words[name] = tuple(normalised(items, ("words", name)))
+        ours += normalised(spec.ours, ("ours",))
+        for section, model in (("negation", spec.negation), ("reported", spec.reported)):
+            for field, items in model:
+                lists.setdefault(field, []).extend(normalised(items, (section, field)))
+        for i, rule in enumerate(spec.rules):
+            where = f"{doc.file}:{doc.line(('rules', i, 'id'))}"
+            if rule.id in seen:
+                problems.append(
+                    doc.problem(
+                        ("rules", i, "id"),
+                        f"duplicate rule id {rule.id!r} (first at {seen[rule.id]})",
+                        "every rule needs its own id",
+                    )
+                )
+                continue
+            seen[rule.id] = where
+            for k, alt in enumerate(rule.match):
+                seq = alt.seq if isinstance(alt, Sequence_) else alt
+                for j, cls in enumerate(seq):
+                    if cls not in spec.words and cls not in words:
+                        problems.append(
+                            doc.problem(
+                                ("rules", i, "match", k, j),
+                                f"unknown word class {cls!r}",
+                                f"define it under `words:` (known: {', '.join(sorted(words))})",
+                            )
+                        )
+            rules.append(rule)
+    if problems:
+        raise ConfigError(problems)
+    context = ContextWords(
+        **{f: tuple(lists.get(f, ())) for f in ContextWords.__dataclass_fields__}
+    )
+    return MeaningRules(words, tuple(ours), context, tuple(rules))
+
+
+# --- matching --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Alt:
+    rule: MeaningRule
+    classes: tuple[str, ...]
+    rx: re.Pattern[str]  # one group per class, lazy gaps between them, in a lookahead
+    finding: Finding
+
+
+class MeaningMatcher:
+    """Compiled meaning rules of one pack. :meth:`find` is pure."""
+
+    def __init__(self, rules: MeaningRules, evasions: dict[str, str]) -> None:
+        by_canonical: dict[str, list[str]] = {}
+        for variant, canonical in evasions.items():
+            by_canonical.setdefault(canonical, []).append(variant)
+
+        def spelled(items: Sequence[str]) -> list[str]:
+            return sorted({s for w in items for s in term_spellings(w, by_canonical)})
+
+        classes = {name: alternation(spelled(ws)) for name, ws in rules.words.items()}
+        ours = alternation(spelled(rules.ours))
+        self._ours = re.compile(ours) if ours else None
+        c = rules.context
+        self.context = ContextRules(
+            ContextWords(
+                *(tuple(spelled(getattr(c, f))) for f in ContextWords.__dataclass_fields__)
+            )
+        )
+        self._alts: list[_Alt] = []
+        anchors: set[str] = set()
+        for rule in rules.rules:
+            for alt in rule.match:
+                seq = tuple(alt.seq if isinstance(alt, Sequence_) else alt)
+                within = (
+                    alt.within
+                    if isinstance(alt, Sequence_) and alt.within is not None
+                    else rule.within
+                )
+                gap = f"(.{{0,{within}}}?)"
+                body = gap.join(f"({classes[c]})" for c in seq)
+                finding = Finding(
+                    rule=rule.id,
+                    category=rule.category,
+                    severity=rule.severity,
+                    term="…".join(seq),
+                    why=rule.why,
+                    source=rule.source,
+                )
+                self._alts.append(_Alt(rule, seq, re.compile(f"(?=({body}))"), finding))
+                anchors.update(spelled(rules.words[seq[-1]]))
+        # One pass tells whether any rule can match at all: the usual reminder has none of
+        # the anchor words (the last part of every sequence), and costs a single search.
+        anchor = alternation(anchors)
+        self._anchor = re.compile(anchor) if anchor else None
+
+    @property
+    def rule_count(self) -> int:
+        return len({a.rule.id for a in self._alts})
+
+    def candidates(self, compact: str) -> bool:
+        return self._anchor is not None and self._anchor.search(compact) is not None
+
+    def find(
+        self,
+        compact: str,
+        context: Callable[[], Context],
+        *,
+        soft: bool,
+    ) -> list[tuple[int, int, Finding]]:
+        """(start, end, finding) of every rule with a match that its context does not exempt;
+        soft rules only with ``soft``."""
+        if not self.candidates(compact):
+            return []
+        text = self._ours.sub(lambda m: "\x00" * len(m.group()), compact) if self._ours else compact
+        ctx: Context | None = None
+        out: dict[str, tuple[int, int, Finding]] = {}
+        for alt in self._alts:
+            if alt.rule.id in out or (alt.rule.severity == "soft" and not soft):
+                continue
+            for m in alt.rx.finditer(text):
+                start, end = m.start(1), m.end(1)
+                ctx = ctx or context()
+                if end > ctx.clause_at(start)[1]:
+                    continue  # the parts stand in different clauses
+                n = len(alt.classes)
+                gaps = [(m.start(3 + 2 * k), m.end(3 + 2 * k)) for k in range(n - 1)]
+                if ctx.exempt(start, end, gaps, borrower=alt.rule.borrower_exempt):
+                    continue
+                out[alt.rule.id] = (start, end, alt.finding)
+                break
+        return list(out.values())
