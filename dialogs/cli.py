@@ -32,6 +32,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="FILE",
         help="the running version: states it has must exist or be migrated",
     )
+    p.add_argument(
+        "--compliance",
+        type=Path,
+        metavar="FILE",
+        help="rule packs whose content rules every template must pass, as at send time "
+        "(default: the shipped config/compliance.yaml)",
+    )
     p.set_defaults(handler=cmd_validate)
 
     p = fsub.add_parser("test", help="run YAML conversation tests")
@@ -86,14 +93,18 @@ def _flow_files(paths: list[Path]) -> list[Path]:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from dialogs.template_checks import approvals
+    from policy.rulebook import ContentPolicy, default_policy
+
+    policy = ContentPolicy.load(args.compliance) if args.compliance else default_policy()
     previous = None
     if args.previous is not None:
-        previous, problems = check_flow(args.previous)
+        previous, problems = check_flow(args.previous, policy=policy)
         if previous is None:
             raise ConfigError(problems)
     failed = 0
     for path in _flow_files(args.paths):
-        flow, problems = check_flow(path, previous)
+        flow, problems = check_flow(path, previous, policy)
         for problem in problems:
             print(problem)
         if problems:
@@ -104,6 +115,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
                 f"ok   {path}: flow {flow.name} version {flow.version}, "
                 f"{len(flow.spec.states)} states, {len(flow.templates)} templates"
             )
+        # What each compliance approval covers, so a reviewer sees what was signed off.
+        for line in approvals(flow, policy) if flow is not None else []:
+            print(f"     {line}")
     return 1 if failed else 0
 
 

@@ -276,6 +276,9 @@ class Settings(Frozen):
     providers: list[Name] = Field(default_factory=list)
     # Replies the NLU is less sure about than this are handled as `unknown`.
     min_confidence: float = Field(default=0.0, ge=0.0, le=1.0)
+    # The rule pack (config/compliance.yaml) whose content rules `flows validate` applies to
+    # every template, as the gate will at send time; none: the file's default pack.
+    compliance_pack: str | None = None
 
     @field_validator("signature")
     @classmethod

@@ -12,15 +12,14 @@ from dataclasses import dataclass
 
 from common.errors import Problem
 from common.yamlio import YamlPath
-from dialogs import lexicon
 from dialogs.dispatch import INTENT_TRIGGERS, RuleRef, all_rules, all_triggers, candidates, handler
 from dialogs.dispatch import is_handled as handled
-from dialogs.flow import Flow, TemplateSource
-from dialogs.schema import ActionSpec, Flag, FlowSpec, Owner, Rule, TemplateSpec
-from dialogs.templates import ALWAYS_AVAILABLE, VARIABLES, parse, render, sample_values, sms_length
+from dialogs.flow import Flow
+from dialogs.schema import ActionSpec, Flag, FlowSpec, Owner, Rule
+from dialogs.template_checks import template_problems
+from dialogs.templates import ALWAYS_AVAILABLE, VARIABLES, parse
+from policy.rulebook import ContentPolicy, default_policy
 
-MAX_CHARS = 500  # Aliyun and Huawei refuse longer messages (SMS-CN-LEN-01)
-SIGNATURE_PREFIX = "【{signature}】"
 PAUSING_INTENTS = ("dispute", "hardship")
 
 
@@ -29,9 +28,10 @@ def _close(word: str, options: Iterable[str]) -> str | None:
     return f"did you mean {match[0]!r}?" if match else None
 
 
-def validate_flow(flow: Flow) -> list[Problem]:
-    """All problems of a shape-valid flow; an empty list means it may be loaded."""
-    v = _Validator(flow)
+def validate_flow(flow: Flow, policy: ContentPolicy | None = None) -> list[Problem]:
+    """All problems of a shape-valid flow; an empty list means it may be loaded. Templates are
+    checked against ``policy`` (the gate's; default: the shipped ``config/compliance.yaml``)."""
+    v = _Validator(flow, policy or default_policy())
     v.structure()
     resolved = not v.problems  # the graph checks assume every name resolves
     if resolved:
@@ -77,8 +77,9 @@ def _sets(actions: Iterable[ActionSpec], flag: Flag) -> bool:
 
 
 class _Validator:
-    def __init__(self, flow: Flow) -> None:
+    def __init__(self, flow: Flow, policy: ContentPolicy) -> None:
         self.flow = flow
+        self.policy = policy
         self.spec: FlowSpec = flow.spec
         self.problems: list[Problem] = []
 
@@ -358,77 +359,7 @@ class _Validator:
     # -- templates -------------------------------------------------------------------------
 
     def templates(self) -> None:
-        for name, tpl in self.flow.templates.items():
-            self._template(self.flow.template_sources[name], tpl)
-
-    def _template(self, src: TemplateSource, tpl: TemplateSpec) -> None:
-        settings = self.spec.settings
-
-        def err(field: str | None, message: str, hint: str | None = None) -> None:
-            self.problems.append(src.problem(field, message, hint))
-
-        parsed = parse(tpl.text)
-        for e in parsed.errors:
-            err("text", e)
-        unknown = [v for v in parsed.variables if v not in VARIABLES]
-        for var in unknown:
-            err(
-                "text",
-                f"unknown variable {{{var}}}",
-                _close(var, VARIABLES) or f"known: {', '.join(VARIABLES)}",
-            )
-        if not tpl.text.startswith(SIGNATURE_PREFIX):
-            err(
-                "text",
-                "a template must start with 【{signature}】",
-                "the registered signature identifies the sender (CN-ID-01, CN-SMS-01)",
-            )
-        elif "【" in tpl.text[1:] or "】" in tpl.text[len(SIGNATURE_PREFIX) :]:
-            err(
-                "text",
-                "【】 may appear only around the signature",
-                "providers reject templates with extra 【】",
-            )
-        for cat, word in lexicon.hard_block_hits(tpl.text):
-            err(
-                "text",
-                f"prohibited wording {word!r} ({cat})",
-                "compliance.md §1.4 lists words never to send",
-            )
-        soft = lexicon.soft_risk_hits(tpl.text)
-        if soft and not tpl.compliance_approved:
-            err(
-                "text",
-                f"soft-risk wording {', '.join(soft)} needs compliance approval",
-                "have compliance approve the text, then add `compliance_approved: true`",
-            )
-        if not tpl.debt_content:
-            words = lexicon.debt_word_hits(tpl.text)
-            debt_vars = [v for v in parsed.variables if v in VARIABLES and VARIABLES[v].debt]
-            if words or debt_vars:
-                shown = ", ".join([*words, *(f"{{{v}}}" for v in debt_vars)])
-                err(
-                    "debt_content",
-                    f"marked `debt_content: false` but mentions {shown}",
-                    "messages to opted-out or wrong numbers must not reveal the debt",
-                )
-        missing = [p for p in settings.providers if p not in tpl.codes]
-        if missing:
-            err(
-                "codes",
-                f"no template code for provider(s) {', '.join(missing)}",
-                "mainland providers send approved template codes, not free text",
-            )
-        if unknown or parsed.errors:
-            return
-        length = sms_length(render(tpl.text, sample_values(settings)))
-        if length.segments > settings.max_segments or length.units > MAX_CHARS:
-            err(
-                "text",
-                f"up to {length.units} characters = {length.segments} SMS, over the "
-                f"limit of {settings.max_segments}",
-                "shorten the text (longest values of every variable and the 【signature】 count)",
-            )
+        self.problems += template_problems(self.flow, self.policy)
 
     # -- variable availability -------------------------------------------------------------
 
