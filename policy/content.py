@@ -29,7 +29,6 @@ a handful of substring tests.
 
 from __future__ import annotations
 
-import functools
 import re
 from dataclasses import dataclass
 from operator import itemgetter
@@ -187,7 +186,7 @@ class ContentChecker:
             for slot in self._entries
         ]
         self.spelling_count = len(spellings)
-        self.meaning = MeaningMatcher(meaning or _NO_MEANING, lexicon.evasions)
+        self.meaning = MeaningMatcher(meaning or _NO_MEANING, lexicon.evasions, use_rust=use_rust)
         self._matcher: _Matcher
         if use_rust and ahocorasick_rs is not None:
             self._matcher = ahocorasick_rs.AhoCorasick(spellings)
@@ -354,14 +353,16 @@ class ContentChecker:
         return list(out.values())
 
     def _meaning(self, body: str, compact: str, *, soft: bool) -> list[Finding]:
-        if not self.meaning.candidates(compact):
+        found = self.meaning.find(
+            compact, lambda: self.meaning.context.read(body, compact, self._normalize), soft=soft
+        )
+        if not found:
             return []
-        context = functools.cache(lambda: self.meaning.context.read(body, compact, self._normalize))
         located = TextMap(body, compact)
         out = []
-        for start, end, found in self.meaning.find(compact, context, soft=soft):
+        for start, end, finding in found:
             quote = located.quote(start, end)
-            out.append(found.model_copy(update={"quote": quote}) if quote else found)
+            out.append(finding.model_copy(update={"quote": quote}) if quote else finding)
         return out
 
     def _required_findings(self) -> dict[str, Finding]:

@@ -29,7 +29,12 @@ from common.yamlio import load_yaml, validation_problems
 from policy.context import Context, ContextRules, ContextWords, alternation
 from policy.findings import Finding
 from policy.lexicon import term_spellings
-from policy.text import default_normalizer
+from policy.text import PyMatcher, default_normalizer
+
+try:
+    import ahocorasick_rs
+except ImportError:  # pragma: no cover - PyMatcher stands in
+    ahocorasick_rs = None  # type: ignore[assignment]
 
 
 class _Spec(BaseModel):
@@ -170,7 +175,9 @@ class _Alt:
 class MeaningMatcher:
     """Compiled meaning rules of one pack. :meth:`find` is pure."""
 
-    def __init__(self, rules: MeaningRules, evasions: dict[str, str]) -> None:
+    def __init__(
+        self, rules: MeaningRules, evasions: dict[str, str], *, use_rust: bool = True
+    ) -> None:
         by_canonical: dict[str, list[str]] = {}
         for variant, canonical in evasions.items():
             by_canonical.setdefault(canonical, []).append(variant)
@@ -188,7 +195,6 @@ class MeaningMatcher:
             )
         )
         self._alts: list[_Alt] = []
-        anchors: set[str] = set()
         for rule in rules.rules:
             for alt in rule.match:
                 seq = tuple(alt.seq if isinstance(alt, Sequence_) else alt)
@@ -208,18 +214,37 @@ class MeaningMatcher:
                     source=rule.source,
                 )
                 self._alts.append(_Alt(rule, seq, re.compile(f"(?=({body}))"), finding))
-                anchors.update(spelled(rules.words[seq[-1]]))
-        # One pass tells whether any rule can match at all: the usual reminder has none of
-        # the anchor words (the last part of every sequence), and costs a single search.
-        anchor = alternation(anchors)
-        self._anchor = re.compile(anchor) if anchor else None
+        # One Aho-Corasick pass says which word classes occur at all; only sequences whose
+        # every class occurs run their regex. The usual reminder runs none (a regex per
+        # sequence over every text would cost several times the whole lexicon check).
+        used = {c for a in self._alts for c in a.classes}
+        owners: dict[str, set[str]] = {}
+        for name in used:
+            for w in spelled(rules.words[name]):
+                owners.setdefault(w, set()).add(name)
+        self._words = sorted(owners)
+        self._word_classes = [frozenset(owners[w]) for w in self._words]
+        self._anchor: PyMatcher | ahocorasick_rs.AhoCorasick | None = None
+        if self._words:
+            rust = use_rust and ahocorasick_rs is not None
+            self._anchor = (
+                ahocorasick_rs.AhoCorasick(self._words) if rust else PyMatcher(self._words)
+            )
 
     @property
     def rule_count(self) -> int:
         return len({a.rule.id for a in self._alts})
 
+    def present(self, compact: str) -> frozenset[str]:
+        """The word classes that occur in ``compact``."""
+        if self._anchor is None:
+            return frozenset()
+        matches = self._anchor.find_matches_as_indexes(compact, overlapping=True)
+        return frozenset().union(*(self._word_classes[i] for i, _, _ in matches))
+
     def candidates(self, compact: str) -> bool:
-        return self._anchor is not None and self._anchor.search(compact) is not None
+        present = self.present(compact)
+        return any(present.issuperset(a.classes) for a in self._alts)
 
     def find(
         self,
@@ -230,13 +255,14 @@ class MeaningMatcher:
     ) -> list[tuple[int, int, Finding]]:
         """(start, end, finding) of every rule with a match that its context does not exempt;
         soft rules only with ``soft``."""
-        if not self.candidates(compact):
-            return []
+        present = self.present(compact)
         text = self._ours.sub(lambda m: "\x00" * len(m.group()), compact) if self._ours else compact
         ctx: Context | None = None
         out: dict[str, tuple[int, int, Finding]] = {}
         for alt in self._alts:
             if alt.rule.id in out or (alt.rule.severity == "soft" and not soft):
+                continue
+            if not present.issuperset(alt.classes):
                 continue
             for m in alt.rx.finditer(text):
                 start, end = m.start(1), m.end(1)
