@@ -55,6 +55,11 @@ PROHIBITED: list[tuple[str, str]] = [
     (TELL, "难道你不怕我们告诉你家人吗"),
     (TELL, "我们的原话是：“三天内不还就通知你家人”"),  # quoted, but not reported as a warning
     (TELL, "我们不会联系你的家人但会通知你的单位"),  # the negation ends at 但
+    (TELL, "你的家人很快会接到我们的电话"),
+    (TELL, "你单位的人都会看到你的欠款记录"),
+    (TELL, "不还款的话我们将会把你的资料交给你的领导"),
+    (TELL, "我们将依法向您所在单位了解您的收入情况"),
+    (TELL, "今天不还，明天你们全公司都知道"),
     # --- public exposure -----------------------------------------------------------------------
     (EXPOSE, "我们将在朋友圈公开您的欠款信息"),
     (EXPOSE, "把你的照片和身份证发到网上"),
@@ -194,6 +199,10 @@ BENIGN: list[str] = [
     "账单已发送至您的官方App消息中心",
     "您的还款计划已通知专员跟进",
     "如对本短信有疑问，可直接回复，专员会尽快联系您",
+    "请您告知家人注意防范电信诈骗",
+    "我们会尽快与您的代理人联系",
+    "客服人员会与您联系",
+    "XX消费金融不会向您的亲友透露任何信息，也不会上门",
 ]
 
 # Factual legal or credit-reporting wording: soft risk. Sent only in approved wording, and then

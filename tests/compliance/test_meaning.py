@@ -11,6 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from meaning_cases import APPROVED_ONLY, BENIGN, LAUNDERED, PROHIBITED
 
 from common.errors import ConfigError
@@ -23,9 +25,12 @@ from policy.pack import CONFIG_DIR, load_packs
 CN_PACK = load_packs().packs["cn"]
 
 
-@pytest.fixture(scope="module")
-def cn() -> ContentChecker:
-    return ContentChecker.load(CN_PACK, CONFIG_DIR)
+@pytest.fixture(scope="module", params=["rust", "python"])
+def cn(request: pytest.FixtureRequest) -> ContentChecker:
+    return ContentChecker.load(CN_PACK, CONFIG_DIR, use_rust=request.param == "rust")
+
+
+CN = ContentChecker.load(CN_PACK, CONFIG_DIR)  # for the hypothesis tests (no fixtures there)
 
 
 def cn_text(body: str) -> str:
@@ -118,6 +123,46 @@ def test_figures(cn: ContentChecker, capsys: pytest.CaptureFixture[str]) -> None
             f"shipped-template renderings {len(SHIPPED)}, false positives {fp}"
         )
     assert (caught, benign, fp) == (len(PROHIBITED), len(BENIGN), 0)
+
+
+# --- composition: benign company never launders a threat ---------------------------------------
+
+PUNCT = ["。", "，", "！", "；", "\n", " "]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    threat=st.sampled_from(PROHIBITED),
+    benign=st.sampled_from(BENIGN),
+    sep=st.sampled_from(PUNCT),
+    before=st.booleans(),
+)
+def test_a_threat_next_to_benign_text_is_still_blocked(
+    threat: tuple[str, str], benign: str, sep: str, before: bool
+) -> None:
+    rule, body = threat
+    # a sentence end or a space keeps the parts apart; a comma keeps them in one sentence
+    text = f"{benign}。{body}" if before else f"{body}{sep if sep != '，' else '。'}{benign}"
+    assert rule in block_rules(CN, cn_text(text))
+
+
+@settings(max_examples=300, deadline=None)
+@given(a=st.sampled_from(BENIGN), b=st.sampled_from(BENIGN))
+def test_two_benign_sentences_pass(a: str, b: str) -> None:
+    assert stops(CN, cn_text(f"{a}。{b}"), approved=False) == []
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.text(
+        alphabet=st.sampled_from(
+            list("我们不会将通知你您家人单位同事上门前往法院是的冻结征信“”，。！？ 、就还请可以")
+        ),
+        max_size=60,
+    )
+)
+def test_any_text_is_checked_without_error(text: str) -> None:
+    CN.check(cn_text(text), approved_template=False, first_contact=False)
 
 
 # --- the rule file is validated like the rest of config ------------------------------------------
