@@ -81,7 +81,8 @@ def _check(args: argparse.Namespace) -> int:
     print(f"pack: {pack.name}{'  (approved wording)' if approved else ''}")
     for f in findings:
         mark = "BLOCK" if f in blocking else f.severity
-        print(f"  {mark:<13} {f.rule}  {f.category}: {f.term}  — {f.why}")
+        shown = f"{f.quote} ({f.term})" if f.source and f.quote else f.term  # meaning rules
+        print(f"  {mark:<13} {f.rule}  {f.category}: {shown}  — {f.why}")
     verdict = "blocked" if blocking else "may be sent (content)"
     print(f"verdict: {verdict}; rules: {', '.join(dict.fromkeys(f.rule for f in blocking)) or '-'}")
     return 1 if blocking else 0

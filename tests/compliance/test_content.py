@@ -1,4 +1,4 @@
-"""Content lint (bot/compliance/content.py): every lexicon category and its evasions, soft-risk
+"""Content lint (policy/content.py): every lexicon category and its evasions, soft-risk
 wording, required elements, formats, debt content, the project's own templates, lexicon file
 errors and speed. Each checker test runs with the Rust Aho-Corasick matcher and with the
 pure-Python stand-in, which must give the same answers."""
