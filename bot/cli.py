@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from common.errors import ConfigError, SmsbotError, UsageError
+
+if TYPE_CHECKING:
+    from dialogs.convtest import Reviewer
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -22,9 +26,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve.register(sub)
     intents_cli.register(sub)
-    dialogs_cli.register(sub)
+    dialogs_cli.register(sub, reviewer=_gate_reviewer)
     compliance_cli.register(sub)
     return parser
+
+
+def _gate_reviewer() -> Reviewer:
+    """The compliance gate for `flows test` and `simulate` (loaded only when they run)."""
+    from bot.compliance.sim import GateReviewer
+
+    return GateReviewer.load()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -11,10 +12,16 @@ from common.errors import ConfigError, UsageError
 from dialogs.registry import DEFAULT_FLOWS, DEFAULT_TESTS, check_flow
 
 if TYPE_CHECKING:
+    from dialogs.convtest import Reviewer
     from dialogs.engine import CompiledFlow
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    reviewer: Callable[[], Reviewer] | None = None,
+) -> None:
+    """``reviewer`` builds the send-time gate's reviewer for `flows test` and `simulate`; the
+    application passes it in, so this library needs nothing of ``bot``."""
     flows = sub.add_parser("flows", help="check, test and draw dialog flows")
     fsub = flows.add_subparsers(dest="flows_command", required=True, metavar="COMMAND")
 
@@ -56,7 +63,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="DIR",
         help="where flows named in tests are looked up",
     )
-    p.set_defaults(handler=cmd_test)
+    p.set_defaults(handler=cmd_test, reviewer=reviewer)
 
     p = fsub.add_parser("graph", help="draw a flow as .svg, .png or .dot")
     p.add_argument("flow", metavar="FLOW", help="a flow name or a flow file")
@@ -75,7 +82,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="ISO-TIME",
         help="simulated start time (default: 2026-12-02T10:00:00+08:00)",
     )
-    p.set_defaults(handler=cmd_simulate)
+    p.set_defaults(handler=cmd_simulate, reviewer=reviewer)
 
 
 def _flow_files(paths: list[Path]) -> list[Path]:
@@ -128,9 +135,7 @@ def cmd_test(args: argparse.Namespace) -> int:
     for p in paths:
         if not p.exists():
             raise UsageError(f"no such file or directory: {p}")
-    from bot.compliance.sim import GateReviewer
-
-    runner = Runner(FlowSource(args.flows), gate=GateReviewer.load())
+    runner = Runner(FlowSource(args.flows), gate=args.reviewer() if args.reviewer else None)
     passed, failed, problems = run_paths(paths, runner)
     for problem in problems:
         print(problem, file=sys.stderr)
@@ -156,8 +161,11 @@ def cmd_graph(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from bot.compliance.sim import GateReviewer
     from dialogs.simulate import Simulator, parse_start
 
-    sim = Simulator(_compiled(args.flow), start=parse_start(args.start), gate=GateReviewer.load())
+    sim = Simulator(
+        _compiled(args.flow),
+        start=parse_start(args.start),
+        gate=args.reviewer() if args.reviewer else None,
+    )
     return sim.run(sys.stdin, sys.stdout)
