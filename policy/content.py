@@ -37,7 +37,7 @@ from typing import Protocol
 
 from common.sms import sms_length
 from policy.context import ContextWords
-from policy.findings import Finding, LexiconSeverity, Severity, blocking
+from policy.findings import Finding, LexiconSeverity, Severity, blocking, required_findings
 from policy.lexicon import Lexicon, LexiconCategory, load_lexicons, term_spellings
 from policy.meaning import MeaningMatcher, MeaningRules, load_meaning_rules
 from policy.pack import Pack
@@ -91,8 +91,6 @@ _NO_MEANING = MeaningRules({}, (), ContextWords((), (), (), (), (), (), ()), ())
 # Latin-script markets open a text with the sender's name ("ACME Recovery: …"); mainland
 # providers put the registered signature in 【】. Pack files do not say which (yet).
 _BARE_SIGNATURE_PACKS = frozenset({"us"})
-# Rule ids of the built-in checks that the research notes number differently per market.
-_CONTACT_RULE = {"cn": "CN-CONTENT-05/contact"}
 
 
 class ContentChecker:
@@ -200,7 +198,7 @@ class ContentChecker:
         self._contacts = list(dict.fromkeys(norm(c) for c in content.official_contacts))
         self._every = [(phrase, norm(phrase)) for phrase in content.required_every]
         self._first_contact = [(phrase, norm(phrase)) for phrase in content.required_first_contact]
-        self._req = self._required_findings()
+        self._req = required_findings(pack, bare_signature=self._bare_signature)
 
     @classmethod
     def load(cls, pack: Pack, config_dir: Path, *, use_rust: bool = True) -> ContentChecker:
@@ -363,66 +361,6 @@ class ContentChecker:
         for start, end, finding in found:
             quote = located.quote(start, end)
             out.append(finding.model_copy(update={"quote": quote}) if quote else finding)
-        return out
-
-    def _required_findings(self) -> dict[str, Finding]:
-        p = self._prefix
-        content = self.pack.content
-
-        def req(rule: str, category: str, term: str, why: str) -> Finding:
-            return Finding(rule=rule, category=category, severity="required", term=term, why=why)
-
-        out = {
-            "signature": req(
-                f"{p}-ID-01/signature",
-                "whitelisted signature at the start",
-                "signature" if self._bare_signature else "【signature】",
-                f"the registered sender name ({', '.join(content.signature_whitelist)}) must "
-                "open every SMS (CN-ID-01, CN-SMS-01)",
-            ),
-            "creditor": req(
-                f"{p}-ID-01/creditor",
-                "creditor named",
-                "creditor name",
-                f"the creditor must be named ({', '.join(content.creditor_names)}) (CN-ID-01)",
-            ),
-            "contact": req(
-                _CONTACT_RULE.get(self.pack.name.lower(), f"{p}-ID-02/contact"),
-                "official contact",
-                "official contact",
-                "every collection SMS carries an official channel for questions and disputes "
-                f"({', '.join(content.official_contacts)}) (CN-CONTENT-05)",
-            ),
-            "brackets": Finding(
-                rule=f"{p}-SMS-01/brackets",
-                category="【】 in the body",
-                severity="format",
-                term="【】",
-                why="only the signature stands in 【】: providers reject the rest (CN-SMS-01)",
-            ),
-            "segments": Finding(
-                rule="SMS-ENC-01/segments",
-                category="too many segments",
-                severity="format",
-                term="",
-                why="required elements must arrive within max_segments (SMS-ENC-01, SMS-SPLIT-01)",
-            ),
-        }
-        for phrase in content.required_every:
-            out[f"every:{phrase}"] = req(
-                f"{p}-REQ-01/every",
-                "phrase required in every SMS",
-                phrase,
-                "the pack requires it in every SMS (US-OPTOUT-01 opt-out line, US-MM-01 "
-                "'from a debt collector')",
-            )
-        for phrase in content.required_first_contact:
-            out[f"first:{phrase}"] = req(
-                f"{p}-REQ-02/first-contact",
-                "phrase required in the first contact",
-                phrase,
-                "the pack requires it in the initial communication (US-MM-01 mini-Miranda)",
-            )
         return out
 
 
