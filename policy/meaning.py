@@ -10,8 +10,10 @@ clause of the normalised text. A match counts unless its context says otherwise
 ``borrower_exempt`` the borrower's own action).
 
 Words go through the pack's lexicon ``evasions`` like lexicon terms do (write 你: 您, ni … match).
-``ours`` lists words that contain a class word but mean the sender (本公司 contains 公司): they
-never count as a target. Every rule has an id, a ``why`` and a ``source``; findings carry both.
+``harmless`` lists words that contain class words but mean no harm: the sender (本公司
+contains 公司), the lender's own contractual acts (额度冻结 contains 冻结), chance neighbours
+(收到您家人 contains 到您家). They are blanked out before the sequences are matched.
+Every rule has an id, a ``why`` and a ``source``; findings carry both.
 """
 
 from __future__ import annotations
@@ -73,7 +75,7 @@ class Reported(_Spec):
 class MeaningFile(_Spec):
     description: str = ""
     words: dict[str, list[str]] = Field(default_factory=dict)
-    ours: list[str] = Field(default_factory=list)
+    harmless: list[str] = Field(default_factory=list)
     negation: Negation = Negation()
     reported: Reported = Reported()
     rules: list[MeaningRule] = Field(default_factory=list)
@@ -84,7 +86,7 @@ class MeaningRules:
     """The validated content of a pack's meaning files (normalised, not yet compiled)."""
 
     words: dict[str, tuple[str, ...]]
-    ours: tuple[str, ...]
+    harmless: tuple[str, ...]
     context: ContextWords
     rules: tuple[MeaningRule, ...]
 
@@ -95,7 +97,7 @@ def load_meaning_rules(paths: Sequence[Path]) -> MeaningRules:
     norm = default_normalizer()
     problems: list[Problem] = []
     words: dict[str, tuple[str, ...]] = {}
-    ours: list[str] = []
+    harmless: list[str] = []
     lists: dict[str, list[str]] = {}
     rules: list[MeaningRule] = []
     seen: dict[str, str] = {}
@@ -125,7 +127,7 @@ def load_meaning_rules(paths: Sequence[Path]) -> MeaningRules:
 
         for name, items in spec.words.items():
             words[name] = tuple(normalised(items, ("words", name)))
-        ours += normalised(spec.ours, ("ours",))
+        harmless += normalised(spec.harmless, ("harmless",))
         for section, model in (("negation", spec.negation), ("reported", spec.reported)):
             for field, items in model:
                 lists.setdefault(field, []).extend(normalised(items, (section, field)))
@@ -158,7 +160,7 @@ def load_meaning_rules(paths: Sequence[Path]) -> MeaningRules:
     context = ContextWords(
         **{f: tuple(lists.get(f, ())) for f in ContextWords.__dataclass_fields__}
     )
-    return MeaningRules(words, tuple(ours), context, tuple(rules))
+    return MeaningRules(words, tuple(harmless), context, tuple(rules))
 
 
 # --- matching --------------------------------------------------------------------------------
@@ -186,8 +188,8 @@ class MeaningMatcher:
             return sorted({s for w in items for s in term_spellings(w, by_canonical)})
 
         classes = {name: alternation(spelled(ws)) for name, ws in rules.words.items()}
-        ours = alternation(spelled(rules.ours))
-        self._ours = re.compile(ours) if ours else None
+        harmless = alternation(spelled(rules.harmless))
+        self._harmless = re.compile(harmless) if harmless else None
         c = rules.context
         self.context = ContextRules(
             ContextWords(
@@ -256,7 +258,9 @@ class MeaningMatcher:
         """(start, end, finding) of every rule with a match that its context does not exempt;
         soft rules only with ``soft``."""
         present = self.present(compact)
-        text = self._ours.sub(lambda m: "\x00" * len(m.group()), compact) if self._ours else compact
+        text = compact
+        if self._harmless is not None:
+            text = self._harmless.sub(lambda m: "\x00" * len(m.group()), compact)
         ctx: Context | None = None
         out: dict[str, tuple[int, int, Finding]] = {}
         for alt in self._alts:

@@ -203,6 +203,12 @@ BENIGN: list[str] = [
     "我们会尽快与您的代理人联系",
     "客服人员会与您联系",
     "XX消费金融不会向您的亲友透露任何信息，也不会上门",
+    "逾期期间您的借款额度将被冻结",  # the lender's own credit line, not a court's freezing
+    "您的额度已冻结，结清后可申请恢复",
+    "我们将于还款日从您绑定的银行卡自动划扣",
+    "我们已收到您家人代为还款的款项",  # 收到您家人 holds 到您家
+    "我们会在工作时间联系您，不会打扰您的家人",
+    "为了您和家人的信用，请按时还款",
 ]
 
 # Factual legal or credit-reporting wording: soft risk. Sent only in approved wording, and then
