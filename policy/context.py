@@ -11,8 +11,9 @@ normalised text, the three questions the meaning rules (and lexicon categories m
   (``conditions``), and ``不得不``, ``不排除``, ``不怕``, ``别逼`` … only look like negations
   (``not_negators``); ``但``, ``就``, ``否则`` … end a negation's reach (``scope_ends``).
 - *reported*: the span is inside quotation marks and its sentence frames the quote as a warning
-  (``谨防``, ``冒充``, ``之类的说法`` …), or, unquoted, a reporter (``有人冒充``, ``不法分子`` …)
-  opens the same clause before it. A quoted threat without such framing is still a threat.
+  word (``谨防``, ``警惕``, ``冒充`` …; not a bare ``之类``), or, unquoted, a reporter
+  (``有人冒充``, ``不法分子`` …) opens the same clause before it. A quoted threat without such
+  framing is still a threat, and so is one in a clause of its own after a warning.
 - *borrower acts*: ``请您``/``您可以`` directly before the action: the borrower does it, not us.
 
 Clauses end at 。！？；，：and line breaks (not at 、: lists stay in one clause); sentences at

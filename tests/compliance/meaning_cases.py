@@ -54,6 +54,7 @@ PROHIBITED: list[tuple[str, str]] = [
     (TELL, "你要是不处理，我们不得不通知你的家人"),  # 不得不: must, not a negation
     (TELL, "难道你不怕我们告诉你家人吗"),
     (TELL, "我们的原话是：“三天内不还就通知你家人”"),  # quoted, but not reported as a warning
+    (TELL, "“不还就通知你家人”之类的话，我们说到做到"),  # quoted, no warning word
     (TELL, "我们不会联系你的家人但会通知你的单位"),  # the negation ends at 但
     (TELL, "你的家人很快会接到我们的电话"),
     (TELL, "你单位的人都会看到你的欠款记录"),
