@@ -46,8 +46,8 @@ def create_app(
     )
     app.cleanup_ctx.append(_store_ctx(store))
     app.cleanup_ctx.append(_nlu_ctx(nlu))
-    app.cleanup_ctx.append(_flows_ctx)
     app.cleanup_ctx.append(_gate_ctx)
+    app.cleanup_ctx.append(_flows_ctx)  # after the gate: flows are validated by its rules
     app.cleanup_ctx.append(_sender_ctx)
     app.cleanup_ctx.append(_pipeline_ctx)
     app.cleanup_ctx.append(reload.reload_ctx)
@@ -88,7 +88,9 @@ def _nlu_ctx(injected: Understander | None) -> Callable[[web.Application], Async
 
 
 async def _flows_ctx(app: web.Application) -> AsyncIterator[None]:
-    app[FLOWS] = await asyncio.to_thread(Registry.load, app[SETTINGS].flows_dir)
+    # The gate's own content rules validate every template, so a flow that loads is not
+    # blocked for its wording at send time.
+    app[FLOWS] = await asyncio.to_thread(Registry.load, app[SETTINGS].flows_dir, app[GATE].policy)
     yield
 
 

@@ -5,8 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-from bot.errors import ConfigError, SmsbotError, UsageError
+from common.errors import ConfigError, SmsbotError, UsageError
+
+if TYPE_CHECKING:
+    from dialogs.convtest import Reviewer
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -22,9 +27,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve.register(sub)
     intents_cli.register(sub)
-    dialogs_cli.register(sub)
+    dialogs_cli.register(sub, reviewer=_gate_reviewer, operator=_operator_files)
     compliance_cli.register(sub)
     return parser
+
+
+def _gate_reviewer(rules: Path | None) -> Reviewer:
+    """The compliance gate for `flows test` and `simulate` (loaded only when they run)."""
+    from bot.compliance.sim import GateReviewer
+
+    return GateReviewer.load(path=rules)
+
+
+def _operator_files() -> tuple[Path, Path | None]:
+    """The flows directory and rule-pack file the service would run with: an operator's
+    command never silently reads the repository's own copies instead."""
+    from bot.settings import load_settings
+
+    settings = load_settings()
+    return settings.flows_dir, settings.compliance_file
 
 
 def main(argv: Sequence[str] | None = None) -> int:

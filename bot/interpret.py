@@ -231,7 +231,7 @@ class Interpreter:
                     debt_content=action.debt_content,
                     created_at=at,
                     kind="confirmation" if confirmation else kind,
-                    approved=spec.compliance_approved,
+                    approved=spec.approved,
                     fingerprint=written_for,
                     paces=paces,
                 )

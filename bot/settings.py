@@ -13,8 +13,8 @@ import yaml
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from bot.errors import ConfigError, Problem
 from bot.transport.auth import parse_allowlist
+from common.errors import ConfigError, Problem
 
 CONFIG_FILE = Path(__file__).resolve().parent.parent / "config" / "smsbot.yaml"
 SECRETS = frozenset(

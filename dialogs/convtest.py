@@ -18,13 +18,13 @@ from typing import Protocol
 
 from pydantic import AwareDatetime, Field, ValidationError, model_validator
 
-from bot.errors import ConfigError, Problem
+from common.errors import ConfigError, Problem
+from common.yamlio import Located, load_yaml, validation_problems
 from dialogs import conversation as c
 from dialogs.engine import CompiledFlow, compile_flow, new_conversation, run_until, step
 from dialogs.expect import Expect, check
 from dialogs.registry import DEFAULT_FLOWS, Registry, check_flow
 from dialogs.schema import AgentAction, Duration, Frozen, format_duration
-from dialogs.yamlio import Located, load_yaml, validation_problems
 
 # --- file format -----------------------------------------------------------------------------
 

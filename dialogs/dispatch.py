@@ -21,8 +21,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from common.yamlio import YamlPath
 from dialogs.schema import AgentAction, FlowSpec, Rule
-from dialogs.yamlio import YamlPath
 from intents.model import INTENT_NAMES
 
 FIXED_TRIGGERS = (

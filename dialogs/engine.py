@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Protocol, cast
 from zoneinfo import ZoneInfo
 
-from bot.errors import SmsbotError
+from common.errors import SmsbotError
 from dialogs import conversation as c
 from dialogs.dispatch import RuleRef
 from dialogs.flow import Flow

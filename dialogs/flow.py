@@ -8,9 +8,9 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from bot.errors import ConfigError, Problem
+from common.errors import ConfigError, Problem
+from common.yamlio import Located, YamlPath, load_yaml, validation_problems
 from dialogs.schema import FlowSpec, TemplateFile, TemplateSpec
-from dialogs.yamlio import Located, YamlPath, load_yaml, validation_problems
 
 
 @dataclass(frozen=True)

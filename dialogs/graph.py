@@ -10,7 +10,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from bot.errors import SmsbotError, UsageError
+from common.errors import SmsbotError, UsageError
 from dialogs.flow import Flow
 from dialogs.schema import Condition, Delay, Owner, Rule, format_duration
 

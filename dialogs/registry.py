@@ -11,38 +11,46 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from bot.errors import ConfigError, Problem, SmsbotError
+from common.errors import ConfigError, Problem, SmsbotError
 from dialogs.engine import CompiledFlow, compile_flow
 from dialogs.flow import Flow, load_flow
 from dialogs.validate import validate_flow, validate_migration
+from policy.rulebook import ContentPolicy
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULT_FLOWS = PACKAGE_DIR / "flows"
 DEFAULT_TESTS = PACKAGE_DIR / "tests"
 
 
-def check_flow(path: Path, previous: Flow | None = None) -> tuple[Flow | None, list[Problem]]:
-    """Load and validate one flow file (against the running version, if any)."""
+def check_flow(
+    path: Path, previous: Flow | None = None, policy: ContentPolicy | None = None
+) -> tuple[Flow | None, list[Problem]]:
+    """Load and validate one flow file (against the running version, if any; templates against
+    ``policy``, the gate's content rules, by default the shipped ones)."""
     try:
         flow = load_flow(path)
     except ConfigError as exc:
         return None, exc.problems
-    problems = validate_flow(flow)
+    problems = validate_flow(flow, policy)
     if previous is not None and previous.version != flow.version:
         problems += validate_migration(previous, flow)
     return flow, problems
 
 
 class Registry:
-    def __init__(self, directory: Path = DEFAULT_FLOWS) -> None:
+    def __init__(
+        self, directory: Path = DEFAULT_FLOWS, policy: ContentPolicy | None = None
+    ) -> None:
         self.directory = directory
+        self.policy = policy
         self._flows: dict[str, CompiledFlow] = {}
         self._lock = threading.Lock()  # one reload at a time; readers never wait
 
     @classmethod
-    def load(cls, directory: Path = DEFAULT_FLOWS) -> Registry:
-        """Load every flow of ``directory``; any problem is fatal at start-up."""
-        registry = cls(directory)
+    def load(cls, directory: Path = DEFAULT_FLOWS, policy: ContentPolicy | None = None) -> Registry:
+        """Load every flow of ``directory``; any problem is fatal at start-up. ``policy`` is the
+        gate's content policy (default: the shipped rule packs)."""
+        registry = cls(directory, policy)
         problems = registry.reload()
         if problems:
             raise ConfigError(problems)
@@ -63,7 +71,7 @@ class Registry:
             seen: dict[str, Path] = {}
             problems: list[Problem] = []
             for path in sorted(self.directory.glob("*.yaml")):
-                flow, found = check_flow(path)
+                flow, found = check_flow(path, policy=self.policy)
                 if flow is not None:
                     if flow.name in seen:
                         found.append(

@@ -7,7 +7,7 @@ These models check *shape* (field names, types, one action per list item). Wheth
 from __future__ import annotations
 
 import re
-from datetime import time, timedelta
+from datetime import date, time, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -277,6 +277,9 @@ class Settings(Frozen):
     providers: list[Name] = Field(default_factory=list)
     # Replies the NLU is less sure about than this are handled as `unknown`.
     min_confidence: float = Field(default=0.0, ge=0.0, le=1.0)
+    # The rule pack (config/compliance.yaml) whose content rules `flows validate` applies to
+    # every template, as the gate will at send time; none: the file's default pack.
+    compliance_pack: str | None = None
 
     @field_validator("signature")
     @classmethod
@@ -305,15 +308,42 @@ class FlowSpec(Frozen):
     migrations: dict[str, Name] = Field(default_factory=dict)
 
 
+class Approval(Frozen):
+    """Compliance's approval of a template's soft-risk wording (CN-CONTENT-02): who and when.
+
+    It covers the soft-risk findings of the text as approved (``flows validate`` lists them);
+    hard-prohibited wording (threats, exposure, impersonation …) is never covered.
+    """
+
+    approved_by: str = Field(min_length=2)
+    approved_at: date
+    note: str = ""  # e.g. the review ticket
+
+
 class TemplateSpec(Frozen):
     text: str = Field(min_length=1)
     description: str = ""
     # False promises the text says nothing about the debt, so it may go to an opted-out or
     # wrong number; the validator checks the promise against words and variables.
     debt_content: bool = True
-    # Soft-risk words (征信, 起诉 …) are allowed only in wording compliance has approved.
-    compliance_approved: bool = False
+    # Soft-risk words (征信, 起诉 …) are allowed only in wording compliance has approved, and
+    # the approval names who approved it and when. It never covers hard-prohibited wording.
+    compliance_approved: Approval | None = None
     codes: dict[Name, str] = Field(default_factory=dict)
+
+    @field_validator("compliance_approved", mode="before")
+    @classmethod
+    def _reviewer_recorded(cls, v: Any) -> Any:
+        if v is True:
+            raise ValueError(
+                "an approval records its reviewer: write `compliance_approved: {approved_by: "
+                "<name>, approved_at: YYYY-MM-DD}`"
+            )
+        return None if v is False else v
+
+    @property
+    def approved(self) -> bool:
+        return self.compliance_approved is not None
 
     @field_validator("text")
     @classmethod

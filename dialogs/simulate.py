@@ -7,7 +7,7 @@ from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import TextIO
 
-from bot.errors import SmsbotError, UsageError
+from common.errors import SmsbotError, UsageError
 from dialogs import conversation as c
 from dialogs.convtest import Reviewer, Understand, nlu_understander
 from dialogs.engine import CompiledFlow, new_conversation, run_until, step

@@ -8,13 +8,15 @@ and an unknown name is an error instead of an empty string in front of a borrowe
 from __future__ import annotations
 
 import functools
-import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from bot.errors import SmsbotError
+from common.errors import SmsbotError
+from common.sms import Length, sms_length
+
+__all__ = ["Length", "sms_length"]  # re-exported: flows count SMS with it
 
 # --- variables -------------------------------------------------------------------------------
 
@@ -160,37 +162,3 @@ def day_bound(text: str) -> DayBound:
     if _DAILY_VARIABLES & set(parsed.variables):
         return "rerender"
     return "any_day"
-
-
-# --- SMS length ------------------------------------------------------------------------------
-
-_GSM7 = frozenset(
-    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡"
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
-)
-_GSM7_EXT = frozenset("^{}\\[~]|€")  # each costs two septets
-
-
-@dataclass(frozen=True)
-class Length:
-    encoding: Literal["gsm7", "ucs2"]
-    units: int  # characters as the network counts them (septets or UTF-16 units)
-    segments: int
-
-
-def sms_length(text: str) -> Length:
-    """Encoding, length and segment count of one SMS, signature included (SMS-ENC-01).
-
-    Any character outside GSM-7 makes the whole message UCS-2: 70 units single, 67 per part of
-    a concatenated message. Chinese text is always UCS-2.
-    """
-    if all(ch in _GSM7 or ch in _GSM7_EXT for ch in text):
-        units = sum(2 if ch in _GSM7_EXT else 1 for ch in text)
-        single, multi = 160, 153
-        encoding: Literal["gsm7", "ucs2"] = "gsm7"
-    else:
-        units = len(text.encode("utf-16-le")) // 2  # emoji take two units
-        single, multi = 70, 67
-        encoding = "ucs2"
-    segments = 1 if units <= single else math.ceil(units / multi)
-    return Length(encoding, units, segments)

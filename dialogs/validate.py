@@ -10,17 +10,16 @@ import difflib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from bot.errors import Problem
-from dialogs import lexicon
+from common.errors import Problem
+from common.yamlio import YamlPath
+from dialogs.availability import availability_problems
 from dialogs.dispatch import INTENT_TRIGGERS, RuleRef, all_rules, all_triggers, candidates, handler
 from dialogs.dispatch import is_handled as handled
-from dialogs.flow import Flow, TemplateSource
-from dialogs.schema import ActionSpec, Flag, FlowSpec, Owner, Rule, TemplateSpec
-from dialogs.templates import ALWAYS_AVAILABLE, VARIABLES, parse, render, sample_values, sms_length
-from dialogs.yamlio import YamlPath
+from dialogs.flow import Flow
+from dialogs.schema import ActionSpec, Flag, FlowSpec, Owner, Rule
+from dialogs.template_checks import template_problems
+from policy.rulebook import ContentPolicy, default_policy
 
-MAX_CHARS = 500  # Aliyun and Huawei refuse longer messages (SMS-CN-LEN-01)
-SIGNATURE_PREFIX = "【{signature}】"
 PAUSING_INTENTS = ("dispute", "hardship")
 
 
@@ -29,9 +28,10 @@ def _close(word: str, options: Iterable[str]) -> str | None:
     return f"did you mean {match[0]!r}?" if match else None
 
 
-def validate_flow(flow: Flow) -> list[Problem]:
-    """All problems of a shape-valid flow; an empty list means it may be loaded."""
-    v = _Validator(flow)
+def validate_flow(flow: Flow, policy: ContentPolicy | None = None) -> list[Problem]:
+    """All problems of a shape-valid flow; an empty list means it may be loaded. Templates are
+    checked against ``policy`` (the gate's; default: the shipped ``config/compliance.yaml``)."""
+    v = _Validator(flow, policy or default_policy())
     v.structure()
     resolved = not v.problems  # the graph checks assume every name resolves
     if resolved:
@@ -77,8 +77,9 @@ def _sets(actions: Iterable[ActionSpec], flag: Flag) -> bool:
 
 
 class _Validator:
-    def __init__(self, flow: Flow) -> None:
+    def __init__(self, flow: Flow, policy: ContentPolicy) -> None:
         self.flow = flow
+        self.policy = policy
         self.spec: FlowSpec = flow.spec
         self.problems: list[Problem] = []
 
@@ -362,156 +363,9 @@ class _Validator:
     # -- templates -------------------------------------------------------------------------
 
     def templates(self) -> None:
-        for name, tpl in self.flow.templates.items():
-            self._template(self.flow.template_sources[name], tpl)
-
-    def _template(self, src: TemplateSource, tpl: TemplateSpec) -> None:
-        settings = self.spec.settings
-
-        def err(field: str | None, message: str, hint: str | None = None) -> None:
-            self.problems.append(src.problem(field, message, hint))
-
-        parsed = parse(tpl.text)
-        for e in parsed.errors:
-            err("text", e)
-        unknown = [v for v in parsed.variables if v not in VARIABLES]
-        for var in unknown:
-            err(
-                "text",
-                f"unknown variable {{{var}}}",
-                _close(var, VARIABLES) or f"known: {', '.join(VARIABLES)}",
-            )
-        if not tpl.text.startswith(SIGNATURE_PREFIX):
-            err(
-                "text",
-                "a template must start with 【{signature}】",
-                "the registered signature identifies the sender (CN-ID-01, CN-SMS-01)",
-            )
-        elif "【" in tpl.text[1:] or "】" in tpl.text[len(SIGNATURE_PREFIX) :]:
-            err(
-                "text",
-                "【】 may appear only around the signature",
-                "providers reject templates with extra 【】",
-            )
-        for cat, word in lexicon.hard_block_hits(tpl.text):
-            err(
-                "text",
-                f"prohibited wording {word!r} ({cat})",
-                "compliance.md §1.4 lists words never to send",
-            )
-        soft = lexicon.soft_risk_hits(tpl.text)
-        if soft and not tpl.compliance_approved:
-            err(
-                "text",
-                f"soft-risk wording {', '.join(soft)} needs compliance approval",
-                "have compliance approve the text, then add `compliance_approved: true`",
-            )
-        if not tpl.debt_content:
-            words = lexicon.debt_word_hits(tpl.text)
-            debt_vars = [v for v in parsed.variables if v in VARIABLES and VARIABLES[v].debt]
-            if words or debt_vars:
-                shown = ", ".join([*words, *(f"{{{v}}}" for v in debt_vars)])
-                err(
-                    "debt_content",
-                    f"marked `debt_content: false` but mentions {shown}",
-                    "messages to opted-out or wrong numbers must not reveal the debt",
-                )
-        missing = [p for p in settings.providers if p not in tpl.codes]
-        if missing:
-            err(
-                "codes",
-                f"no template code for provider(s) {', '.join(missing)}",
-                "mainland providers send approved template codes, not free text",
-            )
-        if unknown or parsed.errors:
-            return
-        length = sms_length(render(tpl.text, sample_values(settings)))
-        if length.segments > settings.max_segments or length.units > MAX_CHARS:
-            err(
-                "text",
-                f"up to {length.units} characters = {length.segments} SMS, over the "
-                f"limit of {settings.max_segments}",
-                "shorten the text (longest values of every variable and the 【signature】 count)",
-            )
+        self.problems += template_problems(self.flow, self.policy)
 
     # -- variable availability -------------------------------------------------------------
 
     def availability(self) -> None:
-        """Every variable a template uses has a value wherever it is sent.
-
-        Promise and payment variables exist only after a promise was recorded (with the date
-        or amount its rule's `if:` guarantees) or a payment arrived, on *every* path: a
-        must-analysis over the state graph, iterated to a fixed point.
-        """
-        spec = self.spec
-        entry: dict[str, frozenset[str]] = {s: frozenset(VARIABLES) for s in spec.states}
-        entry[spec.initial] = ALWAYS_AVAILABLE
-        uses: list[_Use] = []
-        changed = True
-        while changed:
-            changed = False
-            uses.clear()
-            for state, st in spec.states.items():
-                for trigger, ref in self._edges(state):
-                    have = entry[state] | ({"paid_amount"} if trigger == "payment" else set())
-                    have = _flow_through(ref.rule, ref.rule.do, have, (*ref.path, "do"), uses)
-                    target = ref.rule.to
-                    if target is not None and entry[target] & have != entry[target]:
-                        entry[target] &= have
-                        changed = True
-                if st.timeout is not None and st.timeout.on_date:
-                    uses.append(_Use(("states", state, "timeout"), None, entry[state]))
-                _flow_through(None, st.entry, entry[state], ("states", state, "entry"), uses)
-        for use in uses:
-            if use.template is None:
-                if "promised_date" not in use.have:
-                    self.err(
-                        use.path,
-                        "timer on `promised_date`, but no promised date is certain here",
-                        "record a promise with `if: {entity: date}` on every way here first",
-                    )
-                continue
-            tpl = self.flow.templates.get(use.template)
-            needed = parse(tpl.text).variables if tpl is not None else []
-            lacking = [v for v in needed if v in VARIABLES and v not in use.have]
-            if lacking:
-                self.err(
-                    use.path,
-                    f"template {use.template!r} uses "
-                    f"{', '.join('{' + v + '}' for v in lacking)}, which may have no value "
-                    "here",
-                    "record the promise (with `if: {entity: date}` / amount) or the "
-                    "payment on every path to this point, or use another template",
-                )
-
-
-@dataclass(frozen=True)
-class _Use:
-    """A place that needs variables: a send (template) or a timer on the promised date (None)."""
-
-    path: YamlPath
-    template: str | None
-    have: frozenset[str]
-
-
-def _flow_through(
-    rule: Rule | None,
-    actions: list[ActionSpec],
-    have: frozenset[str] | set[str],
-    base: YamlPath,
-    uses: list[_Use],
-) -> frozenset[str]:
-    """Variables available after ``actions`` run, recording what each send needs on the way."""
-    facts = set(have)
-    for i, a in enumerate(actions):
-        if a.record_promise:
-            # A promise is replaced as a whole: only what this rule's `if:` guarantees is sure.
-            sure = rule.if_.guaranteed_entities if rule is not None and rule.if_ else set()
-            is_reply = rule is not None and rule.when.startswith("intent:")
-            facts -= {"promised_date", "promised_amount"}
-            facts |= {f"promised_{e}" for e in ("date", "amount") if is_reply and e in sure}
-        if a.send is not None:
-            uses.append(_Use((*base, i, "send"), a.send, frozenset(facts)))
-        if a.schedule is not None and a.schedule.on_date:
-            uses.append(_Use((*base, i, "schedule"), None, frozenset(facts)))
-    return frozenset(facts)
+        self.problems += availability_problems(self.flow, self._edges)

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bot.errors import UsageError
+from common.errors import UsageError
 
 
 def register(sub: Any) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from bot.errors import ConfigError, Problem
+from common.errors import ConfigError, Problem
 from intents.model import INTENT_NAMES, Intent
 from intents.normalize import Normalizer
 

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import jieba
 
-from bot.errors import UsageError
+from common.errors import UsageError
 from intents import entities as ent
 from intents.classifier import IntentModel, char_ngrams, training_key
 from intents.combine import combine

@@ -16,7 +16,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from bot.errors import ConfigError, Problem
+from common.errors import ConfigError, Problem
 from intents.model import Intent, RuleHit
 
 

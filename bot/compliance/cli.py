@@ -13,7 +13,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from bot.errors import UsageError
+from common.errors import UsageError
+from policy.findings import blocking as stops
 
 
 def register(sub: Any) -> None:
@@ -78,35 +79,29 @@ def _check(args: argparse.Namespace) -> int:
         flows_dir = args.flows or settings.flows_dir
         if not flows_dir.is_dir():
             raise UsageError(f"--flows: no such directory: {flows_dir}")
-        text, approved = _render_template(flows_dir, args.flow, args.template)
+        text, approved = _render_template(flows_dir, args.flow, args.template, gate)
         approved = approved or args.approved
     else:
         text = args.text
     findings = gate.lint(pack, text, approved=approved, first_contact=args.first_contact)
     # A text checked here is a collection SMS unless said otherwise: required elements apply.
-    debt = not args.no_debt_content or any(f.severity == "debt_content" for f in findings)
-    blocking = [
-        f
-        for f in findings
-        if f.severity in ("block", "format")
-        or (f.severity == "soft" and not approved)
-        or (f.severity == "required" and debt)
-    ]
+    blocking = stops(findings, approved=approved, debt_content=not args.no_debt_content)
     print(f"text: {text}")
     print(f"pack: {pack.name}{'  (approved wording)' if approved else ''}")
     for f in findings:
         mark = "BLOCK" if f in blocking else f.severity
-        print(f"  {mark:<13} {f.rule}  {f.category}: {f.term}  — {f.why}")
+        shown = f"{f.quote} ({f.term})" if f.source and f.quote else f.term  # meaning rules
+        print(f"  {mark:<13} {f.rule}  {f.category}: {shown}  — {f.why}")
     verdict = "blocked" if blocking else "may be sent (content)"
     print(f"verdict: {verdict}; rules: {', '.join(dict.fromkeys(f.rule for f in blocking)) or '-'}")
     return 1 if blocking else 0
 
 
-def _render_template(flows_dir: Path, flow_name: str, name: str) -> tuple[str, bool]:
+def _render_template(flows_dir: Path, flow_name: str, name: str, gate: Any) -> tuple[str, bool]:
     from dialogs.registry import Registry
     from dialogs.templates import render, sample_values
 
-    registry = Registry.load(flows_dir)
+    registry = Registry.load(flows_dir, gate.policy)
     try:
         flow = registry.get(flow_name).flow
     except Exception as exc:
@@ -117,7 +112,10 @@ def _render_template(flows_dir: Path, flow_name: str, name: str) -> tuple[str, b
     spec = flow.templates[name]
     settings = flow.spec.settings
     values = sample_values(settings, name="张*", last4="1234", amount_due="3200.00")
-    return render(spec.text, values), spec.compliance_approved
+    if spec.compliance_approved is not None:
+        a = spec.compliance_approved
+        print(f"approved by {a.approved_by} on {a.approved_at} (soft-risk wording only)")
+    return render(spec.text, values), spec.approved
 
 
 # --- explain, report, export: read the service's store ------------------------------------------
@@ -172,11 +170,9 @@ async def _with_store(run: Any) -> int:
             file=sys.stderr,
         )
     try:
+        gate = Gate.load(settings.compliance_file)
         env = _Env(
-            store,
-            Gate.load(settings.compliance_file),
-            Registry.load(settings.flows_dir),
-            settings.redis_url is None,
+            store, gate, Registry.load(settings.flows_dir, gate.policy), settings.redis_url is None
         )
         return int(await run(env))
     finally:

@@ -26,10 +26,11 @@ from zoneinfo import ZoneInfo
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
-from bot.compliance.content import ContentChecker, Finding
-from bot.compliance.pack import CONFIG_DIR, DEFAULT_FILE, Pack, PackFile, load_packs
 from bot.compliance.window import NoAllowedTime, Preferences, next_allowed, zones_for
 from bot.records import Outbound, SendRecord
+from policy.content import ContentChecker, Finding, blocking
+from policy.pack import DEFAULT_FILE, Pack, PackFile
+from policy.rulebook import ContentPolicy
 
 _ZONE_CACHE = 10_000  # (phone, zone, pack) answers kept; cleared when full
 
@@ -74,14 +75,14 @@ class Gate:
     def __init__(self, packs: PackFile, checkers: dict[str, ContentChecker]) -> None:
         self.packs = packs
         self._checkers = checkers
+        # The same packs and checkers judge flow templates (`flows validate`, the registry).
+        self.policy = ContentPolicy(packs, checkers)
         self._zones: dict[tuple[str, str | None, str], tuple[Pack, tuple[ZoneInfo, ...]]] = {}
 
     @classmethod
     def load(cls, path: Path = DEFAULT_FILE) -> Gate:
-        packs = load_packs(path)
-        config_dir = path.parent if path != DEFAULT_FILE else CONFIG_DIR
-        checkers = {name: ContentChecker.load(p, config_dir) for name, p in packs.packs.items()}
-        return cls(packs, checkers)
+        policy = ContentPolicy.load(path)
+        return cls(policy.packs, policy.checkers)
 
     def adopt(self, other: Gate) -> None:
         """Takes ``other``'s packs and checkers (``bot.reload``): everything holding this gate
@@ -133,13 +134,14 @@ class Gate:
         v = _Verdicts()
         findings = self.lint(pack, msg.text, approved=msg.approved, first_contact=ctx.first_contact)
         debt = msg.debt_content or any(f.severity == "debt_content" for f in findings)
-        for f in findings:
-            if f.severity in ("block", "format"):
-                v.blocks.append((f.rule, f"{f.category}: {f.term} ({f.why})"))
-            elif f.severity == "soft" and not msg.approved:
+        # One rule for what stops a text, shared with `flows validate` and `compliance check`.
+        for f in blocking(findings, approved=msg.approved, debt_content=msg.debt_content):
+            if f.severity == "soft":
                 v.blocks.append((f.rule, f"{f.term}: allowed only in compliance-approved wording"))
-            elif f.severity == "required" and debt:
+            elif f.severity == "required":
                 v.blocks.append((f.rule, f"missing {f.term} ({f.why})"))
+            else:
+                v.blocks.append((f.rule, f"{f.category}: {f.term} ({f.why})"))
         if ctx.opted_out or "opted_out" in ctx.flags:
             confirmations = sum(1 for r in ctx.history if r.kind == "confirmation")
             if msg.kind != "confirmation" or debt:

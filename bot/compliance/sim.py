@@ -66,7 +66,7 @@ class GateReviewer:
                 template=send.template,
                 debt_content=send.debt_content,
                 created_at=now,
-                approved=spec.compliance_approved,
+                approved=spec.approved,
                 kind="confirmation" if confirmation else ("reply" if reply else "proactive"),
             )
             ctx = GateContext(

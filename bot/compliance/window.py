@@ -30,9 +30,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from bot.compliance.pack import CONFIG_DIR, Pack, Window
-from bot.errors import ConfigError
-from dialogs.yamlio import load_yaml, validation_problems
+from common.errors import ConfigError
+from common.yamlio import load_yaml, validation_problems
+from policy.pack import CONFIG_DIR, Pack, Window
 
 UTC = dt.UTC
 DEFAULT_AREA_CODES = CONFIG_DIR / "us_area_codes.yaml"

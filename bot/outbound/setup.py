@@ -15,13 +15,13 @@ import aiohttp
 
 from bot.clock import Clock
 from bot.compliance.gate import Gate
-from bot.errors import ConfigError, Problem
 from bot.outbound.carriers.base import Carrier
 from bot.outbound.carriers.sandbox import SandboxCarrier
 from bot.outbound.dispatch import Dispatcher, Routing
 from bot.outbound.sender import Sender, SendPolicy
 from bot.settings import Settings
 from bot.storage.base import Store
+from common.errors import ConfigError, Problem
 from dialogs.flow import Flow
 from dialogs.registry import Registry
 

@@ -19,10 +19,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from bot.errors import SmsbotError
 from bot.outbound.record import OutboundRecord
 from bot.records import AccountRecord, AuditEntry, Outbound, QueuedEvent, SendRecord
 from bot.transport.inbound import InboundSms
+from common.errors import SmsbotError
 
 
 @dataclass(frozen=True)

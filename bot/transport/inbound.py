@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
-from bot.errors import SmsbotError
+from common.errors import SmsbotError
 
 ProviderName = Literal["twilio", "aliyun", "tencent", "generic", "simulator"]
 

@@ -1,4 +1,4 @@
-"""Content lint (bot/compliance/content.py): every lexicon category and its evasions, soft-risk
+"""Content lint (policy/content.py): every lexicon category and its evasions, soft-risk
 wording, required elements, formats, debt content, the project's own templates, lexicon file
 errors and speed. Each checker test runs with the Rust Aho-Corasick matcher and with the
 pure-Python stand-in, which must give the same answers."""
@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from bot.compliance.content import ContentChecker, Finding, load_lexicons, normalize_for_lint
-from bot.compliance.pack import CONFIG_DIR, load_packs
-from bot.errors import ConfigError
+from common.errors import ConfigError
 from dialogs.registry import Registry
 from dialogs.templates import VARIABLES, render
+from policy.content import ContentChecker, Finding, load_lexicons, normalize_for_lint
+from policy.pack import CONFIG_DIR, load_packs
 
 PACKS = load_packs()
 CN_PACK = PACKS.packs["cn"]
@@ -49,6 +49,11 @@ def lint(
 
 def rules(findings: Iterable[Finding], *severities: str) -> set[str]:
     return {f.rule for f in findings if not severities or f.severity in severities}
+
+
+def lexicon_block(f: Finding) -> bool:
+    """A block finding of a lexicon term (meaning rules name a source; terms do not)."""
+    return f.severity == "block" and not f.source
 
 
 def problems(findings: Iterable[Finding]) -> list[Finding]:
@@ -173,14 +178,14 @@ def test_us_legal_wording_is_soft_and_inflected_forms_hit(us: ContentChecker, bo
 
 
 def test_a_quote_shows_the_original_spelling(cn: ContentChecker) -> None:
-    (hit,) = [f for f in lint(cn, cn_text("再不还款馬上 逮.捕")) if f.severity == "block"]
+    (hit,) = [f for f in lint(cn, cn_text("再不还款馬上 逮.捕")) if lexicon_block(f)]
     assert (hit.term, hit.quote) == ("马上逮捕", "馬上 逮.捕")
-    (insult,) = [f for f in lint(cn, cn_text("你这个劳赖")) if f.severity == "block"]
+    (insult,) = [f for f in lint(cn, cn_text("你这个劳赖")) if lexicon_block(f)]
     assert (insult.term, insult.quote) == ("老赖", "劳赖")
 
 
 def test_overlapping_terms_of_one_category_are_one_finding(cn: ContentChecker) -> None:
-    found = [f for f in lint(cn, cn_text("马上逮捕")) if f.severity == "block"]
+    found = [f for f in lint(cn, cn_text("马上逮捕")) if lexicon_block(f)]
     assert [f.term for f in found] == ["马上逮捕"]
 
 
@@ -228,7 +233,8 @@ def test_soft_risk_only_in_approved_templates(cn: ContentChecker, rule: str, bod
 
 def test_a_soft_word_inside_a_threat_still_blocks_when_approved(cn: ContentChecker) -> None:
     found = lint(cn, cn_text("法院今天上门"), approved=True)
-    assert rules(found, "block") == {"CN-CONTENT-02/false-consequence"}
+    # the lexicon's phrase, and the meaning rule of an authority acting on the borrower
+    assert rules(found, "block") == {"CN-CONTENT-02/false-consequence", "CN-ID-01/authority-claim"}
 
 
 # --- required elements ---------------------------------------------------------------------------
@@ -555,6 +561,8 @@ def test_pack_loading_uses_its_lexicon_files(tmp_path: Path) -> None:
     lexdir = tmp_path / "lexicons"
     lexdir.mkdir()
     _write(lexdir, "evasions:\n  dai捕: 逮捕\ncategories:\n" + GOOD_CATEGORY, "cn.yaml")
+    (tmp_path / "meaning").mkdir()
+    _write(tmp_path / "meaning", "rules: []\n", "cn.yaml")  # no meaning rules: terms only
     checker = ContentChecker.load(CN_PACK, tmp_path)
     assert rules(lint(checker, cn_text("马上dai捕")), "block") == {"X-01/a"}
     assert rules(lint(checker, cn_text("老赖")), "block") == set()  # only this file's terms

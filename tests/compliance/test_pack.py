@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.compliance.pack import DEFAULT_FILE, load_packs
-from bot.errors import ConfigError
+from common.errors import ConfigError
+from policy.pack import DEFAULT_FILE, load_packs
 
 
 def test_the_project_packs_load() -> None:

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.compliance.pack import load_packs
 from bot.compliance.preferences import extract, merge, normalize
 from bot.compliance.window import Preferences, QuietPeriod, next_allowed
+from policy.pack import load_packs
 
 WEEKDAYS = frozenset(range(5))
 WEEKEND = frozenset({5, 6})

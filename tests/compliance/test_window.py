@@ -10,7 +10,6 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from bot.compliance.pack import Pack, Window, load_packs
 from bot.compliance.window import (
     NoAllowedTime,
     Preferences,
@@ -21,7 +20,8 @@ from bot.compliance.window import (
     next_allowed,
     zones_for,
 )
-from bot.errors import ConfigError
+from common.errors import ConfigError
+from policy.pack import Pack, Window, load_packs
 
 PACKS = load_packs()
 CN = PACKS.packs["cn"]

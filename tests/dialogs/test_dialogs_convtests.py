@@ -69,7 +69,7 @@ def test_failures_print_a_transcript_and_a_diff(tmp_path: Path) -> None:
     text = out[0]
     assert text.startswith(f"FAIL {path}:5 expects the wrong thing")
     assert "[12-02 10:00] campaign start → waiting" in text
-    assert "sent reminder: 【测试金融】张*您好" in text
+    assert "sent reminder: 【XX金融】张*您好" in text
     assert "[12-02 10:00] borrower: 嗯 (acknowledge) → human" in text
     assert "step 2 (line 8) expected differently:" in text
     assert "- state: waiting\n    + state: human" in text

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.errors import SmsbotError, UsageError
+from common.errors import SmsbotError, UsageError
 from dialogs import graph
 from dialogs.engine import CompiledFlow
 

@@ -20,10 +20,10 @@ from dialogs.engine import (
     step,
 )
 from dialogs.flow import load_flow
-from dialogs.lexicon import debt_word_hits
 from dialogs.registry import DEFAULT_FLOWS
 from dialogs.schema import AgentAction, Condition, Flag
 from intents.model import INTENT_NAMES
+from policy.rulebook import default_policy
 
 FLOW = compile_flow(load_flow(DEFAULT_FLOWS / "collections.yaml"))
 
@@ -53,7 +53,7 @@ events = st.one_of(
 
 def assert_no_debt_content(send: c.Send) -> None:
     assert not send.debt_content, send
-    assert not debt_word_hits(send.text), send.text
+    assert not default_policy().checker(None).debt_content(send.text), send.text
     for secret in (ACCOUNT.masked_name, str(ACCOUNT.amount_due), ACCOUNT.last4):
         assert secret not in send.text, send.text
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from dialogs_support import ACCOUNT, FIXTURES, T0, reply
 
-from bot.errors import ConfigError, SmsbotError
+from common.errors import ConfigError, SmsbotError
 from dialogs import conversation as c
 from dialogs.engine import Engine, new_conversation
 from dialogs.registry import Registry

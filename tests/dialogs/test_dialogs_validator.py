@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from dialogs_support import FIXTURES
 
-from bot.errors import Problem
+from common.errors import Problem
 from dialogs.flow import load_flow
 from dialogs.registry import DEFAULT_FLOWS, check_flow
 
@@ -43,6 +43,9 @@ CASES: dict[str, tuple[str, str | None, int]] = {
     "no_signature": ("must start with 【{signature}】", "templates.stop_confirm.text", 7),
     "prohibited_wording": ("prohibited wording '后果自负'", "templates.reminder.text", 6),
     "soft_risk": ("soft-risk wording 上报征信", "templates.reminder.text", 6),
+    "no_hotline": ("CN-CONTENT-05/contact: missing official contact", "templates.reminder.text", 6),
+    "approved_threat": ("CN-CONTENT-01/visit-threat: prohibited wording", "templates.reminder.text", 6),
+    "approval_without_reviewer": ("records its reviewer", "templates.reminder.compliance_approved", 6),
     "debt_content_mislabelled": ("mentions 还款", "templates.sorry.debt_content", 8),
     "missing_provider_code": ("no template code for provider(s)", "templates.reminder.codes", 6),
     "agent_sends_debt": ("in agent-owned state 'human'", "states.human.rules[0].do[0].send", 26),
@@ -67,7 +70,10 @@ def test_broken_fixture_is_reported_with_file_line_field_and_hint(name: str) -> 
     assert problem.file.endswith(f"{name}.yaml")
     assert problem.line == line
     assert problem.field == field
-    if field is not None and not problem.message.startswith(("unknown intent", "2 is not")):
+    # schema errors carry their advice in the message
+    if field is not None and not problem.message.startswith(
+        ("unknown intent", "2 is not", "an approval records")
+    ):
         assert problem.hint, problem
 
 
@@ -90,7 +96,7 @@ def test_problems_on_a_global_rule_name_every_state_once() -> None:
 
 def test_yaml_one_point_two_booleans_keep_opt_out_words() -> None:
     # YAML 1.1 would read N, no and on as booleans; an opt-out keyword must stay text.
-    from dialogs.yamlio import load_yaml_text
+    from common.yamlio import load_yaml_text
 
     doc = load_yaml_text("a: N\nb: on\nc: true\n", "x.yaml")
     assert doc.data == {"a": "N", "b": "on", "c": True}

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.errors import ConfigError
+from common.errors import ConfigError
 from intents import Intent, Understander
 from intents.data import DATA_DIR, check, load_heldout, load_training
 from intents.evaluate import evaluate

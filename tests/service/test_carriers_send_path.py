@@ -19,10 +19,10 @@ from aiohttp import web
 from bot.app import create_app
 from bot.clock import Clock
 from bot.context import PIPELINE, SENDER
-from bot.errors import ConfigError
 from bot.outbound.record import SETTLED
 from bot.settings import Settings
 from bot.storage.base import Store
+from common.errors import ConfigError
 from intents import Understander
 from tests.outbound.fakecarrier import FakeCarrier, flows_with_codes
 from tests.service.apphelpers import ALIYUN_TOKEN, account, conversation, daytime_clock, settings
@@ -56,7 +56,7 @@ async def fake(clock: Clock) -> AsyncIterator[FakeCarrier]:
 
 US_FLOW = """\
 flow: us_collections
-settings: {signature: ACME, creditor: ACME Recovery, hotline: "800-555-0100", timezone: America/New_York}
+settings: {signature: ACME, creditor: ACME Recovery, hotline: "800-555-0100", timezone: America/New_York, compliance_pack: us}
 initial: new
 templates:
   reminder:
@@ -96,6 +96,7 @@ def us_compliance(dest: Path) -> Path:
     a flow's signature is 2–12 characters and every template opens with 【{signature}】."""
     config = Path(__file__).resolve().parents[2] / "config"
     shutil.copytree(config / "lexicons", dest / "lexicons")
+    shutil.copytree(config / "meaning", dest / "meaning")
     text = (config / "compliance.yaml").read_text(encoding="utf-8")
     whitelist = "signature_whitelist: [ACME Recovery]"
     assert text.count(whitelist) == 1

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from bot.errors import ConfigError
 from bot.outbound import setup
 from bot.settings import Settings
+from common.errors import ConfigError
 from dialogs.registry import Registry
 from intents import Understander
 from tests.service.apphelpers import AUTH, client

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.errors import ConfigError
 from bot.settings import load_settings
+from common.errors import ConfigError
 
 
 def test_defaults_are_zero_setup(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

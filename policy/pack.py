@@ -13,10 +13,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from bot.errors import ConfigError, Problem
-from dialogs.yamlio import load_yaml, validation_problems
+from common.errors import ConfigError, Problem
+from common.yamlio import load_yaml, validation_problems
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"
 DEFAULT_FILE = CONFIG_DIR / "compliance.yaml"
 
 
@@ -68,6 +68,7 @@ class OptOut(_Spec):
 
 class Content(_Spec):
     lexicons: list[str] = Field(min_length=1)  # files relative to config/
+    meaning: list[str] = Field(default_factory=list)  # meaning-rule files, relative to config/
     signature_whitelist: list[str] = Field(min_length=1)
     creditor_names: list[str] = Field(min_length=1)
     official_contacts: list[str] = Field(min_length=1)  # hotlines, official app names, links
@@ -142,12 +143,13 @@ def load_packs(path: Path = DEFAULT_FILE) -> PackFile:
     problems = [
         Problem(
             doc.file,
-            doc.line(("packs", name, "content", "lexicons", i)),
+            doc.line(("packs", name, "content", key, i)),
             f"no such file: {ref}",
-            f"packs.{name}.content.lexicons.{i}",
+            f"packs.{name}.content.{key}.{i}",
         )
         for name, pack in packs.packs.items()
-        for i, ref in enumerate(pack.content.lexicons)
+        for key, refs in (("lexicons", pack.content.lexicons), ("meaning", pack.content.meaning))
+        for i, ref in enumerate(refs)
         if not (path.parent / ref).exists()
     ]
     if problems:
