@@ -6,11 +6,19 @@ must never hold one, so the YAML file is refused if it names a secret.
 
 from __future__ import annotations
 
+from ipaddress import ip_address
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import yaml
-from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from bot.errors import ConfigError, Problem
@@ -81,6 +89,10 @@ class Settings(BaseSettings):
     send_backoff_s: float = Field(default=2.0, gt=0)  # the first retry's wait, then doubling
     sender_poll_s: float = Field(default=0.5, gt=0)
     demo: bool = False  # demo accounts and the /simulator page's time controls
+    # The simulator has no authentication and acts on every account it can see (reads phones
+    # and texts, injects replies and payments, moves the clock every timer follows): demo mode
+    # refuses a shared store or a reachable interface unless this is set (--demo-force).
+    demo_force: bool = False
     flows_dir: Path = Path(__file__).resolve().parent.parent / "dialogs" / "flows"
     compliance_file: Path = Path(__file__).resolve().parent.parent / "config" / "compliance.yaml"
     max_body_bytes: int = Field(default=256 * 1024, ge=1024)
@@ -128,6 +140,24 @@ class Settings(BaseSettings):
         parse_allowlist(v)  # a typo fails at start-up, not on every request
         return v
 
+    @model_validator(mode="after")
+    def _demo_is_private(self) -> Self:
+        if not self.demo or self.demo_force:
+            return self
+        if self.redis_url:
+            raise ValueError(
+                "demo mode refuses a shared store (SMSBOT_REDIS_URL is set): its simulator,"
+                " without authentication, would read and text every account and move their"
+                " timers; unset SMSBOT_REDIS_URL, or force with --demo-force"
+                " (SMSBOT_DEMO_FORCE=1)"
+            )
+        if not _loopback(self.host):
+            raise ValueError(
+                f"demo mode listens on loopback only, not {self.host!r}: its simulator has no"
+                " authentication; use 127.0.0.1, or force with --demo-force (SMSBOT_DEMO_FORCE=1)"
+            )
+        return self
+
     @property
     def base_url(self) -> str:
         return self.public_url or f"http://{self.host}:{self.port}"
@@ -142,6 +172,16 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, _YamlSource(settings_cls))
+
+
+def _loopback(host: str) -> bool:
+    """Whether ``host`` only listens on this machine (127.0.0.0/8, ::1, localhost)."""
+    if host.strip().lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False  # another name may resolve to anything: not provably private
 
 
 class _YamlSource(PydanticBaseSettingsSource):
