@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import json
 from datetime import datetime
 from decimal import Decimal
@@ -16,7 +15,7 @@ from bot.context import API_KEY, CLOCK, FLOWS, GATE, NLU, PIPELINE, SENDER, STOR
 from bot.outbound.record import OutboundRecord
 from bot.records import AccountRecord, QueuedEvent
 from bot.storage.base import StoreUnavailable
-from bot.transport.inbound import WebhookError
+from bot.transport.inbound import WebhookError, same_secret
 from dialogs import conversation as c
 
 TRANSCRIPT_KINDS = frozenset(
@@ -82,7 +81,8 @@ def routes() -> list[web.RouteDef]:
 def require_key(request: web.Request) -> None:
     given = request.headers.get("Authorization", "")
     expected = f"Bearer {request.app[API_KEY]}"
-    if not hmac.compare_digest(given.encode(), expected.encode()):
+    # same_secret: a header holding non-ASCII (or undecodable) bytes is a wrong key, not a 500.
+    if not same_secret(expected, given):
         raise WebhookError(401, "missing or wrong API key (Authorization: Bearer …)")
 
 
