@@ -134,6 +134,17 @@ class Settings(BaseSettings):
             raise ValueError("must start with http:// or https://")
         return v.rstrip("/") if v else v
 
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, v: str | None) -> str | None:
+        if v:
+            from bot.storage.resp import RedisConnection
+
+            # Parsed (TLS files loaded) now: a typo fails at start-up with its reason, not as
+            # a traceback when the store first connects. Nothing connects here.
+            RedisConnection(v)
+        return v
+
     @field_validator("aliyun_allowed_ips", "tencent_allowed_ips")
     @classmethod
     def _networks(cls, v: list[str]) -> list[str]:
