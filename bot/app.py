@@ -38,7 +38,9 @@ def create_app(
     clock: Clock | None = None,
 ) -> web.Application:
     """The service. ``store``, ``nlu`` and ``clock`` may be injected (tests, benchmarks)."""
-    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[_errors])
+    app = web.Application(
+        client_max_size=settings.max_body_bytes, middlewares=[_errors, _body_in_time]
+    )
     app[SETTINGS] = settings
     app[CLOCK] = clock or Clock()
     app[API_KEY] = (
@@ -184,6 +186,28 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         if exc.status >= 400:
             return _error(exc.status, exc.reason)
         raise
+
+
+@web.middleware
+async def _body_in_time(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The whole body within ``body_timeout_s`` of the headers, or 408 and the connection
+    closed. Read here (handlers' ``read()`` then returns it at once), so no handler can be held
+    by a client that trickles its body; a body that is already all here costs no timer."""
+    if request.body_exists and not request.content.is_eof():
+        timeout = request.app[SETTINGS].body_timeout_s
+        try:
+            async with asyncio.timeout(timeout):
+                await request.read()
+        except TimeoutError:
+            response = _error(408, f"request body not received within {timeout:g} s")
+            response.force_close()
+            # Sent now and the connection closed: left to aiohttp, the rest of the body would
+            # still be read for its lingering time (10 s) before the connection closes.
+            await response.prepare(request)
+            await response.write_eof()
+            request.protocol.force_close()
+            return response
+    return await handler(request)
 
 
 def _error(status: int, reason: str) -> web.Response:

@@ -93,6 +93,7 @@ def _serve(args: argparse.Namespace) -> int:
         port=settings.port,
         access_log=logging.getLogger("aiohttp.access") if settings.access_log else None,
         print=None,
+        keepalive_timeout=settings.idle_timeout_s,
         loop=new_event_loop(),
     )
     return 0

@@ -96,12 +96,23 @@ class Settings(BaseSettings):
     flows_dir: Path = Path(__file__).resolve().parent.parent / "dialogs" / "flows"
     compliance_file: Path = Path(__file__).resolve().parent.parent / "config" / "compliance.yaml"
     max_body_bytes: int = Field(default=256 * 1024, ge=1024)
+    # A request's body must have arrived this long after its headers, or the connection is
+    # answered 408 and closed: a client trickling its body byte by byte (to hold a connection
+    # and a task forever) is cut off. Providers post a few KB at once.
+    body_timeout_s: float = Field(default=10.0, gt=0)
+    # An idle keep-alive connection, and one whose next request's headers have not all
+    # arrived, is closed after this long (aiohttp's keep-alive timer also bounds the headers).
+    idle_timeout_s: float = Field(default=30.0, gt=0)
     replay_window_s: int = Field(default=300, ge=1)
     aliyun_allowed_ips: list[str] = Field(default_factory=list)
     tencent_allowed_ips: list[str] = Field(default_factory=list)
     timer_interval_s: float = Field(default=1.0, gt=0)
-    recovery_interval_s: float = Field(default=30.0, gt=0)
-    lock_ttl_ms: int = Field(default=30_000, ge=1000)
+    # An account lock's lease: kept alive while its holder works (bot/pipeline.py), so it only
+    # runs out when the holder died; then a waiting reply is taken over within about this
+    # long. The recovery scan (a SCAN of the keyspace) finds the queue a dead process left
+    # when no reply came after it.
+    recovery_interval_s: float = Field(default=10.0, gt=0)
+    lock_ttl_ms: int = Field(default=5_000, ge=1000)
     # Accept and store inbound messages but do not process them (maintenance); the queue is
     # processed when the service next starts without it.
     pause_processing: bool = False
