@@ -198,3 +198,28 @@ async def test_kill_9_while_holding_a_lock_delays_the_next_reply_by_at_most_the_
             if proc.poll() is None:
                 proc.terminate()
                 proc.wait(timeout=20)
+
+
+async def test_serve_closes_a_connection_trickling_its_headers(redis_url: str) -> None:
+    port = free_port()
+    proc = serve(redis_url, port, SMSBOT_IDLE_TIMEOUT_S="1")
+    try:
+        async with aiohttp.ClientSession() as session:
+            await wait_ready(session, f"http://127.0.0.1:{port}")
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        started = time.monotonic()
+        closed = asyncio.ensure_future(reader.read())
+        try:
+            for byte in b"POST /webhooks/generic HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 200:
+                if closed.done():
+                    break
+                writer.write(bytes([byte]))
+                await asyncio.sleep(0.05)
+            await asyncio.wait_for(closed, 5)
+            assert time.monotonic() - started < 3  # not the ~12 s the headers would take
+        finally:
+            closed.cancel()
+            writer.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
