@@ -96,6 +96,8 @@ class Settings(BaseSettings):
     flows_dir: Path = Path(__file__).resolve().parent.parent / "dialogs" / "flows"
     compliance_file: Path = Path(__file__).resolve().parent.parent / "config" / "compliance.yaml"
     max_body_bytes: int = Field(default=256 * 1024, ge=1024)
+    # POST /api/accounts only: a batch of up to 10,000 rows (a row is 150-400 bytes).
+    max_batch_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     # A request's body must have arrived this long after its headers, or the connection is
     # answered 408 and closed: a client trickling its body byte by byte (to hold a connection
     # and a task forever) is cut off. Providers post a few KB at once.
