@@ -252,7 +252,13 @@ def load_settings(**overrides: Any) -> Settings:
     except ValidationError as exc:
         raise ConfigError(
             [
-                Problem("settings", None, err["msg"], ".".join(str(p) for p in err["loc"]))
+                Problem(
+                    "settings",
+                    None,
+                    # pydantic's "Value error, " prefix says nothing to an operator.
+                    err["msg"].removeprefix("Value error, "),
+                    ".".join(str(p) for p in err["loc"]) or None,
+                )
                 for err in exc.errors()
             ]
         ) from exc

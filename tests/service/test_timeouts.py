@@ -191,7 +191,7 @@ async def test_kill_9_while_holding_a_lock_delays_the_next_reply_by_at_most_the_
             took = time.monotonic() - killed
             print(f"\nkill -9 -> next reply processed: {took:.2f} s (lock had {left} ms left)")
             assert "明天还500" in borrower_texts(conv)
-            assert took <= left / 1000 + 1.5, took
+            assert took <= left / 1000 + 3.0, took  # then the queue it left is drained
             assert await admin.llen(keys.queue("acc-0001")) == 0  # the dead one's too
     finally:
         for proc in (a, b):
