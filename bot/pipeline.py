@@ -109,6 +109,7 @@ class Pipeline:
             # and one drain takes them all with one read (measured: taking the lock here too
             # read the state once per message and cost more under saturation).
             if not await self.store.enqueue(account_id, event, dedup=dedup):
+                self.kick(account_id)  # see below: the first copy may sit behind a dead lock
                 return "duplicate"
             self.kick(account_id)
             return "accepted"
@@ -117,6 +118,10 @@ class Pipeline:
         lock = self.store.lock(account_id, self.lock_ttl_ms)
         accepted, loaded = await lock.enqueue_and_acquire(event, dedup=dedup)
         if not accepted:
+            # A provider's retry: the first copy was queued, perhaps by a process that died
+            # before acknowledging it, under a lock that is now a dead one's. Kicked (and so
+            # watched if the lock is taken), it is not left to the recovery scan.
+            self.kick(account_id)
             return "duplicate"
         if loaded is not None:
             self._spawn(self._drain_when_free(account_id, (lock, loaded)))

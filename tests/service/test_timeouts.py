@@ -223,3 +223,21 @@ async def test_serve_closes_a_connection_trickling_its_headers(redis_url: str) -
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+async def test_a_providers_retry_of_a_reply_a_dead_process_queued_is_not_left_behind(
+    nlu: Understander, redis_url: str
+) -> None:
+    # A process queued the reply (and claimed its id), then died holding the lock before it
+    # acknowledged: the provider retries to another process, which finds a duplicate.
+    async with client(nlu, redis_url=redis_url, lock_ttl_ms=1500, recovery_interval_s=600) as c:
+        await c.post("/api/accounts", json={"accounts": [account(1)], "start": False}, headers=AUTH)
+        body, headers = generic_request("retried-1", account(1)["phone"], "明天还500")
+        async with aioredis.Redis.from_url(redis_url) as admin:
+            await admin.set(keys.lock("acc-0001"), "dead-process", px=60_000)
+            assert (await c.post("/webhooks/generic", data=body, headers=headers)).status == 200
+            await admin.set(keys.lock("acc-0001"), "dead-process", px=1500)  # dies, as if then
+        c.app[PIPELINE]._unwatch("acc-0001")  # the dead process's watch died with it
+        assert (await c.post("/webhooks/generic", data=body, headers=headers)).status == 200
+        took = await _processed(c, "明天还500", within=10)
+        assert took <= 1.5 + 0.7, took
