@@ -14,12 +14,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from bot.clock import Clock
 from bot.compliance.gate import Gate
+from bot.heartbeat import Heartbeat
 from bot.interpret import Interpreter
 from bot.memo import Memo
 from bot.outbound.dispatch import Dispatcher
@@ -203,7 +204,7 @@ class Pipeline:
                         return
                     loaded = taken
                 waiting: bool | None = None  # None: the lock is still ours to release
-                heartbeat = _Heartbeat(lock, self.lock_ttl_ms / 3000, self._spawn)
+                heartbeat = Heartbeat(lock, self.lock_ttl_ms / 3000, self._spawn)
                 try:
                     waiting = await self._drain_locked(account_id, lock, loaded)
                 finally:
@@ -354,40 +355,6 @@ class Pipeline:
         # Another process may have committed since: only the very text this one wrote counts.
         conv = known[1] if known is not None and known[0] == raw else raw
         return _State(loaded.account, conv, loaded.deferred)
-
-
-class _Heartbeat:
-    """Refreshes a held lock every ``interval`` seconds until stopped. A timer, not a task:
-    most drains end within milliseconds, before it ever fires, and a timer cancelled unfired
-    costs next to nothing (a drain is on every message's path)."""
-
-    def __init__(
-        self,
-        lock: AccountLock,
-        interval: float,
-        spawn: Callable[[Coroutine[Any, Any, None]], None],
-    ) -> None:
-        self._lock = lock
-        self._interval = interval
-        self._spawn = spawn
-        self._stopped = False
-        self._handle = asyncio.get_running_loop().call_later(interval, self._beat)
-
-    def _beat(self) -> None:
-        if not self._stopped:
-            self._spawn(self._refresh())
-
-    async def _refresh(self) -> None:
-        try:
-            held = await self._lock.refresh()
-        except StoreUnavailable:
-            held = True  # unknown: tried again at the next beat; the next commit will tell
-        if held and not self._stopped:
-            self._handle = asyncio.get_running_loop().call_later(self._interval, self._beat)
-
-    def stop(self) -> None:
-        self._stopped = True
-        self._handle.cancel()
 
 
 @dataclass
