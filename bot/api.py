@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import json
 from datetime import datetime
 from decimal import Decimal
@@ -14,9 +13,11 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 from bot.compliance.status import gate_context, status
 from bot.context import API_KEY, CLOCK, FLOWS, GATE, NLU, PIPELINE, SENDER, STORE
 from bot.outbound.record import OutboundRecord
+from bot.phones import mobile_e164
+from bot.privacy import mask_phone
 from bot.records import AccountRecord, QueuedEvent
 from bot.storage.base import StoreUnavailable
-from bot.transport.inbound import WebhookError
+from bot.transport.inbound import WebhookError, same_secret
 from dialogs import conversation as c
 
 TRANSCRIPT_KINDS = frozenset(
@@ -50,8 +51,13 @@ class StrictBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+# One POST /api/accounts takes at most this many rows (more is a 413 saying so): each row is
+# a store write or two, and the request must finish well within a client's timeout.
+MAX_BATCH_ROWS = 10_000
+
+
 class AccountsBody(StrictBody):
-    accounts: list[dict[str, Any]] = Field(max_length=10_000)
+    accounts: list[dict[str, Any]]
     start: bool = True
 
 
@@ -83,7 +89,8 @@ def routes() -> list[web.RouteDef]:
 def require_key(request: web.Request) -> None:
     given = request.headers.get("Authorization", "")
     expected = f"Bearer {request.app[API_KEY]}"
-    if not hmac.compare_digest(given.encode(), expected.encode()):
+    # same_secret: a header holding non-ASCII (or undecodable) bytes is a wrong key, not a 500.
+    if not same_secret(expected, given):
         raise WebhookError(401, "missing or wrong API key (Authorization: Bearer …)")
 
 
@@ -103,13 +110,17 @@ def _reasons(exc: ValidationError) -> str:
 async def post_accounts(request: web.Request) -> web.Response:
     require_key(request)
     body: AccountsBody = await read_json(request, AccountsBody)
+    if len(body.accounts) > MAX_BATCH_ROWS:
+        raise WebhookError(413, batch_too_large(f"{len(body.accounts)} rows"))
     store, pipeline, clock = request.app[STORE], request.app[PIPELINE], request.app[CLOCK]
     flows = request.app[FLOWS]
     created = updated = started = 0
     errors: list[dict[str, Any]] = []
+    warnings: list[dict[str, Any]] = []
+    phones: dict[str, str] = {}  # phone -> the account of this batch that has it
     for index, row in enumerate(body.accounts):
         try:
-            account = AccountRecord.model_validate(row)
+            account = _account_row(row)
             flows.get(account.flow)
         except ValidationError as exc:
             errors.append({"index": index, "id": row.get("id"), "error": _reasons(exc)})
@@ -117,6 +128,19 @@ async def post_accounts(request: web.Request) -> web.Response:
         except Exception as exc:  # unknown flow
             errors.append({"index": index, "id": row.get("id"), "error": str(exc)})
             continue
+        other = phones.get(account.phone) or await store.find_account(account.phone)
+        if other is not None and other != account.id:
+            # Taken (one borrower may have two loans), but said: a reply from this number
+            # reaches one conversation only, the account uploaded last.
+            warnings.append(
+                {
+                    "index": index,
+                    "id": account.id,
+                    "warning": f"phone {mask_phone(account.phone)} is also account {other}'s;"
+                    f" replies from it now go to {account.id}",
+                }
+            )
+        phones[account.phone] = account.id
         if await store.upsert_account(account):
             created += 1
             if body.start:
@@ -126,9 +150,37 @@ async def post_accounts(request: web.Request) -> web.Response:
         else:
             updated += 1
     return web.json_response(
-        {"created": created, "updated": updated, "started": started, "errors": errors},
+        {
+            "created": created,
+            "updated": updated,
+            "started": started,
+            "errors": errors,
+            "warnings": warnings,
+        },
         status=200,
     )
+
+
+def batch_too_large(what: str) -> str:
+    """The 413 reason of a batch over the limits: how many rows fit."""
+    return (
+        f"batch too large ({what}): at most {MAX_BATCH_ROWS} accounts per request;"
+        f" send them in batches of {MAX_BATCH_ROWS} rows or fewer"
+    )
+
+
+def _account_row(row: dict[str, Any]) -> AccountRecord:
+    """One uploaded row as a record; its phone validated as a mobile and written E.164."""
+    phone = row.get("phone")
+    if isinstance(phone, str):
+        try:
+            row = {**row, "phone": mobile_e164(phone)}
+        except ValueError as exc:
+            raise ValidationError.from_exception_data(
+                "AccountRecord",
+                [{"type": "value_error", "loc": ("phone",), "input": phone, "ctx": {"error": exc}}],
+            ) from None
+    return AccountRecord.model_validate(row)
 
 
 async def get_conversation(request: web.Request) -> web.Response:

@@ -27,6 +27,7 @@ from dialogs.registry import Registry
 from intents import Understander
 
 log = logging.getLogger(__name__)
+BATCH_PATH = "/api/accounts"  # the one route with its own body limit (max_batch_bytes)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -38,7 +39,9 @@ def create_app(
     clock: Clock | None = None,
 ) -> web.Application:
     """The service. ``store``, ``nlu`` and ``clock`` may be injected (tests, benchmarks)."""
-    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[_errors])
+    app = web.Application(
+        client_max_size=settings.max_body_bytes, middlewares=[_errors, _body_in_time]
+    )
     app[SETTINGS] = settings
     app[CLOCK] = clock or Clock()
     app[API_KEY] = (
@@ -183,11 +186,40 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         log.warning("store unavailable: %s", exc)
         return _error(503, "storage unavailable, retry later")
     except web.HTTPRequestEntityTooLarge:
-        return _error(413, f"body too large (limit {request.app[SETTINGS].max_body_bytes} bytes)")
+        settings = request.app[SETTINGS]
+        if request.path == BATCH_PATH:
+            too_large = f"more than {settings.max_batch_bytes} bytes"
+            return _error(413, api.batch_too_large(too_large))
+        return _error(413, f"body too large (limit {settings.max_body_bytes} bytes)")
     except web.HTTPException as exc:
         if exc.status >= 400:
             return _error(exc.status, exc.reason)
         raise
+
+
+@web.middleware
+async def _body_in_time(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The whole body within ``body_timeout_s`` of the headers, or 408 and the connection
+    closed. Read here (handlers' ``read()`` then returns it at once), so no handler can be held
+    by a client that trickles its body; a body that is already all here costs no timer."""
+    settings = request.app[SETTINGS]
+    if request.path == BATCH_PATH and request.method == "POST":
+        request = request.clone(client_max_size=settings.max_batch_bytes)
+    if request.body_exists and not request.content.is_eof():
+        timeout = settings.body_timeout_s
+        try:
+            async with asyncio.timeout(timeout):
+                await request.read()
+        except TimeoutError:
+            response = _error(408, f"request body not received within {timeout:g} s")
+            response.force_close()
+            # Sent now and the connection closed: left to aiohttp, the rest of the body would
+            # still be read for its lingering time (10 s) before the connection closes.
+            await response.prepare(request)
+            await response.write_eof()
+            request.protocol.force_close()
+            return response
+    return await handler(request)
 
 
 def _error(status: int, reason: str) -> web.Response:

@@ -17,6 +17,9 @@ _ROWS = [
     ("demo-0004", "刘洋", "+8613800000004", "12000.00", 31),
     ("demo-0005", "陈静", "+8613800000005", "499.00", 1),
 ]
+# The only accounts the simulator acts on: even when demo mode is forced onto a shared store,
+# its unauthenticated page cannot read or text anybody else.
+DEMO_IDS = frozenset(row[0] for row in _ROWS)
 
 
 def demo_accounts(app: web.Application) -> list[AccountRecord]:

@@ -1,149 +1,321 @@
-"""The OpenAPI document of the JSON API, built from the same pydantic models that validate it."""
+"""The OpenAPI document: the JSON API, the providers' webhooks, health and readiness.
+
+Every request and response body is a pydantic model (``bot.api``, ``bot.records``,
+``bot.schemas``); the document is generated from them, and the tests check each real response
+against its model, so what this says is what the service does.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from aiohttp import web
+from pydantic import BaseModel
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
-from bot import __version__
-from bot.api import AccountsBody, AgentBody, PaymentBody
+from bot import __version__, schemas
+from bot.api import MAX_BATCH_ROWS, AccountsBody, AgentBody, PaymentBody
 from bot.records import AccountRecord
+
+_REF = "#/components/schemas/{model}"
+_REASONS = {
+    400: "malformed request: the reason names the field",
+    401: "missing or wrong API key",
+    403: "not authenticated (signature, path token or IP allow-list), or not configured",
+    404: "unknown account",
+    408: "the body did not arrive in time (SMSBOT_BODY_TIMEOUT_S)",
+    413: "body too large",
+    503: "storage unavailable: retry later",
+}
+_BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
+_ERRORS_API = (400, 401, 408, 413, 503)
+_ERRORS_HOOK = (400, 403, 408, 413, 503)
 
 
 def routes() -> list[web.RouteDef]:
     return [web.get("/api/openapi.json", get_openapi)]
 
 
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
+def _ref(model: type[BaseModel] | str) -> dict[str, str]:
+    return {"$ref": _REF.format(model=model if isinstance(model, str) else model.__name__)}
 
 
-def _json_body(name: str) -> dict[str, Any]:
-    return {"required": True, "content": {"application/json": {"schema": _ref(name)}}}
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"application/json": {"schema": schema}}
 
 
-def _responses(ok: str, *errors: int) -> dict[str, Any]:
-    out: dict[str, Any] = {ok: {"description": "OK", "content": {"application/json": {}}}}
-    reasons = {
-        400: "malformed body",
-        401: "missing or wrong API key",
-        403: "not authenticated",
-        404: "unknown account",
-        413: "body too large",
-        503: "storage unavailable",
+def _errors(*codes: int) -> dict[str, Any]:
+    return {
+        str(code): {"description": _REASONS[code], "content": _json(_ref("Error"))}
+        for code in codes
     }
-    for code in errors:
-        out[str(code)] = {
-            "description": reasons[code],
-            "content": {"application/json": {"schema": _ref("Error")}},
+
+
+def _responses(ok: int, body: dict[str, Any], *errors: int, what: str = "OK") -> dict[str, Any]:
+    return {str(ok): {"description": what, "content": body}, **_errors(*errors)}
+
+
+def _param(name: str, where: str = "path", **schema: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": where,
+        "required": where == "path",
+        "schema": {"type": "string", **schema} if "type" not in schema else schema,
+    }
+
+
+_ACCOUNT = _param("account_id")
+_TOKEN = _param("token")
+_LIMIT = _param("limit", "query", type="integer", minimum=1, maximum=10_000, default=200)
+
+
+def _schemas() -> dict[str, Any]:
+    models: list[tuple[type[BaseModel], JsonSchemaMode]] = [
+        (AccountsBody, "validation"),
+        (AccountRecord, "validation"),
+        (PaymentBody, "validation"),
+        (AgentBody, "validation"),
+        (schemas.TwilioInbound, "validation"),
+        (schemas.TwilioStatus, "validation"),
+        (schemas.GenericInbound, "validation"),
+        (schemas.AliyunInbound, "validation"),
+        (schemas.TencentInbound, "validation"),
+    ]
+    responses: list[type[BaseModel]] = [
+        schemas.Error,
+        schemas.AccountsResult,
+        schemas.Accepted,
+        schemas.ConversationView,
+        schemas.Health,
+        schemas.Readiness,
+        schemas.GenericAck,
+        schemas.AliyunAck,
+        schemas.TencentAck,
+        schemas.ReloadReport,
+        *schemas.LISTS.values(),
+    ]
+    models += [(m, "serialization") for m in responses]
+    _, top = models_json_schema(models, ref_template=_REF)
+    found: dict[str, Any] = top["$defs"]
+    found["AccountsBody"]["properties"]["accounts"] = {
+        "type": "array",
+        "items": _ref(AccountRecord),
+        "maxItems": MAX_BATCH_ROWS,
+        "description": f"at most {MAX_BATCH_ROWS} rows (more: 413)",
+    }
+    return found
+
+
+def _api() -> dict[str, Any]:
+    def listing(path: str, summary: str) -> dict[str, Any]:
+        item = _ref(schemas.LISTS[path])
+        body = _json({"type": "array", "items": item})
+        return {
+            "get": {
+                "summary": summary,
+                "security": _BEARER,
+                "parameters": [_LIMIT],
+                "responses": _responses(200, body, 400, 401, 503),
+            }
         }
+
+    return {
+        "/api/accounts": {
+            "post": {
+                "summary": "Create or update accounts; start new accounts' conversations",
+                "security": _BEARER,
+                "requestBody": {"required": True, "content": _json(_ref(AccountsBody))},
+                "responses": _responses(200, _json(_ref(schemas.AccountsResult)), *_ERRORS_API),
+            }
+        },
+        "/api/conversations/{account_id}": {
+            "get": {
+                "summary": "State, flags, promise, timers, transcript and messages",
+                "security": _BEARER,
+                "parameters": [_ACCOUNT],
+                "responses": _responses(200, _json(_ref(schemas.ConversationView)), 401, 404, 503),
+            }
+        },
+        "/api/conversations/{account_id}/agent": {
+            "post": {
+                "summary": "An agent resolved, returned or closed the conversation",
+                "security": _BEARER,
+                "parameters": [_ACCOUNT],
+                "requestBody": {"required": True, "content": _json(_ref(AgentBody))},
+                "responses": _responses(
+                    202, _json(_ref(schemas.Accepted)), *_ERRORS_API, 404, what="queued"
+                ),
+            }
+        },
+        "/api/payments": {
+            "post": {
+                "summary": "Report a payment (idempotent by reference)",
+                "security": _BEARER,
+                "requestBody": {"required": True, "content": _json(_ref(PaymentBody))},
+                "responses": _responses(
+                    202, _json(_ref(schemas.Accepted)), *_ERRORS_API, 404, what="queued"
+                ),
+            }
+        },
+        "/api/sandbox/messages": listing(
+            "/api/sandbox/messages", "Outbound messages recorded by the sandbox provider"
+        ),
+        "/api/unmatched": listing("/api/unmatched", "Inbound messages from unknown numbers"),
+        "/api/receipts/unmatched": listing(
+            "/api/receipts/unmatched", "Delivery receipts that matched no outbound message"
+        ),
+        "/api/admin/reload": {
+            "post": {
+                "summary": "Read flows, templates, rule packs and lexicons again (also on SIGHUP)",
+                "security": _BEARER,
+                "responses": {
+                    "200": {
+                        "description": "everything read was taken",
+                        "content": _json(_ref(schemas.ReloadReport)),
+                    },
+                    "422": {
+                        "description": "something was refused and what it concerns runs on "
+                        "as before: `problems` names each as file:line: field: message",
+                        "content": _json(_ref(schemas.ReloadReport)),
+                    },
+                    **_errors(401, 503),
+                },
+            }
+        },
+        "/api/openapi.json": {
+            "get": {
+                "summary": "This document",
+                "responses": _responses(200, _json({"type": "object"})),
+            }
+        },
+        "/healthz": {
+            "get": {
+                "summary": "Liveness: the process answers",
+                "responses": _responses(200, _json(_ref(schemas.Health))),
+            }
+        },
+        "/readyz": {
+            "get": {
+                "summary": "Readiness: store, flows, NLU and carriers usable",
+                "responses": {
+                    "200": {"description": "ready", "content": _json(_ref(schemas.Readiness))},
+                    "503": {
+                        "description": "not ready: `checks` says what is wrong",
+                        "content": _json(_ref(schemas.Readiness)),
+                    },
+                },
+            }
+        },
+    }
+
+
+def _hook(
+    summary: str,
+    request: dict[str, Any],
+    ok: dict[str, Any],
+    *,
+    token: bool = False,
+    security: list[dict[str, list[str]]] | None = None,
+) -> dict[str, Any]:
+    operation: dict[str, Any] = {
+        "summary": summary,
+        "requestBody": {"required": True, "content": request},
+        "responses": {**ok, **_errors(*_ERRORS_HOOK)},
+    }
+    if token:
+        operation["parameters"] = [_TOKEN]
+    if security is not None:
+        operation["security"] = security
+    return {"post": operation}
+
+
+def _webhooks() -> dict[str, Any]:
+    form = "application/x-www-form-urlencoded"
+    twiml = {"text/xml": {"schema": {"type": "string", "example": "<Response/>"}}}
+    aliyun_ack = {"200": {"description": "received", "content": _json(_ref(schemas.AliyunAck))}}
+    tencent_ack = {"200": {"description": "received", "content": _json(_ref(schemas.TencentAck))}}
+    aliyun_items = _json({"type": "array", "items": _ref(schemas.AliyunInbound)})
+    tencent_body = _json(
+        {
+            "oneOf": [
+                _ref(schemas.TencentInbound),
+                {"type": "array", "items": _ref(schemas.TencentInbound)},
+            ]
+        }
+    )
+    reports = _json(
+        {"type": "array", "items": {"type": "object", "description": "the provider's format"}}
+    )
+    twilio_sig: list[dict[str, list[str]]] = [{"twilioSignature": []}]
+    out: dict[str, Any] = {
+        "/webhooks/twilio": _hook(
+            "Twilio inbound SMS",
+            {form: {"schema": _ref(schemas.TwilioInbound)}},
+            {"200": {"description": "received (empty TwiML)", "content": twiml}},
+            security=twilio_sig,
+        ),
+        "/webhooks/twilio/status": _hook(
+            "Twilio status callback (?ref=<our message id>)",
+            {form: {"schema": _ref(schemas.TwilioStatus)}},
+            {"204": {"description": "applied (or kept as unmatched)"}},
+            security=twilio_sig,
+        ),
+        "/webhooks/generic": _hook(
+            "Signed JSON inbound SMS from a gateway of our own",
+            _json(_ref(schemas.GenericInbound)),
+            {"200": {"description": "received", "content": _json(_ref(schemas.GenericAck))}},
+            security=[{"genericSignature": []}],
+        ),
+    }
+    for suffix, token in (("", False), ("/{token}", True)):
+        out[f"/webhooks/aliyun{suffix}"] = {
+            **_hook("Alibaba Cloud SmsUp push", aliyun_items, aliyun_ack, token=token),
+            "get": {
+                "summary": "Alibaba Cloud connectivity probe",
+                **({"parameters": [_TOKEN]} if token else {}),
+                "responses": {**aliyun_ack, **_errors(403)},
+            },
+        }
+        out[f"/webhooks/aliyun/report{suffix}"] = _hook(
+            "Alibaba Cloud SmsReport push", reports, aliyun_ack, token=token
+        )
+        out[f"/webhooks/tencent{suffix}"] = _hook(
+            "Tencent Cloud reply callback", tencent_body, tencent_ack, token=token
+        )
+        out[f"/webhooks/tencent/status{suffix}"] = _hook(
+            "Tencent Cloud delivery status push", reports, tencent_ack, token=token
+        )
     return out
 
 
-_token = {"name": "token", "in": "path", "required": True, "schema": {"type": "string"}}
-
-
 def document() -> dict[str, Any]:
-    schemas: dict[str, Any] = {}
-    for model in (AccountsBody, AccountRecord, PaymentBody, AgentBody):
-        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
-        schemas.update(schema.pop("$defs", {}))
-        schemas[model.__name__] = schema
-    schemas["AccountsBody"]["properties"]["accounts"]["items"] = _ref("AccountRecord")
-    schemas["Error"] = {
-        "type": "object",
-        "properties": {"error": {"type": "string"}, "status": {"type": "integer"}},
-        "required": ["error", "status"],
-    }
-    bearer: list[dict[str, list[str]]] = [{"bearer": []}]
-    account_param = [
-        {"name": "account_id", "in": "path", "required": True, "schema": {"type": "string"}}
-    ]
     return {
         "openapi": "3.1.0",
-        "info": {"title": "smsbot API", "version": __version__},
+        "info": {
+            "title": "smsbot API",
+            "version": __version__,
+            "description": "Refusals are JSON `Error` bodies. Webhooks without a signature"
+            " (Alibaba Cloud, Tencent Cloud) are protected by a secret path token and/or an"
+            " IP allow-list.",
+        },
         "components": {
-            "schemas": schemas,
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-        },
-        "paths": {
-            "/api/accounts": {
-                "post": {
-                    "summary": "Create or update accounts; start new accounts' conversations",
-                    "security": bearer,
-                    "requestBody": _json_body("AccountsBody"),
-                    "responses": _responses("200", 400, 401, 413, 503),
-                }
-            },
-            "/api/conversations/{account_id}": {
-                "get": {
-                    "summary": "State, flags, promise, timers and transcript of a conversation",
-                    "security": bearer,
-                    "parameters": account_param,
-                    "responses": _responses("200", 401, 404, 503),
-                }
-            },
-            "/api/conversations/{account_id}/agent": {
-                "post": {
-                    "summary": "An agent resolved, returned or closed the conversation",
-                    "security": bearer,
-                    "parameters": account_param,
-                    "requestBody": _json_body("AgentBody"),
-                    "responses": _responses("202", 400, 401, 404, 503),
-                }
-            },
-            "/api/payments": {
-                "post": {
-                    "summary": "Report a payment (idempotent by reference)",
-                    "security": bearer,
-                    "requestBody": _json_body("PaymentBody"),
-                    "responses": _responses("202", 400, 401, 404, 503),
-                }
-            },
-            "/api/sandbox/messages": {
-                "get": {
-                    "summary": "Outbound messages recorded by the sandbox provider",
-                    "security": bearer,
-                    "responses": _responses("200", 401, 503),
-                }
-            },
-            "/api/unmatched": {
-                "get": {
-                    "summary": "Inbound messages from numbers with no account",
-                    "security": bearer,
-                    "responses": _responses("200", 401, 503),
-                }
-            },
-            "/api/receipts/unmatched": {
-                "get": {
-                    "summary": "Delivery receipts that matched no outbound message",
-                    "security": bearer,
-                    "responses": _responses("200", 401, 503),
-                }
-            },
-            # Delivery receipts, in each provider's own format (README: "Sending").
-            "/webhooks/twilio/status": {
-                "post": {
-                    "summary": "Twilio status callback (X-Twilio-Signature; ?ref=<message id>)",
-                    "responses": _responses("204", 400, 403, 503),
-                }
-            },
-            "/webhooks/aliyun/report/{token}": {
-                "post": {
-                    "summary": "Alibaba Cloud SmsReport push (JSON array; path token, IP list)",
-                    "parameters": [_token],
-                    "responses": _responses("200", 400, 403, 503),
-                }
-            },
-            "/webhooks/tencent/status/{token}": {
-                "post": {
-                    "summary": "Tencent Cloud delivery status push (JSON array; token, IPs)",
-                    "parameters": [_token],
-                    "responses": _responses("200", 400, 403, 503),
-                }
+            "schemas": _schemas(),
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "twilioSignature": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "X-Twilio-Signature",
+                },
+                "genericSignature": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "X-Smsbot-Signature",
+                    "description": "with X-Smsbot-Timestamp; README: the generic webhook",
+                },
             },
         },
+        "paths": {**_api(), **_webhooks()},
     }
 
 

@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from bot.clock import Clock
 from bot.compliance.gate import Gate
+from bot.heartbeat import Heartbeat
 from bot.interpret import Interpreter
 from bot.memo import Memo
 from bot.outbound.dispatch import Dispatcher
@@ -35,6 +36,26 @@ log = logging.getLogger(__name__)
 
 Received = Literal["accepted", "duplicate", "unmatched"]
 _COMMITTED_MEMO = 4096
+# A watched account is looked at again this long after its lock's TTL has run out, so the lock
+# has surely expired (Redis expires a key at its time to the millisecond, our timer may be late
+# or early by a scheduler tick).
+_WATCH_MARGIN_S = 0.05
+
+# How a dead process's account lock is got over (issue 16, item 16):
+#
+# - The lock's TTL is short (SMSBOT_LOCK_TTL_MS, 5 s) and a drain keeps it alive: each commit
+#   extends it, and a heartbeat refreshes it every third of the TTL while one step takes long
+#   (a slow store, a big flush). A live holder never loses it; a dead one's runs out in at
+#   most one TTL. A lock lost anyway (a stall longer than the TTL) is safe: commits check the
+#   head event, and the drain stops when its commit says the lock is gone.
+# - Whoever finds an account's lock taken while it has an event waiting (a reply that came in
+#   meanwhile, a kick) *watches* the account: one timer per account and process, firing just
+#   after the TTL, drains it then. A live holder has drained it by that time (the watch finds
+#   nothing: one script); a dead one's lock has expired and the watcher takes over. So a reply
+#   waits at most one TTL behind a crashed process, however rarely the recovery scan runs.
+# - The recovery scan (SMSBOT_RECOVERY_INTERVAL_S) finds queues nobody watches: the event a
+#   process died processing when no later reply came. It SCANs the whole keyspace, which is
+#   why it stays periodic rather than frequent.
 
 
 class Pipeline:
@@ -47,7 +68,7 @@ class Pipeline:
         clock: Clock,
         gate: Gate,
         *,
-        lock_ttl_ms: int = 30_000,
+        lock_ttl_ms: int = 5_000,
         paused: bool = False,
         max_drains: int = 32,
     ) -> None:
@@ -64,6 +85,7 @@ class Pipeline:
         # contending for the Redis connections cost more CPU per message (bench/inbound.py).
         self._drain_slots = asyncio.Semaphore(max_drains)
         self._waiting: set[str] = set()  # accounts whose drain task has not started yet
+        self._watched: dict[str, asyncio.TimerHandle] = {}  # accounts locked by someone else
         self._closing = False
         self.paused = paused  # accept and store only; see Settings.pause_processing
         # The last conversation this process committed per account, with its JSON: when the
@@ -88,6 +110,7 @@ class Pipeline:
             # and one drain takes them all with one read (measured: taking the lock here too
             # read the state once per message and cost more under saturation).
             if not await self.store.enqueue(account_id, event, dedup=dedup):
+                self.kick(account_id)  # see below: the first copy may sit behind a dead lock
                 return "duplicate"
             self.kick(account_id)
             return "accepted"
@@ -96,9 +119,15 @@ class Pipeline:
         lock = self.store.lock(account_id, self.lock_ttl_ms)
         accepted, loaded = await lock.enqueue_and_acquire(event, dedup=dedup)
         if not accepted:
+            # A provider's retry: the first copy was queued, perhaps by a process that died
+            # before acknowledging it, under a lock that is now a dead one's. Kicked (and so
+            # watched if the lock is taken), it is not left to the recovery scan.
+            self.kick(account_id)
             return "duplicate"
         if loaded is not None:
             self._spawn(self._drain_when_free(account_id, (lock, loaded)))
+        else:
+            self._watch(account_id)  # the holder may be a dead process
         return "accepted"
 
     async def submit(self, account_id: str, event: QueuedEvent, dedup: str | None = None) -> bool:
@@ -116,6 +145,24 @@ class Pipeline:
             return  # a drain that has not looked at the queue yet will see this event too
         self._waiting.add(account_id)
         self._spawn(self._drain_when_free(account_id))
+
+    def _watch(self, account_id: str) -> None:
+        """Someone else holds the account's lock while an event waits: look again just after
+        the lock's TTL (see the comment at the top: a dead holder's lock has expired by then)."""
+        if account_id in self._watched or self._closing or self.paused:
+            return
+        delay = self.lock_ttl_ms / 1000 + _WATCH_MARGIN_S
+        loop = asyncio.get_running_loop()
+        self._watched[account_id] = loop.call_later(delay, self._watch_fired, account_id)
+
+    def _watch_fired(self, account_id: str) -> None:
+        self._watched.pop(account_id, None)
+        self.kick(account_id)
+
+    def _unwatch(self, account_id: str) -> None:
+        handle = self._watched.pop(account_id, None)
+        if handle is not None:
+            handle.cancel()
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(work)
@@ -151,15 +198,21 @@ class Pipeline:
                     lock = self.store.lock(account_id, self.lock_ttl_ms)
                     taken = await lock.acquire_and_load()
                     if taken is None:
-                        return  # the holder drains; it looks at the queue again after releasing
+                        # A live holder looks at the queue again after releasing; a dead
+                        # one's lock expires: watched, so the account is not left until then.
+                        self._watch(account_id)
+                        return
                     loaded = taken
                 waiting: bool | None = None  # None: the lock is still ours to release
+                heartbeat = Heartbeat(lock, self.lock_ttl_ms / 3000, self._spawn)
                 try:
                     waiting = await self._drain_locked(account_id, lock, loaded)
                 finally:
+                    heartbeat.stop()
                     if waiting is None:
                         waiting = await lock.release_and_check()
                 if not waiting:
+                    self._unwatch(account_id)  # drained to empty here: nothing to look for
                     return
         except StoreUnavailable as exc:
             log.warning("store unavailable while draining account %s: %s", account_id, exc)
@@ -239,6 +292,9 @@ class Pipeline:
     async def close(self, grace: float = 10.0) -> None:
         """Graceful shutdown: no new work, in-flight work finishes (for ``grace`` seconds)."""
         self._closing = True
+        for handle in self._watched.values():
+            handle.cancel()  # what they watch stays queued: another process or the next start
+        self._watched.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.idle(), grace)
 

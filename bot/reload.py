@@ -24,24 +24,17 @@ from collections.abc import AsyncIterator
 from typing import Literal
 
 from aiohttp import web
-from pydantic import BaseModel
 
 from bot.api import require_key
 from bot.compliance.gate import Gate
 from bot.context import FLOWS, GATE, SETTINGS
 from bot.errors import ConfigError, Problem
 from bot.outbound import setup as outbound_setup
+from bot.schemas import ReloadReport
 
 log = logging.getLogger(__name__)
 
 RELOAD_LOCK = web.AppKey("reload_lock", asyncio.Lock)
-
-
-class ReloadReport(BaseModel):
-    ok: bool  # everything read was taken
-    flows: dict[str, str]  # every running flow and its version, after the reload
-    rules: Literal["reloaded", "kept"]  # the rule packs: the new file, or the running one kept
-    problems: list[str]  # what was refused, as file:line: field: message
 
 
 async def reload_config(app: web.Application) -> ReloadReport:

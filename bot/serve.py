@@ -24,6 +24,12 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--demo", action="store_true", help="demo accounts and the /simulator page (sandbox only)"
     )
+    p.add_argument(
+        "--demo-force",
+        action="store_true",
+        help="allow --demo on a shared store (SMSBOT_REDIS_URL) or a non-loopback host"
+        " (the simulator has no authentication: never on real data)",
+    )
     p.set_defaults(handler=_serve)
 
 
@@ -35,6 +41,8 @@ def _serve(args: argparse.Namespace) -> int:
         overrides["port"] = args.port
     if args.demo:
         overrides["demo"] = True
+    if args.demo_force:
+        overrides["demo_force"] = True
     settings = load_settings(**overrides)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -51,6 +59,11 @@ def _serve(args: argparse.Namespace) -> int:
         ]
         if settings.demo:
             lines.append(f"  simulator        {base}/simulator")
+        if settings.demo and settings.demo_force:
+            lines.append(
+                "  WARNING: demo forced (--demo-force): the simulator is unauthenticated and its"
+                " clock moves every account's timers in this process"
+            )
         if "sandbox" in carriers:
             lines.append(f"  sandbox messages {base}/api/sandbox/messages")
         # The delivery-receipt URLs to register with each carrier (tokens not printed).
@@ -80,6 +93,7 @@ def _serve(args: argparse.Namespace) -> int:
         port=settings.port,
         access_log=logging.getLogger("aiohttp.access") if settings.access_log else None,
         print=None,
+        keepalive_timeout=settings.idle_timeout_s,
         loop=new_event_loop(),
     )
     return 0

@@ -6,11 +6,19 @@ must never hold one, so the YAML file is refused if it names a secret.
 
 from __future__ import annotations
 
+from ipaddress import ip_address
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import yaml
-from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from bot.transport.auth import parse_allowlist
@@ -81,15 +89,32 @@ class Settings(BaseSettings):
     send_backoff_s: float = Field(default=2.0, gt=0)  # the first retry's wait, then doubling
     sender_poll_s: float = Field(default=0.5, gt=0)
     demo: bool = False  # demo accounts and the /simulator page's time controls
+    # The simulator has no authentication and acts on every account it can see (reads phones
+    # and texts, injects replies and payments, moves the clock every timer follows): demo mode
+    # refuses a shared store or a reachable interface unless this is set (--demo-force).
+    demo_force: bool = False
     flows_dir: Path = Path(__file__).resolve().parent.parent / "dialogs" / "flows"
     compliance_file: Path = Path(__file__).resolve().parent.parent / "config" / "compliance.yaml"
     max_body_bytes: int = Field(default=256 * 1024, ge=1024)
+    # POST /api/accounts only: a batch of up to 10,000 rows (a row is 150-400 bytes).
+    max_batch_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    # A request's body must have arrived this long after its headers, or the connection is
+    # answered 408 and closed: a client trickling its body byte by byte (to hold a connection
+    # and a task forever) is cut off. Providers post a few KB at once.
+    body_timeout_s: float = Field(default=10.0, gt=0)
+    # An idle keep-alive connection, and one whose next request's headers have not all
+    # arrived, is closed after this long (aiohttp's keep-alive timer also bounds the headers).
+    idle_timeout_s: float = Field(default=30.0, gt=0)
     replay_window_s: int = Field(default=300, ge=1)
     aliyun_allowed_ips: list[str] = Field(default_factory=list)
     tencent_allowed_ips: list[str] = Field(default_factory=list)
     timer_interval_s: float = Field(default=1.0, gt=0)
-    recovery_interval_s: float = Field(default=30.0, gt=0)
-    lock_ttl_ms: int = Field(default=30_000, ge=1000)
+    # An account lock's lease: kept alive while its holder works (bot/pipeline.py), so it only
+    # runs out when the holder died; then a waiting reply is taken over within about this
+    # long. The recovery scan (a SCAN of the keyspace) finds the queue a dead process left
+    # when no reply came after it.
+    recovery_interval_s: float = Field(default=10.0, gt=0)
+    lock_ttl_ms: int = Field(default=5_000, ge=1000)
     # Accept and store inbound messages but do not process them (maintenance); the queue is
     # processed when the service next starts without it.
     pause_processing: bool = False
@@ -122,11 +147,40 @@ class Settings(BaseSettings):
             raise ValueError("must start with http:// or https://")
         return v.rstrip("/") if v else v
 
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, v: str | None) -> str | None:
+        if v:
+            from bot.storage.resp import RedisConnection
+
+            # Parsed (TLS files loaded) now: a typo fails at start-up with its reason, not as
+            # a traceback when the store first connects. Nothing connects here.
+            RedisConnection(v)
+        return v
+
     @field_validator("aliyun_allowed_ips", "tencent_allowed_ips")
     @classmethod
     def _networks(cls, v: list[str]) -> list[str]:
         parse_allowlist(v)  # a typo fails at start-up, not on every request
         return v
+
+    @model_validator(mode="after")
+    def _demo_is_private(self) -> Self:
+        if not self.demo or self.demo_force:
+            return self
+        if self.redis_url:
+            raise ValueError(
+                "demo mode refuses a shared store (SMSBOT_REDIS_URL is set): its simulator,"
+                " without authentication, would read and text every account and move their"
+                " timers; unset SMSBOT_REDIS_URL, or force with --demo-force"
+                " (SMSBOT_DEMO_FORCE=1)"
+            )
+        if not _loopback(self.host):
+            raise ValueError(
+                f"demo mode listens on loopback only, not {self.host!r}: its simulator has no"
+                " authentication; use 127.0.0.1, or force with --demo-force (SMSBOT_DEMO_FORCE=1)"
+            )
+        return self
 
     @property
     def base_url(self) -> str:
@@ -142,6 +196,16 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, _YamlSource(settings_cls))
+
+
+def _loopback(host: str) -> bool:
+    """Whether ``host`` only listens on this machine (127.0.0.0/8, ::1, localhost)."""
+    if host.strip().lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False  # another name may resolve to anything: not provably private
 
 
 class _YamlSource(PydanticBaseSettingsSource):
@@ -188,7 +252,13 @@ def load_settings(**overrides: Any) -> Settings:
     except ValidationError as exc:
         raise ConfigError(
             [
-                Problem("settings", None, err["msg"], ".".join(str(p) for p in err["loc"]))
+                Problem(
+                    "settings",
+                    None,
+                    # pydantic's "Value error, " prefix says nothing to an operator.
+                    err["msg"].removeprefix("Value error, "),
+                    ".".join(str(p) for p in err["loc"]) or None,
+                )
                 for err in exc.errors()
             ]
         ) from exc

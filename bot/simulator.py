@@ -17,8 +17,8 @@ from pydantic import Field
 
 from bot.api import StrictBody, read_json
 from bot.context import CLOCK, GATE, NLU, PIPELINE, STORE
-from bot.demo import demo_accounts
-from bot.records import QueuedEvent
+from bot.demo import DEMO_IDS, demo_accounts
+from bot.records import AccountRecord, QueuedEvent
 from bot.transport.inbound import InboundSms, WebhookError
 from dialogs import conversation as c
 
@@ -73,11 +73,17 @@ async def accounts(request: web.Request) -> web.Response:
     )
 
 
+async def _demo_account(request: web.Request, account_id: str) -> AccountRecord:
+    """A demo borrower's record; any other account is 404, as if it did not exist."""
+    account = await request.app[STORE].get_account(account_id) if account_id in DEMO_IDS else None
+    if account is None:
+        raise WebhookError(404, f"no demo account {account_id!r}")
+    return account
+
+
 async def _view(request: web.Request, account_id: str) -> dict[str, Any]:
     store = request.app[STORE]
-    account = await store.get_account(account_id)
-    if account is None:
-        raise WebhookError(404, f"no account {account_id!r}")
+    account = await _demo_account(request, account_id)
     raw = await store.get_conversation(account_id)
     conv = c.Conversation.model_validate_json(raw) if raw else None
     audit = await store.read_audit(account_id)
@@ -162,10 +168,7 @@ async def state(request: web.Request) -> web.Response:
 
 async def reply(request: web.Request) -> web.Response:
     body: ReplyBody = await read_json(request, ReplyBody)
-    store = request.app[STORE]
-    account = await store.get_account(body.account_id)
-    if account is None:
-        raise WebhookError(404, f"no account {body.account_id!r}")
+    account = await _demo_account(request, body.account_id)
     sms = InboundSms(
         provider="simulator",
         msg_id=uuid.uuid4().hex,
@@ -208,8 +211,7 @@ async def advance(request: web.Request) -> web.Response:
 
 async def payment(request: web.Request) -> web.Response:
     body: PaymentBody = await read_json(request, PaymentBody)
-    if await request.app[STORE].get_account(body.account_id) is None:
-        raise WebhookError(404, f"no account {body.account_id!r}")
+    await _demo_account(request, body.account_id)
     now = request.app[CLOCK].now()
     event = QueuedEvent(
         kind="payment", at=now, amount=body.amount, reference=f"sim-{uuid.uuid4().hex}"

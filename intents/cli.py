@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -52,13 +54,46 @@ def _classify(args: argparse.Namespace) -> int:
     now = parse_now(args.now)
     resolve_tz(args.tz)  # a bad zone is a usage error before anything loads
     nlu = Understander.load()
-    texts = args.texts if args.texts else (line.rstrip("\r\n") for line in sys.stdin)
     out = sys.stdout
-    for text in texts:
-        u = nlu.understand(text, now=now, tz=args.tz)
-        out.write(json.dumps(u.to_json_dict(), ensure_ascii=False) + "\n")
+    bad = 0
+    for where, given in _inputs(args.texts):
+        # One bad message (bytes that are not UTF-8) is reported in its place, on stdout so
+        # outputs stay line for line with inputs, and on stderr; the rest are still read.
+        try:
+            text = _decoded(given)
+            row = nlu.understand(text, now=now, tz=args.tz).to_json_dict()
+        except UnicodeDecodeError as exc:
+            row = {
+                "input": where,
+                "error": f"not UTF-8 (byte 0x{exc.object[exc.start]:02x} "
+                f"at offset {exc.start}); skipped",
+            }
+        except Exception as exc:  # never expected: reported, and the batch goes on
+            row = {"input": where, "error": f"not understood: {type(exc).__name__}: {exc}"}
+        if "error" in row:
+            bad += 1
+            print(f"smsbot classify: {where}: {row['error']}", file=sys.stderr)
+        out.write(json.dumps(row, ensure_ascii=False) + "\n")
         out.flush()
-    return 0
+    return 1 if bad else 0
+
+
+def _inputs(texts: list[str]) -> Iterator[tuple[str, str | bytes]]:
+    """Each message with where it came from; bytes where they are not decoded yet."""
+    if texts:
+        for i, text in enumerate(texts, 1):
+            # The bytes as typed: argv decodes undecodable bytes to lone surrogates.
+            yield f"argument {i}", os.fsencode(text)
+        return
+    lines: Iterable[str | bytes] = getattr(sys.stdin, "buffer", sys.stdin)
+    for n, line in enumerate(lines, 1):
+        yield f"line {n}", line
+
+
+def _decoded(given: str | bytes) -> str:
+    if isinstance(given, bytes):
+        return given.rstrip(b"\r\n").decode("utf-8")
+    return given.rstrip("\r\n")
 
 
 def _eval(args: argparse.Namespace) -> int:

@@ -96,11 +96,24 @@ def _month_day(month: int, day: int) -> Resolver:
     return resolve
 
 
+def _unresolved(_today: date, _past: bool) -> Resolved:
+    return None
+
+
+# A day further than this from today is not a pay date anyone schedules (一亿周后, 过一亿天):
+# the phrase is kept unresolved (for a person to read) instead of overflowing the calendar.
+MAX_OFFSET_DAYS = 366
+
+
 def _offset(days: int) -> Resolver:
+    if abs(days) > MAX_OFFSET_DAYS:
+        return _unresolved
     return lambda today, _past: today + timedelta(days=days)
 
 
 def _span(a: int, b: int) -> Resolver:
+    if max(abs(a), abs(b)) > MAX_OFFSET_DAYS:
+        return _unresolved
     return lambda today, _past: (today + timedelta(days=a), today + timedelta(days=b))
 
 
@@ -163,10 +176,6 @@ def _next_week(today: date, _past: bool) -> Resolved:
 def _new_year(today: date, past: bool) -> Resolved:
     d = date(today.year, 1, 1)
     return d if past or today == d else date(today.year + 1, 1, 1)
-
-
-def _unresolved(_today: date, _past: bool) -> Resolved:
-    return None
 
 
 _WEEK = r"(?:周|星期|礼拜)"

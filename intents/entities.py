@@ -140,7 +140,10 @@ def resolve(
         # 今天还不上 明天一定还: a day the borrower says they cannot pay is not the pay date.
         times = [t for t in readings.times if t.start not in readings.negated] or readings.times
         for t in times:
-            value = t.resolve(today, t.inherent_past if t.inherent_past is not None else past)
+            try:
+                value = t.resolve(today, t.inherent_past if t.inherent_past is not None else past)
+            except (OverflowError, ValueError):  # a day outside the calendar (near year 9999)
+                value = None
             if value is None:
                 unresolved.append(t.text)
                 spans.append(Span(kind="unresolved_date", text=t.text, start=t.start, end=t.end))

@@ -23,7 +23,7 @@ from intents.classifier import IntentModel, char_ngrams, training_key
 from intents.combine import combine
 from intents.data import DATA_DIR, load_training
 from intents.model import Explanation, Intent, IntentScore, RuleHit, Understanding
-from intents.normalize import Normalizer
+from intents.normalize import Normalizer, without_surrogates
 from intents.rules import Rules, load_rules
 
 log = logging.getLogger(__name__)
@@ -96,6 +96,9 @@ class Understander:
     ) -> Understanding:
         zone = resolve_tz(tz)
         raw = text if isinstance(text, str) else str(text)
+        # A lone surrogate (a JSON "\ud800" escape, an argv byte under surrogateescape) is no
+        # character: OpenCC and every UTF-8 encoder raise on it. It reads as U+FFFD.
+        raw = without_surrogates(raw)
         local_now = now.replace(tzinfo=zone) if now.tzinfo is None else now.astimezone(zone)
         key = (raw, local_now.date())
         answer = self._answers.get(key)

@@ -56,6 +56,15 @@ _REMINDER_SENTENCE = re.compile(
 _SENTENCE_SPLIT = re.compile(r"(?<=[.!?;,\s])")
 
 
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def without_surrogates(text: str) -> str:
+    """``text`` with each lone surrogate replaced by U+FFFD (a str may hold them; no encoder,
+    OpenCC included, accepts them)."""
+    return _SURROGATE.sub("\ufffd", text) if not text.isascii() else text
+
+
 @dataclass(frozen=True)
 class Normalized:
     text: str  # what rules, the model and entity readers see
@@ -75,7 +84,7 @@ class Normalizer:
         self._typo_map = dict(self._typos)
 
     def __call__(self, raw: str) -> Normalized:
-        text = _CONTROL.sub("", raw[: MAX_ANALYSED_CHARS * 2])
+        text = _CONTROL.sub("", without_surrogates(raw[: MAX_ANALYSED_CHARS * 2]))
         text = unicodedata.normalize("NFKC", text)  # full-width → half-width, among others
         text = _EMOJI_MODIFIERS.sub("", text)
         text = self._t2s.convert(text).lower().translate(_PUNCT_VARIANTS)

@@ -30,15 +30,21 @@ NUMBER_PATTERN = (
 NUMBER_RE = re.compile(NUMBER_PATTERN)
 
 
+# No borrower pays, owes or waits more than this: a bigger number (400 digits, 一万亿亿) is
+# not a figure we act on, and floats that large lose their digits or become infinite, which
+# then overflows whatever converts them (int(), timedelta).
+MAX_NUMBER = 1e12
+
+
 def parse_number(token: str) -> float | None:
-    """Value of one numeral token, or None when it is not a number we understand."""
+    """Value of one numeral token, or None when it is not a number we understand (including
+    one above :data:`MAX_NUMBER`)."""
     token = token.replace(",", "").replace(" ", "").lower()
     if not token:
         return None
     m = re.fullmatch(r"(\d+(?:\.\d+)?)(.*)", token)
-    if m:
-        return _arabic_with_unit(float(m.group(1)), m.group(2))
-    return parse_chinese(token)
+    value = _arabic_with_unit(float(m.group(1)), m.group(2)) if m else parse_chinese(token)
+    return value if value is not None and 0 <= value <= MAX_NUMBER else None
 
 
 def _arabic_with_unit(value: float, rest: str) -> float | None:

@@ -29,7 +29,7 @@ import ssl
 from collections import deque
 from collections.abc import Sequence
 from typing import Any, cast
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
 
 import hiredis
 from redis.exceptions import (
@@ -44,6 +44,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bot.storage.base import StoreUnavailable
+from bot.storage.tls import tls_context, tls_options
 
 Command = Sequence[Any]
 
@@ -182,8 +183,18 @@ class _Protocol(asyncio.Protocol):
         self._fail(RedisConnectionError(f"connection to Redis at {self._where} closed"))
 
 
+def _redacted(url: str) -> str:
+    """``url`` without its password: error messages reach logs and terminals."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
 class RedisConnection:
-    """``redis://[[user]:password@]host[:port][/db]``, ``rediss://…`` (TLS) or
+    """``redis://[[user]:password@]host[:port][/db]``, ``rediss://…`` (TLS; options as in
+    redis-py: ``?ssl_ca_certs=…&ssl_cert_reqs=…&ssl_certfile=…&ssl_keyfile=…``) or
     ``unix://path[?db=N]``. Connects on first use and again after a failure."""
 
     def __init__(
@@ -203,6 +214,7 @@ class RedisConnection:
         self._host = "localhost"
         self._port = 6379
         self._ssl: ssl.SSLContext | None = None
+        tls = tls_options(query)
         if parts.scheme == "unix":
             self._path = unquote(parts.path)
             self.where = self._path
@@ -211,14 +223,21 @@ class RedisConnection:
             self._port = parts.port or 6379
             self.where = f"{self._host}:{self._port}"
             if parts.scheme == "rediss":
-                self._ssl = ssl_context or ssl.create_default_context()
+                self._ssl = ssl_context or tls_context(tls)
         else:
-            raise ValueError(f"Redis URL must start with redis://, rediss:// or unix://: {url!r}")
+            raise ValueError(
+                f"Redis URL must start with redis://, rediss:// or unix://: {_redacted(url)!r}"
+            )
+        if tls and parts.scheme != "rediss":
+            # Settings for a TLS connection on a plain one: the operator meant rediss://.
+            raise ValueError(f"Redis URL has {', '.join(sorted(tls))} but is not rediss://")
         db_text = query.get("db") or (parts.path.strip("/") if parts.scheme != "unix" else "")
         try:
             self.db = int(db_text) if db_text else 0
         except ValueError:
-            raise ValueError(f"Redis URL has a database that is not a number: {url!r}") from None
+            raise ValueError(
+                f"Redis URL has a database that is not a number: {_redacted(url)!r}"
+            ) from None
         self.where += f"/{self.db}"
         self._username = unquote(parts.username) if parts.username else None
         self._password = unquote(parts.password) if parts.password else None

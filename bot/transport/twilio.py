@@ -21,7 +21,6 @@ import hashlib
 import hmac
 from collections.abc import Sequence
 from datetime import datetime
-from operator import itemgetter
 from typing import Final, Literal
 from urllib.parse import urlsplit, urlunsplit
 
@@ -45,8 +44,6 @@ Algorithm = Literal["HMAC_SHA1", "HMAC_SHA256"]
 _HASHES: Final = {"HMAC_SHA1": hashlib.sha1, "HMAC_SHA256": hashlib.sha256}
 _DEFAULT_PORTS: Final = {"https": 443, "http": 80}
 
-_NAME: Final = itemgetter(0)  # a form pair's name
-
 # Message SIDs are 34 characters (SM/MM + 32 hex); allow some slack, but bound what becomes a
 # dedup key.
 _MAX_SID: Final = 64
@@ -62,9 +59,16 @@ def expected_signature(
     """The ``X-Twilio-Signature`` Twilio sends for ``url`` and these form ``params``.
 
     ``params`` are the decoded form pairs in received order; all of them must be passed,
-    untrimmed. A stable sort keeps repeated names' values in received order.
+    untrimmed. A name given several times (MediaUrl0…, or a proxy's repeated field) is signed
+    as Twilio's own library computes it (``RequestValidator.compute_signature``): names sorted,
+    each name's *distinct* values sorted, whatever order they arrived in.
     """
-    signed = url + "".join(name + value for name, value in sorted(params, key=_NAME))
+    values: dict[str, set[str]] = {}
+    for name, value in params:
+        values.setdefault(name, set()).add(value)
+    signed = url + "".join(
+        name + value for name in sorted(values) for value in sorted(values[name])
+    )
     # hmac.digest: OpenSSL's one-shot HMAC, without building an hmac object per request.
     mac = hmac.digest(auth_token.encode(), signed.encode(), _HASHES[algorithm])
     return base64.b64encode(mac).decode("ascii")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import Any
 
 import pytest
 
@@ -169,3 +170,27 @@ def test_installments(understand, text: str, n: int) -> None:  # type: ignore[no
 def test_doubt_that_the_sender_is_genuine(understand, text: str, doubt: str | None) -> None:  # type: ignore[no-untyped-def]
     u: Understanding = understand(text)
     assert u.entities.doubt == doubt
+
+
+@pytest.mark.parametrize(
+    ("text", "unresolved"),
+    [
+        ("一亿周后还", ["一亿周后"]),
+        ("过一亿天还", ["过一亿天"]),
+        ("一亿天内还", ["一亿天内"]),
+        ("我还" + "9" * 400 + "元", []),
+        ("明天还\udfff", []),
+        ("\ud800", []),
+    ],
+)
+def test_absurd_numbers_and_lone_surrogates_are_read_not_raised(
+    understand: Any, text: str, unresolved: list[str]
+) -> None:
+    u = understand(text)
+    assert u.entities.amount is None
+    assert list(u.entities.unresolved) == unresolved
+    assert "\ufffd" in u.text or u.text == text
+
+
+def test_a_reasonable_offset_still_resolves(understand: Any) -> None:
+    assert understand("两周后还").entities.date == date(2026, 12, 16)

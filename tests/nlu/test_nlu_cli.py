@@ -71,3 +71,25 @@ def test_eval_prints_the_report(capsys: pytest.CaptureFixture[str]) -> None:
 def test_check_passes_on_project_data(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["intents", "check"]) == 0
     assert capsys.readouterr().out.startswith("ok:")
+
+
+def test_classify_reports_a_bad_line_and_goes_on(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    raw = "好的\n".encode() + b"\xff\xfe\xe5\n" + "明天还\n".encode()
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(raw), encoding="utf-8"))
+    assert main(["classify", "--now", "2026-12-02T10:00:00+08:00"]) == 1
+    captured = capsys.readouterr()
+    rows = _lines(captured.out)
+    assert [r.get("intent") for r in rows] == ["acknowledge", None, "promise_to_pay"]
+    assert rows[1] == {"input": "line 2", "error": "not UTF-8 (byte 0xff at offset 0); skipped"}
+    assert "line 2: not UTF-8" in captured.err
+
+
+def test_classify_reads_undecodable_arguments_as_bad_input(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # How argv holds the byte 0xff on a UTF-8 system (surrogateescape).
+    assert main(["classify", "--now", "2026-12-02T10:00:00+08:00", "\udcff", "TD"]) == 1
+    rows = _lines(capsys.readouterr().out)
+    assert rows[0]["input"] == "argument 1" and rows[1]["intent"] == "stop"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 
 from hypothesis import HealthCheck, given, settings
@@ -89,3 +90,39 @@ def test_any_clock_and_zone(nlu: Understander, text: str, offset: int, tz: str) 
 def test_every_spelling_of_stop_is_detected(nlu: Understander, text: str) -> None:
     u = nlu.understand(text, now=NOW)
     assert u.intent == Intent.STOP, (text, u.explain.normalized, u.intents)
+
+
+# Numbers and time units as a hostile or careless sender strings them together: huge runs of
+# digits, 亿 and 万 stacked, offsets of every unit (issue 16, item 15: 400-digit amounts and
+# 一亿周后 overflowed).
+_NUMERALS = st.one_of(
+    st.integers(min_value=0, max_value=10**400).map(str),
+    st.text(alphabet="零一二两三四五六七八九十百千万亿壹贰仟", min_size=1, max_size=12),
+    st.sampled_from(["1e400", "9" * 400, "1.5万", "3k", "2w", "0", "00", "1,000,000,000,000"]),
+)
+_UNITS = st.sampled_from(
+    ["元", "块", "天后", "日后", "周后", "个星期后", "天内", "号", "月", "月5号", "期", "年后", ""]
+)
+
+
+@PROPS
+@given(
+    parts=st.lists(st.tuples(_NUMERALS, _UNITS), min_size=1, max_size=4),
+    verb=st.sampled_from(["还", "我还", "已还", "分", "过", "下个月", ""]),
+)
+def test_numbers_and_offsets_of_any_size_never_raise(
+    nlu: Understander, parts: list[tuple[str, str]], verb: str
+) -> None:
+    text = verb + "".join(n + u for n, u in parts)
+    u = nlu.understand(text, now=NOW)
+    amount = u.entities.amount
+    assert amount is None or 0 < amount <= 1e12
+    json.dumps(u.to_json_dict(), ensure_ascii=False).encode("utf-8")
+
+
+@PROPS
+@given(text=st.text(alphabet=st.characters(exclude_categories=()), max_size=200))
+def test_any_str_even_with_lone_surrogates_never_raises(nlu: Understander, text: str) -> None:
+    u = nlu.understand(text, now=NOW)
+    # What it answers can always be written out (the CLI, the audit): no lone surrogate left.
+    json.dumps(u.to_json_dict(), ensure_ascii=False).encode("utf-8")

@@ -16,6 +16,10 @@ from datetime import UTC, datetime, timedelta, timezone
 from urllib.parse import parse_qsl
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from multidict import MultiDict
+from twilio.request_validator import RequestValidator  # type: ignore[import-untyped]
 
 from bot.transport import aliyun, auth, generic, tencent, twilio
 from bot.transport.inbound import WebhookError, content_id
@@ -96,11 +100,31 @@ def test_twilio_sort_is_case_sensitive_code_point_order() -> None:
     assert twilio.expected_signature(TOKEN, URL, params) == twilio_sig(TOKEN, URL + "B2a3b1")
 
 
-def test_twilio_repeated_keys_keep_received_order() -> None:
-    params = [("MediaUrl", "z"), ("Body", "x"), ("MediaUrl", "a")]
-    expected = twilio_sig(TOKEN, URL + "BodyxMediaUrlzMediaUrla")
+def test_twilio_repeated_keys_are_signed_as_twilios_library_does() -> None:
+    # RequestValidator.compute_signature: each name's distinct values, sorted (issue 16, item
+    # 17: we used to keep received order, refusing Twilio's signature of such a form).
+    params = [("MediaUrl", "z"), ("Body", "x"), ("MediaUrl", "a"), ("MediaUrl", "z")]
+    expected = twilio_sig(TOKEN, URL + "BodyxMediaUrlaMediaUrlz")
     assert twilio.expected_signature(TOKEN, URL, params) == expected
     twilio.verify(TOKEN, URL, params, expected)
+    sdk = RequestValidator(TOKEN)
+    form = MultiDict(params)
+    assert sdk.compute_signature(URL, form) == expected
+    assert sdk.validate(URL, form, expected)
+
+
+_NAMES = st.sampled_from(["Body", "MediaUrl", "mediaurl", "From", "B", "a", "Ä", "媒体"])
+_VALUES = st.text(alphabet=st.characters(codec="utf-8"), max_size=6)
+
+
+@settings(max_examples=300)
+@given(params=st.lists(st.tuples(_NAMES, _VALUES), max_size=8), sha256=st.booleans())
+def test_twilio_signature_equals_the_sdks_for_any_form(
+    params: list[tuple[str, str]], sha256: bool
+) -> None:
+    algorithm = "HMAC_SHA256" if sha256 else "HMAC_SHA1"
+    sdk = RequestValidator(TOKEN).compute_signature(URL, MultiDict(params), algorithm)
+    assert twilio.expected_signature(TOKEN, URL, params, algorithm=algorithm) == sdk
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ import json
 import time
 from decimal import Decimal
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 
@@ -16,6 +17,7 @@ from intents import Understander
 from tests.service.apphelpers import (
     ALIYUN_TOKEN,
     AUTH,
+    TWILIO_TOKEN,
     account,
     borrower_texts,
     client,
@@ -23,6 +25,7 @@ from tests.service.apphelpers import (
     daytime_clock,
     generic_request,
     post_twilio,
+    twilio_form,
 )
 
 pytestmark = pytest.mark.timeout(60)
@@ -596,3 +599,31 @@ async def test_a_free_carrier_slot_reserves_and_claims_in_one_step(
         assert got == kinds
         (sent,) = await c.app[STORE].list_sandbox()
         assert sent.id == record.id and record.provider_id == f"sandbox:{record.id}"
+
+
+async def test_twilio_form_with_repeated_parameters_signed_by_twilios_library(
+    nlu: Understander,
+) -> None:
+    # A picture message: MediaUrl repeated, out of order. Twilio's RequestValidator signs each
+    # name's values sorted; the webhook must accept that signature (issue 16, item 17).
+    from multidict import MultiDict
+    from twilio.request_validator import RequestValidator  # type: ignore[import-untyped]
+
+    async with client(nlu, clock=daytime_clock()) as c:
+        acc = await _with_account(c)
+        pairs = [
+            *twilio_form(acc["phone"], "明天还500", "SM" + "8" * 32).items(),
+            ("MediaUrl", "https://api.twilio.com/m/2"),
+            ("MediaUrl", "https://api.twilio.com/m/1"),
+        ]
+        url = "https://sms.example.cn/webhooks/twilio"
+        signature = RequestValidator(TWILIO_TOKEN).compute_signature(url, MultiDict(pairs))
+        r = await c.post(
+            "/webhooks/twilio",
+            data=urlencode(pairs),
+            headers={
+                "Content-Type": "application/x-www-form-urlencoded",
+                "X-Twilio-Signature": signature,
+            },
+        )
+        assert r.status == 200, await r.text()

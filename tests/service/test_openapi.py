@@ -1,0 +1,228 @@
+"""The OpenAPI document describes every route (webhooks, /healthz, /readyz included) and every
+response body, and each real response validates against the model it names (issue 16, item
+18)."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+from urllib.parse import urlencode
+
+from aiohttp.test_utils import TestClient
+from pydantic import BaseModel, TypeAdapter
+
+from bot import schemas
+from bot.api import AccountsBody, AgentBody, PaymentBody
+from bot.context import PIPELINE
+from bot.records import AccountRecord
+from intents import Understander
+from tests.service.apphelpers import (
+    ALIYUN_TOKEN,
+    AUTH,
+    account,
+    client,
+    daytime_clock,
+    generic_request,
+    post_twilio,
+    twilio_signature,
+)
+
+MODELS: dict[str, type[BaseModel]] = {
+    m.__name__: m
+    for m in [
+        AccountsBody,
+        AccountRecord,
+        PaymentBody,
+        AgentBody,
+        schemas.Error,
+        schemas.AccountsResult,
+        schemas.Accepted,
+        schemas.ConversationView,
+        schemas.Health,
+        schemas.Readiness,
+        schemas.GenericAck,
+        schemas.AliyunAck,
+        schemas.TencentAck,
+        schemas.ReloadReport,
+        *schemas.LISTS.values(),
+    ]
+}
+
+
+def _routes(c: TestClient[Any, Any]) -> set[tuple[str, str]]:
+    found = set()
+    for route in c.app.router.routes():
+        info = route.resource.get_info() if route.resource else {}
+        path = info.get("path") or info.get("formatter")
+        if route.method != "HEAD" and path and not path.startswith("/simulator"):
+            found.add((route.method.lower(), path))
+    return found
+
+
+def _model_name(schema: dict[str, Any]) -> str:
+    return str(schema["$ref"]).rsplit("/", 1)[-1]
+
+
+class Checker:
+    def __init__(self, doc: dict[str, Any]) -> None:
+        self.doc = doc
+        self.checked: set[tuple[str, str, str]] = set()
+
+    async def check(self, method: str, path: str, response: Any) -> None:
+        """``response`` (aiohttp) against what the document says ``method path`` answers."""
+        status = str(response.status)
+        documented = self.doc["paths"][path][method]["responses"]
+        assert status in documented, (method, path, status, await response.text())
+        content = documented[status].get("content")
+        self.checked.add((method, path, status))
+        if content is None:
+            assert await response.read() == b""
+            return
+        (media,) = content
+        assert response.content_type == media, (path, response.content_type)
+        if media != "application/json":
+            return
+        body = await response.json()
+        schema = content[media]["schema"]
+        if "$ref" in schema:
+            MODELS[_model_name(schema)].model_validate(body)
+        elif schema.get("type") == "array":
+            item = MODELS[_model_name(schema["items"])]
+            assert body, f"{path}: check a list with something in it"
+            TypeAdapter(list[item]).validate_python(body)  # type: ignore[valid-type]
+        else:
+            assert isinstance(body, dict)
+
+
+async def test_every_route_is_documented_and_every_response_has_a_body_schema(
+    nlu: Understander,
+) -> None:
+    async with client(nlu) as c:
+        doc = await (await c.get("/api/openapi.json")).json()
+        documented = {(m, p) for p, ops in doc["paths"].items() for m in ops}
+        assert documented == _routes(c)
+        for path, ops in doc["paths"].items():
+            for method, op in ops.items():
+                assert op.get("summary"), (method, path)
+                for status, response in op["responses"].items():
+                    if status != "204":
+                        assert response.get("content"), (method, path, status)
+        schemas_ = doc["components"]["schemas"]
+        refs = {r.rsplit("/", 1)[-1] for r in _all_refs(doc["paths"])}
+        assert refs <= set(schemas_), refs - set(schemas_)
+        assert refs - {"TwilioInbound", "TwilioStatus", "GenericInbound"} <= set(MODELS) | {
+            "AliyunInbound",
+            "TencentInbound",
+        }
+
+
+def _all_refs(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        return [v for k, v in node.items() if k == "$ref"] + [
+            r for v in node.values() for r in _all_refs(v)
+        ]
+    if isinstance(node, list):
+        return [r for v in node for r in _all_refs(v)]
+    return []
+
+
+async def test_real_responses_are_what_the_document_says(nlu: Understander) -> None:
+    async with client(nlu, clock=daytime_clock()) as c:
+        doc = await (await c.get("/api/openapi.json")).json()
+        ck = Checker(doc)
+        rows = [account(1), account(2, phone="12345"), account(3, phone=account(1)["phone"])]
+        await ck.check(
+            "post",
+            "/api/accounts",
+            await c.post("/api/accounts", json={"accounts": rows}, headers=AUTH),
+        )
+        await ck.check(
+            "post", "/api/accounts", await c.post("/api/accounts", data=b"{", headers=AUTH)
+        )
+        await ck.check("post", "/api/accounts", await c.post("/api/accounts", json={}))
+        reload = await c.post("/api/admin/reload", headers=AUTH)
+        await ck.check("post", "/api/admin/reload", reload)
+        phone = account(3)["phone"]
+        await ck.check(
+            "post", "/webhooks/twilio", await post_twilio(c, phone, "明天还500", "SM" + "1" * 32)
+        )
+        body, headers = generic_request("g-1", phone, "好的")
+        await ck.check(
+            "post",
+            "/webhooks/generic",
+            await c.post("/webhooks/generic", data=body, headers=headers),
+        )
+        body, headers = generic_request("g-2", "+8613911112222", "你们是谁")  # nobody's number
+        await ck.check(
+            "post",
+            "/webhooks/generic",
+            await c.post("/webhooks/generic", data=body, headers=headers),
+        )
+        await ck.check("post", "/webhooks/generic", await c.post("/webhooks/generic", data=body))
+        aliyun = [{"phone_number": phone[3:], "content": "好的", "sequence_id": 7}]
+        url = f"/webhooks/aliyun/{ALIYUN_TOKEN}"
+        await ck.check("post", "/webhooks/aliyun/{token}", await c.post(url, json=aliyun))
+        await ck.check("get", "/webhooks/aliyun/{token}", await c.get(url))
+        await ck.check("get", "/webhooks/aliyun/{token}", await c.get("/webhooks/aliyun/wrong"))
+        tencent = {
+            "mobile": phone[3:],
+            "nationcode": "86",
+            "text": "好的",
+            "time": int(time.time()),
+        }
+        await ck.check("post", "/webhooks/tencent", await c.post("/webhooks/tencent", json=tencent))
+        await ck.check(
+            "post",
+            "/webhooks/aliyun/report/{token}",
+            await c.post(f"/webhooks/aliyun/report/{ALIYUN_TOKEN}", json=[]),
+        )
+        await ck.check(
+            "post", "/webhooks/tencent/status", await c.post("/webhooks/tencent/status", json=[])
+        )
+        form = {"MessageSid": "SM" + "9" * 32, "MessageStatus": "delivered", "To": phone}
+        status_url = "/webhooks/twilio/status?ref=no-such-message"
+        sig = twilio_signature("https://sms.example.cn" + status_url, form)
+        r = await c.post(
+            status_url,
+            data=urlencode(form),
+            headers={
+                "Content-Type": "application/x-www-form-urlencoded",
+                "X-Twilio-Signature": sig,
+            },
+        )
+        await ck.check("post", "/webhooks/twilio/status", r)
+        await c.app[PIPELINE].idle()
+        pay = {
+            "account_id": "acc-0001",
+            "amount": "100.00",
+            "paid_at": "2026-11-25T10:00:00+08:00",
+            "reference": "p-1",
+        }
+        await ck.check(
+            "post", "/api/payments", await c.post("/api/payments", json=pay, headers=AUTH)
+        )
+        await ck.check(
+            "post",
+            "/api/payments",
+            await c.post("/api/payments", json={**pay, "account_id": "nobody"}, headers=AUTH),
+        )
+        await ck.check(
+            "post",
+            "/api/conversations/{account_id}/agent",
+            await c.post(
+                "/api/conversations/acc-0003/agent", json={"action": "returned"}, headers=AUTH
+            ),
+        )
+        await c.app[PIPELINE].idle()
+        for account_id in ("acc-0001", "acc-0003", "nobody"):
+            r = await c.get(f"/api/conversations/{account_id}", headers=AUTH)
+            await ck.check("get", "/api/conversations/{account_id}", r)
+        for path in schemas.LISTS:
+            await ck.check("get", path, await c.get(path, headers=AUTH))
+            await ck.check("get", path, await c.get(path + "?limit=x", headers=AUTH))
+        await ck.check("get", "/healthz", await c.get("/healthz"))
+        await ck.check("get", "/readyz", await c.get("/readyz"))
+        await ck.check("get", "/api/openapi.json", await c.get("/api/openapi.json"))
+        json.dumps(doc)
+        assert len(ck.checked) >= 25
