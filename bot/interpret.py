@@ -16,10 +16,10 @@ from bot.compliance.gate import Gate
 from bot.compliance.status import gate_context
 from bot.compliance.window import Preferences
 from bot.memo import Memo
-from bot.outbound.dispatch import fingerprint
 from bot.records import AccountRecord, AuditEntry, Outbound, QueuedEvent, SendKind, audit_entry
 from bot.storage.base import Store
 from dialogs import conversation as c
+from dialogs.conversation import fingerprint
 from dialogs.engine import CompiledFlow, new_conversation, step
 from dialogs.registry import Registry
 from dialogs.schema import AgentAction, Flag

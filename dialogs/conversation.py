@@ -7,6 +7,7 @@ new flow version (or a new process) can pick it up.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated, Literal
 
@@ -250,3 +251,16 @@ def event_label(event: AnyEvent) -> str:
             return f"delivery failed {event.reason}".strip()
         case _:
             return "campaign start"
+
+
+def fingerprint(conv: Conversation) -> str:
+    """What a message held back by the gate depends on: if any of it changed when it would
+    leave (a reply, a payment, a stop), the flow has moved on and the message is stale."""
+    parts = (
+        conv.state,
+        sorted(f.value for f in conv.flags),
+        str(conv.paid_total),
+        conv.promise.model_dump_json() if conv.promise else "",
+        sorted(conv.counters.items()),
+    )
+    return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]

@@ -15,6 +15,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Protocol
+from zoneinfo import ZoneInfo
 
 from pydantic import AwareDatetime, Field, ValidationError, model_validator
 
@@ -22,7 +23,8 @@ from common.errors import ConfigError, Problem
 from common.yamlio import Located, load_yaml, validation_problems
 from dialogs import conversation as c
 from dialogs.engine import CompiledFlow, compile_flow, new_conversation, run_until, step
-from dialogs.expect import Expect, check
+from dialogs.expect import Expect, QueueView, check
+from dialogs.held import Moves, Queue, Verdict, advance, judge
 from dialogs.registry import DEFAULT_FLOWS, Registry, check_flow
 from dialogs.schema import AgentAction, Duration, Frozen, format_duration
 
@@ -102,6 +104,15 @@ class Reviewer(Protocol):
         now: datetime,
     ) -> list[str]: ...
 
+    def decide(
+        self,
+        cf: CompiledFlow,
+        conv: c.Conversation,
+        sends: list[c.Send],
+        answers: str | None,
+        now: datetime,
+    ) -> Sequence[Verdict]: ...
+
 
 def nlu_understander() -> Understand:
     """The real NLU, built once (it trains its model at load)."""
@@ -126,6 +137,7 @@ class StepRecord:
     actions: list[c.AnyAction]
     failures: list[str] = field(default_factory=list)
     gate: list[str] = field(default_factory=list)  # "send", "defer until …", "block (rules)"
+    queue: QueueView = field(default_factory=QueueView)  # what the gate holds (dialogs.held)
 
 
 @dataclass
@@ -209,19 +221,19 @@ class Runner:
             result.error = f"flow {flow_ref!r} does not load:\n" + str(exc)
             return result
         conv = new_conversation(cf, c.Account.model_validate(account.model_dump()), f"{test.name}")
+        queue = Queue()
         if self.gate is not None:
             self.gate.start_test()
         for i, st in enumerate(test.steps):
             line = doc.line(("tests", index, "steps", i))
             try:
-                conv, now, record = self._step(cf, conv, st, now, i, line)
+                conv, now, record = self._step(cf, conv, st, now, i, line, queue)
             except (ConfigError, ValueError) as exc:
                 result.error = f"step {i + 1} (line {line}): {exc}"
                 return result
-            if self.gate is not None and st.wait is None:
-                answers = "inbound" if st.say is not None else "payment" if st.pay else None
-                record.gate = self.gate.review(cf, conv, _sends(record.actions), answers, record.at)
-            record.failures = check(st.expect, record.actions, record.intent, record.gate, conv)
+            record.failures = check(
+                st.expect, record.actions, record.intent, record.gate, conv, record.queue
+            )
             result.records.append(record)
             if record.failures:
                 break  # later steps would only repeat the first difference
@@ -235,24 +247,37 @@ class Runner:
         now: datetime,
         index: int,
         line: int | None,
+        queue: Queue,
     ) -> tuple[c.Conversation, datetime, StepRecord]:
+        zone = ZoneInfo(cf.flow.spec.settings.timezone)
         if st.wait is not None:
-            actions: list[c.AnyAction] = []
-            notes: list[str] = []
             until = now + st.wait
-            for at, _, after, acts in run_until(cf, conv, until):
-                conv = after
-                actions += acts
-                if self.gate is not None:  # each timer's messages are judged at its own time
-                    notes += self.gate.review(cf, conv, _sends(acts), None, at)
             label = f"{format_duration(st.wait)} pass"
-            record = StepRecord(index, line, now, label, None, conv.state, actions, gate=notes)
+            if self.gate is None:
+                actions: list[c.AnyAction] = []
+                for _, _, after, acts in run_until(cf, conv, until):
+                    conv = after
+                    actions += acts
+                record = StepRecord(index, line, now, label, None, conv.state, actions)
+                return conv, until, record
+            # Held messages come due and timers fire, each at its own time, as in the service.
+            conv, moves = advance(self.gate, cf, conv, now, until, queue)
+            record = StepRecord(
+                index, line, now, label, None, conv.state, moves.actions, gate=moves.notes
+            )
+            record.queue = QueueView.of(queue, moves, zone)
             return conv, until, record
         event = self._event(cf, st, now)
         conv, actions = step(cf, conv, event, now)
         intent = conv.last_intent if isinstance(event, c.Reply) else None
-        label = c.event_label(event)
-        return conv, now, StepRecord(index, line, now, label, intent, conv.state, actions)
+        record = StepRecord(index, line, now, c.event_label(event), intent, conv.state, actions)
+        if self.gate is not None:
+            answers = "inbound" if st.say is not None else "payment" if st.pay else None
+            moves = Moves()
+            judge(self.gate, cf, conv, actions, answers, now, queue, moves)
+            record.gate = moves.notes
+            record.queue = QueueView.of(queue, moves, zone)
+        return conv, now, record
 
     def _event(self, cf: CompiledFlow, st: Step, now: datetime) -> c.AnyEvent:
         if st.say is not None:

@@ -9,12 +9,34 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 from pydantic import AwareDatetime, Field
 
 from dialogs import conversation as c
+from dialogs.held import Moves, Queue
 from dialogs.schema import Flag, Frozen
+
+
+@dataclass
+class QueueView:
+    """What the gate's deferral queue looks like after a step (dialogs.held)."""
+
+    held: list[str] = field(default_factory=list)  # templates still held, in order
+    until: dict[str, str] = field(default_factory=dict)  # template -> local "MM-DD HH:MM"
+    released: list[str] = field(default_factory=list)  # left during the step after waiting
+    dropped: list[str] = field(default_factory=list)  # superseded or blocked during the step
+
+    @classmethod
+    def of(cls, queue: Queue, moves: Moves, zone: ZoneInfo) -> QueueView:
+        return cls(
+            held=[h.send.template for h in queue.held],
+            until={h.send.template: f"{h.until.astimezone(zone):%m-%d %H:%M}" for h in queue.held},
+            released=list(moves.released),
+            dropped=list(moves.dropped),
+        )
 
 
 class PromiseExpect(Frozen):
@@ -43,6 +65,13 @@ class Expect(Frozen):
     promise: PromiseExpect | bool | None = None
     counters: dict[str, int] = Field(default_factory=dict)  # exact values; unset counts 0
     timers_at: dict[str, AwareDatetime] = Field(default_factory=dict)  # exact due times
+    # The gate's deferral queue (needs the gate, as `smsbot flows test` runs it): templates
+    # still held after the step, until when (local "MM-DD HH:MM"), and those that left or
+    # were dropped (superseded, blocked) during the step.
+    held: list[str] | None = None
+    held_until: dict[str, str] = Field(default_factory=dict)
+    released: list[str] | None = None
+    dropped: list[str] | None = None
 
 
 def _sends(actions: Sequence[c.AnyAction]) -> list[c.Send]:
@@ -75,6 +104,7 @@ def check(
     intent: str | None,
     gate: Sequence[str],
     conv: c.Conversation,
+    queue: QueueView | None = None,
 ) -> list[str]:
     """Differences between what a step expected and what happened, as `- want / + got` pairs."""
     out: list[str] = []
@@ -133,6 +163,17 @@ def check(
         got = conv.timers.get(name)
         if got != at:
             diff(f"timer {name} due", at.isoformat(), got.isoformat() if got else "not set")
+    q = queue or QueueView()
+    for what, want, templates in (
+        ("held", exp.held, q.held),
+        ("released", exp.released, q.released),
+        ("dropped", exp.dropped, q.dropped),
+    ):
+        if want is not None and want != templates:
+            diff(what, want, templates)
+    for template, when in exp.held_until.items():
+        if q.until.get(template) != when:
+            diff(f"{template} held until", when, q.until.get(template, "not held"))
     verdicts = [g.split()[0] for g in gate]
     if exp.gate is not None and exp.gate != verdicts:
         diff("gate", exp.gate, gate or "no gate")

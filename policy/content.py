@@ -326,6 +326,7 @@ class ContentChecker:
         elif not soft:
             hits = [h for h in hits if h[2].severity != "soft"]
         located = TextMap(body, compact)
+        hits = [h for h in hits if not located.crosses_sentence(h[0], h[1])]
         if any(h[3] for h in hits):
             hits = [h for h in hits if not h[3] or located.whole_word(h[0], h[1])]
         hits = _without_exceptions(hits)

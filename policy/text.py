@@ -22,6 +22,7 @@ import opencc
 _DROP = re.compile(r"[^\w¥$€£￥＄￡]|_")
 _KEEP = re.compile(r"[^\W_]|[¥$€£￥＄￡]")
 _KEEP_RUN = re.compile(r"(?:[^\W_]|[¥$€£￥＄￡])+")
+_SENTENCE_END = re.compile(r"[。！？；!?;\n]")
 # An English word may carry one of these endings after a term (sue → sued, arrest → arrests).
 _SUFFIXES = frozenset({"s", "es", "d", "ed", "ing", "er", "ers"})
 
@@ -117,6 +118,17 @@ class TextMap:
         if not self._positions or end <= start:
             return ""
         return self.original[self._positions[start] : self._positions[end - 1] + 1]
+
+    def crosses_sentence(self, start: int, end: int) -> bool:
+        """Does the original text of normalised characters start..end span the end of a
+        sentence (。！？；, or a line break)? Such a "term" is two sentences' edges: 额度将被冻结。
+        您的… is no 冻结你的. A half-width dot stays inside a term (逮.捕 is an evasion)."""
+        if self._positions is None:
+            self.quote(start, end)  # builds the position map
+        if not self._positions or end - start < 2:
+            return False
+        a, b = self._positions[start], self._positions[end - 1]
+        return _SENTENCE_END.search(self.original, a, b) is not None
 
     def boundary(self, k: int) -> bool:
         """Is there a word boundary between normalised characters k-1 and k?"""

@@ -11,7 +11,6 @@ the carrier off the lock. A deferred message that comes due is gated again, or d
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Mapping
 from datetime import datetime
@@ -25,6 +24,7 @@ from bot.outbound.sender import Sender
 from bot.records import AccountRecord, AuditEntry, Outbound, audit_entry
 from bot.storage.base import Store, StoreUnavailable, Transition
 from dialogs import conversation as c
+from dialogs.conversation import fingerprint
 from dialogs.engine import rerender
 from dialogs.registry import Registry
 from dialogs.templates import day_bound
@@ -233,15 +233,3 @@ class Dispatcher:
         record = queued(msg).moved(state, now, detail=why)
         audit = [audit_entry(now, state, message_id=msg.id, template=msg.template, detail=why)]
         await self.store.move(Transition(record, None, audit))
-
-
-def fingerprint(conv: c.Conversation) -> str:
-    """What a deferred message depends on: if any of it changed, the message is stale."""
-    parts = (
-        conv.state,
-        sorted(f.value for f in conv.flags),
-        str(conv.paid_total),
-        conv.promise.model_dump_json() if conv.promise else "",
-        sorted(conv.counters.items()),
-    )
-    return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]

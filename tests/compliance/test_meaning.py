@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from meaning_cases import APPROVED_ONLY, BENIGN, LAUNDERED, PROHIBITED
 
@@ -148,6 +148,7 @@ def test_a_threat_next_to_benign_text_is_still_blocked(
 
 @settings(max_examples=300, deadline=None)
 @given(a=st.sampled_from(BENIGN), b=st.sampled_from(BENIGN))
+@example(a="逾期期间您的借款额度将被冻结", b="您的逾期不会影响您的家人")  # 冻结。您的 ≠ 冻结你的
 def test_two_benign_sentences_pass(a: str, b: str) -> None:
     assert stops(CN, cn_text(f"{a}。{b}"), approved=False) == []
 

@@ -1,0 +1,188 @@
+"""The compliance gate's deferral queue, as conversation tests play it.
+
+In the service a message the gate defers waits until its time, is then judged again, and
+either leaves, waits longer, or is dropped as superseded (the conversation moved on, or its
+words held on the day it was written only); timers set with it count from when it left
+(``bot.outbound.dispatch``, ``bot.interpret``). ``advance`` plays the same on the simulated
+clock, so a conversation test can say what the gate held, until when, and what became of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Protocol
+from zoneinfo import ZoneInfo
+
+from dialogs import conversation as c
+from dialogs.engine import CompiledFlow, rerender, step
+from dialogs.templates import day_bound
+
+# A message that left within this long of being written was not held: its timers stand.
+_HELD = timedelta(minutes=1)
+
+
+class Verdict(Protocol):
+    """One of the gate's decisions (bot.compliance.gate.Decision fits)."""
+
+    @property
+    def verdict(self) -> str: ...
+
+    @property
+    def until(self) -> datetime | None: ...
+
+    @property
+    def rules(self) -> tuple[str, ...]: ...
+
+
+class Judge(Protocol):
+    def decide(
+        self,
+        cf: CompiledFlow,
+        conv: c.Conversation,
+        sends: list[c.Send],
+        answers: str | None,
+        now: datetime,
+    ) -> Sequence[Verdict]: ...
+
+
+@dataclass
+class Held:
+    send: c.Send
+    until: datetime
+    written: datetime
+    fingerprint: str
+    answers: str | None
+    paces: dict[str, datetime]
+
+
+@dataclass
+class Queue:
+    """The messages the gate holds, and what left after being held (for the timers)."""
+
+    held: list[Held] = field(default_factory=list)
+    left: list[tuple[Held, datetime]] = field(default_factory=list)
+
+
+@dataclass
+class Moves:
+    """What one step did to the queue."""
+
+    notes: list[str] = field(default_factory=list)  # the gate's verdict lines, in order
+    released: list[str] = field(default_factory=list)  # templates that left after waiting
+    dropped: list[str] = field(default_factory=list)  # templates superseded or blocked
+    actions: list[c.AnyAction] = field(default_factory=list)  # the flow's, timers included
+
+
+def describe(d: Verdict, zone: ZoneInfo) -> str:
+    rules = ", ".join(d.rules)
+    if d.verdict == "defer" and d.until is not None:
+        return f"defer until {d.until.astimezone(zone):%m-%d %H:%M} ({rules})"
+    if d.verdict == "block":
+        return f"block ({rules})"
+    return "send"
+
+
+def judge(
+    gate: Judge,
+    cf: CompiledFlow,
+    conv: c.Conversation,
+    actions: Sequence[c.AnyAction],
+    answers: str | None,
+    now: datetime,
+    queue: Queue,
+    moves: Moves,
+) -> None:
+    """The gate's verdict on the messages one step wrote; the deferred ones join the queue."""
+    sends = [a for a in actions if isinstance(a, c.Send)]
+    if not sends:
+        return
+    paces = {a.timer: a.at for a in actions if isinstance(a, c.Schedule)}
+    zone = ZoneInfo(cf.flow.spec.settings.timezone)
+    for send, d in zip(sends, gate.decide(cf, conv, sends, answers, now), strict=True):
+        moves.notes.append(describe(d, zone))
+        if d.verdict == "defer" and d.until is not None:
+            held = Held(send, d.until, now, c.fingerprint(conv), answers, paces)
+            queue.held.append(held)
+
+
+def advance(
+    gate: Judge,
+    cf: CompiledFlow,
+    conv: c.Conversation,
+    now: datetime,
+    until: datetime,
+    queue: Queue,
+) -> tuple[c.Conversation, Moves]:
+    """Time passes to ``until``: held messages come due and timers fire, each at its time."""
+    moves = Moves()
+    zone = ZoneInfo(cf.flow.spec.settings.timezone)
+    for _ in range(10_000):  # a flow that reschedules itself at zero delay must not hang us
+        timers = sorted((at, name) for name, at in conv.timers.items() if at <= until)
+        release = min((h.until for h in queue.held if h.until <= until), default=None)
+        if release is not None and (not timers or release <= timers[0][0]):
+            for h in [h for h in queue.held if h.until == release]:
+                queue.held.remove(h)
+                _release(gate, cf, conv, h, release, zone, queue, moves)
+            continue
+        if not timers:
+            return conv, moves
+        at, name = timers[0]
+        later = _follows_delivery(name, at, queue)
+        if later is not None:
+            conv = conv.model_copy(update={"timers": {**conv.timers, name: later}})
+            continue
+        conv, acts = step(cf, conv, c.TimerFired(name=name), at)
+        moves.actions += acts
+        judge(gate, cf, conv, acts, None, at, queue, moves)
+    raise ValueError("timers keep firing; does a timeout reschedule itself with no delay?")
+
+
+def _release(
+    gate: Judge,
+    cf: CompiledFlow,
+    conv: c.Conversation,
+    h: Held,
+    at: datetime,
+    zone: ZoneInfo,
+    queue: Queue,
+    moves: Moves,
+) -> None:
+    name = h.send.template
+    if c.fingerprint(conv) != h.fingerprint:
+        moves.dropped.append(name)
+        moves.notes.append("superseded (the conversation moved on)")
+        return
+    send = h.send
+    if at.astimezone(zone).date() != h.written.astimezone(zone).date():
+        match day_bound(cf.flow.templates[name].text):
+            case "that_day_only":
+                moves.dropped.append(name)
+                moves.notes.append("superseded (its words held on the day it was written)")
+                return
+            case "rerender":
+                text, params, _ = rerender(cf, conv, name, at)
+                send = send.model_copy(update={"text": text, "params": params})
+    (d,) = gate.decide(cf, conv, [send], h.answers, at)
+    moves.notes.append(describe(d, zone))
+    if d.verdict == "send":
+        moves.released.append(name)
+        moves.actions.append(send)
+        queue.left.append((h, at))
+    elif d.verdict == "defer" and d.until is not None:
+        queue.held.append(Held(send, d.until, h.written, h.fingerprint, h.answers, h.paces))
+    else:
+        moves.dropped.append(name)
+
+
+def _follows_delivery(name: str, at: datetime, queue: Queue) -> datetime | None:
+    """When a timer set with a held message really comes due (None: now), as the service
+    counts it: from when the message left, or is due to leave."""
+    for h in queue.held:
+        if h.paces.get(name) == at:
+            return h.until + (at - h.written)
+    for h, left in queue.left:
+        if h.paces.get(name) == at and left - h.written >= _HELD:
+            return at + (left - h.written)
+    return None
