@@ -74,7 +74,7 @@ class Interpreter:
         # The ledger may have changed (amount due); the conversation quotes the latest.
         if not _quotes(conv, account):
             conv = conv.model_copy(update={"account": dialog_account(account)})
-        opted_out_before = conv.has(Flag.OPTED_OUT)
+        suppressed_before = conv.has(Flag.OPTED_OUT) or conv.has(Flag.WRONG_NUMBER)
         # Answers to the borrower's own action are replies (the pack says which actions count).
         reply_to = self.gate.pack(account.pack).frequency.reply_to
         kind: SendKind = "reply" if event.kind in reply_to else "proactive"
@@ -97,7 +97,10 @@ class Interpreter:
             assert event.inbound is not None
             await self._remember_preferences(account.id, event.inbound.text, audit, event.at)
             await self._resubscribe(account, conv, event.inbound.text, audit, event.at)
-        if conv.has(Flag.OPTED_OUT) and not opted_out_before:
+        if (conv.has(Flag.OPTED_OUT) or conv.has(Flag.WRONG_NUMBER)) and not suppressed_before:
+            # A stop, or a number that is not the borrower's: suppressed for every account on
+            # it, whatever state the conversation was in (the one confirmation or apology
+            # still goes: a confirmation without debt content).
             # Cross-account suppression is written first: honoured before anything else runs.
             await self.store.add_opt_out(account.phone)
         return conv, audit, outbox
@@ -219,7 +222,8 @@ class Interpreter:
             if isinstance(action, c.Send):
                 written_for = written_for or fingerprint(conv)
                 spec = cf.flow.templates[action.template]
-                confirmation = conv.has(Flag.OPTED_OUT) and not action.debt_content
+                suppressed = conv.has(Flag.OPTED_OUT) or conv.has(Flag.WRONG_NUMBER)
+                confirmation = suppressed and not action.debt_content
                 msg = Outbound(
                     account_id=account.id,
                     phone=account.phone,

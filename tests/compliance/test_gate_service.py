@@ -194,3 +194,21 @@ async def test_a_timeout_counts_from_when_the_follow_up_left(nlu: Understander) 
         clock.advance(timedelta(hours=22))  # 12-08 08:36: 3 days after it left
         await _settle(c)
         assert (await conversation(c, "acc-0001"))["state"] == "with_agent"
+
+
+async def test_a_wrong_number_is_suppressed_for_every_account_on_it(nlu: Understander) -> None:
+    """Issue 16: 打错了 suppresses the number like a stop (the apology still goes, once): a
+    second loan on the same phone sends it nothing."""
+    clock = clock_at(datetime(2026, 12, 2, 10, 0, tzinfo=SH))
+    async with client(nlu, clock=clock) as c:
+        await c.post("/api/accounts", json={"accounts": [account(1)]}, headers=AUTH)
+        await _settle(c)
+        await post_twilio(c, account(1)["phone"], "你们发错人了，我不认识这个人", "SM" + "f" * 32)
+        await _settle(c)
+        assert [m["template"] for m in await _sent(c)] == ["first_reminder", "wrong_number_apology"]
+        same_phone = account(2, phone=account(1)["phone"], id="acc-0002")
+        await c.post("/api/accounts", json={"accounts": [same_phone]}, headers=AUTH)
+        await _settle(c)
+        blocked = _gate(await conversation(c, "acc-0002"))[-1]
+        assert blocked["verdict"] == "block" and blocked["rules"] == ["CN-OPTOUT-01"]
+        assert len(await _sent(c)) == 2
