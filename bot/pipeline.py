@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from bot.clock import Clock
 from bot.compliance.gate import Gate
-from bot.heartbeat import Heartbeat
+from bot.heartbeat import Heartbeats
 from bot.interpret import Interpreter
 from bot.memo import Memo
 from bot.outbound.dispatch import Dispatcher
@@ -86,6 +86,7 @@ class Pipeline:
         self._drain_slots = asyncio.Semaphore(max_drains)
         self._waiting: set[str] = set()  # accounts whose drain task has not started yet
         self._watched: dict[str, asyncio.TimerHandle] = {}  # accounts locked by someone else
+        self._heartbeats = Heartbeats(lock_ttl_ms / 3000, self._spawn)  # held locks kept alive
         self._closing = False
         self.paused = paused  # accept and store only; see Settings.pause_processing
         # The last conversation this process committed per account, with its JSON: when the
@@ -204,11 +205,11 @@ class Pipeline:
                         return
                     loaded = taken
                 waiting: bool | None = None  # None: the lock is still ours to release
-                heartbeat = Heartbeat(lock, self.lock_ttl_ms / 3000, self._spawn)
+                beating = self._heartbeats.hold(lock)
                 try:
                     waiting = await self._drain_locked(account_id, lock, loaded)
                 finally:
-                    heartbeat.stop()
+                    self._heartbeats.release(beating)
                     if waiting is None:
                         waiting = await lock.release_and_check()
                 if not waiting:
@@ -297,6 +298,7 @@ class Pipeline:
         self._watched.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.idle(), grace)
+        self._heartbeats.stop()
 
     # --- one event -----------------------------------------------------------------------
 

@@ -24,7 +24,7 @@ from common.yamlio import Located, load_yaml, validation_problems
 from dialogs import conversation as c
 from dialogs.engine import CompiledFlow, compile_flow, new_conversation, run_until, step
 from dialogs.expect import Expect, QueueView, check
-from dialogs.held import Moves, Queue, Verdict, advance, judge
+from dialogs.held import Judge, Moves, Queue, advance, judge
 from dialogs.registry import DEFAULT_FLOWS, Registry, check_flow
 from dialogs.schema import AgentAction, Duration, Frozen, format_duration
 
@@ -90,8 +90,9 @@ class Understand(Protocol):
     def __call__(self, text: str, now: datetime, tz: str) -> c.Reply: ...
 
 
-class Reviewer(Protocol):
-    """The compliance gate as seen by a test: one verdict line per message the flow sends."""
+class Reviewer(Judge, Protocol):
+    """The compliance gate as seen by a test: its decisions (``Judge.decide``; the deferral
+    queue plays them, dialogs.held), and one verdict line per message for the simulator."""
 
     def start_test(self) -> None: ...
 
@@ -103,15 +104,6 @@ class Reviewer(Protocol):
         answers: str | None,  # the borrower's action they answer: inbound, payment, or None
         now: datetime,
     ) -> list[str]: ...
-
-    def decide(
-        self,
-        cf: CompiledFlow,
-        conv: c.Conversation,
-        sends: list[c.Send],
-        answers: str | None,
-        now: datetime,
-    ) -> Sequence[Verdict]: ...
 
 
 def nlu_understander() -> Understand:

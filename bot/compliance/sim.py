@@ -15,6 +15,7 @@ from bot.compliance.gate import Decision, Gate, GateContext, text_hash
 from bot.records import Outbound, SendRecord
 from dialogs import conversation as c
 from dialogs.engine import CompiledFlow
+from dialogs.held import describe
 from dialogs.schema import Flag
 
 
@@ -90,12 +91,3 @@ class GateReviewer:
                 )
             decisions.append(decision)
         return decisions
-
-
-def describe(d: Decision, zone: ZoneInfo) -> str:
-    rules = ", ".join(d.rules)
-    if d.verdict == "defer" and d.until is not None:
-        return f"defer until {d.until.astimezone(zone):%m-%d %H:%M} ({rules})"
-    if d.verdict == "block":
-        return f"block ({rules})"
-    return "send"

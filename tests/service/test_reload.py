@@ -19,7 +19,7 @@ import pytest
 from bot.context import FLOWS, GATE, PIPELINE, SENDER, STORE
 from intents import Understander
 from tests.service.apphelpers import API_KEY, AUTH, account, client, daytime_clock
-from tests.service.processes import ROOT, free_port
+from tests.service.processes import ROOT, free_port, wait_ready
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -154,16 +154,8 @@ async def _sighup_journey(
     proc: subprocess.Popen[bytes], base: str, operator_dir: Path, log: Path
 ) -> None:
     async with aiohttp.ClientSession(headers=AUTH) as s:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                async with s.get(base + "/readyz") as r:
-                    if r.status == 200:
-                        break
-            except aiohttp.ClientError:
-                pass
-            assert time.monotonic() < deadline and proc.poll() is None, _text(log)
-            await asyncio.sleep(0.1)
+        await wait_ready(s, base)
+        assert proc.poll() is None, _text(log)
         async with s.post(
             base + "/api/accounts", json={"accounts": [account(1)], "start": False}
         ) as r:
