@@ -10,16 +10,18 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING, Protocol, cast
+from typing import TYPE_CHECKING, cast
 from zoneinfo import ZoneInfo
 
 from common.errors import SmsbotError
 from dialogs import conversation as c
+from dialogs.conditions import holds
 from dialogs.dispatch import RuleRef
 from dialogs.flow import Flow
 from dialogs.machine import FlowMachine
-from dialogs.schema import ActionSpec, Condition, Delay, Flag, Settings
-from dialogs.templates import SETTINGS_VARIABLES, parse, render, sms_length
+from dialogs.schema import ActionSpec, Delay, Flag, Settings
+from dialogs.templates import sms_length
+from dialogs.values import rendered, template_values
 
 if TYPE_CHECKING:
     from dialogs.registry import Registry
@@ -66,64 +68,6 @@ def new_conversation(cf: CompiledFlow, account: c.Account, conversation_id: str)
 
 
 # --- values shown in templates ---------------------------------------------------------------
-
-
-_CENTS = Decimal("0.01")
-
-
-def money(d: Decimal) -> str:
-    return f"{d.quantize(_CENTS)}"
-
-
-def cn_date(d: date) -> str:
-    return f"{d.month}月{d.day}日"
-
-
-class ConversationView(Protocol):
-    """What conditions and templates read of a conversation: a stored one, or the engine's
-    working copy mid-step (which answers from its pending changes without copying)."""
-
-    @property
-    def account(self) -> c.Account: ...
-    @property
-    def flags(self) -> tuple[Flag, ...]: ...
-    @property
-    def counters(self) -> dict[str, int]: ...
-    @property
-    def promise(self) -> c.Promise | None: ...
-    @property
-    def paid_total(self) -> Decimal: ...
-    @property
-    def last_payment(self) -> Decimal | None: ...
-    @property
-    def outstanding(self) -> Decimal: ...
-
-
-def template_values(
-    settings: Settings,
-    conv: ConversationView,
-    today: date,
-) -> dict[str, str]:
-    """Every variable that has a value for this conversation today."""
-    acc = conv.account
-    values = {
-        "signature": settings.signature,
-        "creditor": settings.creditor,
-        "hotline": settings.hotline,
-        "app_link": settings.app_link,
-        "name": acc.masked_name,
-        "last4": acc.last4,
-        "amount_due": money(conv.outstanding),
-        "days_overdue": str(max((today - acc.due_date).days, 0)),
-        "due_date": cn_date(acc.due_date),
-    }
-    if conv.promise is not None and conv.promise.date is not None:
-        values["promised_date"] = cn_date(conv.promise.date)
-    if conv.promise is not None and conv.promise.amount is not None:
-        values["promised_amount"] = money(conv.promise.amount)
-    if conv.last_payment is not None:
-        values["paid_amount"] = money(conv.last_payment)
-    return values
 
 
 # --- the working copy transitions fires on ---------------------------------------------------
@@ -260,7 +204,7 @@ class _Work:
                 return
         # Values depend on the account, payments and promise, never on the state.
         values = template_values(self.settings, self, self.today)
-        text, params = _rendered(tpl.text, values)
+        text, params = rendered(tpl.text, values)
         length = sms_length(text)
         self.actions.append(
             c.Send(
@@ -330,18 +274,8 @@ def rerender(
     settings = cf.flow.spec.settings
     today = now.astimezone(ZoneInfo(settings.timezone)).date()
     values = template_values(settings, conv, today)
-    text, params = _rendered(cf.flow.templates[template].text, values)
+    text, params = rendered(cf.flow.templates[template].text, values)
     return text, params, sms_length(text).segments
-
-
-def _rendered(template: str, values: dict[str, str]) -> tuple[str, dict[str, str]]:
-    """The text, and the values a provider's approved template takes as parameters."""
-    params = {
-        k: values[k]
-        for k in parse(template).variables
-        if k in values and k not in SETTINGS_VARIABLES
-    }
-    return render(template, values), params
 
 
 def into_window(at: datetime, settings: Settings, tz: ZoneInfo) -> datetime:
@@ -352,50 +286,6 @@ def into_window(at: datetime, settings: Settings, tz: ZoneInfo) -> datetime:
     if local.time() >= end:
         return datetime.combine(local.date() + timedelta(days=1), start, tz)
     return at
-
-
-# --- conditions ------------------------------------------------------------------------------
-
-
-def holds(cond: Condition, conv: ConversationView, event: c.AnyEvent, today: date) -> bool:
-    """True if every test written in ``cond`` holds (the first that fails ends the look)."""
-    ents = event.entities if isinstance(event, c.Reply) else _NO_ENTITIES
-    if cond.entity or cond.no_entity or cond.any_entity:
-        present = ents.present()
-        if not all(e in present for e in cond.entity):
-            return False
-        if any(e in present for e in cond.no_entity):
-            return False
-        if cond.any_entity and not any(e in present for e in cond.any_entity):
-            return False
-    flags = conv.flags
-    if not all(f in flags for f in cond.flags) or any(f in flags for f in cond.not_flags):
-        return False
-    counters = conv.counters
-    if not all(counters.get(k, 0) < n for k, n in cond.counter_below.items()):
-        return False
-    if not all(counters.get(k, 0) >= n for k, n in cond.counter_at_least.items()):
-        return False
-    if cond.within_days is not None:
-        day = ents.pay_date
-        if day is None or not 0 <= (day - today).days <= cond.within_days:
-            return False
-    if cond.amount_covers_due is not None:
-        covers = ents.amount is not None and ents.amount >= conv.outstanding
-        if covers != cond.amount_covers_due:
-            return False
-    if cond.paid_in_full is not None and (conv.outstanding == 0) != cond.paid_in_full:
-        return False
-    return cond.promise_kept is None or promise_kept(conv) == cond.promise_kept
-
-
-def promise_kept(conv: ConversationView) -> bool:
-    p = conv.promise
-    if p is None:
-        return False
-    owed_then = conv.account.amount_due - p.paid_before
-    target = min(p.amount, owed_then) if p.amount is not None else owed_then
-    return conv.paid_total - p.paid_before >= target
 
 
 # --- the step --------------------------------------------------------------------------------

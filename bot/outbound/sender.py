@@ -13,16 +13,12 @@ Exactly once, per record (bot.outbound.record):
    version: of two processes, one wins), counted as an attempt — or the gate step's one-step
    reserve-and-claim when a slot was free (:meth:`Sender.take_slot`);
 2. the provider call;
-3. *settle*: ``sent`` (provider id indexed for receipts), ``failed`` (ledger charge released,
-   ``delivery_failed`` queued for the conversation, the number opted out or marked
-   unreachable when the provider's code says so), back to the gate step as ``deferred`` when
-   nothing left (a retryable failure after a backoff, our own set-up refused: every resend is
-   judged again), or ``sending`` marked ambiguous (the provider may have the message).
+3. *settle* (``bot.outbound.settle``): ``sent``, ``failed``, back to the gate step as
+   ``deferred`` when nothing left (every resend is judged again), or ``sending`` marked
+   ambiguous (the provider may have the message).
 
 A record found in ``sending`` whose lease has ended is never resent blindly: the carrier is
-asked (``Carrier.lookup``) — found: ``sent``; absent: back to the gate; not yet decidable:
-asked again later; still undecided at the give-up time: ``unknown``, kept against the caps,
-and the conversation handed to a person.
+asked first (``bot.outbound.reconcile``).
 """
 
 from __future__ import annotations
@@ -38,18 +34,13 @@ from typing import Any
 
 from bot.clock import Clock
 from bot.ids import new_id
-from bot.outbound import receipts
-from bot.outbound.carriers.base import Carrier, Receipt, SendOutcome, carrier_message
+from bot.outbound.carriers.base import Carrier, SendOutcome
+from bot.outbound.reconcile import Reconciling
 from bot.outbound.record import SETTLED, OutboundRecord
-from bot.privacy import mask_phone
-from bot.records import AuditEntry, QueuedEvent, SendRecord, audit_entry
+from bot.records import AuditEntry, SendRecord, audit_entry
 from bot.storage.base import Store, StoreUnavailable, Transition
 
 log = logging.getLogger(__name__)
-
-# A lookup asks from a little before the reservation: clocks differ between us and them. Kept
-# small: a carrier calls a message "absent" only once its window is old enough to be settled.
-_LOOKUP_SLACK = timedelta(seconds=60)
 
 
 @dataclass(frozen=True)
@@ -74,7 +65,7 @@ class SendPolicy:
     burst: int = 50
 
 
-class Sender:
+class Sender(Reconciling):
     def __init__(
         self,
         store: Store,
@@ -302,239 +293,6 @@ class Sender:
 
         await self._guarded((claimed.account_id, claimed.id), call_and_settle)
 
-    async def _reconcile(self, record: OutboundRecord, carrier: Carrier) -> OutboundRecord | None:
-        """A ``sending`` record whose sender died or whose attempt was ambiguous."""
-        now = self.clock.now()
-        claimed = record.moved(
-            "sending", now, lease=self._token, next_at=now + timedelta(seconds=self.policy.lease_s)
-        )
-        audit = [audit_entry(now, "reconcile", message_id=record.id, carrier=carrier.name)]
-        if not await self.store.move(
-            Transition(claimed, record.version, audit, due=claimed.next_at)
-        ):
-            return None
-        since = (record.reserved_at or record.message.created_at) - _LOOKUP_SLACK
-        try:
-            found = await carrier.lookup(carrier_message(record.message), since)
-        except Exception:  # an adapter bug: cannot tell
-            log.exception("carrier %s lookup raised for message %s", carrier.name, record.id)
-            found = None
-        now = self.clock.now()
-        if found is not None and found.status == "found":
-            await self._settle(
-                claimed, SendOutcome(status="sent", provider_id=found.provider_id, code=found.code)
-            )
-            if found.state in ("delivered", "undelivered", "failed"):
-                # The carrier already knows how it ended: as its receipt would say.
-                report = Receipt(
-                    carrier=carrier.name,
-                    message_id=record.id,
-                    provider_id=found.provider_id,
-                    state=found.state,
-                    code=found.code,
-                    detail=found.detail,
-                )
-                await receipts.apply(self.store, self.clock, report, self._on_event)
-            return None
-        if found is not None and found.status == "absent":
-            # The provider's record is authoritative: it never had the message. It goes
-            # again, but only as the gate decides now (not as it decided before the crash).
-            audit = [audit_entry(now, "absent", message_id=record.id, carrier=carrier.name)]
-            log.info("message %s: the carrier never had it; back to the gate", record.id)
-            await self._regate(claimed, claimed.version, now, now, audit)
-            return None
-        why = (found.code or found.detail) if found is not None else "lookup failed"
-        started = record.reserved_at or record.message.created_at
-        if now - started < timedelta(seconds=self.policy.reconcile_give_up_s):
-            # Not yet decidable (too recent for the provider's records, a failed query): ask
-            # again later; meanwhile nothing is resent.
-            at = now + timedelta(seconds=self.policy.reconcile_after_s)
-            later = claimed.moved("sending", now, lease=None, next_at=at, ambiguous=True)
-            audit = [
-                audit_entry(
-                    now, "reconcile_later", message_id=record.id, carrier=carrier.name, code=why
-                )
-            ]
-            await self.store.move(Transition(later, claimed.version, audit, due=at))
-            return None
-        # Cannot tell: never resent (it may have arrived), counted against the caps (the
-        # ledger charge stays), and the conversation goes to a person.
-        unknown = claimed.moved("unknown", now, lease=None, next_at=None, code=why)
-        reason = "unknown: the provider cannot say whether the message was sent"
-        event = QueuedEvent(kind="delivery_failed", at=now, reason=reason)
-        audit = [audit_entry(now, "unknown", message_id=record.id, carrier=carrier.name, code=why)]
-        if await self.store.move(
-            Transition(unknown, claimed.version, audit, undue=True, event=event)
-        ):
-            log.warning("message %s: outcome unknown; handed to a person", record.id)
-            self._on_event(record.account_id)
-        return None
-
-    async def _settle(self, claimed: OutboundRecord, outcome: SendOutcome) -> None:
-        now = self.clock.now()
-        p = self.policy
-        base = {"message_id": claimed.id, "carrier": claimed.carrier, "code": outcome.code}
-        detail = outcome.detail
-        event: QueuedEvent | None = None
-        carrier = claimed.carrier or ""
-        if outcome.config_error:
-            self._broken(carrier, outcome)
-            # Our set-up, not the message: kept, and tried again (through the gate) once the
-            # carrier may have been fixed; the attempt does not count.
-            at = now + timedelta(seconds=p.config_hold_s)
-            audit = [audit_entry(now, "held", **base, detail=detail, retry_at=at.isoformat())]
-            kept = claimed.model_copy(update={"attempts": claimed.attempts - 1})
-            await self._regate(kept, claimed.version, now, at, audit, outcome)
-            return
-        self._healthy(carrier)
-        if outcome.status == "retry":
-            first = claimed.first_attempt_at or now
-            if claimed.attempts >= p.max_attempts or now - first >= timedelta(
-                seconds=p.retry_for_s
-            ):
-                detail = (
-                    f"gave up after {claimed.attempts} attempts over "
-                    f"{int((now - first).total_seconds())} s: {outcome.detail or outcome.code}"
-                )
-                outcome = outcome.model_copy(update={"status": "failed", "detail": detail})
-        match outcome.status:
-            case "sent":
-                new = claimed.moved(
-                    "sent",
-                    now,
-                    provider_id=outcome.provider_id,
-                    sent_at=now,
-                    lease=None,
-                    next_at=None,
-                    ambiguous=False,
-                )
-                # Receipts come from real carriers only: the sandbox's ids need no index.
-                pid = outcome.provider_id
-                index = (carrier, pid) if pid is not None and carrier != "sandbox" else None
-                audit = [audit_entry(now, "sent", **base, provider_id=outcome.provider_id)]
-                sandbox = claimed.message if carrier == "sandbox" else None
-                t = Transition(
-                    new,
-                    claimed.version,
-                    audit,
-                    undue=True,
-                    provider_index=index,
-                    sandbox=sandbox,
-                )
-            case "retry":
-                # Nothing left: it goes back through the gate when due (the hour, an opt-out,
-                # a payment meanwhile are judged again).
-                delay = outcome.retry_after_s or self._backoff(claimed.attempts)
-                at = now + timedelta(seconds=delay)
-                audit = [audit_entry(now, "retry", **base, detail=detail, retry_at=at.isoformat())]
-                await self._regate(claimed, claimed.version, now, at, audit, outcome)
-                return
-            case "ambiguous":
-                at = now + timedelta(seconds=p.reconcile_after_s)
-                new = claimed.moved(
-                    "sending",
-                    now,
-                    next_at=at,
-                    lease=None,
-                    ambiguous=True,
-                    code=outcome.code,
-                    detail=detail,
-                )
-                audit = [audit_entry(now, "ambiguous", **base, detail=detail)]
-                t = Transition(new, claimed.version, audit, due=at)
-            case _:  # failed for good: the charge is released, the flow hears of it
-                new = claimed.moved(
-                    "failed", now, lease=None, next_at=None, code=outcome.code, detail=detail
-                )
-                event = QueuedEvent(
-                    kind="delivery_failed", at=now, reason=f"{outcome.code}: {detail}"
-                )
-                audit = [
-                    audit_entry(
-                        now,
-                        "failed",
-                        **base,
-                        detail=detail,
-                        opted_out=outcome.opted_out or None,
-                        invalid_number=outcome.invalid_number or None,
-                    )
-                ]
-                t = Transition(
-                    new,
-                    claimed.version,
-                    audit,
-                    undue=True,
-                    release=claimed.ledger_entry() if claimed.reserved_at else None,
-                    event=event,
-                    opt_out=outcome.opted_out,
-                    invalid_number=outcome.invalid_number,
-                )
-        if not await self.store.move(t):
-            # Only a sender that outlived its lease gets here; the lease's next holder
-            # reconciles with the provider, so nothing is sent twice.
-            log.warning("message %s: lease lost before its outcome was stored", claimed.id)
-            return
-        if outcome.status == "failed":
-            log.info(
-                "message %s to %s failed: %s",
-                claimed.id,
-                mask_phone(claimed.message.phone),
-                outcome.code,
-            )
-        if event is not None:
-            self._on_event(claimed.account_id)
-
-    async def _regate(
-        self,
-        record: OutboundRecord,
-        expected: int,
-        now: datetime,
-        at: datetime,
-        audit: list[AuditEntry],
-        outcome: SendOutcome | None = None,
-    ) -> bool:
-        """A message that has not left goes back to the gate step, due at ``at``: deferred
-        until then, its ledger charge released (the gate charges it again when it reserves
-        it). A resend is a new decision: the conversation may have moved on (superseded), the
-        borrower may have opted out, the hour may be past the contact window."""
-        held = record.message.model_copy(update={"not_before": at})
-        new = record.model_copy(update={"message": held}).moved(
-            "deferred",
-            now,
-            lease=None,
-            next_at=at,
-            ambiguous=False,
-            code=outcome.code if outcome else record.code,
-            detail=outcome.detail if outcome else record.detail,
-        )
-        release = record.ledger_entry() if record.reserved_at else None
-        # The account's due index first (early, never late): its drain re-gates the message.
-        await self.store.lower_due(record.account_id, at)
-        t = Transition(new, expected, audit, defer=True, release=release, undue=True)
-        if not await self.store.move(t):
-            log.warning("message %s: lease lost before its outcome was stored", record.id)
-            return False
-        if at <= now:
-            self._on_event(record.account_id)
-        return True
-
-    def _broken(self, carrier: str, outcome: SendOutcome) -> None:
-        if self.health.get(carrier) is None:
-            log.error(
-                "carrier %s refuses our set-up (%s: %s): messages are kept and retried every "
-                "%.0f s until it is fixed",
-                carrier,
-                outcome.code,
-                outcome.detail,
-                self.policy.config_hold_s,
-            )
-        self.health[carrier] = f"{outcome.code}: {outcome.detail}"
-
-    def _healthy(self, carrier: str) -> None:
-        if self.health.get(carrier) is not None:
-            log.warning("carrier %s accepts our set-up again", carrier)
-            self.health[carrier] = None
-
     async def _rate(self, carrier: str) -> None:
         rate = self.policy.rates.get(carrier)
         if not rate:
@@ -546,12 +304,6 @@ class Sender:
             if wait <= 0:
                 return
             await asyncio.sleep(min(wait, 1.0))
-
-    def _backoff(self, attempts: int) -> float:
-        """Exponential with equal jitter: never two retries in lock-step across messages."""
-        p = self.policy
-        ceiling = min(p.backoff_cap_s, p.backoff_base_s * 2.0 ** max(0, attempts - 1))
-        return float(ceiling / 2 + self._rng.random() * ceiling / 2)
 
     def handoff_at(self, now: datetime) -> datetime:
         """When other processes may take a record just handed to this sender."""

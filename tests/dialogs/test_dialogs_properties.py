@@ -10,12 +10,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dialogs import conversation as c
+from dialogs.conditions import holds, promise_kept
 from dialogs.engine import (
     _Work,
     compile_flow,
-    holds,
     new_conversation,
-    promise_kept,
     run_until,
     step,
 )
