@@ -7,7 +7,7 @@ and under which lock this runs, and commits what it returns.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -21,13 +21,12 @@ from bot.storage.base import Store
 from dialogs import conversation as c
 from dialogs.conversation import fingerprint
 from dialogs.engine import CompiledFlow, new_conversation, step
+from dialogs.held import counted_from_delivery
 from dialogs.registry import Registry
 from dialogs.schema import AgentAction, Flag
 from intents import Understander, Understanding
 
 _READINGS_MEMO = 4096
-# A message that left within this long of being written was not held: its timers stand.
-_HELD = timedelta(minutes=1)
 
 
 def dialog_account(acc: AccountRecord) -> c.Account:
@@ -127,9 +126,10 @@ class Interpreter:
             left = r.sent_at if r is not None and r.sent_at else None
             if r is not None and r.state in ("queued", "deferred") and r.message.not_before:
                 left = r.message.not_before  # held still: at least until then
-            if r is None or left is None or left - r.message.created_at < _HELD:
+            later = counted_from_delivery(at, r.message.created_at, left) if r and left else None
+            if r is None or later is None:
                 continue
-            timers[name] = at + (left - r.message.created_at)
+            timers[name] = later
             audit.append(
                 audit_entry(
                     now,

@@ -23,6 +23,42 @@ from dialogs.templates import day_bound
 _HELD = timedelta(minutes=1)
 
 
+@dataclass(frozen=True)
+class Leaving:
+    """A held message as it may leave later: as written, dropped (why), or rendered again."""
+
+    dropped: str | None = None
+    rendered: tuple[str, dict[str, str], int] | None = None  # text, parameters, segments
+
+
+def as_it_leaves(
+    cf: CompiledFlow, conv: c.Conversation, template: str, written: datetime, at: datetime
+) -> Leaving:
+    """On the day it was written (the flow's zone), a message leaves as written. On a later
+    day, one whose own words name a day (今天是您约定的还款日) is dropped, and one whose values
+    change daily (已逾期{days_overdue}天) is rendered again for ``at``. The service
+    (bot.outbound.dispatch) and conversation tests ask this same question."""
+    tpl = cf.flow.templates.get(template)
+    zone = ZoneInfo(cf.flow.spec.settings.timezone)
+    day = written.astimezone(zone).date()
+    if tpl is None or at.astimezone(zone).date() == day:
+        return Leaving()
+    match day_bound(tpl.text):
+        case "that_day_only":
+            return Leaving(dropped=f"its words held on {day.isoformat()} only")
+        case "rerender":
+            return Leaving(rendered=rerender(cf, conv, template, at))
+    return Leaving()
+
+
+def counted_from_delivery(at: datetime, written: datetime, left: datetime) -> datetime | None:
+    """When a timer due ``at``, set with a message written at ``written`` that left (or is
+    held until) ``left``, really comes due; None when the message was not held (the timer
+    stands). The service (bot.interpret) and conversation tests count it the same way."""
+    held = left - written
+    return at + held if held >= _HELD else None
+
+
 class Verdict(Protocol):
     """One of the gate's decisions (bot.compliance.gate.Decision fits)."""
 
@@ -155,15 +191,14 @@ def _release(
         moves.notes.append("superseded (the conversation moved on)")
         return
     send = h.send
-    if at.astimezone(zone).date() != h.written.astimezone(zone).date():
-        match day_bound(cf.flow.templates[name].text):
-            case "that_day_only":
-                moves.dropped.append(name)
-                moves.notes.append("superseded (its words held on the day it was written)")
-                return
-            case "rerender":
-                text, params, _ = rerender(cf, conv, name, at)
-                send = send.model_copy(update={"text": text, "params": params})
+    leaving = as_it_leaves(cf, conv, name, h.written, at)
+    if leaving.dropped is not None:
+        moves.dropped.append(name)
+        moves.notes.append(f"superseded ({leaving.dropped})")
+        return
+    if leaving.rendered is not None:
+        text, params, segments = leaving.rendered
+        send = send.model_copy(update={"text": text, "params": params, "segments": segments})
     (d,) = gate.decide(cf, conv, [send], h.answers, at)
     moves.notes.append(describe(d, zone))
     if d.verdict == "send":
@@ -181,8 +216,8 @@ def _follows_delivery(name: str, at: datetime, queue: Queue) -> datetime | None:
     counts it: from when the message left, or is due to leave."""
     for h in queue.held:
         if h.paces.get(name) == at:
-            return h.until + (at - h.written)
+            return counted_from_delivery(at, h.written, h.until)
     for h, left in queue.left:
-        if h.paces.get(name) == at and left - h.written >= _HELD:
-            return at + (left - h.written)
+        if h.paces.get(name) == at:
+            return counted_from_delivery(at, h.written, left)
     return None

@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from datetime import datetime
-from zoneinfo import ZoneInfo
 
 from bot.clock import Clock
 from bot.compliance.gate import Decision, Gate, GateContext
@@ -25,9 +24,8 @@ from bot.records import AccountRecord, AuditEntry, Outbound, audit_entry
 from bot.storage.base import Store, StoreUnavailable, Transition
 from dialogs import conversation as c
 from dialogs.conversation import fingerprint
-from dialogs.engine import rerender
+from dialogs.held import as_it_leaves
 from dialogs.registry import Registry
-from dialogs.templates import day_bound
 
 log = logging.getLogger(__name__)
 
@@ -208,26 +206,17 @@ class Dispatcher:
     def _for_today(
         self, msg: Outbound, conv: c.Conversation, now: datetime
     ) -> tuple[Outbound | None, str]:
-        """A deferred message as it may leave now: as written on the day it was written; on a
-        later day in the flow's zone re-rendered when only its values change with the day
-        (days overdue), or None (with why) when its own words name a day (今天是您约定的还款日
-        is false tomorrow)."""
-        cf = self.registry.get(conv.flow)
-        tpl = cf.flow.templates.get(msg.template)
-        zone = ZoneInfo(cf.flow.spec.settings.timezone)
-        written = msg.created_at.astimezone(zone).date()
-        if tpl is None or now.astimezone(zone).date() == written:
-            return msg, ""
-        match day_bound(tpl.text):
-            case "that_day_only":
-                return None, f"its words held on {written.isoformat()} only"
-            case "rerender":
-                text, params, segments = rerender(cf, conv, msg.template, now)
-                return msg.model_copy(
-                    update={"text": text, "params": params, "segments": segments}
-                ), ""
-            case _:
-                return msg, ""
+        """A deferred message as it may leave now (``dialogs.held.as_it_leaves``), or None
+        and why when it no longer makes sense."""
+        leaving = as_it_leaves(
+            self.registry.get(conv.flow), conv, msg.template, msg.created_at, now
+        )
+        if leaving.dropped is not None:
+            return None, leaving.dropped
+        if leaving.rendered is not None:
+            text, params, segments = leaving.rendered
+            return msg.model_copy(update={"text": text, "params": params, "segments": segments}), ""
+        return msg, ""
 
     async def _close(self, msg: Outbound, now: datetime, state: OutState, why: str) -> None:
         record = queued(msg).moved(state, now, detail=why)
