@@ -32,6 +32,24 @@ def register(sub: Any) -> None:
     ev.add_argument("file", nargs="?", type=Path, help="labelled file (default: the held-out set)")
     ev.add_argument("--errors", action="store_true", help="list every misread example")
     ev.add_argument("--json", action="store_true", help="print the report as JSON")
+    ev.add_argument(
+        "--baseline",
+        action="store_true",
+        help="also train the plain TF-IDF char-1-3 + logistic regression baseline on the same "
+        "training data and print it beside, with the difference and its 95%% interval",
+    )
+    ev.add_argument(
+        "--cv",
+        action="store_true",
+        help="instead of a file: cross-validate on the training data (thresholds, which rules "
+        "count, out-of-fold figures)",
+    )
+    ev.add_argument(
+        "--rules",
+        action="store_true",
+        help="instead of a file: every rule's firing count, precision and F1 contribution on "
+        "the training data; lists rules that never fire or hurt",
+    )
     ev.set_defaults(handler=_eval)
     ck = isub.add_parser("check", help="validate the data files (file:line: message)")
     ck.set_defaults(handler=_check)
@@ -98,19 +116,89 @@ def _decoded(given: str | bytes) -> str:
 
 def _eval(args: argparse.Namespace) -> int:
     from intents.data import HELDOUT_FILE, load_heldout
-    from intents.evaluate import evaluate, format_report
+    from intents.evaluate import evaluate, format_report, format_styles
     from intents.nlu import Understander
 
+    if args.cv or args.rules:
+        if args.file is not None:
+            raise UsageError("--cv and --rules measure the training data; give no FILE")
+        return _training_report(rules_report=args.rules)
     path: Path = args.file or HELDOUT_FILE
     if not path.exists():
         raise UsageError(f"no such file: {path}")
     heldout = load_heldout(path)
     report = evaluate(Understander.load(), heldout.examples, heldout.now, heldout.tz)
+    comparison = _baseline(report, heldout.examples) if args.baseline else None
     if args.json:
-        print(json.dumps(report.as_dict(), ensure_ascii=False, indent=2))
+        doc = report.as_dict()
+        if comparison is not None:
+            doc["baseline"] = comparison
+        print(json.dumps(doc, ensure_ascii=False, indent=2))
+        return 0
+    print(f"file              {path}")
+    print(format_report(report, show_errors=args.errors))
+    styles = format_styles(report)
+    if styles:
+        print("\n" + styles)
+    if comparison is not None:
+        print("\n" + _format_baseline(comparison))
+    return 0
+
+
+def _baseline(report: Any, examples: list[Any]) -> dict[str, Any]:
+    import numpy as np
+
+    from intents import baseline
+    from intents.data import load_training
+
+    theirs = baseline.baseline(load_training(), [e.text for e in examples])
+    ours = baseline.Outcome(report.primaries, report.predicted)
+    out: dict[str, Any] = {}
+    for name, metric in (("primary_accuracy", baseline.accuracy), ("macro_f1", baseline.macro_f1)):
+        everything = np.arange(len(examples))
+        diff, lo, hi = baseline.difference(ours, theirs, examples, metric)
+        out[name] = {
+            "smsbot": round(metric(ours, examples, everything), 4),
+            "baseline": round(metric(theirs, examples, everything), 4),
+            "difference": round(diff, 4),
+            "interval95": [round(lo, 4), round(hi, 4)],
+        }
+    return out
+
+
+def _format_baseline(comparison: dict[str, Any]) -> str:
+    lines = [
+        "baseline: TF-IDF char 1-3 + logistic regression (scikit-learn), same training data",
+        f"{'':<18}{'smsbot':>8}{'baseline':>10}{'difference':>12}  95% interval (paired bootstrap)",
+    ]
+    for name, row in comparison.items():
+        lo, hi = row["interval95"]
+        lines.append(
+            f"{name.replace('_', ' '):<18}{row['smsbot']:>8.4f}{row['baseline']:>10.4f}"
+            f"{row['difference']:>+12.4f}  [{lo:+.4f}, {hi:+.4f}]"
+        )
+    return "\n".join(lines)
+
+
+def _training_report(*, rules_report: bool) -> int:
+    from intents import tuning
+    from intents.data import DATA_DIR, load_training
+    from intents.nlu import features, make_tokenizer
+    from intents.normalize import Normalizer
+    from intents.rules import load_rules
+    from intents.rulestats import format_rules, rule_figures
+
+    rules = load_rules(DATA_DIR / "rules.yaml")
+    tokenizer = make_tokenizer(DATA_DIR / "userdict.txt")
+    normalize = Normalizer(rules.typos)
+    examples = load_training()
+    texts = [normalize(e.text) for e in examples]
+    targets = [e.intents for e in examples]
+    _, tuned = tuning.train(texts, targets, lambda t: features(t, tokenizer), rules)
+    if rules_report:
+        print(format_rules(rule_figures(texts, targets, rules, tuned), tuned.examples))
     else:
-        print(f"file              {path}")
-        print(format_report(report, show_errors=args.errors))
+        print(tuning.format_tuned(tuned))
     return 0
 
 

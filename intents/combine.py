@@ -1,25 +1,26 @@
 """How rule hits and model probabilities become the intents of a reply.
 
 The policy, in order:
-1. an intent's score is the noisy-or of its strongest rule and the model (hard rules give 1.0);
-2. ``suppress``: an intent is dropped when a listed intent is present and at least as sure
-   (a refusal with a hardship reason is the hardship);
-3. an intent is present at ``threshold``; one with no rule hit needs ``model_alone`` from the
-   model, except as the primary; ``needs_evidence`` intents always do;
-4. close scores (within ``TIE``) are ordered by what the flow must act on first;
-5. with nothing present, the best guess still becomes the primary above ``primary_floor``
-   (never a ``needs_evidence`` or ``floor_excludes`` intent), else ``unknown``.
+1. a hard rule (stop, wrong number) decides its intent alone;
+2. any other intent's score is the model's probability, or, for the intents whose rules earned
+   it in cross-validation (``rules_help``), the noisy-or of its strongest rule and the model;
+   it is present at its own threshold (:mod:`intents.tuning` chose both on training data);
+3. ``suppress`` (rules.yaml, the labelling conventions of DATA.md): an intent is dropped when a
+   listed intent is present (a refusal with a reason is that reason; acknowledge only alone);
+4. the present intents are ordered as DATA.md orders labels: what the flow must act on first;
+5. with nothing present, the intent whose score is nearest its threshold (best ratio) is still
+   the primary when the ratio reaches the cross-validated ``floor`` (never stop or wrong
+   number: their hard rules are the authority), else ``unknown``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Protocol
 
 from intents.model import Intent, IntentScore, RuleHit
-from intents.rules import Rules
 
-TIE = 0.15
-# What the flow must act on first: legal and safety intents lead.
+# What the flow must act on first: legal and safety intents lead (DATA.md's label order).
 PRIORITY: dict[Intent, int] = {
     i: n
     for n, i in enumerate(
@@ -30,10 +31,69 @@ PRIORITY: dict[Intent, int] = {
         ]
     )
 }  # fmt: skip
+# Never guessed: a stop or wrong number below its threshold has no rule and too little model.
+_NEVER_GUESSED = frozenset({Intent.STOP, Intent.WRONG_NUMBER})
+
+
+class Decisions(Protocol):
+    """What cross-validation chose (an :class:`~intents.classifier.IntentModel` carries it)."""
+
+    @property
+    def thresholds(self) -> Mapping[Intent, float]: ...
+    @property
+    def rules_help(self) -> frozenset[Intent]: ...
+    @property
+    def floor(self) -> float: ...
+
+
+def decide(
+    model: Mapping[Intent, float],
+    rule_scores: Mapping[Intent, float],
+    hard: set[Intent] | frozenset[Intent],
+    chosen: Decisions,
+    suppress: Mapping[Intent, frozenset[Intent]],
+) -> list[tuple[Intent, float]]:
+    """The present intents, first the primary, with their scores (empty: nothing to say)."""
+    score: dict[Intent, float] = {}
+    present: set[Intent] = set(hard)
+    for intent, thr in chosen.thresholds.items():
+        if intent in hard:
+            score[intent] = 1.0
+            continue
+        m = model.get(intent, 0.0)
+        r = rule_scores.get(intent, 0.0) if intent in chosen.rules_help else 0.0
+        s = 1.0 - (1.0 - r) * (1.0 - m)
+        score[intent] = s
+        if s >= thr:
+            present.add(intent)
+    dropped = {
+        i for i in present if i not in hard and present & suppress.get(i, frozenset())
+    }
+    present -= dropped
+    if present - {Intent.UNKNOWN}:
+        present.discard(Intent.UNKNOWN)
+    if present:
+        return [(i, score[i]) for i in sorted(present, key=PRIORITY.__getitem__)]
+    ratios = {
+        i: score[i] / max(chosen.thresholds[i], 1e-6)
+        for i in score
+        if i not in _NEVER_GUESSED and i not in dropped
+    }
+    if not ratios:
+        return []
+    best = max(ratios, key=lambda i: (ratios[i], -PRIORITY[i]))
+    if best is Intent.UNKNOWN or ratios[best] < chosen.floor:
+        return []
+    return [(best, score[best])]
 
 
 def combine(
-    hits: Sequence[RuleHit], model: Mapping[Intent, float], policy: Rules, *, meaningful: bool
+    hits: Sequence[RuleHit],
+    model: Mapping[Intent, float],
+    chosen: Decisions,
+    suppress: Mapping[Intent, frozenset[Intent]],
+    *,
+    meaningful: bool,
 ) -> tuple[IntentScore, ...]:
     if not meaningful:
         return (IntentScore(name=Intent.UNKNOWN, score=1.0),)
@@ -43,45 +103,8 @@ def combine(
         rule_score[h.intent] = max(rule_score.get(h.intent, 0.0), h.weight)
         if h.hard:
             hard.add(h.intent)
-    score: dict[Intent, float] = {}
-    for intent in Intent:
-        if intent is not Intent.UNKNOWN:
-            r, m = rule_score.get(intent, 0.0), model.get(intent, 0.0)
-            score[intent] = 1.0 if intent in hard else 1.0 - (1.0 - r) * (1.0 - m)
-
-    def evidenced(i: Intent, need: float) -> bool:
-        return i in rule_score or model.get(i, 0.0) >= need
-
-    suppressed = {
-        intent
-        for intent, by in policy.suppress.items()
-        if intent not in hard
-        and any(
-            score.get(b, 0.0) >= policy.threshold
-            and (b in rule_score or score[b] >= score.get(intent, 0.0))
-            for b in by
-        )
-    }
-    ranked = sorted(
-        (i for i, s in score.items() if s >= policy.threshold and i not in suppressed),
-        key=lambda i: (-score[i], PRIORITY[i]),
-    )
-    ranked = [
-        i
-        for n, i in enumerate(ranked)
-        if evidenced(i, policy.model_alone if (n > 0 or i in policy.needs_evidence) else 0.0)
-    ]
-    if ranked:
-        top = score[ranked[0]]
-        tied = sorted((i for i in ranked if score[i] >= top - TIE), key=PRIORITY.__getitem__)
-        ranked = tied + [i for i in ranked if score[i] < top - TIE]
-        return tuple(IntentScore(name=i, score=round(score[i], 4)) for i in ranked)
-    excluded = policy.needs_evidence | policy.floor_excludes | suppressed
-    guesses = {i: s for i, s in score.items() if i not in excluded}
-    unknown_p = model.get(Intent.UNKNOWN, 0.0)
-    if guesses:
-        best = max(guesses, key=lambda i: guesses[i])
-        if guesses[best] >= policy.primary_floor and guesses[best] > unknown_p:
-            return (IntentScore(name=best, score=round(guesses[best], 4)),)
-    unknown = max(unknown_p, 1.0 - max(score.values(), default=0.0))
-    return (IntentScore(name=Intent.UNKNOWN, score=round(unknown, 4)),)
+    decided = decide(model, rule_score, hard, chosen, suppress)
+    if not decided:
+        unknown = max(model.get(Intent.UNKNOWN, 0.0), 1.0 - max(model.values(), default=0.0))
+        return (IntentScore(name=Intent.UNKNOWN, score=round(unknown, 4)),)
+    return tuple(IntentScore(name=i, score=round(s, 4)) for i, s in decided)

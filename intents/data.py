@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -14,11 +14,22 @@ from common.errors import ConfigError, Problem
 from intents.model import INTENT_NAMES, Intent
 from intents.normalize import Normalizer
 
+# libyaml's safe loader reads the 6,000 training examples in 0.4 s where the Python one takes
+# 6 s; both build only plain data.
+_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 DATA_DIR = Path(__file__).parent / "data"
 TRAIN_DIR = DATA_DIR / "train"
 HELDOUT_FILE = DATA_DIR / "heldout.yaml"
 RULES_FILE = DATA_DIR / "rules.yaml"
 USERDICT_FILE = DATA_DIR / "userdict.txt"
+
+
+# The styles of DATA.md: how a reply is written, for per-style figures and authors' quotas.
+Style = Literal[
+    "standard", "colloquial", "dialect", "english", "pinyin", "mixed", "short", "long",
+    "sarcastic", "implicit", "pasted", "quoting",
+]
 
 
 class Example(BaseModel):
@@ -30,6 +41,7 @@ class Example(BaseModel):
     date_range: tuple[dt.date, dt.date] | None = None
     amount: float | None = None
     installments: int | None = None
+    style: Style | None = None
     file: str = ""
     line: int = 0
 
@@ -57,8 +69,8 @@ def _items(path: Path) -> Iterator[tuple[int, Any, dict[str, Any]]]:
     """Yields (line, item, document) for each entry of the file's ``examples`` list."""
     try:
         text = path.read_text(encoding="utf-8")
-        node = yaml.compose(text)
-        doc = yaml.safe_load(text)
+        node = yaml.compose(text, Loader=_LOADER)
+        doc = yaml.load(text, Loader=_LOADER)  # noqa: S506 - a safe loader, C or Python
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([Problem(str(path), None, f"cannot read: {exc}")]) from exc
     except yaml.YAMLError as exc:
@@ -150,6 +162,7 @@ def load_heldout(path: Path = HELDOUT_FILE) -> HeldOut:
 
 def check(data_dir: Path = DATA_DIR) -> list[Problem]:
     """Every problem in the data files: schema, unknown intents, duplicates, conflicting labels."""
+    from intents import leakage
     from intents.rules import load_rules
 
     problems: list[Problem] = []
@@ -160,25 +173,19 @@ def check(data_dir: Path = DATA_DIR) -> list[Problem]:
         return exc.problems
     train, train_problems = _load_training(data_dir / "train")
     problems.extend(train_problems)
-    heldout: list[Example] = []
-    heldout_path = data_dir / "heldout.yaml"
-    if heldout_path.exists():
+    problems.extend(_duplicates(train, normalize))
+    evaluation: list[Example] = []
+    for path in leakage.evaluation_files(data_dir):
         try:
-            heldout = load_heldout(heldout_path).examples
+            examples = load_heldout(path).examples
         except ConfigError as exc:
             problems.extend(exc.problems)
-    problems.extend(_duplicates(train, normalize))
-    problems.extend(_duplicates(heldout, normalize))
-    train_keys = {normalize(e.text).text for e in train}
-    for e in heldout:
-        if normalize(e.text).text in train_keys:
-            problems.append(
-                Problem(
-                    e.file,
-                    e.line,
-                    f"{e.text!r} is also a training example (held-out must be unseen)",
-                )
-            )
+            continue
+        problems.extend(_duplicates(examples, normalize))
+        evaluation.extend(examples)
+    rules_path = data_dir / "rules.yaml"
+    rules_doc = yaml.safe_load(rules_path.read_text(encoding="utf-8"))
+    problems.extend(leakage.leaks(evaluation, train, rules_doc, str(rules_path), normalize))
     return problems
 
 

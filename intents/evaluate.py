@@ -47,6 +47,11 @@ class Report:
     amount: _Exact = field(default_factory=_Exact)
     installments: _Exact = field(default_factory=_Exact)
     errors: list[str] = field(default_factory=list)
+    # Per example, in order: what was predicted (for paired comparisons with a baseline).
+    primaries: list[Intent] = field(default_factory=list)
+    predicted: list[frozenset[Intent]] = field(default_factory=list)
+    # Per style (DATA.md): examples and right primaries.
+    styles: dict[str, list[int]] = field(default_factory=dict)
 
     def precision(self, i: Intent) -> float:
         d = self.tp[i] + self.fp[i]
@@ -109,6 +114,12 @@ def _score(report: Report, e: Example, u: Understanding) -> None:
     ok = u.intent == expected_primary
     report.primary_right += ok
     got = {s.name for s in u.intents}
+    report.primaries.append(u.intent)
+    report.predicted.append(frozenset(got))
+    if e.style is not None:
+        tally = report.styles.setdefault(e.style, [0, 0])
+        tally[0] += 1
+        tally[1] += ok
     want = set(e.intents)
     for i in Intent:
         if i in got and i in want:
@@ -140,6 +151,16 @@ def _ents(*values: object) -> str:
         + ", ".join(f"{n}={v}" for n, v in zip(names, values, strict=True) if v is not None)
         + "}"
     )
+
+
+def format_styles(report: Report) -> str:
+    """Primary accuracy per style, when the examples carry one."""
+    if not report.styles:
+        return ""
+    lines = [f"{'style':<16}{'examples':>9}{'accuracy':>10}"]
+    for style, (n, right) in sorted(report.styles.items(), key=lambda kv: -kv[1][0]):
+        lines.append(f"{style:<16}{n:>9}{right / n:>10.3f}")
+    return "\n".join(lines)
 
 
 def format_report(report: Report, *, show_errors: bool = False) -> str:

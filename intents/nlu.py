@@ -19,12 +19,14 @@ import jieba
 
 from common.errors import UsageError
 from intents import entities as ent
-from intents.classifier import IntentModel, char_ngrams, training_key
+from intents import tuning
+from intents.classifier import IntentModel, char_ngrams
 from intents.combine import combine
 from intents.data import DATA_DIR, load_training
 from intents.model import Explanation, Intent, IntentScore, RuleHit, Understanding
 from intents.normalize import Normalizer, without_surrogates
 from intents.rules import Rules, load_rules
+from intents.tuning import training_key
 
 log = logging.getLogger(__name__)
 
@@ -68,13 +70,10 @@ class Understander:
         """
         rules = load_rules(data_dir / "rules.yaml")
         tokenizer = make_tokenizer(data_dir / "userdict.txt")
-        normalize = Normalizer(rules.typos)
-        examples = load_training(data_dir / "train")
-        texts = [normalize(e.text).text for e in examples]
-        targets = [e.intents for e in examples]
-        cache = (
-            cache_dir or default_cache_dir()
-        ) / f"intent-model-{training_key(texts, targets)}.npz"
+        sources = [data_dir / "rules.yaml", *sorted((data_dir / "train").glob("*.yaml"))]
+        if (data_dir / "userdict.txt").exists():
+            sources.append(data_dir / "userdict.txt")
+        cache = (cache_dir or default_cache_dir()) / f"intent-model-{training_key(sources)}.npz"
         model: IntentModel | None = None
         if cache.exists():
             try:
@@ -82,9 +81,11 @@ class Understander:
             except (OSError, ValueError, KeyError) as exc:
                 log.warning("ignoring unreadable model cache %s: %s", cache, exc)
         if model is None:
-            model = IntentModel.train(
-                texts, targets, lambda t: features(t, tokenizer), list(Intent)
-            )
+            normalize = Normalizer(rules.typos)
+            examples = load_training(data_dir / "train")
+            texts = [normalize(e.text) for e in examples]
+            targets = [e.intents for e in examples]
+            model, _ = tuning.train(texts, targets, lambda t: features(t, tokenizer), rules)
             try:
                 model.save(cache)
             except OSError as exc:  # a read-only disk costs start-up time, nothing else
@@ -154,7 +155,7 @@ class Understander:
         hits, suppressed = self._rules.match(text, compact)
         meaningful = bool(compact) or any(not c.isspace() and not c.isascii() for c in text)
         model = self._model.scores(features(text, self._tokenizer)) if meaningful else {}
-        scores = combine(hits, model, self._rules, meaningful=meaningful)
+        scores = combine(hits, model, self._model, self._rules.suppress, meaningful=meaningful)
         return _Analysis(
             normalized=text,
             stripped_quote=quote,

@@ -50,11 +50,6 @@ class RulesFile(BaseModel):
 
     typos: dict[str, str] = Field(default_factory=dict)
     negators: str = r"(?:不|没|没有|别|未|不会|不能|不想|不用|不要|无法|并非|不是)\s*$"
-    threshold: float = Field(default=0.5, gt=0.0, lt=1.0)
-    primary_floor: float = Field(default=0.25, gt=0.0, lt=1.0)
-    needs_evidence: list[Intent] = Field(default_factory=list)
-    floor_excludes: list[Intent] = Field(default_factory=list)
-    model_alone: float = Field(default=0.75, gt=0.0, le=1.0)
     suppress: dict[Intent, list[Intent]] = Field(default_factory=dict)
     intents: dict[Intent, list[RuleSpec]]
 
@@ -85,14 +80,10 @@ class Rules:
 
     def __init__(self, spec: RulesFile) -> None:
         self.typos = spec.typos
-        self.threshold = spec.threshold
-        self.primary_floor = spec.primary_floor
-        self.needs_evidence = frozenset(spec.needs_evidence)
-        self.floor_excludes = frozenset(spec.floor_excludes)
-        self.model_alone = spec.model_alone
         self.suppress = {k: frozenset(v) for k, v in spec.suppress.items()}
         self._negators = re.compile(spec.negators)
         self._rules = [CompiledRule(i, r) for i, rules in spec.intents.items() for r in rules]
+        self.specs: tuple[CompiledRule, ...] = tuple(self._rules)
         self._weak_ids = frozenset(r.id for r in self._rules if r.weak)
 
     def match(self, text: str, compact: str) -> tuple[list[RuleHit], list[RuleHit]]:

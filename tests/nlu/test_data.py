@@ -22,21 +22,27 @@ def test_project_data_is_clean() -> None:
 
 
 def test_enough_examples_per_intent() -> None:
-    train = Counter(i for e in load_training() for i in e.intents[:1])
+    examples = load_training()
+    assert len(examples) >= 6000
+    train = Counter(i for e in examples for i in e.intents[:1])
     held = Counter(e.intents[0] for e in load_heldout().examples)
     for intent in Intent:
-        assert train[intent] >= 60, intent
+        assert train[intent] >= 300, intent
         assert held[intent] >= 20, intent
+    # Replies that carry several intents teach the model to find the second one.
+    assert sum(len(e.intents) > 1 for e in examples) >= 0.15 * len(examples)
 
 
 @pytest.mark.parametrize("name", ["heldout.yaml", "blind.yaml", "blind2.yaml"])
 def test_evaluation_targets(nlu: Understander, name: str) -> None:
+    # Regression floors, not targets: these sets have been looked at (README), so their
+    # figures overstate unseen text; the first-look figures of blind3 are the honest ones.
     heldout = load_heldout(DATA_DIR / name)
     r = evaluate(nlu, heldout.examples, heldout.now, heldout.tz)
-    assert r.accuracy >= 0.92
-    assert r.macro_f1 >= 0.90
+    assert r.accuracy >= 0.93
+    assert r.macro_f1 >= 0.93
     assert r.recall(Intent.STOP) == 1.0
-    assert r.precision(Intent.STOP) >= 0.97
+    assert r.precision(Intent.STOP) >= 0.95
     assert r.date.score >= 0.90
     assert r.amount.score >= 0.95
 

@@ -1,0 +1,102 @@
+"""Evaluation sentences must never feed what is evaluated (``smsbot intents check``).
+
+An evaluation set measures unseen text only while it stays unseen: a sentence of it in the
+training files, word for word in a rule's pattern, or quoted in a rule's ``why:`` turns its
+figure into a measure of memory. Sentences are compared after normalisation, as the NLU reads
+them (spacing, width, script and punctuation do not hide a copy).
+
+Sentences of fewer than :data:`MIN_TOKENS` tokens (a Chinese character, a Latin word or a number
+each) are exempt from the rules check: 退订, 好的, STOP are the lexicon itself, and any rule set
+that honours an opt-out must contain them. Training copies are caught at any length. For the same
+reason the patterns of ``hard`` rules (stop, wrong number) are exempt, their ``why`` is not: an
+opt-out phrase stays in the lexicon even when a later blind set happens to hold it, since a
+missed opt-out is a breach of law and not an error rate.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from common.errors import Problem
+from intents.data import Example
+from intents.normalize import Normalizer
+
+MIN_TOKENS = 4
+_TOKEN = re.compile(r"[a-z]+|\d+|[^\W\d_a-z]")
+# Spacing and punctuation do not make a sentence new (人工客服！！！ is 人工客服!); emoji do.
+_NOISE = re.compile(r"[\s,.!?;:~'\"()\-_]+")
+# Regex syntax that is not text: escapes like \s, \d, classes' brackets, quantifiers, groups.
+_SYNTAX = re.compile(r"\\[a-zA-Z]|\(\?[:=!<]*|\{\d*,?\d*\}|[\\^$.*+?()\[\]{}|]")
+
+
+def evaluation_files(data_dir: Path) -> list[Path]:
+    """The evaluation sets: the held-out set and every blind set."""
+    return sorted(p for p in data_dir.glob("*.yaml") if p.name == "heldout.yaml"
+                  or p.name.startswith("blind"))  # fmt: skip
+
+
+def leaks(
+    evaluation: Sequence[Example],
+    training: Sequence[Example],
+    rules_doc: Any,
+    rules_path: str,
+    normalize: Normalizer,
+) -> Iterator[Problem]:
+    """Every evaluation sentence found in training data, a rule's pattern or a rule's why."""
+    train = {}
+    for e in training:
+        train.setdefault(sentence_key(normalize, e.text), e)
+    texts = list(_rule_texts(rules_doc, normalize))
+    for e in evaluation:
+        key = sentence_key(normalize, e.text)
+        if not key:
+            continue
+        seen = train.get(key)
+        if seen is not None:
+            yield Problem(
+                e.file,
+                e.line,
+                f"{e.text!r} is also a training example at {seen.file}:{seen.line} "
+                "(evaluation sentences never feed training)",
+            )
+        words = normalize(e.text).compact
+        if len(_TOKEN.findall(words)) < MIN_TOKENS:
+            continue
+        for rule_id, where, literal in texts:
+            if words in literal:
+                yield Problem(
+                    e.file,
+                    e.line,
+                    f"{e.text!r} is word for word in the {where} of rule {rule_id} in "
+                    f"{rules_path} (evaluation sentences never feed rules)",
+                )
+
+
+def sentence_key(normalize: Normalizer, text: str) -> str:
+    """What makes two sentences one: the normalised text without spacing and punctuation."""
+    return _NOISE.sub("", normalize(text).text)
+
+
+def _rule_texts(doc: Any, normalize: Normalizer) -> Iterator[tuple[str, str, str]]:
+    """(rule id, pattern|why, its words) for every rule: each literal run of a pattern with
+    the regex syntax removed (明天(把钱)?还上 reads 明天把钱还上)."""
+    intents = doc.get("intents") if isinstance(doc, dict) else None
+    for rules in (intents or {}).values():
+        for rule in rules or []:
+            if not isinstance(rule, dict):
+                continue
+            rid = str(rule.get("id", "?"))
+            patterns = [] if rule.get("hard") else _alternatives(str(rule.get("pattern", "")))
+            for alt in patterns:
+                yield rid, "pattern", normalize(_SYNTAX.sub("", alt)).compact
+            if rule.get("why"):
+                yield rid, "why", normalize(str(rule["why"])).compact
+
+
+def _alternatives(pattern: str) -> list[str]:
+    """The pattern's literal runs: split at every ``|``, nested ones too, so that two
+    alternatives of one group are never read as one phrase (``(好的|收到)+`` is not 好的收到)."""
+    return re.split(r"(?<!\\)\|", pattern)

@@ -1,0 +1,70 @@
+"""`smsbot intents eval`: the baseline beside our figures, cross-validation, rule figures."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from bot.cli import main
+from intents import Understander
+from intents.data import DATA_DIR
+from intents.rules import load_rules
+
+
+def test_baseline_is_printed_beside_with_a_paired_interval(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["intents", "eval", "--baseline", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    for name in ("primary_accuracy", "macro_f1"):
+        row = report["baseline"][name]
+        assert row["smsbot"] == report[name]
+        assert row["difference"] == pytest.approx(row["smsbot"] - row["baseline"], abs=2e-4)
+        lo, hi = row["interval95"]
+        assert lo <= row["difference"] <= hi
+        assert 0.3 < row["baseline"] < 1.0  # a trained model, not a constant
+
+
+def test_cross_validation_reports_the_decisions_the_model_carries(
+    capsys: pytest.CaptureFixture[str], nlu: Understander
+) -> None:
+    assert main(["intents", "eval", "--cv"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"5-fold cross-validation on \d{4,} training examples", out)
+    model = nlu._model
+    for intent, threshold in model.thresholds.items():
+        row = re.search(rf"^{intent.value}\s+([\d.]+)\s+[\d.]+\s+[\d.]+\s+(yes|no)", out, re.M)
+        assert row is not None, intent
+        assert float(row.group(1)) == pytest.approx(threshold, abs=1e-3)
+        assert (row.group(2) == "yes") == (intent in model.rules_help)
+
+
+def test_rule_figures_cover_every_rule(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["intents", "eval", "--rules"]) == 0
+    out = capsys.readouterr().out
+    for spec in load_rules(DATA_DIR / "rules.yaml").specs:
+        assert re.search(rf"^{re.escape(spec.id)}\s", out, re.M), spec.id
+    assert re.search(r"^\d+ of \d+ rules never fire, fire mostly wrong or hurt$", out, re.M)
+
+
+def test_training_reports_take_no_file(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["intents", "eval", "--cv", str(DATA_DIR / "heldout.yaml")]) == 2
+    assert "give no FILE" in capsys.readouterr().err
+
+
+def test_styles_get_their_own_accuracy(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    f = tmp_path / "styled.yaml"
+    f.write_text(
+        'now: "2026-12-02T10:00:00+08:00"\ntz: Asia/Shanghai\nexamples:\n'
+        "  - text: 明天还五百\n    intents: [promise_to_pay]\n    date: 2026-12-03\n"
+        "    amount: 500\n    style: standard\n"
+        "  - text: TD\n    intents: [stop]\n    style: short\n",
+        encoding="utf-8",
+    )
+    assert main(["intents", "eval", str(f)]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^standard\s+1\s+1\.000$", out, re.M)
+    assert re.search(r"^short\s+1\s+1\.000$", out, re.M)
