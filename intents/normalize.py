@@ -6,12 +6,15 @@ then the quoted reminder is cut out (so its amounts and dates are never read as 
 
 from __future__ import annotations
 
+import logging
 import re
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import opencc
+
+log = logging.getLogger(__name__)
 
 # Analysing more than this gains nothing (an SMS reply is short) and bounds the cost of abuse.
 MAX_ANALYSED_CHARS = 1000
@@ -57,12 +60,35 @@ _SENTENCE_SPLIT = re.compile(r"(?<=[.!?;,\s])")
 
 
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
+# Invisible characters that only hide words from the rules: format characters (bidi marks such
+# as U+202E, zero-width joiners, soft hyphens, tag characters) and combining marks left over
+# after NFKC (zalgo text, variation selectors: 退\u0301订 is 退订). Control characters other
+# than tab and newline go too; OpenCC and the rules never need any of them.
+_INVISIBLE_CATEGORIES = frozenset({"Cf", "Mn", "Cc", "Co", "Cn"})
+_KEPT_CONTROLS = frozenset("\t\n")
+
+
+def without_invisibles(text: str) -> str:
+    """``text`` without the characters of :data:`_INVISIBLE_CATEGORIES` (ASCII is untouched
+    but for control characters, which the cheaper _CONTROL expression already removes)."""
+    if text.isascii():
+        return text
+    return "".join(
+        c
+        for c in text
+        if c.isascii()
+        or c in _KEPT_CONTROLS
+        or unicodedata.category(c) not in _INVISIBLE_CATEGORIES
+    )
 
 
 def without_surrogates(text: str) -> str:
     """``text`` with each lone surrogate replaced by U+FFFD (a str may hold them; no encoder,
-    OpenCC included, accepts them)."""
-    return _SURROGATE.sub("\ufffd", text) if not text.isascii() else text
+    OpenCC included, accepts them). A high and low surrogate in a row (UTF-16 decoded as
+    UCS-2 upstream) are the one character they encode: 😀, not two U+FFFD."""
+    if text.isascii() or not _SURROGATE.search(text):
+        return text
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
 
 
 @dataclass(frozen=True)
@@ -86,8 +112,8 @@ class Normalizer:
     def __call__(self, raw: str) -> Normalized:
         text = _CONTROL.sub("", without_surrogates(raw[: MAX_ANALYSED_CHARS * 2]))
         text = unicodedata.normalize("NFKC", text)  # full-width → half-width, among others
-        text = _EMOJI_MODIFIERS.sub("", text)
-        text = self._t2s.convert(text).lower().translate(_PUNCT_VARIANTS)
+        text = without_invisibles(_EMOJI_MODIFIERS.sub("", text))
+        text = self._simplified(text).lower().translate(_PUNCT_VARIANTS)
         # Before spaces are squeezed: a space is often all that ends a pasted reminder.
         text, quote = strip_quoted_reminder(text)
         text = _WS.sub(" ", text).strip()
@@ -98,6 +124,15 @@ class Normalizer:
         text = _REPEATED_PUNCT.sub(r"\1", text)
         text = text[:MAX_ANALYSED_CHARS]
         return Normalized(text=text, compact=re.sub(r"[\W_]+", "", text), stripped_quote=quote)
+
+    def _simplified(self, text: str) -> str:
+        """Traditional → simplified. OpenCC is C++ over UTF-8 and has raised on inputs no test
+        foresaw (lone surrogates); a reply it cannot convert is read as written, not lost."""
+        try:
+            return str(self._t2s.convert(text))
+        except Exception:  # any failure of the converter, by design
+            log.warning("OpenCC could not convert a reply of %d characters", len(text))
+            return text
 
 
 def strip_quoted_reminder(text: str) -> tuple[str, str | None]:
