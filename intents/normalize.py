@@ -58,6 +58,29 @@ _REMINDER_SENTENCE = re.compile(
 )
 _SENTENCE_SPLIT = re.compile(r"(?<=[.!?;,\s])")
 
+# A link is never the borrower's word: t.cn/AbC123 holds no 退订, and an opt-out link's
+# "unsubscribe" is the advert's. Links are taken out of `compact` (the rules reading `text`
+# guard their letters themselves).
+_URL = re.compile(
+    r"(?:https?://|www\.)\S+"
+    r"|(?<![\w@])[a-z0-9-]+(?:\.[a-z0-9-]+)*\.(?:cn|com|net|org|co|cc|io|me|ly|top|xyz|vip|shop)"
+    r"(?:/\S*)?(?![a-z])"
+)
+# The opt-out line of a marketing text (退订回T, 回TD退订, 拒收请回R, reply STOP to opt out).
+_OPT_OUT_LINE = re.compile(
+    r"(?:退订|拒收|取消)\s*(?:请)?\s*回复?\s*(?:td|t|r|n|qxdy|0000|\d{1,2})(?![a-z0-9])"
+    r"|回复?\s*(?:td|t|r|n|qxdy|0000|\d{1,2})\s*(?:即可)?\s*(?:退订|拒收|退|取消)"
+    r"|(?:reply|text|txt|send)\s+(?:stop|td|t|unsubscribe|n)\s+to\s+(?:unsubscribe|opt[\s-]*out|"
+    r"stop|end|cancel|\d+)|(?:to\s+)?(?:unsubscribe|opt[\s-]*out),?\s+reply\s+(?:stop|td|t)"
+)
+# What shows that a text is a pasted advert, not the borrower writing: a link or marketing
+# words (a 【brand】 signature is found by strip_quoted_reminder).
+_ADVERT = re.compile(
+    r"大促|促销|优惠|折扣|[\d一二三四五六七八九]\.?\d?折|满\d+减|领券|券|秒杀|红包|抢购|特价|爆款|包邮|"
+    r"低至|限时|活动|福利|积分|会员|点击|戳|详情|下载|新品|直播间|全场|狂欢|"
+    r"(?<![a-z])(?:sale|discount|promo|deal|offer|shop|coupon|off)(?![a-z])"
+)
+
 
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 # Invisible characters that only hide words from the rules: format characters (bidi marks such
@@ -116,6 +139,7 @@ class Normalizer:
         text = self._simplified(text).lower().translate(_PUNCT_VARIANTS)
         # Before spaces are squeezed: a space is often all that ends a pasted reminder.
         text, quote = strip_quoted_reminder(text)
+        text, quote = strip_advert_opt_out(text, quote)
         text = _WS.sub(" ", text).strip()
         if self._typo_re is not None:  # keys may hold one space: "hao de"
             text = self._typo_re.sub(lambda m: self._typo_map[m.group()], text)
@@ -123,7 +147,8 @@ class Normalizer:
         text = _SPACED_LETTERS.sub(lambda m: re.sub(r"[\s.\-_*]+", "", m.group()), text)
         text = _REPEATED_PUNCT.sub(r"\1", text)
         text = text[:MAX_ANALYSED_CHARS]
-        return Normalized(text=text, compact=re.sub(r"[\W_]+", "", text), stripped_quote=quote)
+        compact = re.sub(r"[\W_]+", "", _URL.sub(" ", text))
+        return Normalized(text=text, compact=compact, stripped_quote=quote)
 
     def _simplified(self, text: str) -> str:
         """Traditional → simplified. OpenCC is C++ over UTF-8 and has raised on inputs no test
@@ -150,3 +175,17 @@ def strip_quoted_reminder(text: str) -> tuple[str, str | None]:
     quote = text[m.start() : m.end() + consumed]
     kept = (before + " " + rest[consumed:]).strip(" :,.")
     return kept.strip(), quote.strip()
+
+
+def strip_advert_opt_out(text: str, quote: str | None) -> tuple[str, str | None]:
+    """Removes the opt-out line of an advert the borrower pasted (【某某商城】…回T退订): it is
+    the advertiser's, not a stop request. Only in an advert (a 【signature】, a link or
+    marketing words): 回T退订 typed alone is the borrower's. The borrower's own words around
+    it (别再发了【…】…回T退订) stay and are read as usual."""
+    if not (quote or _URL.search(text) or _ADVERT.search(text)):
+        return text, quote
+    removed = [m.group() for m in _OPT_OUT_LINE.finditer(text)]
+    if not removed:
+        return text, quote
+    kept = _OPT_OUT_LINE.sub(" ", text)
+    return kept, " ".join(([quote] if quote else []) + removed)
