@@ -345,12 +345,15 @@ _RULES: list[tuple[re.Pattern[str], Callable[[re.Match[str]], Resolver | None], 
 ]
 
 # A time of day with no day named is today (晚上还, 下午三点前, 中午转): said in the morning of
-# the day it is meant for. Only read when the reply names no day at all (明天晚上 is 明天's).
+# the day it is meant for. Only read when the reply names no day at all (明天晚上 is 明天's),
+# and only as a deadline or right before paying: 晚上好 and 我晚上还要上班 name no pay day.
+_PAY_SOON = r"(?=[^,.!?;\s]{0,4}?(?:还(?!要|在|是|没|得|有|会)|转|打|付|给|交|存|凑|处理))"
 _TIME_OF_DAY = re.compile(
-    r"(?:早上|早晨|上午|中午|午饭前|下午|傍晚|晚上|晚饭前|夜里|半夜)"
-    rf"(?:\s*{_N}\s*点(?:钟|半)?)?\s*(?:前|之前|以前)?"
-    # A bare hour needs 前/钟 (一点 alone is "a little": 多还一点).
-    rf"|{_N}\s*点(?:钟|半)?\s*(?:前|之前|以前)|{_N}\s*点钟"
+    rf"(?:(?:早上|早晨|上午|中午|下午|傍晚|晚上|夜里)(?:\s*{_N}\s*点(?:钟|半)?)?|{_N}\s*点(?:钟|半)?)"
+    r"\s*(?:前|之前|以前)"
+    rf"|(?:早上|早晨|上午|中午|下午|傍晚|晚上|夜里)(?:\s*{_N}\s*点(?:钟|半)?)?{_PAY_SOON}"
+    # A bare hour needs 前 or 钟 (一点 alone is "a little": 多还一点).
+    rf"|{_N}\s*点钟{_PAY_SOON}"
 )
 
 # Time phrases no calendar resolves; kept raw so a human or the flow can still use them.

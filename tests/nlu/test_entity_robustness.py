@@ -34,6 +34,8 @@ def _resolved(text: str, intents: frozenset[Intent] = PROMISE) -> Any:
         ("下午三点前还上", D(2026, 12, 2)),
         ("中午就还", D(2026, 12, 2)),
         ("傍晚打过去", D(2026, 12, 2)),
+        ("十点钟还", D(2026, 12, 2)),
+        ("晚上7点半前转", D(2026, 12, 2)),
         ("明早还", D(2026, 12, 3)),
         ("明天晚上还", D(2026, 12, 3)),  # the day named wins over the time of day
         ("周五下午还", D(2026, 12, 4)),
@@ -50,6 +52,14 @@ def test_times_of_day_and_english_days_resolve(text: str, expected: date) -> Non
     e = _resolved(text)
     assert e.date == expected, e
     assert e.date_range is None and e.unresolved == ()
+
+
+@pytest.mark.parametrize(
+    "text", ["晚上好", "我晚上还要上班没钱", "中午吃饭了吗", "多还一点", "晚一点还", "下午有空再说"]
+)
+def test_a_time_of_day_names_no_pay_day_unless_paying(text: str) -> None:
+    e = _resolved(text, frozenset({Intent.PROMISE_TO_PAY, Intent.HARDSHIP}))
+    assert e.date is None and e.date_range is None, e
 
 
 @pytest.mark.parametrize(
