@@ -130,7 +130,9 @@ class Understander:
         if answer is not None:
             self._answers.move_to_end(key)
             return answer
-        norm = self._normalize(raw)
+        # The normaliser reads no further than this; cutting here keeps a 100,000-character
+        # reply from being a 100,000-character key in the normaliser's cache.
+        norm = self._normalize(raw[: 2 * MAX_ANALYSED_CHARS])
         cached = self._cache.get(norm.text)
         if cached is None:
             analysis = self._analyse(norm.text, norm.compact, norm.stripped_quote)
@@ -161,8 +163,9 @@ class Understander:
                 cached=cached is not None,
             ),
         )
-        if cached is not None:
+        if cached is not None and len(raw) <= 2 * MAX_ANALYSED_CHARS:
             # Kept from the second time on, so a kept answer says truly that it was cached.
+            # Never a huge reply: 8192 of them would hold gigabytes (the answer keeps the text).
             self._answers[key] = answer
             if len(self._answers) > _CACHE_SIZE:
                 self._answers.popitem(last=False)

@@ -120,3 +120,11 @@ def test_classify_subprocess_reports_bad_lines_and_goes_on() -> None:
         assert f"line {n}: not UTF-8" in err
         assert rows[n - 1]["input"] == f"line {n}"
     assert "Traceback" not in err
+
+
+def test_huge_replies_are_not_kept_whole_in_the_caches(nlu: Understander) -> None:
+    huge = "明天还500" + "啊" * 100_000
+    first = nlu.understand(huge, now=NOW)
+    again = nlu.understand(huge, now=NOW)
+    assert again.entities == first.entities and again.intent == first.intent
+    assert all(len(text) <= 2_000 for text, _day in nlu._answers)
