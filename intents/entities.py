@@ -33,8 +33,9 @@ _IDENTIFIER_BEFORE = re.compile(
     r"(?:尾号|尾数|后\s*[三四六346]\s*位(?:数|号)?|末\s*[四4]\s*位|卡号|账号|帐号|手机号?|号码|电话|"
     r"热线|工号|编号|单号|订单号?|验证码|密码|拨打|致电|打给|call|tel)\s*(?:是|为|:)?\s*$"
 )
-# Bank and carrier hotlines (95588, 96xxx, 10086) are five-digit numbers no borrower pays.
-_HOTLINE = re.compile(r"9[56]\d{3}|100(?:86|10|00[01])|123(?:15|21|45|58|60|63|78|80|86)")
+# Bank and carrier hotlines (95588, 96xxx, 10086) are five-digit numbers no borrower pays
+# without a currency word; a round figure (96000) is still money.
+_HOTLINE = re.compile(r"9[56]\d(?!00)\d\d|100(?:86|10)|123(?:15|21|45|58|60|63|78|80|86)")
 # Digit groups joined by hyphens are a phone number (400-800-1234, 021-5555-1234).
 _DASHED = re.compile(r"(?<![\d.])\d{2,4}(?:-\d{3,8}){1,2}(?![\d.])")
 # Above this no borrower of a consumer loan pays in one go: a bigger figure is a typo, an
@@ -105,9 +106,11 @@ def _read_amounts(text: str) -> list[Span]:
         if any(s < de and ds < e for ds, de in dashed):
             continue
         before, after = text[max(0, s - 8) : s], text[e : e + 8]
-        if _IDENTIFIER_BEFORE.search(before) or _HOTLINE.fullmatch(token):
+        if _IDENTIFIER_BEFORE.search(before):
             continue
         has_currency = bool(_CURRENCY_AFTER.match(after) or _CURRENCY_BEFORE.search(before))
+        if _HOTLINE.fullmatch(token) and not has_currency:
+            continue
         if _PHONE_LIKE.fullmatch(token.replace(",", "")) and not has_currency:
             continue
         if not has_currency and _NOT_MONEY_AFTER.match(after):

@@ -120,6 +120,8 @@ def test_numbers_that_look_like_holidays_are_not_holidays(text: str) -> None:
         ("我电话13812345678明天还", None),
         ("95588说扣款了", None),
         ("打10086问了", None),
+        ("还96000", 96000),  # a round figure is money even where hotlines start
+        ("转了95588元", 95588),  # with a currency word, too
         ("12.5还", None),
         ("12月5号还", None),
         ("3月15号还八百", 800),
