@@ -36,8 +36,9 @@ _IDENTIFIER_BEFORE = re.compile(
 # Bank and carrier hotlines (95588, 96xxx, 10086) are five-digit numbers no borrower pays
 # without a currency word; a round figure (96000) is still money.
 _HOTLINE = re.compile(r"9[56]\d(?!00)\d\d|100(?:86|10)|123(?:15|21|45|58|60|63|78|80|86)")
-# Digit groups joined by hyphens are a phone number (400-800-1234, 021-5555-1234).
-_DASHED = re.compile(r"(?<![\d.])\d{2,4}(?:-\d{3,8}){1,2}(?![\d.])")
+# Digit groups joined by hyphens are a phone number (400-800-1234, 021-5555-1234, 0755-1234567)
+# but one hyphen between two figures is a range of money (500-1000).
+_DASHED = re.compile(r"(?<![\d.])(?:\d{2,4}-\d{3,4}-\d{3,8}|(?:0\d{1,3}|400|800)-\d{5,8})(?![\d.])")
 # Above this no borrower of a consumer loan pays in one go: a bigger figure is a typo, an
 # account number or a provocation, and is not acted on (the flow asks instead).
 MAX_AMOUNT = 10_000_000
@@ -96,7 +97,7 @@ def read(text: str) -> Readings:
 
 def _read_amounts(text: str) -> list[Span]:
     found: list[Span] = []
-    dashed = [m.span() for m in _DASHED.finditer(text) if sum(c.isdigit() for c in m.group()) >= 7]
+    dashed = [m.span() for m in _DASHED.finditer(text)]
     for m in NUMBER_RE.finditer(text):
         token, s = m.group().rstrip(), m.start()
         e = s + len(token)

@@ -117,6 +117,8 @@ def test_numbers_that_look_like_holidays_are_not_holidays(text: str) -> None:
         ("卡号后四位5678，还了2000", 2000),
         ("尾号8899那张卡还500", 500),
         ("有事打400-800-1234", None),
+        ("座机0755-1234567", None),
+        ("还500-1000", 500),  # one hyphen between figures is a range of money
         ("我电话13812345678明天还", None),
         ("95588说扣款了", None),
         ("打10086问了", None),
