@@ -192,3 +192,18 @@ def test_stop_survives_any_surrounding_noise(
 ) -> None:
     u = nlu.understand(before + gap + word + gap + after, now=NOW)
     assert u.intent == Intent.STOP, (before, word, after, u.explain.normalized)
+
+
+@PROPS
+@given(
+    before=st.text(alphabet=_ANY_CODE_POINT, max_size=60),
+    word=st.sampled_from(["退订", "别再发了", "拉黑", "不要再联系我", "拒收", "取消订阅"]),
+    after=st.text(alphabet=_ANY_CODE_POINT, max_size=60),
+    gap=st.sampled_from([" ", ",", "\n", "。"]),
+)
+def test_a_chinese_stop_survives_any_code_points_around_it(
+    nlu: Understander, before: str, word: str, after: str, gap: str
+) -> None:
+    # Any characters at all, Latin included: the Chinese opt-out words have no letter to glue.
+    u = nlu.understand(before + gap + word + gap + after, now=NOW)
+    assert u.intent == Intent.STOP, (before, word, after, u.explain.normalized)
