@@ -104,8 +104,9 @@ def _unresolved(_today: date, _past: bool) -> Resolved:
 
 # A day further than this from today is not a pay date anyone schedules (一亿周后, 过一亿天):
 # the phrase is kept unresolved (for a person to read) instead of overflowing the calendar.
-# Three years covers the longest plan a borrower proposes (分36期) and every holiday named
-# (next 国庆 is at most a year away); beyond that a number is a typo or a provocation.
+# Three years is as far as the longest plan we offer (36 monthly installments) and covers
+# every holiday named (the next 国庆 is at most a year away); beyond that a number is a typo
+# or a provocation.
 MAX_OFFSET_DAYS = 3 * 366
 
 
@@ -120,11 +121,9 @@ def _offset(days: int | None) -> Resolver:
     return lambda today, _past: today + timedelta(days=days)
 
 
-def _counted(raw: str | None, unit_days: int, default: int | None = None) -> Resolver:
+def _counted(raw: str, unit_days: int) -> Resolver:
     """``raw`` units of ``unit_days`` from today (两周后); unresolved when ``raw`` is no number we
     read (400 digits) or too far, never a silent default for a number we could not read."""
-    if not raw:
-        return _offset(default * unit_days if default is not None else None)
     n = _num(raw)
     return _offset(n * unit_days if n is not None and n <= MAX_OFFSET_DAYS else None)
 
@@ -229,9 +228,9 @@ def _holiday(m: re.Match[str]) -> Resolver:
     return _yearly(*_SOLAR_HOLIDAYS[m.group(1).removesuffix("节")])
 
 
-def _within(raw: str | None, unit_days: int) -> Resolver:
+def _within(raw: str, unit_days: int) -> Resolver:
     """今天 .. ``raw`` units from today (3天内); unresolved when ``raw`` is too big to mean it."""
-    n = _num(raw) if raw else 1
+    n = _num(raw)
     if n is None or n * unit_days > MAX_OFFSET_DAYS:
         return _unresolved
     return _span(0, n * unit_days)
