@@ -100,8 +100,13 @@ def _inputs(texts: list[str]) -> Iterator[tuple[str, str | bytes]]:
     """Each message with where it came from; bytes where they are not decoded yet."""
     if texts:
         for i, text in enumerate(texts, 1):
-            # The bytes as typed: argv decodes undecodable bytes to lone surrogates.
-            yield f"argument {i}", os.fsencode(text)
+            # The bytes as typed: argv decodes undecodable bytes to lone surrogates. A str
+            # no file system encoding produces (a caller's "\ud800") is passed on as it is:
+            # understand() reads any str.
+            try:
+                yield f"argument {i}", os.fsencode(text)
+            except UnicodeError:
+                yield f"argument {i}", text
         return
     lines: Iterable[str | bytes] = getattr(sys.stdin, "buffer", sys.stdin)
     for n, line in enumerate(lines, 1):

@@ -18,7 +18,9 @@ from intents.numbers import CN_NUMERAL_CHARS, parse_number
 Resolved = date | tuple[date, date] | None
 Resolver = Callable[[date, bool], Resolved]
 
-_N = rf"(?:\d{{1,2}}|[{CN_NUMERAL_CHARS}]{{1,3}})"
+# A count or day number. Read whole (up to 12 digits, with no digit before it) so that
+# 99999999天后 is one absurd phrase kept unresolved, never the plausible tail 99天后.
+_N = rf"(?:(?<![\d.])\d{{1,12}}|[{CN_NUMERAL_CHARS}]{{1,6}})"
 _WEEKDAYS = {"一": 0, "二": 1, "三": 2, "四": 3, "五": 4, "六": 5, "日": 6, "天": 6, "七": 6}
 _WEEKDAYS.update({str(i + 1): i for i in range(7)})
 
@@ -102,13 +104,28 @@ def _unresolved(_today: date, _past: bool) -> Resolved:
 
 # A day further than this from today is not a pay date anyone schedules (一亿周后, 过一亿天):
 # the phrase is kept unresolved (for a person to read) instead of overflowing the calendar.
-MAX_OFFSET_DAYS = 366
+# Three years is as far as the longest plan we offer (36 monthly installments) and covers
+# every holiday named (the next 国庆 is at most a year away); beyond that a number is a typo
+# or a provocation.
+MAX_OFFSET_DAYS = 3 * 366
 
 
-def _offset(days: int) -> Resolver:
-    if abs(days) > MAX_OFFSET_DAYS:
+def within_bounds(today: date, day: date) -> bool:
+    """Whether ``day`` is near enough to ``today`` to be a pay date (see MAX_OFFSET_DAYS)."""
+    return abs((day - today).days) <= MAX_OFFSET_DAYS
+
+
+def _offset(days: int | None) -> Resolver:
+    if days is None or abs(days) > MAX_OFFSET_DAYS:
         return _unresolved
     return lambda today, _past: today + timedelta(days=days)
+
+
+def _counted(raw: str, unit_days: int) -> Resolver:
+    """``raw`` units of ``unit_days`` from today (两周后); unresolved when ``raw`` is no number we
+    read (400 digits) or too far, never a silent default for a number we could not read."""
+    n = _num(raw)
+    return _offset(n * unit_days if n is not None and n <= MAX_OFFSET_DAYS else None)
 
 
 def _span(a: int, b: int) -> Resolver:
@@ -173,42 +190,114 @@ def _next_week(today: date, _past: bool) -> Resolved:
     return monday, monday + timedelta(days=6)
 
 
-def _new_year(today: date, past: bool) -> Resolved:
-    d = date(today.year, 1, 1)
-    return d if past or today == d else date(today.year + 1, 1, 1)
+def _yearly(month: int, day: int) -> Resolver:
+    """The next such day, today included (双十一 said on 11-11 is today); the last one when past."""
+
+    def resolve(today: date, past: bool) -> Resolved:
+        d = date(today.year, month, day)
+        if past:
+            return d if d <= today else d.replace(year=today.year - 1)
+        return d if d >= today else d.replace(year=today.year + 1)
+
+    return resolve
+
+
+# Holidays fixed on the solar calendar (shopping festivals included); the key is the name
+# without a trailing 节. Lunar ones (春节, 中秋…) are in _UNRESOLVED: a wrong day is worse
+# than none.
+_SOLAR_HOLIDAYS: dict[str, tuple[int, int]] = {
+    "元旦": (1, 1), "情人": (2, 14), "劳动": (5, 1), "五一": (5, 1), "国庆": (10, 1),
+    "十一": (10, 1), "双十一": (11, 11), "双11": (11, 11), "双十二": (12, 12), "双12": (12, 12),
+    "平安夜": (12, 24), "圣诞": (12, 25),
+}  # fmt: skip
+_CN = CN_NUMERAL_CHARS
+_HOLIDAY = re.compile(
+    r"(双十一|双11|双十二|双12|元旦|国庆|平安夜|圣诞|情人节|劳动节"
+    # 五一 and 十一 are also numbers (十一号, 五一二): 十一 only before a holiday word, 五一 also
+    # before a verb or the end of a clause.
+    rf"|(?<![{_CN}\d])(?:五一|十一)(?=节|假|长假|黄金周|前|后|之前|之后|以前|以后|那)"
+    rf"|(?<![{_CN}\d])五一(?=还|再|就|给|的时候|[,.!?;\s]|$))"
+    r"节?(?:假期|长假|黄金周)?\s*(前|之前|以前|后|之后|以后|过后)?"
+)
+
+
+def _holiday(m: re.Match[str]) -> Resolver:
+    # 国庆前 is a deadline (the day itself, like 下周五前); 国庆后 is any day after: unresolved.
+    if m.group(2) and m.group(2).endswith("后"):
+        return _unresolved
+    return _yearly(*_SOLAR_HOLIDAYS[m.group(1).removesuffix("节")])
+
+
+def _within(raw: str, unit_days: int) -> Resolver:
+    """今天 .. ``raw`` units from today (3天内); unresolved when ``raw`` is too big to mean it."""
+    n = _num(raw)
+    if n is None or n * unit_days > MAX_OFFSET_DAYS:
+        return _unresolved
+    return _span(0, n * unit_days)
+
+
+def _day_check(n: int | None, build: Callable[[int], Resolver]) -> Resolver:
+    """下个月35号 names no day: unresolved (never the month as a whole, never an exception)."""
+    return build(n) if n is not None and 1 <= n <= 31 else _unresolved
 
 
 _WEEK = r"(?:周|星期|礼拜)"
+_EN_DAYS = {"mon": 0, "tues": 1, "wednes": 2, "thurs": 3, "fri": 4, "satur": 5, "sun": 6}
+_EN_WHICH = {"next": "下", "last": "上", "this": "这", "": ""}
 _RULES: list[tuple[re.Pattern[str], Callable[[re.Match[str]], Resolver | None], bool | None]] = [
     # (pattern, builder from the match, inherent tense)
+    (_HOLIDAY, _holiday, None),
     (re.compile(r"大后天"), lambda m: _offset(3), False),
     (re.compile(r"大前天"), lambda m: _offset(-3), True),
-    (re.compile(r"今天|今日|今儿|今晚|今早|今天晚上|当天"), lambda m: _offset(0), None),
+    (re.compile(r"今天|今日|今儿|今晚|今早|今夜|今天晚上|当天"), lambda m: _offset(0), None),
     (re.compile(r"明天|明日|明儿|明早|明晚|明个"), lambda m: _offset(1), False),
     (re.compile(r"后天"), lambda m: _offset(2), False),
     (re.compile(r"昨天|昨日|昨儿|昨晚"), lambda m: _offset(-1), True),
     (re.compile(r"前天"), lambda m: _offset(-2), True),
+    # English and texting shorthand (borrowers mix them in: 明天 is "tmr" as often as not).
+    (re.compile(r"(?<![a-z])day after (?:tomorrow|tmrw?)(?![a-z])"), lambda m: _offset(2), False),
     (
-        re.compile(rf"({_N})\s*(?:天|日)\s*(?:后|之后|以后)"),
-        lambda m: _offset(n) if (n := _num(m.group(1))) is not None and n <= 90 else None,
+        re.compile(
+            r"(?<![a-z])(?:today|tonight|tonite|this (?:morning|afternoon|evening))(?![a-z])"
+        ),
+        lambda m: _offset(0),
+        None,
+    ),
+    (
+        re.compile(r"(?<![a-z])(?:tomorrow|tomorow|tmrw?|tmw|2moro|2morrow)(?![a-z])"),
+        lambda m: _offset(1),
+        False,
+    ),
+    (re.compile(r"(?<![a-z])yesterday(?![a-z])"), lambda m: _offset(-1), True),
+    (
+        re.compile(r"(?<![a-z])(?:(next|last|this) )?(mon|tues|wednes|thurs|fri|satur|sun)day"),
+        lambda m: _weekday(_EN_WHICH[m.group(1) or ""], _EN_DAYS[m.group(2)]),
+        None,
+    ),
+    (re.compile(r"(?<![a-z])next week(?![a-z])"), lambda m: _next_week, False),
+    (re.compile(r"(?<![a-z])next month(?![a-z])"), lambda m: _next_month(None, None), False),
+    (
+        re.compile(r"(?<![a-z])in (\d{1,12}) days?(?![a-z])"),
+        lambda m: _counted(m.group(1), 1),
         False,
     ),
     (
-        re.compile(rf"({_N}|一个?)\s*(?:周|星期|礼拜)\s*(?:后|之后|以后)"),
-        lambda m: _offset(7 * (_num(m.group(1).rstrip("个")) or 1)),
+        re.compile(rf"({_N})\s*(?:天|日)\s*(?:后|之后|以后)"),
+        lambda m: _counted(m.group(1), 1),
+        False,
+    ),
+    (
+        re.compile(rf"({_N})\s*个?\s*(?:周|星期|礼拜)\s*(?:后|之后|以后)"),
+        lambda m: _counted(m.group(1), 7),
         False,
     ),
     (
         re.compile(rf"(?:({_N})\s*(?:天|日)|一个?(?:周|星期|礼拜))\s*(?:内|之内|以内)"),
-        lambda m: _span(0, _num(m.group(1)) or 0) if m.group(1) else _span(0, 7),
+        lambda m: _within(m.group(1), 1) if m.group(1) else _span(0, 7),
         False,
     ),
     (re.compile(r"过\s*(?:两|几|些|一两)\s*天"), lambda m: _span(1, 3), False),
-    (
-        re.compile(rf"过\s*({_N})\s*天"),
-        lambda m: _offset(n) if (n := _num(m.group(1))) is not None else None,
-        False,
-    ),
+    (re.compile(rf"过\s*({_N})\s*天"), lambda m: _counted(m.group(1), 1), False),
     (re.compile(r"这(?:两|几|些)天|近(?:两|几)天|最近(?:两|几)天"), lambda m: _span(0, 3), False),
     (re.compile(r"(下个?|这个?|本)?周末"), lambda m: _weekend(m.group(1) or ""), False),
     (
@@ -220,13 +309,13 @@ _RULES: list[tuple[re.Pattern[str], Callable[[re.Match[str]], Resolver | None], 
     (re.compile(r"(?:这|本)个?(?:周|星期|礼拜)(?:内|之内)?"), lambda m: _this_week, False),
     (
         re.compile(rf"下个?月\s*({_N})\s*(?:号|日)"),
-        lambda m: _next_month(n, None) if (n := _num(m.group(1))) and 1 <= n <= 31 else None,
+        lambda m: _day_check(_num(m.group(1)), lambda n: _next_month(n, None)),
         False,
     ),
     (re.compile(r"下个?月\s*(初|中|底|末)?"), lambda m: _next_month(None, m.group(1)), False),
     (
         re.compile(rf"上个?月\s*({_N})\s*(?:号|日)"),
-        lambda m: _last_month(n) if (n := _num(m.group(1))) and 1 <= n <= 31 else None,
+        lambda m: _day_check(_num(m.group(1)), _last_month),
         True,
     ),
     (re.compile(r"(?:这个?|本)?月(初|中|底|末)"), lambda m: _this_month_part(m.group(1)), None),
@@ -252,13 +341,27 @@ _RULES: list[tuple[re.Pattern[str], Callable[[re.Match[str]], Resolver | None], 
         lambda m: _day_of_month(n) if (n := _num(m.group(1))) and 1 <= n <= 31 else None,
         None,
     ),
-    (re.compile(r"元旦"), lambda m: _new_year, None),
 ]
+
+# A time of day with no day named is today (晚上还, 下午三点前, 中午转): said in the morning of
+# the day it is meant for. Only read when the reply names no day at all (明天晚上 is 明天's),
+# and only as a deadline or right before paying: 晚上好 and 我晚上还要上班 name no pay day.
+_PAY_SOON = r"(?=[^,.!?;\s]{0,4}?(?:还(?!要|在|是|没|得|有|会)|转|打|付|给|交|存|凑|处理))"
+_TIME_OF_DAY = re.compile(
+    rf"(?:(?:早上|早晨|上午|中午|下午|傍晚|晚上|夜里)(?:\s*{_N}\s*点(?:钟|半)?)?|{_N}\s*点(?:钟|半)?)"
+    r"\s*(?:前|之前|以前)"
+    rf"|(?:早上|早晨|上午|中午|下午|傍晚|晚上|夜里)(?:\s*{_N}\s*点(?:钟|半)?)?{_PAY_SOON}"
+    # A bare hour needs 前 or 钟 (一点 alone is "a little": 多还一点).
+    rf"|{_N}\s*点钟{_PAY_SOON}"
+)
 
 # Time phrases no calendar resolves; kept raw so a human or the flow can still use them.
 _UNRESOLVED = re.compile(
     r"发(?:了)?工资|工资(?:到|下来|发)|发薪|开工资|领工资|等有钱|有钱(?:了|就|再)|手头宽裕|"
-    r"回款|年后|过年|年前|春节|年底|过段时间|过一阵|过阵子|缓过来|周转过来|下次"
+    r"回款|年底|过段时间|过一阵|过阵子|缓过来|周转过来|下次|"
+    # Lunar festivals move against the solar calendar (and 节后 names no festival at all).
+    r"(?:过年|春节|中秋节?|端午节?|元宵节?|清明节?|七夕|重阳节?|除夕|小年|腊八|年|节|假期|放假|长假"
+    r"|开学)(?:前|后|之前|之后|以后|过后)|过年|春节|中秋|端午|元宵|清明|七夕|重阳|除夕|腊八"
 )
 
 
@@ -276,6 +379,10 @@ def find_time_expressions(text: str) -> Iterator[TimeExpr]:
                 continue
             taken.append((s, e))
             found.append(TimeExpr(m.group(), s, e, resolver, tense))
+    if not found:
+        for m in _TIME_OF_DAY.finditer(text):
+            taken.append(m.span())
+            found.append(TimeExpr(m.group(), m.start(), m.end(), _offset(0), None))
     for m in _UNRESOLVED.finditer(text):
         s, e = m.span()
         if not any(s < te and ts < e for ts, te in taken):

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import date
 
-from intents.dates import TimeExpr, find_time_expressions
+from intents.dates import TimeExpr, find_time_expressions, within_bounds
 from intents.model import Entities, Intent, Span
 from intents.numbers import NUMBER_RE, parse_number
 
@@ -27,6 +27,21 @@ _DEBT_AFTER = re.compile(
     r"\s*(?:元|块)?\s*(?:不对|哪来|怎么来|是什么|是怎么|太多|太高|多了|的利息|利息|包含|包括|含|是本金)"
 )
 _PHONE_LIKE = re.compile(r"\d{7,}")
+# Numbers that identify rather than count: a card or account tail, a phone or hotline
+# (尾号1234, 卡号后四位5678, 拨打95588). Never money, even next to 还 or 扣.
+_IDENTIFIER_BEFORE = re.compile(
+    r"(?:尾号|尾数|后\s*[三四六346]\s*位(?:数|号)?|末\s*[四4]\s*位|卡号|账号|帐号|手机号?|号码|电话|"
+    r"热线|工号|编号|单号|订单号?|验证码|密码|拨打|致电|打给|call|tel)\s*(?:是|为|:)?\s*$"
+)
+# Bank and carrier hotlines (95588, 96xxx, 10086) are five-digit numbers no borrower pays
+# without a currency word; a round figure (96000) is still money.
+_HOTLINE = re.compile(r"9[56]\d(?!00)\d\d|100(?:86|10)|123(?:15|21|45|58|60|63|78|80|86)")
+# Digit groups joined by hyphens are a phone number (400-800-1234, 021-5555-1234, 0755-1234567)
+# but one hyphen between two figures is a range of money (500-1000).
+_DASHED = re.compile(r"(?<![\d.])(?:\d{2,4}-\d{3,4}-\d{3,8}|(?:0\d{1,3}|400|800)-\d{5,8})(?![\d.])")
+# Above this no borrower of a consumer loan pays in one go: a bigger figure is a typo, an
+# account number or a provocation, and is not acted on (the flow asks instead).
+MAX_AMOUNT = 10_000_000
 _CANNOT_PAY = re.compile(r"[^,.!?;\s]{0,4}?(?:不上|不了|不起|不出|没钱|不行|不方便)")
 _INSTALLMENTS = re.compile(
     r"(?:分|拆)\s*(?:成|为)?\s*(\d{1,2}|[一二两三四五六七八九十]{1,3})\s*(?:期|个月|次|份|个月还|回)"
@@ -82,14 +97,21 @@ def read(text: str) -> Readings:
 
 def _read_amounts(text: str) -> list[Span]:
     found: list[Span] = []
+    dashed = [m.span() for m in _DASHED.finditer(text)]
     for m in NUMBER_RE.finditer(text):
         token, s = m.group().rstrip(), m.start()
         e = s + len(token)
         value = parse_number(token)
-        if value is None or value <= 0:
+        if value is None or value <= 0 or value > MAX_AMOUNT:
+            continue
+        if any(s < de and ds < e for ds, de in dashed):
             continue
         before, after = text[max(0, s - 8) : s], text[e : e + 8]
+        if _IDENTIFIER_BEFORE.search(before):
+            continue
         has_currency = bool(_CURRENCY_AFTER.match(after) or _CURRENCY_BEFORE.search(before))
+        if _HOTLINE.fullmatch(token) and not has_currency:
+            continue
         if _PHONE_LIKE.fullmatch(token.replace(",", "")) and not has_currency:
             continue
         if not has_currency and _NOT_MONEY_AFTER.match(after):
@@ -143,6 +165,11 @@ def resolve(
             try:
                 value = t.resolve(today, t.inherent_past if t.inherent_past is not None else past)
             except (OverflowError, ValueError):  # a day outside the calendar (near year 9999)
+                value = None
+            # Whatever a reader computed, a day years away is not a pay date: kept unresolved.
+            if value is not None and not all(
+                within_bounds(today, d) for d in (value if isinstance(value, tuple) else (value,))
+            ):
                 value = None
             if value is None:
                 unresolved.append(t.text)

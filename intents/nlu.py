@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import re
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import date, datetime, tzinfo
@@ -23,8 +24,8 @@ from intents import tuning
 from intents.classifier import IntentModel, char_ngrams
 from intents.combine import combine
 from intents.data import DATA_DIR, load_training
-from intents.model import Explanation, Intent, IntentScore, RuleHit, Understanding
-from intents.normalize import Normalizer, without_surrogates
+from intents.model import Entities, Explanation, Intent, IntentScore, RuleHit, Understanding
+from intents.normalize import MAX_ANALYSED_CHARS, Normalizer, without_surrogates
 from intents.rules import Rules, load_rules
 from intents.tuning import training_key
 
@@ -32,6 +33,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_TZ = "Asia/Shanghai"
 _CACHE_SIZE = 8192
+# What the fallback reading keeps: letters and digits of any script (CJK included), spaces
+# and sentence punctuation.
+_PLAIN_ONLY = re.compile(r"[^\w\s,.!?;:，。！？；：]+")
 
 
 @dataclass(frozen=True)
@@ -95,18 +99,41 @@ class Understander:
     def understand(
         self, text: str, *, now: datetime, tz: str | tzinfo = DEFAULT_TZ
     ) -> Understanding:
-        zone = resolve_tz(tz)
+        zone = resolve_tz(tz)  # a bad zone is the caller's error, raised as UsageError
         raw = text if isinstance(text, str) else str(text)
         # A lone surrogate (a JSON "\ud800" escape, an argv byte under surrogateescape) is no
         # character: OpenCC and every UTF-8 encoder raise on it. It reads as U+FFFD.
         raw = without_surrogates(raw)
         local_now = now.replace(tzinfo=zone) if now.tzinfo is None else now.astimezone(zone)
+        try:
+            return self._understand(raw, local_now)
+        except Exception:
+            # Never expected (the property tests feed every kind of str). But one reply that
+            # trips a bug must not stall the borrower's conversation nor a batch: it is
+            # logged, and read again as plain letters, digits and CJK (a stop request
+            # survives that); failing even so, it is unknown, which the flow hands a person.
+            log.exception("understanding failed on a reply of %d characters", len(raw))
+        try:
+            return self._understand(_PLAIN_ONLY.sub(" ", raw[:MAX_ANALYSED_CHARS]), local_now)
+        except Exception:
+            log.exception("understanding failed again on the plain text")
+        return Understanding(
+            text=raw,
+            intent=Intent.UNKNOWN,
+            intents=(IntentScore(name=Intent.UNKNOWN, score=1.0),),
+            entities=Entities(),
+            explain=Explanation(normalized=""),
+        )
+
+    def _understand(self, raw: str, local_now: datetime) -> Understanding:
         key = (raw, local_now.date())
         answer = self._answers.get(key)
         if answer is not None:
             self._answers.move_to_end(key)
             return answer
-        norm = self._normalize(raw)
+        # The normaliser reads no further than this; cutting here keeps a 100,000-character
+        # reply from being a 100,000-character key in the normaliser's cache.
+        norm = self._normalize(raw[: 2 * MAX_ANALYSED_CHARS])
         cached = self._cache.get(norm.text)
         if cached is None:
             analysis = self._analyse(norm.text, norm.compact, norm.stripped_quote)
@@ -137,8 +164,9 @@ class Understander:
                 cached=cached is not None,
             ),
         )
-        if cached is not None:
+        if cached is not None and len(raw) <= 2 * MAX_ANALYSED_CHARS:
             # Kept from the second time on, so a kept answer says truly that it was cached.
+            # Never a huge reply: 8192 of them would hold gigabytes (the answer keeps the text).
             self._answers[key] = answer
             if len(self._answers) > _CACHE_SIZE:
                 self._answers.popitem(last=False)

@@ -6,12 +6,15 @@ then the quoted reminder is cut out (so its amounts and dates are never read as 
 
 from __future__ import annotations
 
+import logging
 import re
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import opencc
+
+log = logging.getLogger(__name__)
 
 # Analysing more than this gains nothing (an SMS reply is short) and bounds the cost of abuse.
 MAX_ANALYSED_CHARS = 1000
@@ -55,14 +58,60 @@ _REMINDER_SENTENCE = re.compile(
 )
 _SENTENCE_SPLIT = re.compile(r"(?<=[.!?;,\s])")
 
+# A link is never the borrower's word: t.cn/AbC123 holds no 退订, and an opt-out link's
+# "unsubscribe" is the advert's. Links are taken out of `compact` (the rules reading `text`
+# guard their letters themselves).
+_URL = re.compile(
+    r"(?:https?://|www\.)\S+"
+    r"|(?<![\w@])[a-z0-9-]+(?:\.[a-z0-9-]+)*\.(?:cn|com|net|org|co|cc|io|me|ly|top|xyz|vip|shop)"
+    r"(?:/\S*)?(?![a-z])"
+)
+# The opt-out line of a marketing text (退订回T, 回TD退订, 拒收请回R, reply STOP to opt out).
+_OPT_OUT_LINE = re.compile(
+    r"(?:退订|拒收|取消)\s*(?:请)?\s*回复?\s*(?:td|t|r|n|qxdy|0000|\d{1,2})(?![a-z0-9])"
+    r"|回复?\s*(?:td|t|r|n|qxdy|0000|\d{1,2})\s*(?:即可)?\s*(?:退订|拒收|退|取消)"
+    r"|(?:reply|text|txt|send)\s+(?:stop|td|t|unsubscribe|n)\s+to\s+(?:unsubscribe|opt[\s-]*out|"
+    r"stop|end|cancel|\d+)|(?:to\s+)?(?:unsubscribe|opt[\s-]*out),?\s+reply\s+(?:stop|td|t)"
+)
+# What shows that a text is a pasted advert, not the borrower writing: a link or marketing
+# words (a 【brand】 signature is found by strip_quoted_reminder).
+_ADVERT = re.compile(
+    r"大促|促销|优惠|折扣|[\d一二三四五六七八九]\.?\d?折|满\d+减|领券|券|秒杀|红包|抢购|特价|爆款|包邮|"
+    r"低至|限时|活动|福利|积分|会员|点击|戳|详情|下载|新品|直播间|全场|狂欢|"
+    r"(?<![a-z])(?:sale|discount|promo|deal|offer|shop|coupon|off)(?![a-z])"
+)
+
 
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
+# Invisible characters that only hide words from the rules: format characters (bidi marks such
+# as U+202E, zero-width joiners, soft hyphens, tag characters) and combining marks left over
+# after NFKC (zalgo text, variation selectors: 退\u0301订 is 退订). Control characters other
+# than tab and newline go too; OpenCC and the rules never need any of them.
+_INVISIBLE_CATEGORIES = frozenset({"Cf", "Mn", "Cc", "Co", "Cn"})
+_KEPT_CONTROLS = frozenset("\t\n")
+
+
+def without_invisibles(text: str) -> str:
+    """``text`` without the characters of :data:`_INVISIBLE_CATEGORIES` (ASCII is untouched
+    but for control characters, which the cheaper _CONTROL expression already removes)."""
+    if text.isascii():
+        return text
+    return "".join(
+        c
+        for c in text
+        if c.isascii()
+        or c in _KEPT_CONTROLS
+        or unicodedata.category(c) not in _INVISIBLE_CATEGORIES
+    )
 
 
 def without_surrogates(text: str) -> str:
     """``text`` with each lone surrogate replaced by U+FFFD (a str may hold them; no encoder,
-    OpenCC included, accepts them)."""
-    return _SURROGATE.sub("\ufffd", text) if not text.isascii() else text
+    OpenCC included, accepts them). A high and low surrogate in a row (UTF-16 decoded as
+    UCS-2 upstream) are the one character they encode: 😀, not two U+FFFD."""
+    if text.isascii() or not _SURROGATE.search(text):
+        return text
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
 
 
 @dataclass(frozen=True)
@@ -86,10 +135,11 @@ class Normalizer:
     def __call__(self, raw: str) -> Normalized:
         text = _CONTROL.sub("", without_surrogates(raw[: MAX_ANALYSED_CHARS * 2]))
         text = unicodedata.normalize("NFKC", text)  # full-width → half-width, among others
-        text = _EMOJI_MODIFIERS.sub("", text)
-        text = self._t2s.convert(text).lower().translate(_PUNCT_VARIANTS)
+        text = without_invisibles(_EMOJI_MODIFIERS.sub("", text))
+        text = self._simplified(text).lower().translate(_PUNCT_VARIANTS)
         # Before spaces are squeezed: a space is often all that ends a pasted reminder.
         text, quote = strip_quoted_reminder(text)
+        text, quote = strip_advert_opt_out(text, quote)
         text = _WS.sub(" ", text).strip()
         if self._typo_re is not None:  # keys may hold one space: "hao de"
             text = self._typo_re.sub(lambda m: self._typo_map[m.group()], text)
@@ -97,7 +147,17 @@ class Normalizer:
         text = _SPACED_LETTERS.sub(lambda m: re.sub(r"[\s.\-_*]+", "", m.group()), text)
         text = _REPEATED_PUNCT.sub(r"\1", text)
         text = text[:MAX_ANALYSED_CHARS]
-        return Normalized(text=text, compact=re.sub(r"[\W_]+", "", text), stripped_quote=quote)
+        compact = re.sub(r"[\W_]+", "", _URL.sub(" ", text))
+        return Normalized(text=text, compact=compact, stripped_quote=quote)
+
+    def _simplified(self, text: str) -> str:
+        """Traditional → simplified. OpenCC is C++ over UTF-8 and has raised on inputs no test
+        foresaw (lone surrogates); a reply it cannot convert is read as written, not lost."""
+        try:
+            return str(self._t2s.convert(text))
+        except Exception:  # any failure of the converter, by design
+            log.warning("OpenCC could not convert a reply of %d characters", len(text))
+            return text
 
 
 def strip_quoted_reminder(text: str) -> tuple[str, str | None]:
@@ -115,3 +175,17 @@ def strip_quoted_reminder(text: str) -> tuple[str, str | None]:
     quote = text[m.start() : m.end() + consumed]
     kept = (before + " " + rest[consumed:]).strip(" :,.")
     return kept.strip(), quote.strip()
+
+
+def strip_advert_opt_out(text: str, quote: str | None) -> tuple[str, str | None]:
+    """Removes the opt-out line of an advert the borrower pasted (【某某商城】…回T退订): it is
+    the advertiser's, not a stop request. Only in an advert (a 【signature】, a link or
+    marketing words): 回T退订 typed alone is the borrower's. The borrower's own words around
+    it (别再发了【…】…回T退订) stay and are read as usual."""
+    if not (quote or _URL.search(text) or _ADVERT.search(text)):
+        return text, quote
+    removed = [m.group() for m in _OPT_OUT_LINE.finditer(text)]
+    if not removed:
+        return text, quote
+    kept = _OPT_OUT_LINE.sub(" ", text)
+    return kept, " ".join(([quote] if quote else []) + removed)

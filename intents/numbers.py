@@ -21,10 +21,11 @@ BIG_UNITS: dict[str, int] = {"万": 10_000, "萬": 10_000, "亿": 100_000_000}
 LATIN_UNITS: dict[str, int] = {"k": 1000, "w": 10_000}
 
 CN_NUMERAL_CHARS = "".join(DIGITS) + "".join(SMALL_UNITS) + "".join(BIG_UNITS)
-# A run of Chinese numerals, or Arabic digits with an optional Chinese/Latin multiplier.
+# A run of Chinese numerals, or Arabic digits with an optional Chinese/Latin multiplier and one
+# digit of the next lower unit (1万2, 3千5, 1w2 = 12000).
 NUMBER_PATTERN = (
     rf"(?:\d{{1,3}}(?:,\d{{3}})+|\d+)(?:\.\d+)?\s*(?:[{''.join(SMALL_UNITS)}{''.join(BIG_UNITS)}]"
-    rf"(?:[{''.join(DIGITS)}\d](?![{''.join(SMALL_UNITS)}]))?|[kw](?![a-z]))?"
+    rf"(?:[{''.join(DIGITS)}\d](?![{''.join(SMALL_UNITS)}]))?|[kw](?:\d(?![\d.]))?(?![a-z]))?"
     rf"|[{CN_NUMERAL_CHARS}]+"
 )
 NUMBER_RE = re.compile(NUMBER_PATTERN)

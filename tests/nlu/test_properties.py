@@ -9,10 +9,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from intents import Intent, Understander
+from intents import entities as ent
+from intents.dates import MAX_OFFSET_DAYS
 from tests.nlu.conftest import NOW
 
 PROPS = settings(
-    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 
 STOP_WORDS = [
@@ -116,7 +118,7 @@ def test_numbers_and_offsets_of_any_size_never_raise(
     text = verb + "".join(n + u for n, u in parts)
     u = nlu.understand(text, now=NOW)
     amount = u.entities.amount
-    assert amount is None or 0 < amount <= 1e12
+    assert amount is None or 0 < amount <= ent.MAX_AMOUNT
     json.dumps(u.to_json_dict(), ensure_ascii=False).encode("utf-8")
 
 
@@ -126,3 +128,82 @@ def test_any_str_even_with_lone_surrogates_never_raises(nlu: Understander, text:
     u = nlu.understand(text, now=NOW)
     # What it answers can always be written out (the CLI, the audit): no lone surrogate left.
     json.dumps(u.to_json_dict(), ensure_ascii=False).encode("utf-8")
+
+
+# Every kind of code point: lone surrogates (Cs), controls, format characters (bidi marks),
+# combining marks, private use, unassigned and noncharacters.
+_ANY_CODE_POINT = st.characters(codec=None, exclude_categories=())
+_NASTY = st.sampled_from(
+    ["\x00", "\ud800", "\udfff", "\u202e", "\u200f", "\u0301", "\ufeff", "\U000e0001", "\ufffe"]
+)
+
+
+@PROPS
+@given(
+    text=st.lists(st.one_of(_ANY_CODE_POINT, _NASTY, st.sampled_from(["退订", "明天还", "T"])))
+    .map("".join)
+    .filter(lambda t: len(t) <= 400)
+)
+def test_any_code_point_mix_never_raises(nlu: Understander, text: str) -> None:
+    u = nlu.understand(text, now=NOW)
+    assert u.intents
+    json.dumps(u.to_json_dict(), ensure_ascii=False).encode("utf-8")
+
+
+_DAY_WORDS = st.sampled_from(
+    ["明天", "下个月", "周五", "双十一", "国庆后", "晚上", "tmr", "号", "月", "天后", "周后", "天内",
+     "过", "前", "后", "年", "点前", "期", "分", "万", "w", "k", "元", "-", ".", " ", "尾号"]
+)  # fmt: skip
+
+
+@PROPS
+@given(
+    parts=st.lists(st.one_of(_NUMERALS, _DAY_WORDS), min_size=1, max_size=8),
+    offset=st.integers(min_value=-800, max_value=800),
+)
+def test_entities_are_always_within_bounds(parts: list[str], offset: int) -> None:
+    today = NOW.date() + timedelta(days=offset)
+    everything = frozenset(Intent) - {Intent.UNKNOWN}
+    e, _spans = ent.resolve(ent.read("".join(parts)), everything, today)
+    assert e.amount is None or 0 < e.amount <= ent.MAX_AMOUNT
+    for d in [e.date, *(e.date_range or ())]:
+        assert d is None or abs((d - today).days) <= MAX_OFFSET_DAYS
+    assert e.installments is None or 2 <= e.installments <= 60
+    if e.date_range is not None:
+        assert e.date_range[0] <= e.date_range[1]
+
+
+# Noise a reply may carry around its stop request: other words, digits, emoji, punctuation,
+# spaces and invisible characters. Never a Latin word (a T after "table" is not a stop by
+# design), nor 【】 (a signature starts a quoted reminder), nor =<>/ (code).
+_NOISE_CHARS = "你好我们他的是在这那个钱还了吧吗呢啊哦嗯行对0123456789,.!?~ 。，！？"
+_INVISIBLE = ["😡", "👍", "\u200b", "\u202e", "\u0301", "\ufe0f", "\t", "\n", "\u3000", "\x00"]
+_NOISE = st.text(alphabet=st.sampled_from([*_NOISE_CHARS, *_INVISIBLE]), max_size=60)
+_STOP_REQUESTS = st.sampled_from(
+    ["退订", "TD", "T", "t", "STOP", "拒收", "别再发了", "不要再联系我", "拉黑", "unsubscribe",
+     "don't text me", "取消订阅", "别发了", "ＴＤ"]
+)  # fmt: skip
+
+
+@PROPS
+@given(before=_NOISE, word=_STOP_REQUESTS, after=_NOISE, gap=st.sampled_from([" ", ",", "\n"]))
+def test_stop_survives_any_surrounding_noise(
+    nlu: Understander, before: str, word: str, after: str, gap: str
+) -> None:
+    u = nlu.understand(before + gap + word + gap + after, now=NOW)
+    assert u.intent == Intent.STOP, (before, word, after, u.explain.normalized)
+
+
+@PROPS
+@given(
+    before=st.text(alphabet=_ANY_CODE_POINT, max_size=60),
+    word=st.sampled_from(["退订", "别再发了", "拉黑", "不要再联系我", "拒收", "取消订阅"]),
+    after=st.text(alphabet=_ANY_CODE_POINT, max_size=60),
+    gap=st.sampled_from([" ", ",", "\n", "。"]),
+)
+def test_a_chinese_stop_survives_any_code_points_around_it(
+    nlu: Understander, before: str, word: str, after: str, gap: str
+) -> None:
+    # Any characters at all, Latin included: the Chinese opt-out words have no letter to glue.
+    u = nlu.understand(before + gap + word + gap + after, now=NOW)
+    assert u.intent == Intent.STOP, (before, word, after, u.explain.normalized)

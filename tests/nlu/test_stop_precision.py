@@ -1,0 +1,131 @@
+"""Stop: recognised in every spelling, never read into links, adverts, code or English words.
+
+Invented examples. The rule layer is checked on its own (no stop rule may fire on the
+non-stop texts) and end to end where the rules decide.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from intents import Intent, Understander
+from intents.data import DATA_DIR
+from intents.normalize import Normalizer
+from intents.rules import Rules, load_rules
+from tests.nlu.conftest import NOW
+
+
+@pytest.fixture(scope="module")
+def rules() -> Rules:
+    return load_rules(DATA_DIR / "rules.yaml")
+
+
+def _stop_hits(rules: Rules, text: str) -> list[str]:
+    norm = Normalizer(rules.typos)(text)
+    hits, _ = rules.match(norm.text, norm.compact)
+    return [f"{h.rule}:{h.match}" for h in hits if h.intent == Intent.STOP]
+
+
+STOPS = [
+    "ＴＤ",
+    "ｔｄ",
+    "t d",
+    "T.D",
+    "退 订",
+    "退  订 谢谢",
+    "tuiding",
+    "tui ding",
+    "bie fa le",
+    "bie zai fa le",
+    "la hei",
+    "STOP",
+    "stop",
+    "Stop!",
+    "unsubscribe",
+    "don't text me",
+    "dont text me anymore",
+    "please stop texting me",
+    "no more messages",
+    "leave me alone",
+    "别再发了",
+    "别发了",
+    "拉黑",
+    "已拉黑",
+    "好的 T",
+    "T谢谢",
+    "回T",
+    "退订回T",  # typed alone it is the borrower's
+    "別再發了",
+    "别再发了 【某某商城】双11大促全场五折，点 t.cn/AbC123 回T退订",  # own words + advert
+    "退订 https://t.cn/abc",
+    "STOP. 【某店】new coupons https://x.co/a reply STOP to opt out",
+]
+
+
+@pytest.mark.parametrize("text", STOPS)
+def test_every_spelling_of_stop(nlu: Understander, text: str) -> None:
+    u = nlu.understand(text, now=NOW)
+    assert u.intent == Intent.STOP, (text, u.explain.normalized, u.explain.rules)
+
+
+NOT_STOPS_BY_RULES = [
+    "t.cn/AbC123",
+    "https://t.cn/xyz",
+    "http://x.co/t",
+    "看看这个 t.cn/Qw3rT",
+    "www.shop.com/unsubscribe?id=t",
+    "【某某商城】双11大促全场五折 点击t.cn/AbC123 退订回T",
+    "【优选超市】年货节满300减50，戳 https://t.cn/xyz 回TD退订",
+    "【某某金服】新人专享红包已到账，拒收请回R",
+    "限时秒杀 低至3折 回复T退订",
+    "Big SALE 50% off! Reply STOP to unsubscribe",
+    "DROP TABLE t;",
+    "SELECT * FROM t WHERE x='T'",
+    "<script>alert('t')</script>",
+    "<t>",
+    "x = t",
+    "t-shirt",
+    "I can't pay",
+    "don't",
+    "I will pay tonight",
+    "that's it",
+    "what's that",
+    "table t where",
+]
+
+
+@pytest.mark.parametrize("text", NOT_STOPS_BY_RULES)
+def test_no_stop_rule_fires_on_links_adverts_code_or_english(rules: Rules, text: str) -> None:
+    assert _stop_hits(rules, text) == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "t.cn/AbC123",
+        "https://t.cn/xyz",
+        "http://x.co/t",
+        "【某某商城】双11大促全场五折 点击t.cn/AbC123 退订回T",
+        "【优选超市】年货节满300减50，戳 https://t.cn/xyz 回TD退订",
+        "SELECT * FROM t WHERE x='T'",
+        "<script>alert(1)</script>",
+        "明天还 t.cn/x",
+    ],
+)
+def test_no_false_stop_end_to_end(nlu: Understander, text: str) -> None:
+    u = nlu.understand(text, now=NOW)
+    assert not u.has(Intent.STOP), (text, u.explain.normalized, u.intents)
+
+
+# Short Latin texts the statistical model alone scores as stop above the threshold (it learnt
+# "few Latin letters" from T/TD/STOP): no rule fires (test above), and the remedy is the
+# classifier's policy (a stop with no rule hit needing `model_alone`), owned elsewhere.
+@pytest.mark.xfail(strict=False, reason="model-alone stop on short Latin text (classifier policy)")
+@pytest.mark.parametrize("text", ["DROP TABLE t;", "<t>", "t-shirt", "I will pay tonight"])
+def test_no_model_alone_stop_on_short_latin_text(nlu: Understander, text: str) -> None:
+    assert not nlu.understand(text, now=NOW).has(Intent.STOP)
+
+
+def test_an_advert_opt_out_line_is_kept_as_quoted_not_lost(nlu: Understander) -> None:
+    u = nlu.understand("【某某商城】全场五折 t.cn/a 回T退订", now=NOW)
+    assert u.explain.stripped_quote is not None and "回t退订" in u.explain.stripped_quote
