@@ -39,10 +39,10 @@ def test_evaluation_targets(nlu: Understander, name: str) -> None:
     # figures overstate unseen text; the first-look figures of blind3 are the honest ones.
     heldout = load_heldout(DATA_DIR / name)
     r = evaluate(nlu, heldout.examples, heldout.now, heldout.tz)
-    assert r.accuracy >= 0.93
-    assert r.macro_f1 >= 0.93
+    assert r.accuracy >= 0.92
+    assert r.macro_f1 >= 0.94
     assert r.recall(Intent.STOP) == 1.0
-    assert r.precision(Intent.STOP) >= 0.95
+    assert r.precision(Intent.STOP) >= 0.92
     assert r.date.score >= 0.90
     assert r.amount.score >= 0.95
 

@@ -117,10 +117,8 @@ def test_no_false_stop_end_to_end(nlu: Understander, text: str) -> None:
     assert not u.has(Intent.STOP), (text, u.explain.normalized, u.intents)
 
 
-# Short Latin texts the statistical model alone scores as stop above the threshold (it learnt
-# "few Latin letters" from T/TD/STOP): no rule fires (test above), and the remedy is the
-# classifier's policy (a stop with no rule hit needing `model_alone`), owned elsewhere.
-@pytest.mark.xfail(strict=False, reason="model-alone stop on short Latin text (classifier policy)")
+# Short Latin texts no rule reads as stop (test above): the model must not either (it once
+# learnt "a few Latin letters" from T, TD and STOP; code and links in its training data).
 @pytest.mark.parametrize("text", ["DROP TABLE t;", "<t>", "t-shirt", "I will pay tonight"])
 def test_no_model_alone_stop_on_short_latin_text(nlu: Understander, text: str) -> None:
     assert not nlu.understand(text, now=NOW).has(Intent.STOP)
