@@ -24,8 +24,6 @@ from intents.model import Intent
 if TYPE_CHECKING:
     from scipy import sparse
 
-Featurizer = Callable[[str], list[str]]
-
 # L2 strength and positive re-weighting: chosen by 5-fold cross-validation on the training
 # files (intents.tuning; `smsbot intents eval --cv` prints the figures).
 LAMBDA = 3e-6
@@ -194,8 +192,9 @@ def _dot(a: np.ndarray, b: np.ndarray) -> float:
 
 def predict(x: sparse.csr_matrix, weights: np.ndarray, bias: np.ndarray) -> np.ndarray:
     """Probabilities (n, labels) for a design matrix (cross-validation's out-of-fold scores)."""
-    z = np.asarray(x @ weights) + bias
-    return 1.0 / (1.0 + np.exp(-z))
+    z: np.ndarray = np.asarray(x @ weights) + bias
+    probs: np.ndarray = 1.0 / (1.0 + np.exp(-z))
+    return probs
 
 
 class IntentModel:
@@ -222,18 +221,6 @@ class IntentModel:
         )  # fmt: skip
         self.rules_help = frozenset(rules_help)
         self.floor = floor
-
-    @classmethod
-    def train(
-        cls,
-        texts: Sequence[str],
-        targets: Sequence[Iterable[Intent]],
-        featurize: Featurizer,
-        labels: Sequence[Intent],
-    ) -> IntentModel:
-        des = design([featurize(t) for t in texts], targets, labels)
-        weights, bias = fit(des.x, des.y)
-        return cls(labels, des.vocab, weights, bias)
 
     def save(self, path: Path) -> None:
         """Writes the model atomically (a crash never leaves a half-written cache)."""

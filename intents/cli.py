@@ -188,7 +188,7 @@ def _format_baseline(comparison: dict[str, Any]) -> str:
 def _training_report(*, rules_report: bool) -> int:
     from intents import tuning
     from intents.data import DATA_DIR, load_training
-    from intents.nlu import features, make_tokenizer
+    from intents.nlu import featurizer, make_tokenizer
     from intents.normalize import Normalizer
     from intents.rules import load_rules
     from intents.rulestats import format_rules, rule_figures
@@ -199,7 +199,7 @@ def _training_report(*, rules_report: bool) -> int:
     examples = load_training()
     texts = [normalize(e.text) for e in examples]
     targets = [e.intents for e in examples]
-    _, tuned = tuning.train(texts, targets, lambda t: features(t, tokenizer), rules)
+    _, tuned = tuning.train(texts, targets, featurizer(tokenizer, rules), rules)
     if rules_report:
         print(format_rules(rule_figures(texts, targets, rules, tuned), tuned.examples))
     else:
@@ -226,6 +226,14 @@ def _train(args: argparse.Namespace) -> int:
     from intents.nlu import Understander, default_cache_dir
 
     started = time.perf_counter()
-    Understander.load()
-    print(f"model ready in {time.perf_counter() - started:.1f}s (cache: {default_cache_dir()})")
+    nlu = Understander.load()
+    took = time.perf_counter() - started
+    if nlu.trained is None:
+        print(f"model loaded from the cache in {took:.1f}s ({default_cache_dir()})")
+    else:
+        examples, seconds = nlu.trained
+        print(
+            f"model trained in {seconds:.1f}s on {examples} examples (5-fold cross-validation "
+            f"and the final fit; {took:.1f}s with loading), cached in {default_cache_dir()}"
+        )
     return 0

@@ -7,6 +7,8 @@ The policy, in order:
    it is present at its own threshold (:mod:`intents.tuning` chose both on training data);
 3. ``suppress`` (rules.yaml, the labelling conventions of DATA.md): an intent is dropped when a
    listed intent is present (a refusal with a reason is that reason; acknowledge only alone);
+   ``unknown`` present beside others wins only when surer than all of them (each score over
+   its threshold), and never against a hard rule;
 4. the present intents are ordered as DATA.md orders labels: what the flow must act on first;
 5. with nothing present, the intent whose score is nearest its threshold (best ratio) is still
    the primary when the ratio reaches the cross-validated ``floor`` (never stop or wrong
@@ -66,12 +68,16 @@ def decide(
         score[intent] = s
         if s >= thr:
             present.add(intent)
-    dropped = {
-        i for i in present if i not in hard and present & suppress.get(i, frozenset())
-    }
+    dropped = {i for i in present if i not in hard and present & suppress.get(i, frozenset())}
     present -= dropped
-    if present - {Intent.UNKNOWN}:
+    if Intent.UNKNOWN in present:
+        # "Nothing above applies" against a weak other intent: the surer of the two wins,
+        # each measured against its own threshold (啥 is no question about the debt).
         present.discard(Intent.UNKNOWN)
+        if not hard and present and max(
+            score[i] / chosen.thresholds[i] for i in present
+        ) < score[Intent.UNKNOWN] / chosen.thresholds[Intent.UNKNOWN]:
+            return []
     if present:
         return [(i, score[i]) for i in sorted(present, key=PRIORITY.__getitem__)]
     ratios = {

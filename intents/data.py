@@ -27,8 +27,18 @@ USERDICT_FILE = DATA_DIR / "userdict.txt"
 
 # The styles of DATA.md: how a reply is written, for per-style figures and authors' quotas.
 Style = Literal[
-    "standard", "colloquial", "dialect", "english", "pinyin", "mixed", "short", "long",
-    "sarcastic", "implicit", "pasted", "quoting",
+    "standard",
+    "colloquial",
+    "dialect",
+    "english",
+    "pinyin",
+    "mixed",
+    "short",
+    "long",
+    "sarcastic",
+    "implicit",
+    "pasted",
+    "quoting",
 ]
 
 
@@ -70,7 +80,7 @@ def _items(path: Path) -> Iterator[tuple[int, Any, dict[str, Any]]]:
     try:
         text = path.read_text(encoding="utf-8")
         node = yaml.compose(text, Loader=_LOADER)
-        doc = yaml.load(text, Loader=_LOADER)  # noqa: S506 - a safe loader, C or Python
+        doc = yaml.load(text, Loader=_LOADER)  # a safe loader, C or Python
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([Problem(str(path), None, f"cannot read: {exc}")]) from exc
     except yaml.YAMLError as exc:

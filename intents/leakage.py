@@ -46,7 +46,7 @@ def leaks(
     normalize: Normalizer,
 ) -> Iterator[Problem]:
     """Every evaluation sentence found in training data, a rule's pattern or a rule's why."""
-    train = {}
+    train: dict[str, Example] = {}
     for e in training:
         train.setdefault(sentence_key(normalize, e.text), e)
     texts = list(_rule_texts(rules_doc, normalize))

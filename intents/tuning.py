@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from intents.classifier import Design, Featurizer, IntentModel, design, fit, predict
+from intents.classifier import Design, IntentModel, design, fit, predict
 from intents.combine import decide
 from intents.model import Intent
 from intents.normalize import Normalized
@@ -191,14 +191,14 @@ def _macro_f1(
 def train(
     texts: Sequence[Normalized],
     targets: Sequence[Sequence[Intent]],
-    featurize: Featurizer,
+    featurize: Callable[[Normalized], list[str]],
     rules: Rules,
     *,
     folds: int = FOLDS,
 ) -> tuple[IntentModel, Tuned]:
     """The model and its decisions: cross-validation first, then a fit on all the data."""
     labels = list(Intent)
-    des = design([featurize(t.text) for t in texts], targets, labels)
+    des = design([featurize(t) for t in texts], targets, labels)
     rule_scores, hard = rule_matrix(texts, rules, labels)
     probs, whole = _fits(des, folds, 0, full=True)
     assert whole is not None

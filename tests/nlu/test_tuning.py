@@ -13,8 +13,6 @@ from intents import classifier, tuning
 from intents.combine import PRIORITY, decide
 from intents.model import Intent
 
-I = Intent
-
 
 @dataclass
 class Chosen:
@@ -55,48 +53,63 @@ def test_thresholds_maximise_f1_and_rules_count_only_where_they_help() -> None:
     rules[100:140, 1] = 0.9
     rules[:20, 0] = 0.9
     hard = np.zeros((n, 2), dtype=bool)
-    labels = [I.PROMISE_TO_PAY, I.DISPUTE]
-    primary = [I.PROMISE_TO_PAY if r < 50 else I.DISPUTE if 100 <= r < 140 else I.UNKNOWN
+    labels = [Intent.PROMISE_TO_PAY, Intent.DISPUTE]
+    primary = [Intent.PROMISE_TO_PAY if r < 50 else Intent.DISPUTE if 100 <= r < 140 else Intent.UNKNOWN
                for r in range(n)]  # fmt: skip
 
     def policy(m, rs, h, t):  # type: ignore[no-untyped-def]
         return decide(m, rs, h, t, {})
 
     tuned = tuning.tune(probs, y, rules, hard, labels, primary, policy)
-    assert 0.1 < tuned.thresholds[I.PROMISE_TO_PAY] <= 0.35
-    assert I.DISPUTE in tuned.rules_help and I.PROMISE_TO_PAY not in tuned.rules_help
-    assert tuned.figures[I.DISPUTE].f1_rules == 1.0
+    assert 0.1 < tuned.thresholds[Intent.PROMISE_TO_PAY] <= 0.35
+    assert Intent.DISPUTE in tuned.rules_help and Intent.PROMISE_TO_PAY not in tuned.rules_help
+    assert tuned.figures[Intent.DISPUTE].f1_rules == 1.0
     assert tuned.accuracy == 1.0
 
 
 def test_hard_rules_decide_and_labels_follow_the_flows_order() -> None:
-    model = {I.PROMISE_TO_PAY: 0.9, I.ASK_INFO: 0.8, I.DISPUTE: 0.55, I.STOP: 0.01}
-    got = decide(model, {I.STOP: 1.0}, {I.STOP}, Chosen(), {})
-    assert [i for i, _ in got] == [I.STOP, I.DISPUTE, I.PROMISE_TO_PAY, I.ASK_INFO]
-    assert sorted(PRIORITY, key=PRIORITY.__getitem__)[0] is I.STOP
+    model = {
+        Intent.PROMISE_TO_PAY: 0.9,
+        Intent.ASK_INFO: 0.8,
+        Intent.DISPUTE: 0.55,
+        Intent.STOP: 0.01,
+    }
+    got = decide(model, {Intent.STOP: 1.0}, {Intent.STOP}, Chosen(), {})
+    assert [i for i, _ in got] == [
+        Intent.STOP,
+        Intent.DISPUTE,
+        Intent.PROMISE_TO_PAY,
+        Intent.ASK_INFO,
+    ]
+    assert sorted(PRIORITY, key=PRIORITY.__getitem__)[0] is Intent.STOP
 
 
 def test_suppressed_intents_and_unknown_give_way() -> None:
-    model = {I.REFUSE_TO_PAY: 0.9, I.HARDSHIP: 0.7, I.UNKNOWN: 0.8, I.ACKNOWLEDGE: 0.6}
-    suppress = {
-        I.REFUSE_TO_PAY: frozenset({I.HARDSHIP}),
-        I.ACKNOWLEDGE: frozenset({I.HARDSHIP}),
+    model = {
+        Intent.REFUSE_TO_PAY: 0.9,
+        Intent.HARDSHIP: 0.7,
+        Intent.UNKNOWN: 0.8,
+        Intent.ACKNOWLEDGE: 0.6,
     }
-    assert [i for i, _ in decide(model, {}, set(), Chosen(), suppress)] == [I.HARDSHIP]
+    suppress = {
+        Intent.REFUSE_TO_PAY: frozenset({Intent.HARDSHIP}),
+        Intent.ACKNOWLEDGE: frozenset({Intent.HARDSHIP}),
+    }
+    assert [i for i, _ in decide(model, {}, set(), Chosen(), suppress)] == [Intent.HARDSHIP]
 
 
 def test_nothing_over_threshold_guesses_above_the_floor_but_never_a_stop() -> None:
     chosen = Chosen()
-    assert decide({I.ASK_INFO: 0.4}, {}, set(), chosen, {}) == [(I.ASK_INFO, 0.4)]
-    assert decide({I.ASK_INFO: 0.2}, {}, set(), chosen, {}) == []
-    assert decide({I.STOP: 0.45, I.ASK_INFO: 0.05}, {}, set(), chosen, {}) == []
+    assert decide({Intent.ASK_INFO: 0.4}, {}, set(), chosen, {}) == [(Intent.ASK_INFO, 0.4)]
+    assert decide({Intent.ASK_INFO: 0.2}, {}, set(), chosen, {}) == []
+    assert decide({Intent.STOP: 0.45, Intent.ASK_INFO: 0.05}, {}, set(), chosen, {}) == []
 
 
 def test_rules_count_beside_the_model_only_where_cross_validation_kept_them() -> None:
-    rule = {I.ABUSE: 0.9}
-    assert decide({I.ABUSE: 0.1}, rule, set(), Chosen(), {}) == []
-    kept = Chosen(rules_help=frozenset({I.ABUSE}))
-    assert [i for i, _ in decide({I.ABUSE: 0.1}, rule, set(), kept, {})] == [I.ABUSE]
+    rule = {Intent.ABUSE: 0.9}
+    assert decide({Intent.ABUSE: 0.1}, rule, set(), Chosen(), {}) == []
+    kept = Chosen(rules_help=frozenset({Intent.ABUSE}))
+    assert [i for i, _ in decide({Intent.ABUSE: 0.1}, rule, set(), kept, {})] == [Intent.ABUSE]
 
 
 def test_training_key_follows_data_and_settings(
