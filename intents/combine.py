@@ -74,9 +74,12 @@ def decide(
         # "Nothing above applies" against a weak other intent: the surer of the two wins,
         # each measured against its own threshold (啥 is no question about the debt).
         present.discard(Intent.UNKNOWN)
-        if not hard and present and max(
-            score[i] / chosen.thresholds[i] for i in present
-        ) < score[Intent.UNKNOWN] / chosen.thresholds[Intent.UNKNOWN]:
+        if (
+            not hard
+            and present
+            and max(score[i] / chosen.thresholds[i] for i in present)
+            < score[Intent.UNKNOWN] / chosen.thresholds[Intent.UNKNOWN]
+        ):
             return []
     if present:
         return [(i, score[i]) for i in sorted(present, key=PRIORITY.__getitem__)]
