@@ -84,18 +84,24 @@ def test_hard_rules_decide_and_labels_follow_the_flows_order() -> None:
     assert sorted(PRIORITY, key=PRIORITY.__getitem__)[0] is Intent.STOP
 
 
-def test_suppressed_intents_and_unknown_give_way() -> None:
+def test_suppressed_intents_give_way_and_unknown_wins_only_when_surer() -> None:
     model = {
         Intent.REFUSE_TO_PAY: 0.9,
         Intent.HARDSHIP: 0.7,
-        Intent.UNKNOWN: 0.8,
+        Intent.UNKNOWN: 0.6,
         Intent.ACKNOWLEDGE: 0.6,
     }
     suppress = {
         Intent.REFUSE_TO_PAY: frozenset({Intent.HARDSHIP}),
         Intent.ACKNOWLEDGE: frozenset({Intent.HARDSHIP}),
     }
-    assert [i for i, _ in decide(model, {}, set(), Chosen(), suppress)] == [Intent.HARDSHIP]
+    got = decide(model, {}, set(), Chosen(), suppress)
+    assert [i for i, _ in got] == [Intent.HARDSHIP]
+    # 啥: a strong "nothing applies" beside a weak question is no question.
+    assert decide({Intent.UNKNOWN: 0.95, Intent.ASK_INFO: 0.55}, {}, set(), Chosen(), {}) == []
+    # ... but never against a hard rule.
+    hard = decide({Intent.UNKNOWN: 0.95}, {Intent.STOP: 1.0}, {Intent.STOP}, Chosen(), {})
+    assert [i for i, _ in hard] == [Intent.STOP]
 
 
 def test_nothing_over_threshold_guesses_above_the_floor_but_never_a_stop() -> None:
