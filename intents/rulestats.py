@@ -4,8 +4,9 @@ For every rule: how often it fires on training texts, its precision there (the s
 texts labelled with the rule's intent), and what it adds to its intent's F1 beside the model's
 out-of-fold probabilities at the cross-validated threshold (the intent's F1 with all its rules,
 minus its F1 with this rule left out). A rule that never fires, fires mostly wrong, or lowers
-F1 is listed so an operator can rewrite or remove it; the rules of an intent that
-cross-validation did not keep (``rules_help``) are reported but do not count.
+F1 is listed first so an operator can rewrite or remove it. Every rule is also a feature of the
+model (its weight learnt in training); for the intents whose rules cross-validation did not keep
+beside the model (``rules_help``), that is all they are, and ΔF1 does not apply.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ class RuleFigures:
         if self.precision < 0.5:
             return "mostly wrong"
         if self.counted and self.delta_f1 < 0:
-            return "hurts"
+            # A hard rule stays whatever its F1: a missed opt-out is a breach, not an error.
+            return "hurts F1 (hard: kept for safety)" if self.hard else "hurts"
         return ""
 
 
@@ -110,8 +112,9 @@ def _f1(
 
 def format_rules(figures: Sequence[RuleFigures], examples: int) -> str:
     lines = [
-        f"rules measured on {examples} training examples "
-        "(ΔF1: the intent's out-of-fold F1 with the rule minus without it)",
+        f"rules measured on {examples} training examples (ΔF1: the intent's out-of-fold F1 "
+        "with the rule minus without it; n/a: the intent's rules count only as the model's "
+        "features, weighed in training)",
         f"{'rule':<28}{'intent':<16}{'fires':>6}{'precision':>10}{'ΔF1':>8}  verdict",
     ]
     for f in sorted(figures, key=lambda f: (f.verdict == "", f.intent.value, f.rule)):
