@@ -16,8 +16,12 @@ _CURRENCY_BEFORE = re.compile(r"(?:¥|￥|rmb|人民币|cny)\s*$")
 # Words after a number that make it a count of something other than money.
 _NOT_MONEY_AFTER = re.compile(
     r"\s*(?:天|日|号|hao|点|时|分钟|小时|期|个|月(?![底初中])|年|周|星期|礼拜|次|岁|%|成|倍|楼|人|条|位"
-    r"|斤|公里|折|投诉|举报|热线|客服|电话)"
+    r"|斤|公里|折|投诉|举报|热线|客服|电话"
+    # the 20th, by the 10th: an English day of the month, never money
+    r"|(?:st|nd|rd|th)\b)"
 )
+# 几十块, 十几万, 几百: a guess at a figure, not an amount to act on.
+_VAGUE = "几"
 # The debt quoted back is not what the borrower pays: 欠3200, 你们说的3200, 一共3200.
 _DEBT_BEFORE = re.compile(
     r"(?:欠|借|借了|欠了|逾期|本金|利息|罚息|总共|一共|共|总额|剩|还剩|还差|差|应还|账单|说的|"
@@ -47,6 +51,13 @@ _INSTALLMENTS = re.compile(
     r"(?:分|拆)\s*(?:成|为)?\s*(\d{1,2}|[一二两三四五六七八九十]{1,3})\s*(?:期|个月|次|份|个月还|回)"
     r"|(\d{1,2}|[一二两三四五六七八九十]{1,3})\s*期(?:还|付|分期)?"
 )
+# split it into 3 payments, pay in four instalments, 6 monthly installments
+_EN_INSTALLMENTS = re.compile(
+    r"\b(?:into|in)\s+(\d{1,2}|two|three|four|five|six|seven|eight|nine|ten|twelve)\s+"
+    r"(?:monthly\s+)?(?:payments|installments|instalments|parts|months)\b"
+)
+_EN_NUMBERS = {"two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
+               "nine": 9, "ten": 10, "twelve": 12}  # fmt: skip
 _PLAN_CONTEXT = re.compile(r"分期|分\s*(?:成|为)?\s*\S{1,3}\s*(?:期|个月|次)|期")
 
 # Doubt that the sender is who it says (骗子, 是不是诈骗, 假的吧, 怎么证明): not a refusal nor an
@@ -118,6 +129,8 @@ def _read_amounts(text: str) -> list[Span]:
             continue
         if _DEBT_BEFORE.search(before) or _DEBT_AFTER.match(after):
             continue
+        if text[s - 1 : s] == _VAGUE or text[e : e + 1] == _VAGUE:
+            continue
         is_chinese = not token[0].isdigit()
         # 一下, 一点, 一起: a lone small Chinese numeral is a word, not money.
         if value < 10 and not has_currency:
@@ -135,7 +148,7 @@ def _read_amounts(text: str) -> list[Span]:
 def _read_installments(text: str) -> Span | None:
     m = _INSTALLMENTS.search(text)
     if m is None:
-        return None
+        return _read_english_installments(text)
     raw = m.group(1) or m.group(2)
     if (
         m.group(2)
@@ -216,3 +229,14 @@ def _clean_number(value: float | None) -> float | None:
     if value is None:
         return None
     return float(int(value)) if value == int(value) else round(value, 2)
+
+
+def _read_english_installments(text: str) -> Span | None:
+    m = _EN_INSTALLMENTS.search(text)
+    if m is None:
+        return None
+    raw = m.group(1)
+    n = int(raw) if raw.isdigit() else _EN_NUMBERS[raw]
+    if not 2 <= n <= 60:
+        return None
+    return Span(kind="installments", text=m.group(), start=m.start(), end=m.end(), value=n)

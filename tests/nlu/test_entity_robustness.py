@@ -183,3 +183,42 @@ def test_every_number_is_bounded(text: str) -> None:
 
 def test_the_biggest_amount_still_read() -> None:
     assert _resolved("还1000万").amount == 10_000_000
+
+
+PAID = frozenset({Intent.ALREADY_PAID})
+PLAN = frozenset({Intent.REQUEST_PLAN})
+
+
+@pytest.mark.parametrize(
+    ("text", "intents", "expected"),
+    [
+        ("will pay by the 10th", PROMISE, D(2026, 12, 10)),
+        ("until the 20th ok?", PLAN | PROMISE, D(2026, 12, 20)),
+        ("paid on the 1st", PAID, D(2026, 12, 1)),
+        ("the 31st", PROMISE, D(2026, 12, 31)),
+    ],
+)
+def test_english_days_of_the_month_are_dates_never_amounts(
+    text: str, intents: frozenset[Intent], expected: date
+) -> None:
+    got = _resolved(text, intents)
+    assert got.date == expected
+    assert got.amount is None
+
+
+@pytest.mark.parametrize("text", ["生意亏了十几万", "每天就挣几十块钱", "还了几百", "几千块我先还"])
+def test_a_guessed_figure_is_no_amount(text: str) -> None:
+    assert _resolved(text, PAID | PROMISE).amount is None
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("can i split it into 3 payments?", 3),
+        ("pay in four instalments", 4),
+        ("in 6 monthly installments please", 6),
+        ("pay in 1 payment", None),
+    ],
+)
+def test_english_installments(text: str, expected: int | None) -> None:
+    assert _resolved(text, PLAN).installments == expected
