@@ -277,6 +277,13 @@ _RULES: list[tuple[re.Pattern[str], Callable[[re.Match[str]], Resolver | None], 
     (re.compile(r"(?<![a-z])next week(?![a-z])"), lambda m: _next_week, False),
     (re.compile(r"(?<![a-z])next month(?![a-z])"), lambda m: _next_month(None, None), False),
     (
+        re.compile(r"(?<![a-z])(?:by )?(?:the )?end of (?:the |this )?month(?![a-z])"),
+        lambda m: _this_month_part("底"),
+        False,
+    ),
+    (re.compile(r"(?<![a-z])(?:this )?weekend(?![a-z])"), lambda m: _weekend(""), False),
+    (re.compile(r"(?<![a-z])this week(?![a-z])"), lambda m: _this_week, False),
+    (
         re.compile(r"(?<![a-z])in (\d{1,12}) days?(?![a-z])"),
         lambda m: _counted(m.group(1), 1),
         False,
@@ -340,7 +347,8 @@ _RULES: list[tuple[re.Pattern[str], Callable[[re.Match[str]], Resolver | None], 
         re.compile(rf"(?<![\d月])({_N})\s*(?:号|日|hao)(?!\s*(?:线|楼|门|床|房|机))"),
         lambda m: _day_of_month(n) if (n := _num(m.group(1))) and 1 <= n <= 31 else None,
         None,
-    ),    (
+    ),
+    (
         # English: by the 10th, on the 15th, until the 20th (a day of the month to come)
         re.compile(r"(?<![\d.])(3[01]|[12]\d|0?[1-9])(?:st|nd|rd|th)\b"),
         lambda m: _day_of_month(int(m.group(1))),

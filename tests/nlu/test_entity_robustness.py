@@ -222,3 +222,31 @@ def test_a_guessed_figure_is_no_amount(text: str) -> None:
 )
 def test_english_installments(text: str, expected: int | None) -> None:
     assert _resolved(text, PLAN).installments == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("I'll transfer it by the end of the month", (D(2026, 12, 25), D(2026, 12, 31))),
+        ("this week for sure", (D(2026, 12, 2), D(2026, 12, 6))),
+        ("this weekend ok", (D(2026, 12, 5), D(2026, 12, 6))),
+    ],
+)
+def test_english_ranges(text: str, expected: tuple[date, date]) -> None:
+    assert _resolved(text).date_range == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "date_", "range_"),
+    [
+        ("xia zhou wu huan", D(2026, 12, 11), None),
+        ("guo liang tian huan", None, (D(2026, 12, 3), D(2026, 12, 5))),
+        ("yue di huan qing", None, (D(2026, 12, 25), D(2026, 12, 31))),
+        ("过两日就还", None, (D(2026, 12, 3), D(2026, 12, 5))),
+    ],
+)
+def test_pinyin_and_cantonese_time_words(
+    understand: Any, text: str, date_: date | None, range_: tuple[date, date] | None
+) -> None:
+    got = understand(text).entities
+    assert (got.date, got.date_range) == (date_, range_)
