@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from common.errors import UsageError
+from intents import tuning
 from intents.data import Example
 from intents.model import Intent
 
@@ -62,17 +63,7 @@ def accuracy(o: Outcome, gold: Sequence[Example], idx: np.ndarray) -> float:
 
 
 def macro_f1(o: Outcome, gold: Sequence[Example], idx: np.ndarray) -> float:
-    tp = dict.fromkeys(Intent, 0)
-    fp = dict.fromkeys(Intent, 0)
-    fn = dict.fromkeys(Intent, 0)
-    for i in idx:
-        got, want = o.intents[i], set(gold[i].intents)
-        for lab in Intent:
-            tp[lab] += lab in got and lab in want
-            fp[lab] += lab in got and lab not in want
-            fn[lab] += lab in want and lab not in got
-    f1s = [2 * tp[i] / (2 * tp[i] + fp[i] + fn[i]) for i in Intent if tp[i] + fn[i]]
-    return sum(f1s) / len(f1s) if f1s else 0.0
+    return tuning.macro_f1((o.intents[i], set(gold[i].intents)) for i in idx)
 
 
 def _primary(e: Example) -> Intent:

@@ -19,7 +19,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Set as AbstractSet
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -174,17 +175,26 @@ def _macro_f1(
     tuned: Tuned,
     decide: Decide,
 ) -> float:
-    tp = dict.fromkeys(labels, 0)
-    fp = dict.fromkeys(labels, 0)
-    fn = dict.fromkeys(labels, 0)
-    for r, (m, rs, h) in enumerate(rows):
-        got = {i for i, _ in decide(m, rs, h, tuned)} or {Intent.UNKNOWN}
-        want = {lab for j, lab in enumerate(labels) if y[r, j]}
-        for lab in labels:
+    return macro_f1(
+        (
+            {i for i, _ in decide(m, rs, h, tuned)} or {Intent.UNKNOWN},
+            {lab for j, lab in enumerate(labels) if y[r, j]},
+        )
+        for r, (m, rs, h) in enumerate(rows)
+    )
+
+
+def macro_f1(pairs: Iterable[tuple[AbstractSet[Intent], AbstractSet[Intent]]]) -> float:
+    """Macro-F1 over the intents present in the truth, from (predicted, true) intent sets."""
+    tp = dict.fromkeys(Intent, 0)
+    fp = dict.fromkeys(Intent, 0)
+    fn = dict.fromkeys(Intent, 0)
+    for got, want in pairs:
+        for lab in Intent:
             tp[lab] += lab in got and lab in want
             fp[lab] += lab in got and lab not in want
             fn[lab] += lab in want and lab not in got
-    f1s = [2 * tp[i] / (2 * tp[i] + fp[i] + fn[i]) for i in labels if tp[i] + fn[i]]
+    f1s = [2 * tp[i] / (2 * tp[i] + fp[i] + fn[i]) for i in Intent if tp[i] + fn[i]]
     return sum(f1s) / len(f1s) if f1s else 0.0
 
 
