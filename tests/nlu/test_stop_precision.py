@@ -127,3 +127,28 @@ def test_no_model_alone_stop_on_short_latin_text(nlu: Understander, text: str) -
 def test_an_advert_opt_out_line_is_kept_as_quoted_not_lost(nlu: Understander) -> None:
     u = nlu.understand("【某某商城】全场五折 t.cn/a 回T退订", now=NOW)
     assert u.explain.stripped_quote is not None and "回t退订" in u.explain.stripped_quote
+
+
+# Blocking the number or filing it as spam says "no more messages" by deed.
+@pytest.mark.parametrize(
+    "text",
+    [
+        "号码已经拉进黑名单了",
+        "我把你们标记为骚扰电话了",
+        "已设置成垃圾短信",
+        "关闭提醒",
+        "I blocked this number",
+        "reported you as spam",
+        "qing bie zai lian xi wo",
+    ],
+)
+def test_blocking_or_reporting_as_spam_is_a_stop(nlu: Understander, text: str) -> None:
+    assert nlu.understand(text, now=NOW).intent is Intent.STOP
+
+
+@pytest.mark.parametrize(
+    "text", ["黑名单上有我吗", "这是spam吗", "block chain 技术", "我要举报你们"]
+)
+def test_words_about_blocking_are_not_a_stop(rules: Rules, text: str) -> None:
+    hits, _ = rules.match(text.lower(), text.lower())
+    assert not [h for h in hits if h.intent is Intent.STOP]
