@@ -24,6 +24,7 @@ def register(sub: Any) -> None:
     p.add_argument("--now", help="ISO-8601 time the messages were received (default: now)")
     p.add_argument("--tz", default="Asia/Shanghai", help="borrower's IANA time zone")
     p.add_argument("texts", nargs="*", metavar="TEXT")
+    _data_option(p)
     p.set_defaults(handler=_classify)
 
     intents = sub.add_parser("intents", help="evaluate and check the intent data")
@@ -50,11 +51,44 @@ def register(sub: Any) -> None:
         help="instead of a file: every rule's firing count, precision and F1 contribution on "
         "the training data; lists rules that never fire or hurt",
     )
+    _data_option(ev)
     ev.set_defaults(handler=_eval)
     ck = isub.add_parser("check", help="validate the data files (file:line: message)")
+    _data_option(ck)
     ck.set_defaults(handler=_check)
-    tr = isub.add_parser("train", help="train the model now and fill the cache")
+    tr = isub.add_parser(
+        "train",
+        help="train the model now and fill the cache",
+        description="Loads the model, training it when the data or code changed since the "
+        "cached one (or always, with --force), and says which and how long it took.",
+    )
+    tr.add_argument("--force", action="store_true", help="train even if the cache is fresh")
+    _data_option(tr)
     tr.set_defaults(handler=_train)
+
+
+def _data_option(parser: Any) -> None:
+    from intents.data import DATA_DIR
+
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=DATA_DIR,
+        metavar="DIR",
+        help=f"the intent data directory (rules.yaml, train/, evaluation sets; default {DATA_DIR})",
+    )
+
+
+def _announce(message: str) -> None:
+    print(f"smsbot: {message} …", file=sys.stderr, flush=True)
+
+
+def _load(args: argparse.Namespace, *, retrain: bool = False) -> Any:
+    from intents.nlu import Understander
+
+    if not (args.data / "rules.yaml").is_file():
+        raise UsageError(f"--data: no rules.yaml in {args.data}")
+    return Understander.load(args.data, retrain=retrain, announce=_announce)
 
 
 def parse_now(value: str | None) -> datetime:
@@ -67,11 +101,11 @@ def parse_now(value: str | None) -> datetime:
 
 
 def _classify(args: argparse.Namespace) -> int:
-    from intents.nlu import Understander, resolve_tz
+    from intents.nlu import resolve_tz
 
     now = parse_now(args.now)
     resolve_tz(args.tz)  # a bad zone is a usage error before anything loads
-    nlu = Understander.load()
+    nlu = _load(args)
     out = sys.stdout
     bad = 0
     for where, given in _inputs(args.texts):
@@ -122,20 +156,22 @@ def _decoded(given: str | bytes) -> str:
 def _eval(args: argparse.Namespace) -> int:
     from intents.data import HELDOUT_FILE, load_heldout
     from intents.evaluate import evaluate, format_report, format_styles
-    from intents.nlu import Understander
 
     if args.cv or args.rules:
         if args.file is not None:
             raise UsageError("--cv and --rules measure the training data; give no FILE")
-        return _training_report(rules_report=args.rules)
-    path: Path = args.file or HELDOUT_FILE
+        return _training_report(args.data, rules_report=args.rules)
+    path: Path = args.file or args.data / HELDOUT_FILE.name
     if not path.exists():
         raise UsageError(f"no such file: {path}")
     heldout = load_heldout(path)
-    report = evaluate(Understander.load(), heldout.examples, heldout.now, heldout.tz)
-    comparison = _baseline(report, heldout.examples) if args.baseline else None
+    report = evaluate(_load(args), heldout.examples, heldout.now, heldout.tz)
+    comparison = _baseline(report, heldout.examples, args.data) if args.baseline else None
     if args.json:
         doc = report.as_dict()
+        doc["file"] = str(path)
+        if args.errors:
+            doc["errors"] = report.errors
         if comparison is not None:
             doc["baseline"] = comparison
         print(json.dumps(doc, ensure_ascii=False, indent=2))
@@ -150,13 +186,13 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _baseline(report: Any, examples: list[Any]) -> dict[str, Any]:
+def _baseline(report: Any, examples: list[Any], data: Path) -> dict[str, Any]:
     import numpy as np
 
     from intents import baseline
     from intents.data import load_training
 
-    theirs = baseline.baseline(load_training(), [e.text for e in examples])
+    theirs = baseline.baseline(load_training(data / "train"), [e.text for e in examples])
     ours = baseline.Outcome(report.primaries, report.predicted)
     out: dict[str, Any] = {}
     for name, metric in (("primary_accuracy", baseline.accuracy), ("macro_f1", baseline.macro_f1)):
@@ -185,18 +221,18 @@ def _format_baseline(comparison: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _training_report(*, rules_report: bool) -> int:
+def _training_report(data: Path, *, rules_report: bool) -> int:
     from intents import tuning
-    from intents.data import DATA_DIR, load_training
+    from intents.data import load_training
     from intents.nlu import featurizer, make_tokenizer
     from intents.normalize import Normalizer
     from intents.rules import load_rules
     from intents.rulestats import format_rules, rule_figures
 
-    rules = load_rules(DATA_DIR / "rules.yaml")
-    tokenizer = make_tokenizer(DATA_DIR / "userdict.txt")
+    rules = load_rules(data / "rules.yaml")
+    tokenizer = make_tokenizer(data / "userdict.txt")
     normalize = Normalizer(rules.typos)
-    examples = load_training()
+    examples = load_training(data / "train")
     texts = [normalize(e.text) for e in examples]
     targets = [e.intents for e in examples]
     _, tuned = tuning.train(texts, targets, featurizer(tokenizer, rules), rules)
@@ -208,25 +244,29 @@ def _training_report(*, rules_report: bool) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from intents.data import DATA_DIR, check, load_training
+    from intents.data import check, load_training
 
-    problems = check(DATA_DIR)
+    problems = check(args.data)
     for p in problems:
         print(p)
     if problems:
         print(f"{len(problems)} problem(s)", file=sys.stderr)
         return 1
-    print(f"ok: {len(load_training())} training examples, rules and held-out set valid")
+    examples = len(load_training(args.data / "train"))
+    print(
+        f"ok: {examples} training examples, rules and evaluation sets valid, "
+        "no evaluation sentence in training data or rules"
+    )
     return 0
 
 
 def _train(args: argparse.Namespace) -> int:
     import time
 
-    from intents.nlu import Understander, default_cache_dir
+    from intents.nlu import default_cache_dir
 
     started = time.perf_counter()
-    nlu = Understander.load()
+    nlu = _load(args, retrain=args.force)
     took = time.perf_counter() - started
     if nlu.trained is None:
         print(f"model loaded from the cache in {took:.1f}s ({default_cache_dir()})")

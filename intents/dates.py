@@ -98,6 +98,18 @@ def _month_day(month: int, day: int) -> Resolver:
     return resolve
 
 
+def _on(year: int, month: int, day: int) -> Resolver:
+    """A date written in full (2026-12-20): that day, if it exists."""
+
+    def resolve(_today: date, _past: bool) -> Resolved:
+        try:
+            return date(year, month, day)
+        except ValueError:
+            return None
+
+    return resolve
+
+
 def _unresolved(_today: date, _past: bool) -> Resolved:
     return None
 
@@ -336,6 +348,14 @@ _RULES: list[tuple[re.Pattern[str], Callable[[re.Match[str]], Resolver | None], 
             and 1 <= d <= 31
             else None
         ),
+        None,
+    ),
+    (
+        # 2026-12-20, 2026/12/20, 2026.12.20, 2026年12月20日: the year, never an amount
+        re.compile(
+            r"(?<![\d.])(20\d\d)\s*[-/.年]\s*(1[0-2]|0?[1-9])\s*[-/.月]\s*(3[01]|[12]\d|0?[1-9])(?:日|号)?(?!\d)"
+        ),
+        lambda m: _on(int(m.group(1)), int(m.group(2)), int(m.group(3))),
         None,
     ),
     (

@@ -66,6 +66,7 @@ _DOUBT = re.compile(
     r"(?:(?<!不是)(?<!并非)|(?<=是不是))(?:骗子|诈骗|骗人|骗钱|假冒|冒充|钓鱼短信|假短信)"
     r"|(?:是|都是)?假的(?:吧|吗|么)|(?:正规|合法)(?:的)?(?:吗|么|嘛|公司|平台|机构)"
     r"|(?:怎么|如何|咋)(?:证明|核实|确认|辨别|知道)(?:你们|这)"
+    r"|(?<![a-z])(?<!not a )(?:scam|scammers?|fraud|phishing)(?![a-z])"
 )
 
 AMOUNT_INTENTS = frozenset({Intent.PROMISE_TO_PAY, Intent.ALREADY_PAID, Intent.REQUEST_PLAN})

@@ -96,6 +96,10 @@ class Report:
                 a.value: {b.value: n for b, n in row.items() if n}
                 for a, row in self.confusion.items()
             },
+            "styles": {
+                style: {"examples": n, "primary_accuracy": round(right / n, 4)}
+                for style, (n, right) in self.styles.items()
+            },
         }
 
 
@@ -153,6 +157,17 @@ def _ents(*values: object) -> str:
     )
 
 
+# Column heads of the confusion matrix, one per intent and distinct (request_plan and
+# request_human both begin "reques").
+_SHORT = {
+    Intent.PROMISE_TO_PAY: "promis", Intent.ALREADY_PAID: "paid", Intent.DISPUTE: "disput",
+    Intent.HARDSHIP: "hardsh", Intent.REQUEST_PLAN: "plan", Intent.REFUSE_TO_PAY: "refuse",
+    Intent.STOP: "stop", Intent.WRONG_NUMBER: "wrong", Intent.REQUEST_HUMAN: "human",
+    Intent.ASK_INFO: "info", Intent.ABUSE: "abuse", Intent.ACKNOWLEDGE: "ack",
+    Intent.UNKNOWN: "unknwn",
+}  # fmt: skip
+
+
 def format_styles(report: Report) -> str:
     """Primary accuracy per style, when the examples carry one."""
     if not report.styles:
@@ -179,11 +194,17 @@ def format_report(report: Report, *, show_errors: bool = False) -> str:
         f"{'intent':<16}{'precision':>10}{'recall':>8}{'f1':>8}{'support':>9}",
     ]
     for i in Intent:
+        support = report.tp[i] + report.fn[i]
+        if not support and not report.fp[i]:
+            # Neither expected nor predicted: no figure, and not in macro-F1.
+            lines.append(f"{i.value:<16}{'-':>10}{'-':>8}{'-':>8}{0:>9}")
+            continue
         lines.append(
             f"{i.value:<16}{report.precision(i):>10.3f}{report.recall(i):>8.3f}"
-            f"{report.f1(i):>8.3f}{report.tp[i] + report.fn[i]:>9}"
+            f"{report.f1(i):>8.3f}{support:>9}"
         )
-    short = {i: i.value[:6] for i in Intent}
+    lines.append("(macro-F1 averages the intents with support)")
+    short = _SHORT
     lines += ["", "confusion (rows: expected primary, columns: predicted primary)"]
     lines.append(" " * 16 + "".join(f"{short[i]:>7}" for i in Intent))
     for a in Intent:

@@ -20,9 +20,12 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from common.errors import Problem
 from intents.data import Example
 from intents.normalize import Normalizer
+from intents.rules import line_of
 
 MIN_TOKENS = 4
 _TOKEN = re.compile(r"[a-z]+|\d+|[^\W\d_a-z]")
@@ -41,15 +44,16 @@ def evaluation_files(data_dir: Path) -> list[Path]:
 def leaks(
     evaluation: Sequence[Example],
     training: Sequence[Example],
-    rules_doc: Any,
-    rules_path: str,
+    rules_path: Path,
     normalize: Normalizer,
 ) -> Iterator[Problem]:
     """Every evaluation sentence found in training data, a rule's pattern or a rule's why."""
+    source = rules_path.read_text(encoding="utf-8")
+    rules_doc = yaml.safe_load(source)
     train: dict[str, Example] = {}
     for e in training:
         train.setdefault(sentence_key(normalize, e.text), e)
-    texts = list(_rule_texts(rules_doc, normalize))
+    texts = list(_rule_texts(rules_doc, normalize, source))
     for e in evaluation:
         key = sentence_key(normalize, e.text)
         if not key:
@@ -65,13 +69,13 @@ def leaks(
         words = normalize(e.text).compact
         if len(_TOKEN.findall(words)) < MIN_TOKENS:
             continue
-        for rule_id, where, literal in texts:
+        for rule_id, where, line, literal in texts:
             if words in literal:
                 yield Problem(
                     e.file,
                     e.line,
-                    f"{e.text!r} is word for word in the {where} of rule {rule_id} in "
-                    f"{rules_path} (evaluation sentences never feed rules)",
+                    f"{e.text!r} is word for word in the {where} of rule {rule_id} at "
+                    f"{rules_path}:{line} (evaluation sentences never feed rules)",
                 )
 
 
@@ -80,20 +84,24 @@ def sentence_key(normalize: Normalizer, text: str) -> str:
     return _NOISE.sub("", normalize(text).text)
 
 
-def _rule_texts(doc: Any, normalize: Normalizer) -> Iterator[tuple[str, str, str]]:
-    """(rule id, pattern|why, its words) for every rule: each literal run of a pattern with
-    the regex syntax removed (明天(把钱)?还上 reads 明天把钱还上)."""
+def _rule_texts(
+    doc: Any, normalize: Normalizer, source: str
+) -> Iterator[tuple[str, str, int | None, str]]:
+    """(rule id, pattern|why, line, its words) for every rule: each literal run of a pattern
+    with the regex syntax removed (明天(把钱)?还上 reads 明天把钱还上)."""
     intents = doc.get("intents") if isinstance(doc, dict) else None
-    for rules in (intents or {}).values():
-        for rule in rules or []:
+    for intent, rules in (intents or {}).items():
+        for n, rule in enumerate(rules or []):
             if not isinstance(rule, dict):
                 continue
             rid = str(rule.get("id", "?"))
             patterns = [] if rule.get("hard") else _alternatives(str(rule.get("pattern", "")))
+            line = line_of(source, ("intents", intent, n, "pattern"))
             for alt in patterns:
-                yield rid, "pattern", normalize(_SYNTAX.sub("", alt)).compact
+                yield rid, "pattern", line, normalize(_SYNTAX.sub("", alt)).compact
             if rule.get("why"):
-                yield rid, "why", normalize(str(rule["why"])).compact
+                why_line = line_of(source, ("intents", intent, n, "why"))
+                yield rid, "why", why_line, normalize(str(rule["why"])).compact
 
 
 def _alternatives(pattern: str) -> list[str]:

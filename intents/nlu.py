@@ -70,11 +70,20 @@ class Understander:
         self._answers: OrderedDict[tuple[str, date], Understanding] = OrderedDict()
 
     @classmethod
-    def load(cls, data_dir: Path = DATA_DIR, *, cache_dir: Path | None = None) -> Understander:
+    def load(
+        cls,
+        data_dir: Path = DATA_DIR,
+        *,
+        cache_dir: Path | None = None,
+        retrain: bool = False,
+        announce: Callable[[str], None] | None = None,
+    ) -> Understander:
         """Builds the NLU from the data files (raises ConfigError naming file and line).
 
-        Training takes seconds, so the trained model is cached under ``cache_dir`` keyed by
-        a hash of the training data and settings; a stale cache is never used.
+        Training takes 11-20 s, so the trained model is cached under ``cache_dir`` keyed by
+        a hash of the data files, the code that shapes the model and its settings; a stale
+        cache is never used. ``retrain`` ignores the cache; ``announce`` hears before a
+        training starts (the CLI says so on stderr).
         """
         rules = load_rules(data_dir / "rules.yaml")
         tokenizer = make_tokenizer(data_dir / "userdict.txt")
@@ -84,12 +93,14 @@ class Understander:
         cache = (cache_dir or default_cache_dir()) / f"intent-model-{training_key(sources)}.npz"
         model: IntentModel | None = None
         trained: tuple[int, float] | None = None
-        if cache.exists():
+        if cache.exists() and not retrain:
             try:
                 model = IntentModel.load(cache)
             except (OSError, ValueError, KeyError) as exc:
                 log.warning("ignoring unreadable model cache %s: %s", cache, exc)
         if model is None:
+            if announce is not None:  # 10-20 s of silence looks like a hang at a terminal
+                announce("training the intent model (the data or code changed since the cache)")
             normalize = Normalizer(rules.typos)
             examples = load_training(data_dir / "train")
             texts = [normalize(e.text) for e in examples]

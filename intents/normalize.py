@@ -54,7 +54,7 @@ _QUOTE_START = re.compile(r"(?:(?:回复|引用|原文|转发)\s*[:：]?\s*)?【
 # ... and its sentences read like our reminders, not like a borrower.
 _REMINDER_SENTENCE = re.compile(
     r"您|尊敬|先生|女士|请于|请及时|请尽快|以免|客服|热线|详询|退订回|回t退订|拒收请回|"
-    r"已逾期|逾期\d+天|应还|账单|借款\d|征信|拨打|官方|www|http"
+    r"已逾期|逾期\d+天|应还|账单|借款\d|征信|拨打|官方|www|http|还款日|到期日|最后还款|本期"
 )
 _SENTENCE_SPLIT = re.compile(r"(?<=[.!?;,\s])")
 

@@ -134,7 +134,7 @@ def load_rules(path: Path) -> Rules:
     except ValidationError as exc:
         raise ConfigError(
             [
-                Problem(str(path), _line_of(text, err["loc"]), err["msg"], _loc(err["loc"]))
+                Problem(str(path), line_of(text, err["loc"]), err["msg"], _loc(err["loc"]))
                 for err in exc.errors()
             ]
         ) from exc
@@ -151,7 +151,7 @@ def _loc(loc: tuple[int | str, ...]) -> str:
     return ".".join(str(p) for p in loc)
 
 
-def _line_of(text: str, loc: tuple[int | str, ...]) -> int | None:
+def line_of(text: str, loc: tuple[int | str, ...]) -> int | None:
     """Line of the YAML node at ``loc`` (or of its nearest existing parent)."""
     node: yaml.Node | None = yaml.compose(text)
     line = 1

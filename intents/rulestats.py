@@ -118,9 +118,10 @@ def format_rules(figures: Sequence[RuleFigures], examples: int) -> str:
         f"{'rule':<28}{'intent':<16}{'fires':>6}{'precision':>10}{'ΔF1':>8}  verdict",
     ]
     for f in sorted(figures, key=lambda f: (f.verdict == "", f.intent.value, f.rule)):
-        delta = f"{f.delta_f1:+.4f}" if f.counted else "   n/a"
+        delta = f"{f.delta_f1:+.4f}" if f.counted and f.fires else "n/a"
+        precision = f"{f.precision:.3f}" if f.fires else "n/a"
         lines.append(
-            f"{f.rule:<28}{f.intent.value:<16}{f.fires:>6}{f.precision:>10.3f}{delta:>8}  "
+            f"{f.rule:<28}{f.intent.value:<16}{f.fires:>6}{precision:>10}{delta:>8}  "
             f"{f.verdict or ('hard' if f.hard else 'ok')}"
         )
     bad = sum(1 for f in figures if f.verdict)

@@ -250,3 +250,25 @@ def test_pinyin_and_cantonese_time_words(
 ) -> None:
     got = understand(text).entities
     assert (got.date, got.date_range) == (date_, range_)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2026-12-20还", D(2026, 12, 20)),
+        ("2026年12月20日还", D(2026, 12, 20)),
+        ("2026/02/30还", None),
+    ],
+)
+def test_a_date_written_in_full_is_a_date_and_no_amount(text: str, expected: date | None) -> None:
+    got = _resolved(text)
+    assert got.date == expected
+    assert got.amount is None
+
+
+@pytest.mark.parametrize(
+    ("text", "doubt"),
+    [("is this a scam", "scam"), ("shi bu shi zha pian", "诈骗"), ("pian zi ba", "骗子")],
+)
+def test_doubt_in_english_and_pinyin(understand: Any, text: str, doubt: str) -> None:
+    assert understand(text).entities.doubt == doubt

@@ -68,3 +68,54 @@ def test_styles_get_their_own_accuracy(tmp_path: Path, capsys: pytest.CaptureFix
     out = capsys.readouterr().out
     assert re.search(r"^standard\s+1\s+1\.000$", out, re.M)
     assert re.search(r"^short\s+1\s+1\.000$", out, re.M)
+
+
+def test_an_impossible_date_is_a_file_line_error_not_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    f = tmp_path / "bad.yaml"
+    f.write_text(
+        'now: "2026-12-02T10:00:00+08:00"\nexamples:\n  - text: 明天还\n'
+        "    intents: [promise_to_pay]\n    date: 2026-02-30\n",
+        encoding="utf-8",
+    )
+    assert main(["intents", "eval", str(f)]) == 1
+    err = capsys.readouterr().err
+    assert f"{f}:3: date:" in err and "Traceback" not in err
+
+
+def test_json_report_names_the_file_and_carries_styles_and_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    f = tmp_path / "styled.yaml"
+    f.write_text(
+        'now: "2026-12-02T10:00:00+08:00"\nexamples:\n'
+        "  - text: 好的\n    intents: [promise_to_pay]\n    style: short\n",
+        encoding="utf-8",
+    )
+    assert main(["intents", "eval", str(f), "--json", "--errors"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["file"] == str(f)
+    assert doc["styles"] == {"short": {"examples": 1, "primary_accuracy": 0.0}}
+    assert len(doc["errors"]) == 1 and "好的" in doc["errors"][0]
+
+
+def test_data_option_reads_another_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["intents", "check", "--data", str(tmp_path)]) == 1
+    assert f"{tmp_path / 'rules.yaml'}: cannot read" in capsys.readouterr().out
+    assert main(["classify", "--data", str(tmp_path), "好的"]) == 2
+    assert "no rules.yaml" in capsys.readouterr().err
+
+
+def test_train_says_whether_it_trained(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SMSBOT_CACHE_DIR", str(tmp_path))
+    assert main(["intents", "train"]) == 0
+    first = capsys.readouterr()
+    assert "training the intent model" in first.err
+    assert re.search(r"model trained in [\d.]+s on \d{4,} examples", first.out)
+    assert main(["intents", "train"]) == 0
+    assert "model loaded from the cache" in capsys.readouterr().out

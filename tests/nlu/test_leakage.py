@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -60,6 +61,7 @@ def test_an_evaluation_sentence_in_a_rule_pattern_or_why_is_reported(tmp_path: P
     problems = [str(p) for p in check(data)]
     assert any(":4: " in p and "pattern of rule plan.test_copy" in p for p in problems)
     assert any(":6: " in p and "why of rule plan.test_copy" in p for p in problems)
+    assert all(re.search(r"rules\.yaml:\d+ ", p) for p in problems)  # the rule's own line
     assert len(problems) == 2
 
 

@@ -152,3 +152,17 @@ def test_blocking_or_reporting_as_spam_is_a_stop(nlu: Understander, text: str) -
 def test_words_about_blocking_are_not_a_stop(rules: Rules, text: str) -> None:
     hits, _ = rules.match(text.lower(), text.lower())
     assert not [h for h in hits if h.intent is Intent.STOP]
+
+
+@pytest.mark.parametrize("text", ["T恤多少钱", "买了件T恤", "我在TD银行还了"])
+def test_t_and_td_inside_words_are_no_opt_out(rules: Rules, text: str) -> None:
+    hits, _ = rules.match(text.lower(), text.lower())
+    assert not [h for h in hits if h.intent is Intent.STOP]
+
+
+def test_a_forwarded_bank_bill_is_not_the_borrowers_promise(nlu: Understander) -> None:
+    u = nlu.understand(
+        "【某某银行】您的账单已出，本期应还3200元，最后还款日12月8日。退订回T", now=NOW
+    )
+    assert u.intent is Intent.UNKNOWN
+    assert u.entities.date is None and u.entities.amount is None
