@@ -263,8 +263,18 @@ def _check(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     import time
 
+    from intents.data import check
     from intents.nlu import default_cache_dir
 
+    problems = check(args.data)
+    if problems:
+        # Training goes on (an operator may be mid-edit), but a model trained on data that
+        # fails its check (a leaked evaluation sentence, a conflicting label) must not pass
+        # unnoticed.
+        for p in problems:
+            print(f"warning: {p}", file=sys.stderr)
+        print(f"warning: {len(problems)} problem(s) in the data (smsbot intents check)",
+              file=sys.stderr)  # fmt: skip
     started = time.perf_counter()
     nlu = _load(args, retrain=args.force)
     took = time.perf_counter() - started

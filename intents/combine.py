@@ -20,19 +20,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
-from intents.model import Intent, IntentScore, RuleHit
+from intents.model import LABEL_ORDER, Intent, IntentScore, RuleHit
 
-# What the flow must act on first: legal and safety intents lead (DATA.md's label order).
-PRIORITY: dict[Intent, int] = {
-    i: n
-    for n, i in enumerate(
-        [
-            Intent.STOP, Intent.WRONG_NUMBER, Intent.DISPUTE, Intent.HARDSHIP, Intent.ALREADY_PAID,
-            Intent.REQUEST_PLAN, Intent.PROMISE_TO_PAY, Intent.REFUSE_TO_PAY, Intent.REQUEST_HUMAN,
-            Intent.ASK_INFO, Intent.ABUSE, Intent.ACKNOWLEDGE, Intent.UNKNOWN,
-        ]
-    )
-}  # fmt: skip
+PRIORITY: dict[Intent, int] = {i: n for n, i in enumerate(LABEL_ORDER)}
 # Never guessed: a stop or wrong number below its threshold has no rule and too little model.
 _NEVER_GUESSED = frozenset({Intent.STOP, Intent.WRONG_NUMBER})
 

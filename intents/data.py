@@ -11,7 +11,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from common.errors import ConfigError, Problem
-from intents.model import INTENT_NAMES, Intent
+from intents.model import INTENT_NAMES, LABEL_ORDER, Intent
 from intents.normalize import Normalizer
 
 
@@ -66,11 +66,17 @@ class Example(BaseModel):
 
     @field_validator("intents")
     @classmethod
-    def _stop_first(cls, v: tuple[Intent, ...]) -> tuple[Intent, ...]:
-        if Intent.STOP in v and v[0] is not Intent.STOP:
-            raise ValueError("stop must be listed first when present")
+    def _in_label_order(cls, v: tuple[Intent, ...]) -> tuple[Intent, ...]:
         if len(set(v)) != len(v):
             raise ValueError("an intent is listed twice")
+        if Intent.UNKNOWN in v and len(v) > 1:
+            raise ValueError("unknown is only ever alone")
+        want = tuple(sorted(v, key=LABEL_ORDER.index))
+        if v != want:
+            # The first is the primary: an order of the author's taste would change it.
+            raise ValueError(
+                f"intents are listed in DATA.md's order: [{', '.join(i.value for i in want)}]"
+            )
         return v
 
     @property

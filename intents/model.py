@@ -27,6 +27,14 @@ class Intent(StrEnum):
 
 INTENT_NAMES: tuple[str, ...] = tuple(i.value for i in Intent)
 
+# DATA.md's label order, what the flow must act on first (legal and safety intents lead): a
+# reply's intents are listed in it and the first is the primary.
+LABEL_ORDER: tuple[Intent, ...] = (
+    Intent.STOP, Intent.WRONG_NUMBER, Intent.DISPUTE, Intent.HARDSHIP, Intent.ALREADY_PAID,
+    Intent.REQUEST_PLAN, Intent.PROMISE_TO_PAY, Intent.REFUSE_TO_PAY, Intent.REQUEST_HUMAN,
+    Intent.ASK_INFO, Intent.ABUSE, Intent.ACKNOWLEDGE, Intent.UNKNOWN,
+)  # fmt: skip
+
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
