@@ -81,7 +81,8 @@ def decide(
     if not ratios:
         return []
     best = max(ratios, key=lambda i: (ratios[i], -PRIORITY[i]))
-    if best is Intent.UNKNOWN or ratios[best] < chosen.floor:
+    # No evidence at all (呃, 😀😀😀: the model saw nothing it knows) is never a guess.
+    if best is Intent.UNKNOWN or ratios[best] <= 0.0 or ratios[best] < chosen.floor:
         return []
     return [(best, score[best])]
 

@@ -55,7 +55,10 @@ def test_check_reports_every_problem_with_file_and_line() -> None:
     assert "mixed.yaml:4: duplicate of" in text
     assert "mixed.yaml:5: intents.0: unknown intent 'promise_later'" in text
     assert "mixed.yaml:9: 'td' is labelled [acknowledge] here but 'ＴＤ' is labelled [stop]" in text
-    assert "mixed.yaml:11: intents: Value error, intents are listed in DATA.md's order: [stop, promise_to_pay]" in text
+    assert (
+        "mixed.yaml:11: intents: Value error, intents are listed in DATA.md's order: [stop, promise_to_pay]"
+        in text
+    )
     assert "heldout.yaml:4: '明天还' is also a training example" in text
 
 

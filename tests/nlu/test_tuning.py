@@ -130,3 +130,11 @@ def test_training_key_follows_data_and_settings(
     assert second != first
     monkeypatch.setattr(classifier, "LAMBDA", classifier.LAMBDA * 2)
     assert tuning.training_key([f]) != second
+
+
+def test_no_evidence_is_never_a_guess_even_with_a_zero_floor() -> None:
+    always_guess = Chosen(floor=0.0)
+    assert decide({}, {}, set(), always_guess, {}) == []
+    assert [i for i, _ in decide({Intent.ASK_INFO: 0.1}, {}, set(), always_guess, {})] == [
+        Intent.ASK_INFO
+    ]
