@@ -200,10 +200,17 @@ def _pieces(body: str, normalize: Callable[[str], str]) -> list[_Piece]:
                 pos += len(n)
             buf.clear()
 
+    prev = ""
     for ch in body:
         if ch in _OPEN or ch in _CLOSE or ch in _STRAIGHT:
             flush()
             quoted = (not quoted) if ch in _STRAIGHT else ch in _OPEN
+        elif ch.isspace() and prev in _CLOSE:
+            # A space after a closed quotation ends its sentence (“…” 请您注意…): what follows
+            # is a new sentence and does not frame the quotation.
+            flush()
+            clause += 1
+            sentence += 1
         elif ch in _CLAUSE_END:
             flush()
             clause += 1
@@ -212,6 +219,7 @@ def _pieces(body: str, normalize: Callable[[str], str]) -> list[_Piece]:
                 quoted = False  # an unclosed quote ends with its sentence
         else:
             buf.append(ch)
+        prev = ch
     flush()
     # renumber clauses densely (empty clauses leave gaps)
     ids: dict[int, int] = {}

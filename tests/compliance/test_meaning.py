@@ -137,6 +137,14 @@ PUNCT = ["。", "，", "！", "；", "\n", " "]
     sep=st.sampled_from(PUNCT),
     before=st.booleans(),
 )
+# Found by this property (2026-12-05): a space after a closed quotation did not end its
+# sentence, so the warning that followed framed the quoted threat as an example.
+@example(
+    threat=("CN-3P-01/tell-contacts", "我们的原话是：“三天内不还就通知你家人”"),
+    benign="请您告知家人注意防范电信诈骗",
+    sep=" ",
+    before=False,
+)
 def test_a_threat_next_to_benign_text_is_still_blocked(
     threat: tuple[str, str], benign: str, sep: str, before: bool
 ) -> None:
