@@ -143,6 +143,9 @@ def load_training(train_dir: Path = TRAIN_DIR) -> list[Example]:
 def _load_training(train_dir: Path) -> tuple[list[Example], list[Problem]]:
     examples: list[Example] = []
     problems: list[Problem] = []
+    for path in sorted(train_dir.glob("*.yml")):
+        # Read by nothing: say so, or an operator's examples silently never train.
+        problems.append(Problem(str(path), None, "not read: training files end in .yaml"))
     for path in sorted(train_dir.glob("*.yaml")):
         try:
             items = list(_items(path))

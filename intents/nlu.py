@@ -6,6 +6,7 @@ Everything heavy (OpenCC, jieba's dictionary, the rules, the trained model) is b
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -98,6 +99,9 @@ class Understander:
                 model = IntentModel.load(cache)
             except (OSError, ValueError, KeyError) as exc:
                 log.warning("ignoring unreadable model cache %s: %s", cache, exc)
+            if model is not None:
+                with contextlib.suppress(OSError):  # a read-only cache is still a cache
+                    os.utime(cache)  # in use: not pruned
         if model is None:
             if announce is not None:  # 10-20 s of silence looks like a hang at a terminal
                 announce("training the intent model (the data or code changed since the cache)")
@@ -110,6 +114,7 @@ class Understander:
             trained = (len(examples), time.perf_counter() - started)
             try:
                 model.save(cache)
+                _prune(cache)
             except OSError as exc:  # a read-only disk costs start-up time, nothing else
                 log.warning("cannot write model cache %s: %s", cache, exc)
         nlu = cls(rules, model, tokenizer)
@@ -214,6 +219,22 @@ class Understander:
             model={i.value: round(p, 4) for i, p in model.items()},
             readings=ent.read(text),
         )
+
+
+# A model unused this long belongs to data long gone; each is 5 MB. Younger ones may be another
+# checkout's or another data directory's, in use.
+_CACHE_KEEP_SECONDS = 30 * 24 * 3600
+
+
+def _prune(kept: Path) -> None:
+    """Removes cached models not used for a month (loading one refreshes its time)."""
+    now = time.time()
+    for old in kept.parent.glob("intent-model-*.npz"):
+        try:
+            if old != kept and now - old.stat().st_mtime > _CACHE_KEEP_SECONDS:
+                old.unlink()
+        except OSError:
+            continue  # another process pruned it first
 
 
 def default_cache_dir() -> Path:

@@ -103,3 +103,30 @@ def test_model_cache_is_keyed_by_data(tmp_path: Path) -> None:
         fh.write('  - "天气真好出去玩"\n')
     Understander.load(data, cache_dir=cache)
     assert len(list(cache.glob("*.npz"))) == 2  # new data, new model
+
+
+def test_a_yml_training_file_is_reported_not_ignored(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(DATA_DIR, data)
+    (data / "train" / "extra.yml").write_text("intent: stop\nexamples: [别发了]\n", "utf-8")
+    problems = [str(p) for p in check(data)]
+    assert problems == [f"{data / 'train' / 'extra.yml'}: not read: training files end in .yaml"]
+
+
+def test_cached_models_unused_for_a_month_are_pruned(tmp_path: Path) -> None:
+    import os
+    import time
+
+    from intents.nlu import _prune
+
+    kept, recent, stale = (tmp_path / f"intent-model-{n}.npz" for n in ("a", "b", "c"))
+    for f in (kept, recent, stale):
+        f.write_bytes(b"x")
+    month_ago = time.time() - 31 * 24 * 3600
+    os.utime(stale, (month_ago, month_ago))
+    os.utime(kept, (month_ago, month_ago))  # the one just written is never pruned
+    _prune(kept)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "intent-model-a.npz",
+        "intent-model-b.npz",
+    ]
