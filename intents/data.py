@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
@@ -216,8 +217,6 @@ def check(data_dir: Path = DATA_DIR) -> list[Problem]:
 
 
 def _duplicates(examples: list[Example], normalize: Normalizer) -> Iterator[Problem]:
-    from intents.leakage import sentence_key
-
     exact: dict[str, Example] = {}
     spelled: dict[str, Example] = {}
     for e in examples:
@@ -238,6 +237,15 @@ def _duplicates(examples: list[Example], normalize: Normalizer) -> Iterator[Prob
                 f"{e.text!r} is labelled {_names(e)} here but {other.text!r} is labelled "
                 f"{_names(other)} at {other.file}:{other.line}",
             )
+
+
+# Spacing and punctuation do not make a sentence new (人工客服！！！ is 人工客服!); emoji do.
+_NOISE = re.compile(r"[\s,.!?;:~'\"()\-_]+")
+
+
+def sentence_key(normalize: Normalizer, text: str) -> str:
+    """What makes two sentences one: the normalised text without spacing and punctuation."""
+    return _NOISE.sub("", normalize(text).text)
 
 
 def _names(e: Example) -> str:

@@ -23,14 +23,12 @@ from typing import Any
 import yaml
 
 from common.errors import Problem
-from intents.data import Example
+from intents.data import Example, sentence_key
 from intents.normalize import Normalizer
 from intents.rules import line_of
 
 MIN_TOKENS = 4
 _TOKEN = re.compile(r"[a-z]+|\d+|[^\W\d_a-z]")
-# Spacing and punctuation do not make a sentence new (人工客服！！！ is 人工客服!); emoji do.
-_NOISE = re.compile(r"[\s,.!?;:~'\"()\-_]+")
 # Regex syntax that is not text: escapes like \s, \d, classes' brackets, quantifiers, groups.
 _SYNTAX = re.compile(r"\\[a-zA-Z]|\(\?[:=!<]*|\{\d*,?\d*\}|[\\^$.*+?()\[\]{}|]")
 
@@ -50,10 +48,11 @@ def leaks(
     """Every evaluation sentence found in training data, a rule's pattern or a rule's why."""
     source = rules_path.read_text(encoding="utf-8")
     rules_doc = yaml.safe_load(source)
+    tree = yaml.compose(source)  # once: every rule's line is looked up in it
     train: dict[str, Example] = {}
     for e in training:
         train.setdefault(sentence_key(normalize, e.text), e)
-    texts = list(_rule_texts(rules_doc, normalize, source))
+    texts = list(_rule_texts(rules_doc, normalize, tree))
     for e in evaluation:
         key = sentence_key(normalize, e.text)
         if not key:
@@ -79,13 +78,8 @@ def leaks(
                 )
 
 
-def sentence_key(normalize: Normalizer, text: str) -> str:
-    """What makes two sentences one: the normalised text without spacing and punctuation."""
-    return _NOISE.sub("", normalize(text).text)
-
-
 def _rule_texts(
-    doc: Any, normalize: Normalizer, source: str
+    doc: Any, normalize: Normalizer, tree: yaml.Node | None
 ) -> Iterator[tuple[str, str, int | None, str]]:
     """(rule id, pattern|why, line, its words) for every rule: each literal run of a pattern
     with the regex syntax removed (明天(把钱)?还上 reads 明天把钱还上)."""
@@ -96,11 +90,11 @@ def _rule_texts(
                 continue
             rid = str(rule.get("id", "?"))
             patterns = [] if rule.get("hard") else _alternatives(str(rule.get("pattern", "")))
-            line = line_of(source, ("intents", intent, n, "pattern"))
+            line = line_of(tree, ("intents", intent, n, "pattern"))
             for alt in patterns:
                 yield rid, "pattern", line, normalize(_SYNTAX.sub("", alt)).compact
             if rule.get("why"):
-                why_line = line_of(source, ("intents", intent, n, "why"))
+                why_line = line_of(tree, ("intents", intent, n, "why"))
                 yield rid, "why", why_line, normalize(str(rule["why"])).compact
 
 

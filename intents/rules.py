@@ -151,9 +151,10 @@ def _loc(loc: tuple[int | str, ...]) -> str:
     return ".".join(str(p) for p in loc)
 
 
-def line_of(text: str, loc: tuple[int | str, ...]) -> int | None:
-    """Line of the YAML node at ``loc`` (or of its nearest existing parent)."""
-    node: yaml.Node | None = yaml.compose(text)
+def line_of(text: str | yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
+    """Line of the YAML node at ``loc`` (or of its nearest existing parent), in a text or in
+    its composed node (compose once when asking for many lines)."""
+    node: yaml.Node | None = yaml.compose(text) if isinstance(text, str) else text
     line = 1
     for key in loc:
         if isinstance(node, yaml.MappingNode):

@@ -65,11 +65,6 @@ class Tuned:
     examples: int = 0
 
 
-def out_of_fold(des: Design, folds: int = FOLDS, seed: int = 0) -> np.ndarray:
-    """Each example's probabilities from a model that never saw it."""
-    return _fits(des, folds, seed, full=False)[0]
-
-
 def _fits(
     des: Design, folds: int, seed: int, *, full: bool
 ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
