@@ -83,8 +83,13 @@ def _store_ctx(injected: Store | None) -> Callable[[web.Application], AsyncItera
 
 def _nlu_ctx(injected: Understander | None) -> Callable[[web.Application], AsyncIterator[None]]:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        # Loading reads files and may train (seconds): keep the loop free meanwhile.
-        app[NLU] = injected if injected is not None else await asyncio.to_thread(Understander.load)
+        # Loading reads files and may train (11-20 s): keep the loop free meanwhile, and say so,
+        # or a start after a data edit looks hung.
+        app[NLU] = (
+            injected
+            if injected is not None
+            else await asyncio.to_thread(Understander.load, announce=log.info)
+        )
         yield
 
     return ctx
