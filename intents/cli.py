@@ -225,19 +225,14 @@ def _format_baseline(comparison: dict[str, Any]) -> str:
 
 def _training_report(data: Path, *, rules_report: bool) -> int:
     from intents import tuning
-    from intents.data import load_training
-    from intents.nlu import featurizer, make_tokenizer
-    from intents.normalize import Normalizer
+    from intents.nlu import featurizer, make_tokenizer, training_set
     from intents.rules import load_rules
     from intents.rulestats import format_rules, rule_figures
 
     rules = load_rules(data / "rules.yaml")
     tokenizer = make_tokenizer(data / "userdict.txt")
-    normalize = Normalizer(rules.typos)
-    examples = load_training(data / "train")
-    _announce(f"cross-validating on {len(examples)} examples (5 folds, 10-20 s)")
-    texts = [normalize(e.text) for e in examples]
-    targets = [e.intents for e in examples]
+    texts, targets = training_set(data, rules)
+    _announce(f"cross-validating on {len(texts)} examples (5 folds, 10-20 s)")
     _, tuned = tuning.train(texts, targets, featurizer(tokenizer, rules), rules)
     if rules_report:
         print(format_rules(rule_figures(texts, targets, rules, tuned), tuned.examples))

@@ -105,13 +105,10 @@ class Understander:
         if model is None:
             if announce is not None:  # 10-20 s of silence looks like a hang at a terminal
                 announce("training the intent model (the data or code changed since the cache)")
-            normalize = Normalizer(rules.typos)
-            examples = load_training(data_dir / "train")
-            texts = [normalize(e.text) for e in examples]
-            targets = [e.intents for e in examples]
             started = time.perf_counter()
+            texts, targets = training_set(data_dir, rules)
             model, _ = tuning.train(texts, targets, featurizer(tokenizer, rules), rules)
-            trained = (len(examples), time.perf_counter() - started)
+            trained = (len(texts), time.perf_counter() - started)
             try:
                 model.save(cache)
                 _prune(cache)
@@ -260,6 +257,13 @@ def features(
         + ["r:" + h.rule for h in hits]
         + ["s:" + h.rule for h in suppressed]
     )
+
+
+def training_set(data_dir: Path, rules: Rules) -> tuple[list[Normalized], list[tuple[Intent, ...]]]:
+    """The training examples as the model reads them (normalised), and their intents."""
+    normalize = Normalizer(rules.typos)
+    examples = load_training(data_dir / "train")
+    return [normalize(e.text) for e in examples], [e.intents for e in examples]
 
 
 def featurizer(tokenizer: jieba.Tokenizer, rules: Rules) -> Callable[[Normalized], list[str]]:
