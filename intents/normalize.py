@@ -73,11 +73,17 @@ _OPT_OUT_LINE = re.compile(
     r"|(?:reply|text|txt|send)\s+(?:stop|td|t|unsubscribe|n)\s+to\s+(?:unsubscribe|opt[\s-]*out|"
     r"stop|end|cancel|\d+)|(?:to\s+)?(?:unsubscribe|opt[\s-]*out),?\s+reply\s+(?:stop|td|t)"
 )
+_EN_OPT_OUT_LINE = re.compile(
+    r"(?:reply|text|txt|send)\s+(?:stop|td|t|unsubscribe|n)\s+to\s+(?:unsubscribe|opt[\s-]*out|"
+    r"stop|end|cancel|\d+)|(?:to\s+)?(?:unsubscribe|opt[\s-]*out),?\s+reply\s+(?:stop|td|t)"
+)
 # What shows that a text is a pasted advert, not the borrower writing: a link or marketing
 # words (a 【brand】 signature is found by strip_quoted_reminder).
 _ADVERT = re.compile(
     r"大促|促销|优惠|折扣|[\d一二三四五六七八九]\.?\d?折|满\d+减|领券|券|秒杀|红包|抢购|特价|爆款|包邮|"
     r"低至|限时|活动|福利|积分|会员|点击|戳|详情|下载|新品|直播间|全场|狂欢|"
+    # loan adverts and forwarded or mass-sent texts
+    r"无抵押|秒下款|下款|秒批|放款快|(?<![a-z])(?:vx|v信)(?![a-z])|加v|加微|群发|转发自|转自|"
     r"(?<![a-z])(?:sale|discount|promo|deal|offer|shop|coupon|off)(?![a-z])"
 )
 
@@ -183,7 +189,13 @@ def strip_advert_opt_out(text: str, quote: str | None) -> tuple[str, str | None]
     marketing words): 回T退订 typed alone is the borrower's. The borrower's own words around
     it (别再发了【…】…回T退订) stay and are read as usual."""
     if not (quote or _URL.search(text) or _ADVERT.search(text)):
-        return text, quote
+        # "Reply STOP to unsubscribe" is a sender's footer wherever it stands: no borrower
+        # writes an instruction to themselves (回T退订 typed alone is the borrower's reply).
+        if not _EN_OPT_OUT_LINE.search(text):
+            return text, quote
+        removed = [m.group() for m in _EN_OPT_OUT_LINE.finditer(text)]
+        kept = _EN_OPT_OUT_LINE.sub(" ", text)
+        return kept, " ".join(([quote] if quote else []) + removed)
     removed = [m.group() for m in _OPT_OUT_LINE.finditer(text)]
     if not removed:
         return text, quote

@@ -166,3 +166,49 @@ def test_a_forwarded_bank_bill_is_not_the_borrowers_promise(nlu: Understander) -
     )
     assert u.intent is Intent.UNKNOWN
     assert u.entities.date is None and u.entities.amount is None
+
+
+# DATA.md's adjudicated stop rule, one invented reply per row of its table: any request, in
+# any words or tone, to stop or reduce messaging or contacting this number is a stop ...
+GUIDELINE_STOPS = [
+    "以后别给我发这种东西了",
+    "这些提醒我不需要",
+    "有完没完啊你们",
+    "一天发四条，过分了吧",
+    "已经举报到12321了",
+    "再发我就报警",
+    "你们找错人了，别再发了",
+    "别再打我电话了",
+    "早就还清了还发什么发",
+    "bie zai lianxi wo le",
+    "please stop",
+    "STOP!!",
+    "S T O P",
+    "no more texts pls",
+    "咪再发啦",
+]
+# ... and only that: questions about opting out, other services, a T taken back, requests
+# about other people, pasted footers and words that contain stop are not.
+GUIDELINE_NOT_STOPS_BY_RULES = [
+    "回T以后还会影响我征信吗",
+    "退订了是不是就不用还了",
+    "那个会员怎么退订",
+    "刚才的T是手滑，不是退订",
+    "别再打电话给我爸妈了",
+    "please stop calling my parents",
+    "I'm at the bus stop right now",
+    "can't stop thinking about it, will pay friday",
+    "Your code is 1234. Reply STOP to unsubscribe.",
+    "引用：“回T退订” 我想问还差多少",
+]
+
+
+@pytest.mark.parametrize("text", GUIDELINE_STOPS)
+def test_the_guideline_stops_are_stops(nlu: Understander, text: str) -> None:
+    u = nlu.understand(text, now=NOW)
+    assert u.has(Intent.STOP), (text, u.explain.normalized, u.intents)
+
+
+@pytest.mark.parametrize("text", GUIDELINE_NOT_STOPS_BY_RULES)
+def test_the_guideline_look_alikes_fire_no_stop_rule(rules: Rules, text: str) -> None:
+    assert _stop_hits(rules, text) == []
