@@ -76,11 +76,9 @@ class AgentStore(ABC):
     async def all(self) -> list[AgentRecord]:
         """Every agent, by name."""
 
-    async def ping(self) -> None:
-        """Raises :class:`~bot.storage.base.StoreUnavailable` when the backend is down."""
-
+    @abstractmethod
     async def close(self) -> None:
-        """Releases connections (the memory store has none)."""
+        """Releases connections."""
 
 
 class MemoryAgentStore(AgentStore):
@@ -107,6 +105,9 @@ class MemoryAgentStore(AgentStore):
 
     async def all(self) -> list[AgentRecord]:
         return [self._agents[name] for name in sorted(self._agents)]
+
+    async def close(self) -> None:
+        pass  # nothing to release
 
 
 def open_agent_store(redis_url: str | None) -> AgentStore:
