@@ -70,7 +70,10 @@ def test_add_with_prompts_then_list(
     assert agent.password_hash.startswith("$argon2id$") and GOOD not in agent.password_hash
     assert asyncio.run(password_matches(agent, GOOD))
 
-    assert run(["add", "boss", "--role", "supervisor", "--password-stdin"], monkeypatch, GOOD + "\n") == 0
+    assert (
+        run(["add", "boss", "--role", "supervisor", "--password-stdin"], monkeypatch, GOOD + "\n")
+        == 0
+    )
     capsys.readouterr()
     assert run(["list"], monkeypatch) == 0
     lines = capsys.readouterr().out.splitlines()
