@@ -27,6 +27,7 @@ import functools
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
+from typing import Any
 from urllib.parse import quote
 
 import aiohttp_jinja2
@@ -173,7 +174,25 @@ def refuse(request: web.Request, status: int, reason: str) -> web.Response:
     if request.path.startswith(API_PREFIX):
         return web.json_response({"error": reason, "status": status}, status=status)
     context = {"status": status, "reason": reason, "title": _TITLES.get(status, "出错了")}
-    return aiohttp_jinja2.render_template("error.html", request, context, status=status)
+    return render(request, "error.html", context, status)
+
+
+def render(
+    request: web.Request, template: str, context: dict[str, Any], status: int = 200
+) -> web.Response:
+    """A console page. Pages carry the session's CSRF token and the agent's name: never
+    cached, never framed (clickjacking), and only this site's scripts, styles and forms."""
+    response = aiohttp_jinja2.render_template(template, request, context, status=status)
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Content-Security-Policy"] = _CSP
+    return response
+
+
+_CSP = (
+    "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:;"
+    " form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
 
 
 _TITLES = {

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import aiohttp_jinja2
 import aiohttp_session
 from aiohttp import web
 
@@ -16,6 +15,7 @@ from bot.console.auth import (
     CSRF_FIELD,
     current_agent,
     refuse,
+    render,
     require_role,
     safe_next,
     signed_in,
@@ -120,11 +120,7 @@ def _login(
 def _page(
     template: str, request: web.Request, context: dict[str, Any], status: int = 200
 ) -> web.Response:
-    response = aiohttp_jinja2.render_template(template, request, context, status=status)
-    # Pages carry the session's CSRF token and the agent's name: never cached, never framed.
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["X-Frame-Options"] = "DENY"
-    return response
+    return render(request, template, context, status)
 
 
 # --- JSON API -------------------------------------------------------------------------------

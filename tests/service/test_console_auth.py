@@ -127,6 +127,7 @@ async def test_form_sign_in_shell_and_sign_out(nlu: Understander) -> None:
         shell = await c.get("/console")
         html = await shell.text()
         assert shell.status == 200 and shell.headers["Cache-Control"] == "no-store"
+        assert "frame-ancestors 'none'" in shell.headers["Content-Security-Policy"]
         assert 'id="agent-name">li.na<' in html and "客服 Agent" in html
         for tab in ("队列", "未匹配", "看板", "Queue", "Unmatched", "Dashboard"):
             assert tab in html
