@@ -120,10 +120,12 @@ class Settings(BaseSettings):
     # processed when the service next starts without it.
     pause_processing: bool = False
     access_log: bool = False  # off by default: it doubles the cost of a request
-    # The agents' console (bot/console). A session ends after this long without a request
-    # (each request renews it); the cookie is only sent over HTTPS when secure is set (set it
-    # whenever the console is reached over HTTPS, as it must be off the machine).
-    session_max_age_s: int = Field(default=12 * 3600, ge=60)
+    # The agents' console (bot/console). A session ends after idle_s without a request, and
+    # max_age_s after the sign-in whatever happens (an agent signs in again each shift); the
+    # cookie is only sent over HTTPS when secure is set (set it whenever the console is
+    # reached over HTTPS, as it must be off the machine).
+    session_idle_s: int = Field(default=12 * 3600, ge=60)
+    session_max_age_s: int = Field(default=24 * 3600, ge=60)
     session_cookie_secure: bool = False
     # Sign-in attempts (right or wrong), shared by every process through the store: a burst of
     # this many per agent name and per client address, then one more per this many seconds.

@@ -5,8 +5,9 @@ agent's name, the record's ``generation`` it was made with and the session's CSR
 encrypted and authenticated with ``SMSBOT_SESSION_KEY``. Nothing about a session is stored
 server-side, so every request reads the agent's record (one store read) and refuses the
 session when the agent is gone, disabled, or changed since (a new password: ``generation``
-grew). Each request re-issues the cookie, so a session ends ``session_max_age_s`` after the
-agent's last request (Fernet's own timestamp, checked on decryption).
+grew). A session also ends ``session_idle_s`` after its last request (the time of each request
+is kept in it, by the service's clock) and ``session_max_age_s`` after the sign-in
+(aiohttp-session's own check of the time the session was made, and the cookie's Max-Age).
 
 One middleware guards every ``/console…`` page and ``/api/console/…`` route; every other path
 passes through it untouched (one prefix test: the webhooks' path pays nothing else):
@@ -37,7 +38,7 @@ from aiohttp.typedefs import Middleware
 from aiohttp_session.cookie_storage import EncryptedCookieStorage
 from cryptography.fernet import Fernet
 
-from bot.context import AGENTS
+from bot.context import AGENTS, CLOCK, SETTINGS
 from bot.settings import Settings
 from bot.storage.agents import AgentRecord, Role
 
@@ -102,7 +103,6 @@ async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
                 return refuse(request, 401, "not signed in: POST /api/console/login first")
             raise web.HTTPSeeOther(login_url(request))
         request[_AGENT] = agent
-        session.changed()  # re-issued: the idle timeout counts from this request
     if request.method not in _SAFE and (request.method, request.path) != ("POST", API_LOGIN):
         given = request.headers.get(CSRF_HEADER)
         if given is None and not api and request.content_type in _FORMS:
@@ -124,8 +124,15 @@ async def signed_in(request: web.Request, session: aiohttp_session.Session) -> A
     name, generation = session.get("agent"), session.get("gen")
     if not isinstance(name, str) or not isinstance(generation, int):
         return None
+    now = int(request.app[CLOCK].now().timestamp())
+    seen = session.get("seen")
+    if not isinstance(seen, int) or now - seen > request.app[SETTINGS].session_idle_s:
+        log.info("console session of %s ended: idle", name)
+        session.invalidate()
+        return None
     agent = await request.app[AGENTS].get(name)
     if agent is not None and not agent.disabled and agent.generation == generation:
+        session["seen"] = now  # re-issued: the idle time counts from this request
         return agent
     why = "gone" if agent is None else "disabled" if agent.disabled else "changed"
     log.info("console session of %s ended: the agent was %s", name, why)

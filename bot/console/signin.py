@@ -91,6 +91,7 @@ async def start_session(request: web.Request, agent: AgentRecord) -> str:
     session = await aiohttp_session.new_session(request)
     session["agent"] = agent.name
     session["gen"] = agent.generation
+    session["seen"] = int(request.app[CLOCK].now().timestamp())
     return csrf_token(session)
 
 

@@ -11,6 +11,7 @@ from typing import Any
 from aiohttp.test_utils import TestClient, TestServer
 
 from bot.app import create_app
+from bot.clock import Clock
 from bot.console.agents import add_agent
 from bot.storage.agents import AgentStore, MemoryAgentStore
 from bot.storage.base import Store
@@ -35,12 +36,13 @@ async def console(
     nlu: Understander,
     agents: AgentStore | None = None,
     store: Store | None = None,
+    clock: Clock | None = None,
     **overrides: Any,
 ) -> AsyncIterator[TestClient[Any, Any]]:
     if agents is None:
         agents = await agents_with(("li.na", "agent"), ("boss", "supervisor"))
     overrides.setdefault("session_key", SESSION_KEY)
-    app = create_app(settings(**overrides), store=store, nlu=nlu, agents=agents)
+    app = create_app(settings(**overrides), store=store, nlu=nlu, agents=agents, clock=clock)
     async with TestClient(TestServer(app)) as c:
         yield c
 

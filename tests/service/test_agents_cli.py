@@ -8,11 +8,16 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 import redis
+from aiohttp.test_utils import TestClient, TestServer
 
+from bot.app import create_app
 from bot.cli import main
 from bot.console.agents import password_matches
+from bot.context import AGENTS
 from bot.storage.agents import AgentRecord
 from bot.storage.redis_agents import RedisAgentStore
+from intents import Understander
+from tests.service.apphelpers import settings
 
 if TYPE_CHECKING:
     from conftest import RedisServer
@@ -166,3 +171,17 @@ def test_redis_down_is_a_clear_error(
     assert run(["list"], monkeypatch) == 1
     err: Any = capsys.readouterr().err
     assert "unavailable" in err and "Traceback" not in err
+
+
+async def test_an_agent_added_by_the_cli_signs_in_to_the_service_on_the_same_redis(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch, nlu: Understander
+) -> None:
+    argv = ["add", "li.na", "--role", "agent", "--password-stdin"]
+    assert await asyncio.to_thread(run, argv, monkeypatch, GOOD) == 0
+    app = create_app(settings(redis_url=redis_url), nlu=nlu)  # the agent store from settings
+    async with TestClient(TestServer(app)) as c:
+        assert isinstance(c.app[AGENTS], RedisAgentStore)
+        r = await c.post("/api/console/login", json={"name": "li.na", "password": GOOD})
+        assert r.status == 200
+        assert await asyncio.to_thread(run, ["disable", "li.na"], monkeypatch) == 0
+        assert (await c.get("/api/console/me")).status == 401  # the session ended at once

@@ -11,6 +11,7 @@ from aiohttp.test_utils import TestClient
 from cryptography.fernet import Fernet
 from yarl import URL
 
+from bot.clock import Clock
 from bot.console.agents import set_disabled, set_password
 from bot.console.app import DEMO_LOGINS
 from bot.console.auth import safe_next
@@ -40,7 +41,7 @@ async def test_api_sign_in_sets_a_safe_cookie_and_me_answers(nlu: Understander) 
         assert "password_hash" not in body["agent"]
         cookie = r.headers["Set-Cookie"]
         assert cookie.startswith("smsbot_console=")
-        assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Max-Age=43200" in cookie
+        assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Max-Age=86400" in cookie
         assert "Secure" not in cookie  # not configured (a test over http)
         me = await c.get("/api/console/me")
         assert me.status == 200
@@ -211,6 +212,18 @@ async def test_disabling_or_a_new_password_ends_sessions(nlu: Understander) -> N
         assert r.status == 303
         await sign_in(c, password="a brand new password")
         assert await _me(c) == 200
+
+
+async def test_a_session_ends_after_its_idle_time(nlu: Understander) -> None:
+    clock = Clock()
+    async with console(nlu, clock=clock, session_idle_s=600) as c:
+        await sign_in(c)
+        for _ in range(3):  # each request renews it: 3 × 9 minutes is longer than 10
+            clock.advance(timedelta(minutes=9))
+            assert await _me(c) == 200
+        clock.advance(timedelta(minutes=10, seconds=1))
+        assert await _me(c) == 401
+        assert (await c.get("/console", allow_redirects=False)).status == 303
 
 
 async def test_too_many_attempts_is_429_with_retry_after(nlu: Understander, store: Store) -> None:
