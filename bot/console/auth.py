@@ -56,6 +56,7 @@ PUBLIC = frozenset({("GET", LOGIN_PAGE), ("POST", LOGIN_PAGE), ("POST", API_LOGI
 _SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
 _AGENT = web.RequestKey("console_agent", AgentRecord)  # the signed-in agent's record
 _RANK: dict[Role, int] = {"agent": 1, "supervisor": 2}  # a supervisor may do what agents do
+_ROLE_NAMES: dict[Role, str] = {"agent": "客服", "supervisor": "主管"}
 
 
 def session_storage(settings: Settings) -> EncryptedCookieStorage:
@@ -110,9 +111,13 @@ async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         expected = session.get("csrf")
         if given is None or not isinstance(expected, str):
             where = f"the {CSRF_HEADER} header" if api else f"the form's {CSRF_FIELD}"
-            return refuse(request, 403, f"CSRF token missing ({where}): reload and try again")
+            return refuse(
+                request, 403, f"页面已过期，请刷新后重试 (CSRF token missing in {where}: reload)"
+            )
         if not secrets.compare_digest(given.encode(), expected.encode()):
-            return refuse(request, 403, "CSRF token wrong (an old page?): reload and try again")
+            return refuse(
+                request, 403, "页面已过期，请刷新后重试 (CSRF token wrong, an old page? Reload)"
+            )
     return await handler(request)
 
 
@@ -168,7 +173,9 @@ def require_role(role: Role) -> Callable[[Handler], Handler]:
             agent = current_agent(request)
             if _RANK[agent.role] < _RANK[role]:
                 log.info("console: %s (%s) refused %s", agent.name, agent.role, request.path)
-                return refuse(request, 403, f"only a {role} may do this")
+                return refuse(
+                    request, 403, f"{_ROLE_NAMES[role]}才可操作 (only a {role} may do this)"
+                )
             return await handler(request)
 
         return guarded

@@ -187,7 +187,7 @@ async def test_an_agent_cannot_reach_a_supervisor_route(nlu: Understander) -> No
         await sign_in(c, "li.na")
         r = await c.get("/api/console/agents")
         assert r.status == 403
-        assert (await r.json())["error"] == "only a supervisor may do this"
+        assert (await r.json())["error"] == "主管才可操作 (only a supervisor may do this)"
     async with console(nlu) as c:
         await sign_in(c, "boss")
         r = await c.get("/api/console/agents")

@@ -40,7 +40,9 @@ def base_url(nlu: Understander) -> Iterator[str]:
     loop = asyncio.new_event_loop()
     agents = MemoryAgentStore()
     app = create_app(
-        settings(port=port, public_url=None, session_key=SESSION_KEY), nlu=nlu, agents=agents
+        settings(port=port, public_url=None, session_key=SESSION_KEY, login_burst_per_name=50),
+        nlu=nlu,
+        agents=agents,
     )
     runner = web.AppRunner(app)
     thread = threading.Thread(target=loop.run_forever, name="console-app", daemon=True)
@@ -88,8 +90,9 @@ def page(request: pytest.FixtureRequest, browser: Browser, base_url: str) -> Ite
             problems.append(f"console: {m.text}")
 
     def on_response(r: Response) -> None:
-        # The one refusal on purpose: the wrong password (401 from the sign-in form).
-        if r.status >= 400 and not (r.status == 401 and r.url == f"{base_url}/console/login"):
+        # The refusals on purpose: the wrong password, the stale form.
+        expected = {(401, f"{base_url}/console/login"), (403, f"{base_url}/console/logout")}
+        if r.status >= 400 and (r.status, r.url) not in expected:
             problems.append(f"{r.status} for {r.url}")
 
     pg.on("console", on_console)
@@ -178,3 +181,20 @@ def test_a_supervisor_sees_the_role_and_a_long_name_fits(
     expect(page.locator("#agent-role")).to_have_attribute("data-role", "supervisor")
     no_sideways_scroll(page)
     shot(page, tmp_path, "shell-supervisor")
+
+
+def test_a_stale_form_is_refused_with_a_way_back(page: Page, base_url: str, tmp_path: Path) -> None:
+    page.goto(f"{base_url}/console/login")
+    page.fill("#name", "li.na")
+    page.fill("#password", PASSWORD)
+    page.click("#sign-in")
+    expect(page.locator("#agent-name")).to_have_text("li.na")
+    # As if the page were from an older session: its CSRF token is not this session's.
+    page.evaluate("document.querySelector('input[name=csrf_token]').value = 'stale'")
+    page.click("#sign-out")
+    expect(page.locator("#error")).to_contain_text("CSRF token wrong")
+    expect(page.locator("h1")).to_contain_text("无权操作")
+    no_sideways_scroll(page)
+    shot(page, tmp_path, "csrf-refused")
+    page.click("text=返回坐席台")
+    expect(page.locator("#agent-name")).to_have_text("li.na")  # still signed in
