@@ -16,8 +16,9 @@ passes through it untouched (one prefix test: the webhooks' path pays nothing el
 - a write (POST, PUT, PATCH, DELETE) must carry the session's CSRF token: a form as the
   hidden field ``csrf_token``, a JSON call as the ``X-CSRF-Token`` header; else 403 before
   any handler runs, so nothing changes. The JSON sign-in is the one write without it: it has
-  no session yet, and a cross-site page cannot send it a JSON body (that needs CORS, which
-  the service never grants); the sign-in *form* carries the token of an anonymous session.
+  no session yet, and it takes only ``Content-Type: application/json``, which a cross-site
+  page cannot send (that needs CORS, which the service never grants); the sign-in *form*
+  carries the token of an anonymous session.
 
 Handlers get the agent with :func:`current_agent`; :func:`require_role` refuses the rest (403).
 """
@@ -106,8 +107,8 @@ async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         request[_AGENT] = agent
     if request.method not in _SAFE and (request.method, request.path) != ("POST", API_LOGIN):
         given = request.headers.get(CSRF_HEADER)
-        if given is None and not api and request.content_type in _FORMS:
-            given = str((await request.post()).get(CSRF_FIELD) or "") or None
+        if given is None and not api:
+            given = (await form_of(request)).get(CSRF_FIELD) or None
         expected = session.get("csrf")
         if given is None or not isinstance(expected, str):
             where = f"the {CSRF_HEADER} header" if api else f"the form's {CSRF_FIELD}"
@@ -121,7 +122,17 @@ async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     return await handler(request)
 
 
-_FORMS = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
+async def form_of(request: web.Request) -> dict[str, str]:
+    """The url-encoded form of a console page's POST (the only kind its pages send); empty when
+    there is none or it cannot be read (a bad charset, bytes that are not UTF-8), so the caller
+    refuses it for what is missing (a 4xx, never a 500)."""
+    if request.content_type != "application/x-www-form-urlencoded":
+        return {}
+    try:
+        form = await request.post()
+    except (ValueError, LookupError):  # UnicodeDecodeError is a ValueError
+        return {}
+    return {k: v for k, v in form.items() if isinstance(v, str)}
 
 
 async def signed_in(request: web.Request, session: aiohttp_session.Session) -> AgentRecord | None:

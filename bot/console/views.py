@@ -14,6 +14,7 @@ from bot.console.auth import (
     API_PREFIX,
     CSRF_FIELD,
     current_agent,
+    form_of,
     refuse,
     render,
     require_role,
@@ -24,6 +25,7 @@ from bot.console.auth import csrf_token as session_csrf
 from bot.console.schemas import AgentList, AgentView, LoginBody, SignedIn
 from bot.console.signin import Refused, attempt, end_session, start_session
 from bot.context import AGENTS
+from bot.transport.inbound import WebhookError
 
 ROLE_LABELS = {"agent": "客服 Agent", "supervisor": "主管 Supervisor"}
 # The console's sections; only the shell exists yet (the case queue is the next step).
@@ -72,9 +74,9 @@ async def login_page(request: web.Request) -> web.Response:
 
 
 async def login_form(request: web.Request) -> web.Response:
-    form = await request.post()
-    name, password = str(form.get("name") or ""), str(form.get("password") or "")
-    next_url = safe_next(str(form.get("next") or ""))
+    form = await form_of(request)
+    name, password = form.get("name", ""), form.get("password", "")
+    next_url = safe_next(form.get("next"))
     session = await aiohttp_session.get_session(request)
     if not name.strip() or not password:
         error = "请输入用户名和密码 (Enter your name and password)"
@@ -127,6 +129,10 @@ def _page(
 
 
 async def api_login(request: web.Request) -> web.Response:
+    if request.content_type != "application/json":
+        # What keeps another site from signing a browser in as someone else: a cross-site form
+        # can post JSON-looking text/plain, but never application/json (that needs CORS).
+        raise WebhookError(400, "Content-Type must be application/json")
     body: LoginBody = await read_json(request, LoginBody)
     outcome = await attempt(request, body.name, body.password)
     if isinstance(outcome, Refused):

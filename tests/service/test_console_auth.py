@@ -75,8 +75,36 @@ async def test_api_sign_in_refusals(nlu: Understander, body: dict[str, Any], sta
 
 async def test_bad_json_is_a_400_not_a_500(nlu: Understander) -> None:
     async with console(nlu) as c:
-        r = await c.post("/api/console/login", data=b"{not json")
+        json_type = {"Content-Type": "application/json"}
+        r = await c.post("/api/console/login", data=b"{not json", headers=json_type)
         assert r.status == 400
+        # JSON as text/plain (what a cross-site form can send): refused, nobody signed in.
+        body = b'{"name": "li.na", "password": "' + PASSWORD.encode() + b'"}'
+        r = await c.post("/api/console/login", data=body, headers={"Content-Type": "text/plain"})
+        assert r.status == 400
+        assert "application/json" in (await r.json())["error"]
+        assert await _me(c) == 401
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "multipart/form-data; boundary=x",
+        "application/x-www-form-urlencoded; charset=no-such-codec",
+        "application/x-www-form-urlencoded; charset=utf-16",
+        "text/plain",
+    ],
+)
+async def test_unreadable_forms_are_4xx_never_500(nlu: Understander, content_type: str) -> None:
+    async with console(nlu) as c:
+        token = form_token(await (await c.get("/console/login")).text())
+        body = b"name=li.na&password=\xff\xfe\x80&csrf_token=" + token.encode()
+        for headers in ({}, {"X-CSRF-Token": token}):
+            r = await c.post(
+                "/console/login", data=body, headers={"Content-Type": content_type, **headers}
+            )
+            assert 400 <= r.status < 500, (headers, r.status)
+        assert await _me(c) == 401
 
 
 async def test_sign_ins_are_logged_without_passwords(
