@@ -14,12 +14,14 @@ from aiohttp import web
 from bot import api, openapi, reload, simulator, webhooks
 from bot.clock import Clock
 from bot.compliance.gate import Gate
+from bot.console import app as console
 from bot.context import API_KEY, CLOCK, FLOWS, GATE, NLU, PIPELINE, SENDER, SETTINGS, STORE
 from bot.outbound import setup as outbound_setup
 from bot.outbound.dispatch import Dispatcher, Routing
 from bot.outbound.sender import Sender
 from bot.pipeline import Pipeline
 from bot.settings import Settings
+from bot.storage.agents import AgentStore
 from bot.storage.base import Store, StoreUnavailable
 from bot.storage.memory import MemoryStore
 from bot.transport.inbound import WebhookError
@@ -37,8 +39,10 @@ def create_app(
     store: Store | None = None,
     nlu: Understander | None = None,
     clock: Clock | None = None,
+    agents: AgentStore | None = None,
 ) -> web.Application:
-    """The service. ``store``, ``nlu`` and ``clock`` may be injected (tests, benchmarks)."""
+    """The service. ``store``, ``nlu``, ``clock`` and ``agents`` may be injected (tests,
+    benchmarks)."""
     app = web.Application(
         client_max_size=settings.max_body_bytes, middlewares=[_errors, _body_in_time]
     )
@@ -58,6 +62,7 @@ def create_app(
     app.add_routes(api.routes())
     app.add_routes(reload.routes())
     app.add_routes(openapi.routes())
+    console.setup(app, settings, agents)  # after the store: sign-in limits use it
     if settings.demo:
         app.add_routes(simulator.routes())
     return app

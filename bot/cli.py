@@ -22,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     # Imported here so that `smsbot --help` stays cheap and each area owns its commands.
     from bot import serve
     from bot.compliance import cli as compliance_cli
+    from bot.console import cli as console_cli
     from dialogs import cli as dialogs_cli
     from intents import cli as intents_cli
 
@@ -29,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     intents_cli.register(sub)
     dialogs_cli.register(sub, reviewer=_gate_reviewer, operator=_operator_files)
     compliance_cli.register(sub)
+    console_cli.register(sub)
     return parser
 
 

@@ -9,6 +9,7 @@ from bot.compliance.gate import Gate
 from bot.outbound.sender import Sender
 from bot.pipeline import Pipeline
 from bot.settings import Settings
+from bot.storage.agents import AgentStore
 from bot.storage.base import Store
 from dialogs.registry import Registry
 from intents import Understander
@@ -22,3 +23,4 @@ GATE = web.AppKey("gate", Gate)
 PIPELINE = web.AppKey("pipeline", Pipeline)
 SENDER = web.AppKey("sender", Sender)
 API_KEY = web.AppKey("api_key", str)
+AGENTS = web.AppKey("agents", AgentStore)  # who may sign in to the console (bot/console)

@@ -12,6 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from bot.app import create_app
+from bot.console.app import DEMO_LOGINS
 from bot.context import API_KEY
 from bot.outbound.setup import carriers_in_use
 from bot.settings import load_settings
@@ -59,6 +60,10 @@ def _serve(args: argparse.Namespace) -> int:
         ]
         if settings.demo:
             lines.append(f"  simulator        {base}/simulator")
+        lines.append(f"  agents console   {base}/console")
+        for name, password in app[DEMO_LOGINS].items():
+            # Printed once: made for this run, in memory (demo mode), never logged.
+            lines.append(f"    demo sign-in   {name} / {password}")
         if settings.demo and settings.demo_force:
             lines.append(
                 "  WARNING: demo forced (--demo-force): the simulator is unauthenticated and its"

@@ -37,6 +37,7 @@ SECRETS = frozenset(
         "aliyun_access_key_secret",
         "tencent_secret_id",
         "tencent_secret_key",
+        "session_key",
     }
 )
 CarrierSetting = Literal["sandbox", "twilio", "aliyun", "tencent"]
@@ -119,6 +120,18 @@ class Settings(BaseSettings):
     # processed when the service next starts without it.
     pause_processing: bool = False
     access_log: bool = False  # off by default: it doubles the cost of a request
+    # The agents' console (bot/console). A session ends after idle_s without a request, and
+    # max_age_s after the sign-in whatever happens (an agent signs in again each shift); the
+    # cookie is only sent over HTTPS when secure is set (set it whenever the console is
+    # reached over HTTPS, as it must be off the machine).
+    session_idle_s: int = Field(default=12 * 3600, ge=60)
+    session_max_age_s: int = Field(default=24 * 3600, ge=60)
+    session_cookie_secure: bool = False
+    # Sign-in attempts (right or wrong), shared by every process through the store: a burst of
+    # this many per agent name and per client address, then one more per this many seconds.
+    login_burst_per_name: int = Field(default=5, ge=1)
+    login_burst_per_ip: int = Field(default=20, ge=1)
+    login_refill_s: float = Field(default=60.0, gt=0)
     # Secrets: environment only.
     api_key: SecretStr | None = None
     twilio_auth_token: SecretStr | None = None
@@ -130,6 +143,9 @@ class Settings(BaseSettings):
     aliyun_access_key_secret: SecretStr | None = None
     tencent_secret_id: SecretStr | None = None
     tencent_secret_key: SecretStr | None = None
+    # Encrypts the console's session cookie (Fernet; every process must share it). Unset: a
+    # key for this run only, so sessions end at a restart (a warning says so at start).
+    session_key: SecretStr | None = None
 
     @field_validator("send_lease_s")
     @classmethod
@@ -138,6 +154,23 @@ class Settings(BaseSettings):
         timeout = info.data.get("send_timeout_s", 10.0)
         if v <= timeout:
             raise ValueError(f"must be longer than send_timeout_s ({timeout}s)")
+        return v
+
+    @field_validator("session_key")
+    @classmethod
+    def _fernet_key(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None:
+            from cryptography.fernet import Fernet
+
+            try:
+                Fernet(v.get_secret_value().encode())
+            except ValueError:
+                # Never the value itself in the message: it is a secret even when malformed.
+                raise ValueError(
+                    "must be 32 url-safe base64-encoded bytes (make one with: python -c"
+                    ' "from cryptography.fernet import Fernet;'
+                    ' print(Fernet.generate_key().decode())")'
+                ) from None
         return v
 
     @field_validator("public_url")

@@ -39,7 +39,10 @@ Global (each in its own slot; never combined with per-account keys in one script
 - ``smsbot:invalid``                   set     numbers a provider said cannot be reached
 - ``smsbot:{receipts}:unmatched``      list    delivery receipts no record matched (JSON)
 - ``smsbot:rate:<bucket>``             hash    a token bucket shared by every process (tokens,
-  time): the per-carrier send rate
+  time): the per-carrier send rate; ``login:name:<sha256>`` and ``login:ip:<sha256>``, the
+  console's sign-in attempts per agent name and per client address (bot/console/limits.py)
+- ``smsbot:agents``                    hash    agent name -> AgentRecord (JSON): who may sign in
+  to the console (bot/storage/redis_agents.py)
 """
 
 from __future__ import annotations
@@ -78,6 +81,7 @@ PROVIDER_ID_PREFIX = PREFIX + "pid:"
 INVALID_NUMBERS = PREFIX + "invalid"
 UNMATCHED_RECEIPTS = PREFIX + "{receipts}:unmatched"
 RATE_PREFIX = PREFIX + "rate:"
+AGENTS = PREFIX + "agents"
 
 
 def usable_account_id(account_id: str) -> bool:

@@ -14,7 +14,9 @@ from pydantic import BaseModel, TypeAdapter
 
 from bot import schemas
 from bot.api import AccountsBody, AgentBody, PaymentBody
-from bot.context import PIPELINE
+from bot.console.agents import add_agent
+from bot.console.schemas import AgentList, LoginBody, SignedIn
+from bot.context import AGENTS, PIPELINE
 from bot.records import AccountRecord
 from intents import Understander
 from tests.service.apphelpers import (
@@ -46,6 +48,9 @@ MODELS: dict[str, type[BaseModel]] = {
         schemas.TencentAck,
         schemas.ReloadReport,
         *schemas.LISTS.values(),
+        LoginBody,
+        SignedIn,
+        AgentList,
     ]
 }
 
@@ -55,7 +60,9 @@ def _routes(c: TestClient[Any, Any]) -> set[tuple[str, str]]:
     for route in c.app.router.routes():
         info = route.resource.get_info() if route.resource else {}
         path = info.get("path") or info.get("formatter")
-        if route.method != "HEAD" and path and not path.startswith("/simulator"):
+        # Pages (the demo simulator, the console's HTML) are not the API.
+        html = path and (path.startswith("/simulator") or path.startswith("/console"))
+        if route.method != "HEAD" and path and not html:
             found.add((route.method.lower(), path))
     return found
 
@@ -115,6 +122,32 @@ async def test_every_route_is_documented_and_every_response_has_a_body_schema(
             "AliyunInbound",
             "TencentInbound",
         }
+
+
+async def _check_console(ck: Checker, c: TestClient[Any, Any]) -> None:
+    """The console's JSON API, signed in as an agent and as a supervisor."""
+    agents = c.app[AGENTS]
+    for name, role in (("li.na", "agent"), ("boss", "supervisor")):
+        await add_agent(agents, name, role, "correct horse battery", daytime_clock().now())  # type: ignore[arg-type]
+    login = "/api/console/login"
+    await ck.check("get", "/api/console/me", await c.get("/api/console/me"))
+    await ck.check("post", login, await c.post(login, json={"name": "li.na"}))
+    await ck.check("post", login, await c.post(login, json={"name": "li.na", "password": "no"}))
+    right = {"name": "li.na", "password": "correct horse battery"}
+    r = await c.post(login, json=right)
+    await ck.check("post", login, r)
+    token = (await r.json())["csrf_token"]
+    await ck.check("get", "/api/console/me", await c.get("/api/console/me"))
+    await ck.check("get", "/api/console/agents", await c.get("/api/console/agents"))
+    logout = "/api/console/logout"
+    await ck.check("post", logout, await c.post(logout))
+    await ck.check("post", logout, await c.post(logout, headers={"X-CSRF-Token": token}))
+    await ck.check("get", "/api/console/agents", await c.get("/api/console/agents"))
+    await ck.check("post", login, await c.post(login, json={**right, "name": "boss"}))
+    await ck.check("get", "/api/console/agents", await c.get("/api/console/agents"))
+    for _ in range(5):  # the name's burst is 5
+        r = await c.post(login, json={**right, "password": "wrong"})
+    await ck.check("post", login, r)
 
 
 def _all_refs(node: Any) -> list[str]:
@@ -221,6 +254,7 @@ async def test_real_responses_are_what_the_document_says(nlu: Understander) -> N
         for path in schemas.LISTS:
             await ck.check("get", path, await c.get(path, headers=AUTH))
             await ck.check("get", path, await c.get(path + "?limit=x", headers=AUTH))
+        await _check_console(ck, c)
         await ck.check("get", "/healthz", await c.get("/healthz"))
         await ck.check("get", "/readyz", await c.get("/readyz"))
         await ck.check("get", "/api/openapi.json", await c.get("/api/openapi.json"))

@@ -1,0 +1,200 @@
+"""The console's sign-in and shell in a real browser (Debian's chromium driven by Playwright),
+at a laptop's and a phone's size. Screenshots go to the test's tmp dir and to SHOTS (looked
+at by a person after a change to the pages)."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from playwright.sync_api import Browser, ConsoleMessage, Page, Response, expect, sync_playwright
+
+from bot.app import create_app
+from bot.console.agents import add_agent
+from bot.storage.agents import MemoryAgentStore
+from intents import Understander
+from tests.service.apphelpers import settings
+from tests.service.consolehelpers import PASSWORD, SESSION_KEY, T0
+from tests.service.test_simulator_page import CHROMIUM, CHROMIUM_ARGS
+
+SHOTS = Path("/work/shots-auth")
+SIZES = {"desktop": (1366, 768), "phone": (390, 844)}
+
+pytestmark = pytest.mark.skipif(
+    shutil.which(CHROMIUM) is None, reason=f"{CHROMIUM} is missing (scripts/test.sh installs it)"
+)
+
+
+@pytest.fixture(scope="module")
+def base_url(nlu: Understander) -> Iterator[str]:
+    """The app with two agents on a free loopback port, served from its own thread."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    loop = asyncio.new_event_loop()
+    agents = MemoryAgentStore()
+    app = create_app(
+        settings(port=port, public_url=None, session_key=SESSION_KEY, login_burst_per_name=50),
+        nlu=nlu,
+        agents=agents,
+    )
+    runner = web.AppRunner(app)
+    thread = threading.Thread(target=loop.run_forever, name="console-app", daemon=True)
+    thread.start()
+
+    async def start() -> None:
+        for name, role in (("li.na", "agent"), ("wang.lei.supervisor", "supervisor")):
+            await add_agent(agents, name, role, PASSWORD, T0)  # type: ignore[arg-type]
+        await runner.setup()
+        await web.SockSite(runner, sock).start()
+
+    asyncio.run_coroutine_threadsafe(start(), loop).result(timeout=60)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(timeout=30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+        loop.close()
+        sock.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture(params=sorted(SIZES))
+def page(request: pytest.FixtureRequest, browser: Browser, base_url: str) -> Iterator[Page]:
+    """A fresh browser context at one size; fails on a script error or an outside request."""
+    width, height = SIZES[request.param]
+    context = browser.new_context(viewport={"width": width, "height": height}, locale="zh-CN")
+    context.set_default_timeout(15_000)
+    pg = context.new_page()
+    problems: list[str] = []
+    pg.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+
+    def on_console(m: ConsoleMessage) -> None:
+        if m.type == "error" and not m.text.startswith("Failed to load resource"):
+            problems.append(f"console: {m.text}")
+
+    def on_response(r: Response) -> None:
+        # The refusals on purpose: the wrong password, the stale form.
+        expected = {(401, f"{base_url}/console/login"), (403, f"{base_url}/console/logout")}
+        if r.status >= 400 and (r.status, r.url) not in expected:
+            problems.append(f"{r.status} for {r.url}")
+
+    pg.on("console", on_console)
+    pg.on("response", on_response)
+    pg.on(
+        "request",
+        lambda r: (
+            None if r.url.startswith(base_url) else problems.append(f"outside request: {r.url}")
+        ),
+    )
+    expect.set_options(timeout=15_000)
+    try:
+        yield pg
+        assert problems == []
+    finally:
+        context.close()
+
+
+def shot(page: Page, tmp_path: Path, name: str) -> None:
+    width = page.viewport_size["width"] if page.viewport_size else 0
+    path = tmp_path / f"console-{name}-{width}.png"
+    page.screenshot(path=str(path), full_page=True)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    shutil.copy(path, SHOTS / path.name)
+
+
+def no_sideways_scroll(page: Page) -> None:
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= page.evaluate("window.innerWidth"), width
+
+
+def test_sign_in_see_the_shell_sign_out(page: Page, base_url: str, tmp_path: Path) -> None:
+    page.goto(f"{base_url}/console")
+    expect(page).to_have_url(f"{base_url}/console/login")
+    expect(page.locator("h1")).to_contain_text("坐席台")
+    expect(page.locator("#name")).to_be_focused()
+    no_sideways_scroll(page)
+    shot(page, tmp_path, "login")
+
+    page.fill("#name", "li.na")
+    page.fill("#password", "not the password")
+    page.click("#sign-in")
+    expect(page.locator("#error")).to_contain_text("用户名或密码错误")
+    expect(page.locator("#error")).to_contain_text("Wrong name or password")
+    expect(page.locator("#name")).to_have_value("li.na")  # kept; the password is not
+    expect(page.locator("#password")).to_have_value("")
+    expect(page.locator("#password")).to_be_focused()
+    shot(page, tmp_path, "login-error")
+
+    page.fill("#password", PASSWORD)
+    page.press("#password", "Enter")
+    expect(page).to_have_url(f"{base_url}/console")
+    expect(page.locator("#agent-name")).to_have_text("li.na")
+    expect(page.locator("#agent-role")).to_have_text("客服 Agent")
+    tabs = page.locator("nav.tabs .tab")
+    expect(tabs).to_have_count(3)
+    expect(tabs.nth(0)).to_contain_text("队列")
+    expect(tabs.nth(0)).to_have_attribute("aria-current", "page")
+    expect(tabs.nth(1)).to_contain_text("未匹配")
+    expect(tabs.nth(2)).to_contain_text("看板")
+    expect(page.locator("#placeholder")).to_contain_text("The case queue is coming")
+    expect(page.locator("#sign-out")).to_be_visible()
+    no_sideways_scroll(page)
+    # Everything in the header is inside the window (a long name must not push it out).
+    for selector in ("#agent-name", "#agent-role", "#sign-out"):
+        box = page.locator(selector).bounding_box()
+        assert box is not None and box["x"] >= 0
+        assert box["x"] + box["width"] <= page.evaluate("window.innerWidth"), selector
+    shot(page, tmp_path, "shell")
+
+    page.click("#sign-out")
+    expect(page).to_have_url(f"{base_url}/console/login?bye=1")
+    expect(page.locator("#notice")).to_contain_text("You have signed out")
+    page.goto(f"{base_url}/console")
+    expect(page).to_have_url(f"{base_url}/console/login")  # the session is gone
+
+
+def test_a_supervisor_sees_the_role_and_a_long_name_fits(
+    page: Page, base_url: str, tmp_path: Path
+) -> None:
+    page.goto(f"{base_url}/console/login?next=/console")
+    page.fill("#name", "wang.lei.supervisor")
+    page.fill("#password", PASSWORD)
+    page.click("#sign-in")
+    expect(page.locator("#agent-role")).to_have_text("主管 Supervisor")
+    expect(page.locator("#agent-role")).to_have_attribute("data-role", "supervisor")
+    no_sideways_scroll(page)
+    shot(page, tmp_path, "shell-supervisor")
+
+
+def test_a_stale_form_is_refused_with_a_way_back(page: Page, base_url: str, tmp_path: Path) -> None:
+    page.goto(f"{base_url}/console/login")
+    page.fill("#name", "li.na")
+    page.fill("#password", PASSWORD)
+    page.click("#sign-in")
+    expect(page.locator("#agent-name")).to_have_text("li.na")
+    # As if the page were from an older session: its CSRF token is not this session's.
+    page.evaluate("document.querySelector('input[name=csrf_token]').value = 'stale'")
+    page.click("#sign-out")
+    expect(page.locator("#error")).to_contain_text("CSRF token wrong")
+    expect(page.locator("h1")).to_contain_text("无权操作")
+    no_sideways_scroll(page)
+    shot(page, tmp_path, "csrf-refused")
+    page.click("text=返回坐席台")
+    expect(page.locator("#agent-name")).to_have_text("li.na")  # still signed in
