@@ -6,6 +6,7 @@ from aiohttp import web
 
 from bot.clock import Clock
 from bot.compliance.gate import Gate
+from bot.desk.config import DeskSettings
 from bot.outbound.sender import Sender
 from bot.pipeline import Pipeline
 from bot.settings import Settings
@@ -22,3 +23,4 @@ GATE = web.AppKey("gate", Gate)
 PIPELINE = web.AppKey("pipeline", Pipeline)
 SENDER = web.AppKey("sender", Sender)
 API_KEY = web.AppKey("api_key", str)
+DESK = web.AppKey("desk", DeskSettings)

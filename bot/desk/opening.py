@@ -1,0 +1,73 @@
+"""What one processed event does to the account's case: the pipeline asks this after the
+interpreter and hands the answer to the commit (``Store.commit(…, case=…)``), so a handoff's
+case exists exactly when its step is committed, and a resolving event closes its case in the
+commit of its own effects."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from bot.desk.case import PRIORITY_RANK, Case, CaseChange, Opening, Resolving
+from bot.desk.config import DeskConfig
+from bot.records import AuditEntry, QueuedEvent
+from bot.storage.desk_events import DeskEvent
+
+
+def case_change(
+    account_id: str, event: QueuedEvent, audit: Sequence[AuditEntry], config: DeskConfig
+) -> CaseChange | None:
+    resolve = None
+    desk = event.desk
+    if desk is not None and desk.do == "resolve" and desk.case_id:
+        how: str = desk.resolution or "closed"
+        if how == "returned":
+            how = f"returned:{desk.to_state}"
+        resolve = Resolving(case_id=desk.case_id, by=desk.agent, at=event.at, resolution=how)
+    handoffs = [e for e in audit if e.kind == "handoff"]
+    opening = None
+    if handoffs:
+        # Several in one event (a tick firing two timers): the most urgent one speaks.
+        top = max(handoffs, key=lambda e: PRIORITY_RANK.get(str(e.detail.get("priority")), 1))
+        reason = str(top.detail.get("reason") or "unknown")
+        priority = str(top.detail.get("priority") or "normal")
+        if priority not in PRIORITY_RANK:
+            priority = "normal"
+        case = Case.model_validate(
+            {
+                "account_id": account_id,
+                "reason": reason,
+                "priority": priority,
+                "opened_at": event.at,
+                "sla_due": config.due(reason, event.at),
+            }
+        )
+        opening = Opening(case)
+    change = CaseChange(resolve=resolve, open=opening)
+    return change if change else None
+
+
+def change_events(account_id: str, change: CaseChange) -> list[DeskEvent]:
+    """The live feed's events for a committed change."""
+    out: list[DeskEvent] = []
+    if (r := change.resolve) is not None:
+        out.append(
+            DeskEvent(
+                kind="case_resolved",
+                account_id=account_id,
+                at=r.at,
+                case_id=r.case_id,
+                by=r.by,
+                detail={"resolution": r.resolution},
+            )
+        )
+    if change.open is not None:
+        case = change.open.case
+        out.append(
+            DeskEvent(
+                kind="case_opened",  # opened, or the open case raised (the console re-reads)
+                account_id=account_id,
+                at=case.opened_at,
+                detail={"reason": case.reason, "priority": case.priority},
+            )
+        )
+    return out
