@@ -51,8 +51,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from bot.ids import new_id
 from bot.desk.case import CaseChange
+from bot.ids import new_id
 from bot.memo import Memo
 from bot.records import AccountRecord, AuditEntry, Outbound, QueuedEvent, SendRecord
 from bot.storage import keys
