@@ -18,6 +18,7 @@ from bot.context import (
     API_KEY,
     CLOCK,
     DESK,
+    DESK_SERVICE,
     FLOWS,
     GATE,
     NLU,
@@ -27,6 +28,7 @@ from bot.context import (
     STORE,
 )
 from bot.desk.config import DeskSettings
+from bot.desk.service import Desk
 from bot.outbound import setup as outbound_setup
 from bot.outbound.dispatch import Dispatcher, Routing
 from bot.outbound.sender import Sender
@@ -180,6 +182,7 @@ async def _pipeline_ctx(app: web.Application) -> AsyncIterator[None]:
         desk=app[DESK],
     )
     app[PIPELINE] = pipeline
+    app[DESK_SERVICE] = Desk(store, pipeline.submit, app[FLOWS], app[CLOCK])
     if settings.demo:
         from bot.demo import load_demo
 

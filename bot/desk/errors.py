@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from common.errors import PermissionDenied, SmsbotError
 
-__all__ = ["CaseConflict", "CaseHeld", "CaseNotFound", "PermissionDenied", "UnmatchedGone"]
+__all__ = [
+    "CaseConflict",
+    "CaseHeld",
+    "CaseNotFound",
+    "InvalidRequest",
+    "PermissionDenied",
+    "UnmatchedGone",
+]
 
 
 class CaseNotFound(SmsbotError):
@@ -26,3 +33,7 @@ class CaseConflict(SmsbotError):
 
 class UnmatchedGone(SmsbotError):
     """The unmatched message was linked or dismissed already (by someone else)."""
+
+
+class InvalidRequest(SmsbotError):
+    """The console asked something malformed (no agent name, an unknown state, no date)."""
