@@ -12,6 +12,7 @@ agent's name and role. Nothing here is a web route (``bot/console`` is the web l
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
@@ -19,7 +20,7 @@ from typing import Literal, get_args
 
 from bot.clock import Clock
 from bot.desk.case import Case, Role, queue_order
-from bot.desk.errors import CaseNotFound, InvalidRequest, PermissionDenied
+from bot.desk.errors import CaseNotFound, InvalidRequest, PermissionDenied, UnmatchedGone
 from bot.privacy import mask_phone
 from bot.records import DeskAction, Instalment, QueuedEvent, audit_entry
 from bot.storage.base import Store
@@ -271,7 +272,10 @@ class Desk:
                     )
                 ],
             )
-        await self.store.desk.take_unmatched(sms, "linked", agent, now, account_id)
+        # Two clicks at once: one queued it (its audit entry names who), and whichever takes
+        # it off the list second finds it gone — linked either way, not an error.
+        with contextlib.suppress(UnmatchedGone):
+            await self.store.desk.take_unmatched(sms, "linked", agent, now, account_id)
         return queued
 
     async def dismiss_unmatched(self, agent: str, role: str, provider: str, msg_id: str) -> None:
