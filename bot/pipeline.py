@@ -339,7 +339,11 @@ class Pipeline:
             conv, audit, outbox = await self.interpreter.apply(account, conv, event)
             # A handoff opens (or raises) the account's case, a console's resolving event
             # closes it: in this event's own commit (bot.desk.opening).
-            case = case_change(account_id, event, audit, self.desk.config)
+            open_case = None
+            if event.kind == "agent" and event.desk is None:  # the plain API: rare
+                found = await self.store.desk.case(account_id)
+                open_case = found.id if found is not None else None
+            case = case_change(account_id, event, audit, self.desk.config, open_case)
         except StoreUnavailable:
             raise
         except Exception as exc:  # a bug or bad data must not block the borrower's queue

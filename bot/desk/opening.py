@@ -14,10 +14,20 @@ from bot.storage.desk_events import DeskEvent
 
 
 def case_change(
-    account_id: str, event: QueuedEvent, audit: Sequence[AuditEntry], config: DeskConfig
+    account_id: str,
+    event: QueuedEvent,
+    audit: Sequence[AuditEntry],
+    config: DeskConfig,
+    open_case: str | None = None,
 ) -> CaseChange | None:
+    """``open_case``: the account's open case id, read only for an agent event of the plain
+    API (``POST /api/conversations/{id}/agent``), which closes whatever case is open."""
     resolve = None
     desk = event.desk
+    if desk is None and event.kind == "agent" and open_case is not None:
+        resolve = Resolving(
+            case_id=open_case, by="api", at=event.at, resolution=f"api:{event.action}"
+        )
     if desk is not None and desk.do == "resolve" and desk.case_id:
         how: str = desk.resolution or "closed"
         if how == "returned":

@@ -217,3 +217,22 @@ async def test_a_bad_desk_file_keeps_the_running_settings(nlu: Understander, tmp
         assert any(f"{path}:3: sla_minutes.dispute" in p for p in problems), problems
         assert c.app[DESK].config.sla_minutes == {"dispute": 15}
         assert c.app[CLOCK] is not None
+
+
+async def test_the_plain_agent_api_closes_the_open_case(nlu: Understander, store: Store) -> None:
+    async with client(nlu, store=store, clock=daytime_clock()) as c:
+        acc = await _disputed(c)
+        (case,) = await c.app[DESK_SERVICE].list_cases("alice", "agent")
+        r = await c.post(
+            f"/api/conversations/{acc['id']}/agent", json={"action": "returned"}, headers=AUTH
+        )
+        assert r.status == 202
+        await _settle(c)
+        assert await store.desk.case(acc["id"]) is None
+        (closed,) = await store.desk.closed_cases(acc["id"])
+        assert (closed.id, closed.resolved_by, closed.resolution) == (
+            case.id,
+            "api",
+            "api:returned",
+        )
+        assert (await conversation(c, acc["id"]))["state"] == "awaiting_reply"
