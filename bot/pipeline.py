@@ -46,6 +46,9 @@ _COMMITTED_MEMO = 4096
 # has surely expired (Redis expires a key at its time to the millisecond, our timer may be late
 # or early by a scheduler tick).
 _WATCH_MARGIN_S = 0.05
+# The case queue's index is repaired (a SCAN, like the recovery's) at start and then every
+# this many recovery rounds: it only ever holds leftovers a crash left (bot.storage.redis_desk).
+_REPAIR_EVERY = 10
 
 # How a dead process's account lock is got over (issue 16, item 16):
 #
@@ -292,6 +295,7 @@ class Pipeline:
         self, timer_interval: float, recovery_interval: float, sla_interval: float = 10.0
     ) -> None:
         last_recovery = last_sla = 0.0
+        recoveries = 0
         loop = asyncio.get_running_loop()
         while not self._closing and not self.paused:
             try:
@@ -302,7 +306,9 @@ class Pipeline:
                 if loop.time() - last_recovery >= recovery_interval:
                     last_recovery = loop.time()
                     await self.recover()
-                    await self.store.desk.repair_index()
+                    if recoveries % _REPAIR_EVERY == 0:
+                        await self.store.desk.repair_index()
+                    recoveries += 1
             except StoreUnavailable as exc:
                 log.warning("background loop: store unavailable: %s", exc)
             except Exception:

@@ -34,7 +34,7 @@ COMMIT_CASE = b"""
       redis.call('HSET', KEYS[6], 'state', 'resolved', 'resolved_at', ARGV[8],
                  'resolved_by', ARGV[9], 'resolution', ARGV[10])
       redis.call('HINCRBY', KEYS[6], 'version', 1)
-      redis.call('RPUSH', KEYS[7], ARGV[11])
+      redis.call('RPUSH', KEYS[7], ARGV[11])  -- so the log exists for its RENAME
       redis.call('RENAME', KEYS[6], KEYS[8])
       redis.call('RENAME', KEYS[7], KEYS[9])
       redis.call('RPUSH', KEYS[10], ARGV[7])
