@@ -20,9 +20,8 @@ from typing import Any, Literal
 
 from bot.clock import Clock
 from bot.compliance.gate import Gate
-from bot.desk.case import CaseChange
 from bot.desk.config import DeskSettings
-from bot.desk.opening import case_change, change_events
+from bot.desk.opening import event_case, feed_events
 from bot.desk.sla import expire_cases
 from bot.heartbeat import Heartbeats
 from bot.interpret import Interpreter
@@ -31,11 +30,9 @@ from bot.outbound.dispatch import Dispatcher
 from bot.privacy import mask_phone
 from bot.records import AccountRecord, AuditEntry, Outbound, QueuedEvent, audit_entry
 from bot.storage.base import AccountLock, Loaded, Progress, Store, StoreUnavailable
-from bot.storage.desk_events import DeskEvent
 from bot.transport.inbound import InboundSms
 from dialogs import conversation as c
 from dialogs.registry import Registry
-from dialogs.schema import Owner
 from intents import Understander
 
 log = logging.getLogger(__name__)
@@ -345,11 +342,7 @@ class Pipeline:
             conv, audit, outbox = await self.interpreter.apply(account, conv, event)
             # A handoff opens (or raises) the account's case, a console's resolving event
             # closes it: in this event's own commit (bot.desk.opening).
-            open_case = None
-            if event.kind == "agent" and event.desk is None:  # the plain API: rare
-                found = await self.store.desk.case(account_id)
-                open_case = found.id if found is not None else None
-            case = case_change(account_id, event, audit, self.desk.config, open_case)
+            case = await event_case(self.store, account_id, event, audit, self.desk.config)
         except StoreUnavailable:
             raise
         except Exception as exc:  # a bug or bad data must not block the borrower's queue
@@ -377,7 +370,8 @@ class Pipeline:
             event.id, stored, audit, outbox, next_due, release_if_idle=idle, case=case
         )
         if progress.committed and (case or event.kind == "inbound"):
-            self._publish(account_id, event, conv, case)
+            for e in feed_events(self.registry, account_id, event, conv, case):
+                self._spawn(self.store.desk.events.publish(e))  # off the lock
         if not progress.committed:
             log.warning(
                 "event %s of account %s was committed by someone else", event.id, account_id
@@ -386,20 +380,6 @@ class Pipeline:
             return progress, self._state(account_id, await self.store.load(account_id))
         self._committed.put(account_id, (stored, conv))
         return progress, _State(account, conv, state.deferred)
-
-    def _publish(
-        self, account_id: str, event: QueuedEvent, conv: c.Conversation, case: CaseChange | None
-    ) -> None:
-        """The desk's live feed, off the lock (a screen may learn a moment later)."""
-        events = change_events(account_id, case) if case else []
-        if event.kind == "inbound" and not (case and case.open):
-            spec = self.registry.get(conv.flow).flow.spec
-            state = spec.states.get(conv.state)
-            if state is not None and state.owner == Owner.AGENT:
-                # A reply on a conversation a person owns: the console shows it at once.
-                events.append(DeskEvent(kind="inbound", account_id=account_id, at=event.at))
-        for e in events:
-            self._spawn(self.store.desk.events.publish(e))
 
     def _state(self, account_id: str, loaded: Loaded) -> _State:
         raw = loaded.conversation

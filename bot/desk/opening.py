@@ -10,7 +10,11 @@ from collections.abc import Sequence
 from bot.desk.case import PRIORITY_RANK, Case, CaseChange, Opening, Resolving
 from bot.desk.config import DeskConfig
 from bot.records import AuditEntry, QueuedEvent
+from bot.storage.base import Store
 from bot.storage.desk_events import DeskEvent
+from dialogs import conversation as c
+from dialogs.registry import Registry
+from dialogs.schema import Owner
 
 
 def case_change(
@@ -54,6 +58,38 @@ def case_change(
         opening = Opening(case)
     change = CaseChange(resolve=resolve, open=opening)
     return change if change else None
+
+
+async def event_case(
+    store: Store,
+    account_id: str,
+    event: QueuedEvent,
+    audit: Sequence[AuditEntry],
+    config: DeskConfig,
+) -> CaseChange | None:
+    """:func:`case_change`, reading the open case's id only for a plain-API agent event."""
+    open_case = None
+    if event.kind == "agent" and event.desk is None:  # rare: no read on the hot path
+        found = await store.desk.case(account_id)
+        open_case = found.id if found is not None else None
+    return case_change(account_id, event, audit, config, open_case)
+
+
+def feed_events(
+    registry: Registry,
+    account_id: str,
+    event: QueuedEvent,
+    conv: c.Conversation,
+    case: CaseChange | None,
+) -> list[DeskEvent]:
+    """The live feed's events for a committed event: its case change, and a reply on a
+    conversation a person owns (the console shows it at once)."""
+    events = change_events(account_id, case) if case else []
+    if event.kind == "inbound" and not (case and case.open):
+        state = registry.get(conv.flow).flow.spec.states.get(conv.state)
+        if state is not None and state.owner == Owner.AGENT:
+            events.append(DeskEvent(kind="inbound", account_id=account_id, at=event.at))
+    return events
 
 
 def change_events(account_id: str, change: CaseChange) -> list[DeskEvent]:

@@ -189,7 +189,9 @@ class RedisDesk(DeskStore):
         self._pipe = connection
 
         def listen() -> RedisConnection:
-            return RedisConnection(connection.url, socket_timeout=None)
+            # Longer than one blocking read (BLOCK_MS), so a server that stopped answering is
+            # noticed and the read retried, rather than waited on forever.
+            return RedisConnection(connection.url, socket_timeout=10.0)
 
         self.events = RedisDeskEvents(connection, listen)
 
