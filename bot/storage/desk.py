@@ -226,11 +226,10 @@ class MemoryDesk(DeskStore):
                 raise CaseConflict(f"case {case_id} is not held by anyone")
             raise CaseHeld(case_id, case.holder)
         if holder is None:
-            entry = CaseEntry(at=at, kind="released", by=by, detail={"was": case.holder})
+            entry = CaseEntry(at=at, kind="released", by=by)
             return self._put(case, entry, state="waiting", holder=None, claimed_at=None)
-        entry = CaseEntry(
-            at=at, kind="reassigned", by=by, detail={"was": case.holder, "to": holder}
-        )
+        # The same entries as on Redis (whose script writes them without reading first).
+        entry = CaseEntry(at=at, kind="reassigned", by=by, detail={"to": holder})
         return self._put(case, entry, state="claimed", holder=holder, claimed_at=at)
 
     async def add_note(
