@@ -41,6 +41,8 @@ TRANSCRIPT_KINDS = frozenset(
         "payment",
         "error",
         "timer_moved",
+        "agent",  # a person's console action (bot.desk), with their name
+        "case_expired",  # the case queue's SLA ran out unclaimed: supervisors told
     }
 )
 

@@ -15,7 +15,21 @@ from bot import api, openapi, reload, simulator, webhooks
 from bot.clock import Clock
 from bot.compliance.gate import Gate
 from bot.console import app as console
-from bot.context import API_KEY, CLOCK, FLOWS, GATE, NLU, PIPELINE, SENDER, SETTINGS, STORE
+from bot.context import (
+    API_KEY,
+    CLOCK,
+    DESK,
+    DESK_SERVICE,
+    FLOWS,
+    GATE,
+    NLU,
+    PIPELINE,
+    SENDER,
+    SETTINGS,
+    STORE,
+)
+from bot.desk.config import DeskSettings
+from bot.desk.service import Desk
 from bot.outbound import setup as outbound_setup
 from bot.outbound.dispatch import Dispatcher, Routing
 from bot.outbound.sender import Sender
@@ -55,6 +69,7 @@ def create_app(
     app.cleanup_ctx.append(_nlu_ctx(nlu))
     app.cleanup_ctx.append(_gate_ctx)
     app.cleanup_ctx.append(_flows_ctx)  # after the gate: flows are validated by its rules
+    app.cleanup_ctx.append(_desk_ctx)
     app.cleanup_ctx.append(_sender_ctx)
     app.cleanup_ctx.append(_pipeline_ctx)
     app.cleanup_ctx.append(reload.reload_ctx)
@@ -104,6 +119,12 @@ async def _flows_ctx(app: web.Application) -> AsyncIterator[None]:
     # The gate's own content rules validate every template, so a flow that loads is not
     # blocked for its wording at send time.
     app[FLOWS] = await asyncio.to_thread(Registry.load, app[SETTINGS].flows_dir, app[GATE].policy)
+    yield
+
+
+async def _desk_ctx(app: web.Application) -> AsyncIterator[None]:
+    # A bad config/desk.yaml stops the start, naming file, line and field.
+    app[DESK] = await asyncio.to_thread(DeskSettings.load, app[SETTINGS].desk_file)
     yield
 
 
@@ -163,8 +184,10 @@ async def _pipeline_ctx(app: web.Application) -> AsyncIterator[None]:
         app[GATE],
         lock_ttl_ms=settings.lock_ttl_ms,
         paused=settings.pause_processing,
+        desk=app[DESK],
     )
     app[PIPELINE] = pipeline
+    app[DESK_SERVICE] = Desk(store, pipeline.submit, app[FLOWS], app[CLOCK])
     if settings.demo:
         from bot.demo import load_demo
 
@@ -176,7 +199,9 @@ async def _pipeline_ctx(app: web.Application) -> AsyncIterator[None]:
     except StoreUnavailable as exc:
         log.warning("store unavailable at start-up (%s); recovery retries in the background", exc)
     loops = asyncio.create_task(
-        pipeline.run_loops(settings.timer_interval_s, settings.recovery_interval_s)
+        pipeline.run_loops(
+            settings.timer_interval_s, settings.recovery_interval_s, settings.desk_sla_interval_s
+        )
     )
     yield
     await pipeline.close()  # finish in-flight work before the store closes

@@ -6,6 +6,8 @@ from aiohttp import web
 
 from bot.clock import Clock
 from bot.compliance.gate import Gate
+from bot.desk.config import DeskSettings
+from bot.desk.service import Desk
 from bot.outbound.sender import Sender
 from bot.pipeline import Pipeline
 from bot.settings import Settings
@@ -24,3 +26,6 @@ PIPELINE = web.AppKey("pipeline", Pipeline)
 SENDER = web.AppKey("sender", Sender)
 API_KEY = web.AppKey("api_key", str)
 AGENTS = web.AppKey("agents", AgentStore)  # who may sign in to the console (bot/console)
+DESK = web.AppKey("desk", DeskSettings)
+# The case queue's service functions, for the console's web layer (bot.desk.service).
+DESK_SERVICE = web.AppKey("desk_service", Desk)

@@ -15,6 +15,7 @@ from bot.compliance import preferences as prefs
 from bot.compliance.gate import Gate
 from bot.compliance.status import gate_context
 from bot.compliance.window import Preferences
+from bot.desk.effects import agent_event, apply_desk
 from bot.memo import Memo
 from bot.records import AccountRecord, AuditEntry, Outbound, QueuedEvent, SendKind, audit_entry
 from bot.storage.base import Store
@@ -23,7 +24,7 @@ from dialogs.conversation import fingerprint
 from dialogs.engine import CompiledFlow, new_conversation, step
 from dialogs.held import counted_from_delivery
 from dialogs.registry import Registry
-from dialogs.schema import AgentAction, Flag
+from dialogs.schema import Flag
 from intents import Understander, Understanding
 
 _READINGS_MEMO = 4096
@@ -79,6 +80,8 @@ class Interpreter:
         kind: SendKind = "reply" if event.kind in reply_to else "proactive"
         if event.kind == "tick":
             conv = await self._follow_delivery(account.id, conv, event.at, audit)
+        if event.desk is not None:  # a person's console action (bot.desk)
+            conv = apply_desk(conv, event.desk, event.at, audit)
         for dialog_event, at in self._dialog_events(account, conv, event, audit):
             before = conv.state
             conv, actions = step(cf, conv, dialog_event, at)
@@ -182,8 +185,9 @@ class Interpreter:
                 )
                 yield c.Payment(amount=event.amount), event.at
             case "agent":
-                assert event.action is not None
-                yield c.Agent(action=AgentAction(event.action)), event.at
+                agent = agent_event(event.action, event.desk)
+                if agent is not None:
+                    yield agent, event.at
             case "delivery_failed":
                 yield c.DeliveryFailed(reason=event.reason or ""), event.at
             case "tick":

@@ -20,6 +20,9 @@ from typing import Any, Literal
 
 from bot.clock import Clock
 from bot.compliance.gate import Gate
+from bot.desk.config import DeskSettings
+from bot.desk.opening import event_case, feed_events
+from bot.desk.sla import expire_cases
 from bot.heartbeat import Heartbeats
 from bot.interpret import Interpreter
 from bot.memo import Memo
@@ -40,6 +43,9 @@ _COMMITTED_MEMO = 4096
 # has surely expired (Redis expires a key at its time to the millisecond, our timer may be late
 # or early by a scheduler tick).
 _WATCH_MARGIN_S = 0.05
+# The case queue's index is repaired (a SCAN, like the recovery's) at start and then every
+# this many recovery rounds: it only ever holds leftovers a crash left (bot.storage.redis_desk).
+_REPAIR_EVERY = 10
 
 # How a dead process's account lock is got over (issue 16, item 16):
 #
@@ -71,6 +77,7 @@ class Pipeline:
         lock_ttl_ms: int = 5_000,
         paused: bool = False,
         max_drains: int = 32,
+        desk: DeskSettings | None = None,
     ) -> None:
         self.store = store
         self.nlu = nlu
@@ -93,6 +100,8 @@ class Pipeline:
         # account's next drain reads back that very text, it skips the parse (bot.memo).
         self._committed: Memo[str, tuple[str, c.Conversation]] = Memo(_COMMITTED_MEMO)
         self.interpreter = Interpreter(store, nlu, registry, gate)
+        # The case queue's SLA settings (config/desk.yaml; replaced on reload).
+        self.desk = desk or DeskSettings.load()
 
     # --- entry points -------------------------------------------------------------------
 
@@ -275,15 +284,28 @@ class Pipeline:
             await self.submit(account_id, tick, dedup=f"tick:{int(now.timestamp())}")
         return len(accounts)
 
-    async def run_loops(self, timer_interval: float, recovery_interval: float) -> None:
-        last_recovery = 0.0
+    async def expire_cases(self) -> int:
+        """Marks the desk's unclaimed cases past their SLA (bot.desk.sla)."""
+        return len(await expire_cases(self.store, self.desk.config, self.clock.now()))
+
+    async def run_loops(
+        self, timer_interval: float, recovery_interval: float, sla_interval: float = 10.0
+    ) -> None:
+        last_recovery = last_sla = 0.0
+        recoveries = 0
         loop = asyncio.get_running_loop()
         while not self._closing and not self.paused:
             try:
                 await self.fire_due_timers()
+                if loop.time() - last_sla >= sla_interval:
+                    last_sla = loop.time()
+                    await self.expire_cases()
                 if loop.time() - last_recovery >= recovery_interval:
                     last_recovery = loop.time()
                     await self.recover()
+                    if recoveries % _REPAIR_EVERY == 0:
+                        await self.store.desk.repair_index()
+                    recoveries += 1
             except StoreUnavailable as exc:
                 log.warning("background loop: store unavailable: %s", exc)
             except Exception:
@@ -311,12 +333,16 @@ class Pipeline:
         outbox: list[Outbound] = []
         conv: c.Conversation | None = None
         original = conv
+        case = None
         try:
             # Inside the try: a stored conversation that no longer parses must not wedge the queue.
             conv = original = state.parsed()
             if account is None:
                 raise LookupError(f"account {account_id} no longer exists")
             conv, audit, outbox = await self.interpreter.apply(account, conv, event)
+            # A handoff opens (or raises) the account's case, a console's resolving event
+            # closes it: in this event's own commit (bot.desk.opening).
+            case = await event_case(self.store, account_id, event, audit, self.desk.config)
         except StoreUnavailable:
             raise
         except Exception as exc:  # a bug or bad data must not block the borrower's queue
@@ -329,6 +355,7 @@ class Pipeline:
             ]
             outbox.clear()
             conv = original
+            case = None
         # With deferred messages the flush has work under the lock (some may be due by then);
         # otherwise, once nothing is queued nor to send, the commit lets the lock go itself.
         idle = not state.deferred
@@ -340,8 +367,11 @@ class Pipeline:
         next_due = min([*conv.timers.values(), *waiting], default=None)
         stored = conv.model_dump_json()
         progress = await lock.commit(
-            event.id, stored, audit, outbox, next_due, release_if_idle=idle
+            event.id, stored, audit, outbox, next_due, release_if_idle=idle, case=case
         )
+        if progress.committed and (case or event.kind == "inbound"):
+            for e in feed_events(self.registry, account_id, event, conv, case):
+                self._spawn(self.store.desk.events.publish(e))  # off the lock
         if not progress.committed:
             log.warning(
                 "event %s of account %s was committed by someone else", event.id, account_id

@@ -65,6 +65,34 @@ class AccountRecord(_Record):
 EventKind = Literal["inbound", "start", "payment", "agent", "tick", "delivery_failed"]
 
 
+DeskDo = Literal["resolve", "promise", "plan", "hold"]
+
+
+class Instalment(_Record):
+    due: dt.date
+    amount: Decimal = Field(gt=0, max_digits=14, decimal_places=2)
+
+
+class DeskAction(_Record):
+    """What a person did at the console (bot.desk), carried by an ``agent`` event so that it
+    goes through the account's queue and never races the pipeline."""
+
+    agent: str = Field(min_length=1, max_length=64)
+    case_id: str | None = None
+    do: DeskDo
+    # resolve: the case closes in this event's commit; "returned" steps the flow with the
+    # event's ``action`` (the chosen state's agent rule), "kept_paused" leaves the
+    # conversation with a person, "closed" steps it with agent:closed.
+    resolution: Literal["returned", "kept_paused", "closed"] | None = None
+    to_state: str | None = None
+    promise_date: dt.date | None = None  # promise (and resolve to the promised state)
+    promise_amount: Decimal | None = Field(default=None, gt=0, decimal_places=2)
+    plan: list[Instalment] | None = None
+    hold: Literal["disputed", "hardship"] | None = None
+    hold_on: bool = True
+    note: str | None = Field(default=None, max_length=2000)
+
+
 class QueuedEvent(_Record):
     """Something that happened to one account, queued in arrival order until processed."""
 
@@ -74,8 +102,9 @@ class QueuedEvent(_Record):
     inbound: InboundSms | None = None
     amount: Decimal | None = None  # payment
     reference: str | None = None  # payment
-    action: str | None = None  # agent: resolved | returned | closed
+    action: str | None = None  # agent: resolved | returned | closed | promised
     reason: str | None = None
+    desk: DeskAction | None = None  # agent: a console action (bot.desk)
 
 
 SendKind = Literal["proactive", "reply", "confirmation"]

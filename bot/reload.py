@@ -1,5 +1,6 @@
-"""Operators' reload: flows (with their templates) and compliance rule packs (with their
-lexicons) are read again while the service runs — on SIGHUP and ``POST /api/admin/reload``.
+"""Operators' reload: flows (with their templates), compliance rule packs (with their
+lexicons) and the case queue's SLA settings (config/desk.yaml) are read again while the
+service runs — on SIGHUP and ``POST /api/admin/reload``.
 
 Nothing with a problem replaces what runs:
 - the flow registry keeps each flow's last good version (``dialogs.registry``); a new version
@@ -27,7 +28,7 @@ from aiohttp import web
 
 from bot.api import require_key
 from bot.compliance.gate import Gate
-from bot.context import FLOWS, GATE, SETTINGS
+from bot.context import DESK, FLOWS, GATE, SETTINGS
 from bot.errors import ConfigError, Problem
 from bot.outbound import setup as outbound_setup
 from bot.schemas import ReloadReport
@@ -52,6 +53,8 @@ async def reload_config(app: web.Application) -> ReloadReport:
         else:
             app[GATE].adopt(fresh)
             rules = "reloaded"
+        # The case queue's SLA settings: a bad file keeps the running ones.
+        problems += await asyncio.to_thread(app[DESK].reload)
         flows = {name: registry.get(name).version for name in registry.names()}
         report = ReloadReport(
             ok=not problems, flows=flows, rules=rules, problems=[str(p) for p in problems]

@@ -96,6 +96,10 @@ class Settings(BaseSettings):
     demo_force: bool = False
     flows_dir: Path = Path(__file__).resolve().parent.parent / "dialogs" / "flows"
     compliance_file: Path = Path(__file__).resolve().parent.parent / "config" / "compliance.yaml"
+    # The agent console's case queue: SLA per handoff reason (bot/desk/config.py), and how
+    # often unclaimed cases past it are looked for.
+    desk_file: Path = Path(__file__).resolve().parent.parent / "config" / "desk.yaml"
+    desk_sla_interval_s: float = Field(default=10.0, gt=0)
     max_body_bytes: int = Field(default=256 * 1024, ge=1024)
     # POST /api/accounts only: a batch of up to 10,000 rows (a row is 150-400 bytes).
     max_batch_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)

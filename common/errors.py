@@ -41,3 +41,7 @@ class ConfigError(SmsbotError):
 
 class UsageError(SmsbotError):
     """A command was called wrongly (bad flag value, missing argument)."""
+
+
+class PermissionDenied(SmsbotError):
+    """The caller's role may not do this (e.g. only a supervisor reassigns a case)."""

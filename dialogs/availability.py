@@ -95,6 +95,9 @@ def _flow_through(
             is_reply = rule is not None and rule.when.startswith("intent:")
             facts -= {"promised_date", "promised_amount"}
             facts |= {f"promised_{e}" for e in ("date", "amount") if is_reply and e in sure}
+            if rule is not None and rule.when == "agent:promised":
+                # A person's promise always names its day (dialogs.conversation.Agent).
+                facts.add("promised_date")
         if a.send is not None:
             uses.append(_Use((*base, i, "send"), a.send, frozenset(facts)))
         if a.schedule is not None and a.schedule.on_date:

@@ -11,7 +11,7 @@ import hashlib
 from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated, Literal
 
-from pydantic import AwareDatetime, Field, field_validator
+from pydantic import AwareDatetime, Field, field_validator, model_validator
 
 from dialogs.schema import AgentAction, Flag, Frozen
 
@@ -138,6 +138,17 @@ class Payment(Frozen):
 class Agent(Frozen):
     type: Literal["agent"] = "agent"
     action: AgentAction
+    # What a person agreed with the borrower (agent:promised); unset: the promise on record.
+    promise_date: dt.date | None = None
+    promise_amount: Money | None = None
+
+    @model_validator(mode="after")
+    def _promise_has_a_day(self) -> Agent:
+        # The flow schedules the reminder on the promised day (dialogs.availability counts on
+        # it): a promise without a day is not a promise a bot can keep.
+        if self.action == AgentAction.PROMISED and self.promise_date is None:
+            raise ValueError("agent:promised needs the promised date")
+        return self
 
 
 class DeliveryFailed(Frozen):

@@ -236,9 +236,13 @@ class _Work:
 
     def _record_promise(self) -> None:
         ents = self.event.entities if isinstance(self.event, c.Reply) else _NO_ENTITIES
+        date, amount = ents.pay_date, ents.amount
+        if isinstance(self.event, c.Agent):
+            # A person's promise (agent:promised always names the day).
+            date, amount = self.event.promise_date, self.event.promise_amount
         promise = c.Promise(
-            date=ents.pay_date,
-            amount=ents.amount,
+            date=date,
+            amount=amount,
             made_at=self.now,
             paid_before=cast(Decimal, self._field("paid_total")),
         )

@@ -77,6 +77,9 @@ class AgentAction(StrEnum):
     RESOLVED = "resolved"
     RETURNED = "returned"
     CLOSED = "closed"
+    # A person agreed a day (and perhaps an amount) with the borrower and gives the
+    # conversation back to the bot to keep it: the event carries the promise (bot.desk).
+    PROMISED = "promised"
 
 
 class Owner(StrEnum):
@@ -104,7 +107,7 @@ def check_trigger(value: str) -> str:
         return value
     raise ValueError(
         f"unknown event {value!r}; write one of intent:<name>, intent:*, timer:<name>, timeout, "
-        "payment, agent:resolved|returned|closed, start, delivery_failed"
+        "payment, agent:resolved|returned|closed|promised, start, delivery_failed"
     )
 
 

@@ -8,6 +8,9 @@ Design (why it looks like this):
   writes the conversation, audit and outbox in one atomic step, and only if the event is still
   at the head of the queue: a crash anywhere before it leaves the event to be processed again,
   a crash after it leaves nothing to redo.
+- A case of the agent console's queue (``bot.desk``) is opened, raised or resolved by the
+  commit of the event that did it (``case``), in the same atomic step: a handoff that is
+  committed has its case, and an agent's resolving event closes its case exactly once.
 - Timers live in the conversation (the dialog engine's data); the store keeps an index of the
   earliest due time per account so a scanner can find due conversations.
 """
@@ -18,11 +21,16 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import TYPE_CHECKING
 
+from bot.desk.case import CaseChange
 from bot.outbound.record import OutboundRecord
 from bot.records import AccountRecord, AuditEntry, Outbound, QueuedEvent, SendRecord
 from bot.transport.inbound import InboundSms
 from common.errors import SmsbotError
+
+if TYPE_CHECKING:
+    from bot.storage.desk import DeskStore
 
 
 @dataclass(frozen=True)
@@ -141,13 +149,14 @@ class AccountLock(ABC):
         next_due: datetime | None,
         *,
         release_if_idle: bool = False,
+        case: CaseChange | None = None,
     ) -> Progress:
         """:meth:`Store.commit`, then extends the lease and reads the next event; when there
         is none, reads the outbox (:meth:`Store.queued`). With
         ``release_if_idle``, when there is neither a next event nor anything to send, also
         :meth:`release_and_check` (the caller has nothing left to do under the lock)."""
         committed = await self.store.commit(
-            self.account_id, event_id, conversation, audit, outbox, next_due
+            self.account_id, event_id, conversation, audit, outbox, next_due, case=case
         )
         if not await self.refresh():
             return Progress(committed, held=False, head=None, outbox=[])
@@ -166,6 +175,8 @@ class AccountLock(ABC):
 
 
 class Store(ABC):
+    desk: DeskStore  # the agent console's cases (bot.storage.desk), on the same backend
+
     # --- lifecycle ---
     # Every ``limit`` argument: at most that many of the newest items; 0 or less gives none.
 
@@ -236,10 +247,13 @@ class Store(ABC):
         audit: Sequence[AuditEntry],
         outbox: Sequence[Outbound],
         next_due: datetime | None,
+        *,
+        case: CaseChange | None = None,
     ) -> bool:
         """Atomically: pop ``event_id`` from the head of the queue, save the conversation
         (``None`` leaves the stored one as it is),
-        append audit entries and outbound messages, index the next due timer. False if
+        append audit entries and outbound messages, apply ``case`` to the account's case
+        (``bot.storage.desk``), index the next due timer. False if
         ``event_id`` is no longer at the head: then nothing changes, except that the due-timer
         index may have been lowered to ``next_due`` (never raised or removed; an early index
         only costs a tick that finds nothing due)."""

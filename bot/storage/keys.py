@@ -18,6 +18,14 @@ touches a single slot:
 - ``smsbot:{acc:<id>}:deferred``       list    Outbound messages the compliance gate deferred
 - ``smsbot:{acc:<id>}:outbound``       hash    message id -> OutboundRecord (JSON) past the outbox
   (gated or later; bot.outbound.record); the outbox holds the ``queued`` ones
+- ``smsbot:{acc:<id>}:case``           hash    the account's open case (bot.desk.case.Case's
+  fields, times ISO 8601, ``rank`` and ``sla_us`` as numbers for the scripts); absent: none.
+  Opened, raised and resolved only in the commit script, with the event that did it
+- ``smsbot:{acc:<id>}:case:log``       list    the open case's history and notes (CaseEntry JSON)
+- ``smsbot:{acc:<id>}:case:<case id>``      hash  a resolved case, as it was when resolved
+  (renamed from ``case`` in the resolving commit)
+- ``smsbot:{acc:<id>}:case:<case id>:log``  list  its history and notes (renamed likewise)
+- ``smsbot:{acc:<id>}:cases``          list    ids of the account's resolved cases, oldest first
 
 Global (each in its own slot; never combined with per-account keys in one script):
 
@@ -43,6 +51,15 @@ Global (each in its own slot; never combined with per-account keys in one script
   console's sign-in attempts per agent name and per client address (bot/console/limits.py)
 - ``smsbot:agents``                    hash    agent name -> AgentRecord (JSON): who may sign in
   to the console (bot/storage/redis_agents.py)
+- ``smsbot:desk:open``                 zset    account id -> SLA due (µs since epoch) of every
+  account with an open case: the queue's index. Kept like the due-timer index: written before
+  the commit that opens a case (``ZADD LT``) and removed after the commit that resolves it, so
+  a crash leaves an extra entry (skipped when listed; dropped by ``repair_index``), never a
+  missing one. ``repair_index`` also re-adds every open case a SCAN finds
+- ``smsbot:desk:events``               stream  the desk's live feed (bot.storage.desk_events),
+  capped at about 10,000 entries
+- ``smsbot:{unmatched}:handled``       list    unmatched messages taken off the list, with who
+  linked (to which account) or dismissed them and when (JSON): kept for audit
 """
 
 from __future__ import annotations
@@ -65,6 +82,8 @@ LOCK = "lock"
 META = "meta"
 DEFERRED = "deferred"
 OUTBOUND = "outbound"
+CASE = "case"
+CASES = "cases"
 
 # --- global --------------------------------------------------------------------------------
 PHONE_PREFIX = PREFIX + "phone:"
@@ -82,6 +101,9 @@ INVALID_NUMBERS = PREFIX + "invalid"
 UNMATCHED_RECEIPTS = PREFIX + "{receipts}:unmatched"
 RATE_PREFIX = PREFIX + "rate:"
 AGENTS = PREFIX + "agents"
+DESK_OPEN = PREFIX + "desk:open"
+DESK_EVENTS = PREFIX + "desk:events"
+UNMATCHED_HANDLED = UNMATCHED_TAG + ":handled"
 
 
 def usable_account_id(account_id: str) -> bool:
@@ -142,6 +164,28 @@ def deferred(account_id: str) -> str:
 
 def outbound(account_id: str) -> str:
     return account_prefix(account_id) + OUTBOUND
+
+
+def case(account_id: str) -> str:
+    return account_prefix(account_id) + CASE
+
+
+def case_log(account_id: str) -> str:
+    return account_prefix(account_id) + CASE + ":log"
+
+
+def closed_case(account_id: str, case_id: str) -> str:
+    if not case_id.isalnum():  # our ids are hex; anything else would build a stranger's key
+        raise ValueError(f"invalid case id {case_id!r}")
+    return f"{account_prefix(account_id)}{CASE}:{case_id}"
+
+
+def closed_case_log(account_id: str, case_id: str) -> str:
+    return closed_case(account_id, case_id) + ":log"
+
+
+def cases(account_id: str) -> str:
+    return account_prefix(account_id) + CASES
 
 
 def send_member(account_id: str, message_id: str) -> str:

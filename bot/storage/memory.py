@@ -6,9 +6,11 @@ from collections import defaultdict, deque
 from collections.abc import Sequence
 from datetime import datetime
 
+from bot.desk.case import CaseChange
 from bot.outbound.record import OutboundRecord, queued
 from bot.records import AccountRecord, AuditEntry, Outbound, QueuedEvent, SendRecord
 from bot.storage.base import AccountLock, GateFacts, Loaded, Store, Transition
+from bot.storage.desk import MemoryDesk
 from bot.transport.inbound import InboundSms
 
 
@@ -63,6 +65,7 @@ class MemoryStore(Store):
         self._invalid: set[str] = set()
         self._unmatched_receipts: deque[str] = deque(maxlen=10_000)
         self._buckets: dict[str, tuple[float, float]] = {}  # tokens, at (epoch seconds)
+        self.desk: MemoryDesk = MemoryDesk(self)
 
     async def ping(self) -> None:
         return None
@@ -151,6 +154,8 @@ class MemoryStore(Store):
         audit: Sequence[AuditEntry],
         outbox: Sequence[Outbound],
         next_due: datetime | None,
+        *,
+        case: CaseChange | None = None,
     ) -> bool:
         q = self._queues.get(account_id)
         if not q or q[0].id != event_id:
@@ -160,6 +165,8 @@ class MemoryStore(Store):
             self._conversations[account_id] = conversation
         self._audit[account_id].extend(audit)
         self._outbox[account_id].extend(outbox)
+        if case:
+            self.desk.apply(account_id, case)
         if next_due is None:
             self._due.pop(account_id, None)
         else:

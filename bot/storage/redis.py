@@ -51,6 +51,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from bot.desk.case import CaseChange
 from bot.ids import new_id
 from bot.memo import Memo
 from bot.records import AccountRecord, AuditEntry, Outbound, QueuedEvent, SendRecord
@@ -64,6 +65,8 @@ from bot.storage.redis_codec import (
     sandbox_commands,
     score,
 )
+from bot.storage.redis_desk import CASE_ARGS, COMMIT_CASE, RedisDesk, case_args, case_keys
+from bot.storage.redis_desk import SCRIPTS as DESK_SCRIPTS
 from bot.storage.redis_outbound import SCRIPTS as OUTBOUND_SCRIPTS
 from bot.storage.redis_outbound import RedisOutbound
 from bot.storage.resp import RedisConnection
@@ -105,13 +108,14 @@ return {redis.call('LINDEX', KEYS[2], 0), redis.call('GET', KEYS[3]),
         redis.call('GET', KEYS[4]), redis.call('LRANGE', KEYS[5], 0, -1)}
 """
 
-# KEYS: queue, conversation, audit, outbox, lock
+# KEYS: queue, conversation, audit, outbox, lock[, the case keys of redis_desk.case_keys]
 # ARGV: event id, conversation, the event's audit entries (one JSON array; '' for none), lock
-#       token ('' for none), lease (ms), release if idle ('1' or '0'), outbound...
+#       token ('' for none), lease (ms), release if idle ('1' or '0')[, the case arguments of
+#       redis_desk.case_args], outbound...
 # Returns {committed} without a token, else {committed, held[, next event | false, outbox
 # [, released]]}: released when asked to and there is neither a next event nor an outbox, in
 # which case the lock was deleted (the queue is empty at that instant: nobody is left waiting).
-_COMMIT = b"""
+_COMMIT_TEMPLATE = b"""
 local committed = 0
 local head = redis.call('LINDEX', KEYS[1], 0)
 if head then
@@ -121,9 +125,10 @@ if head then
     redis.call('LPOP', KEYS[1])
     if ARGV[2] ~= '' then redis.call('SET', KEYS[2], ARGV[2]) end
     if ARGV[3] ~= '' then redis.call('RPUSH', KEYS[3], ARGV[3]) end
-    for i = 7, #ARGV, 500 do
+    for i = FIRST, #ARGV, 500 do
       redis.call('RPUSH', KEYS[4], unpack(ARGV, i, math.min(i + 499, #ARGV)))
     end
+--CASE
   end
 end
 if ARGV[4] == '' then return {committed} end
@@ -138,6 +143,13 @@ if ARGV[6] == '1' and #outbox == 0 then
 end
 return {committed, 1, false, outbox}
 """
+
+_COMMIT = _COMMIT_TEMPLATE.replace(b"FIRST", b"7").replace(b"--CASE\n", b"")
+# The commit of an event that opens, raises or resolves a case (bot.desk): the same script with
+# the case's part (redis_desk.COMMIT_CASE) run only when the event is committed.
+_COMMIT_CASE = _COMMIT_TEMPLATE.replace(b"FIRST", str(7 + CASE_ARGS).encode()).replace(
+    b"--CASE\n", COMMIT_CASE
+)
 
 # KEYS: lock, queue   ARGV: token   Returns the number of queued events after the release.
 _RELEASE_AND_CHECK = b"""
@@ -169,12 +181,14 @@ _SCRIPTS = (
     _ENQUEUE_AND_ACQUIRE,
     _ACQUIRE_AND_LOAD,
     _COMMIT,
+    _COMMIT_CASE,
     _RELEASE_AND_CHECK,
     _DELETE_IF_EQUAL,
     _REFRESH_IF_EQUAL,
     _ADD_UNMATCHED,
     PUSH_CAPPED,
     *OUTBOUND_SCRIPTS,
+    *DESK_SCRIPTS,
 )
 
 
@@ -272,6 +286,7 @@ class _RedisLock(AccountLock):
         next_due: datetime | None,
         *,
         release_if_idle: bool = False,
+        case: CaseChange | None = None,
     ) -> Progress:
         encoded = [(o.model_dump_json().encode(), o) for o in outbox]
         self._pushed.update(encoded)
@@ -284,6 +299,7 @@ class _RedisLock(AccountLock):
             next_due,
             lock=(self._key, self._token, self._ttl_ms),
             release_if_idle=release_if_idle,
+            case=case,
         )
         committed = bool(reply[0])
         if not reply[1]:
@@ -315,6 +331,7 @@ class RedisStore(RedisOutbound, Store):
         # here, moments later) needs no parsing. See bot.memo.
         self._queued: Memo[bytes, QueuedEvent] = Memo(QUEUED_MEMO)
         self._init_outbound()
+        self.desk = RedisDesk(connection)
 
     @classmethod
     def from_url(
@@ -489,9 +506,13 @@ class RedisStore(RedisOutbound, Store):
         audit: Sequence[AuditEntry],
         outbox: Sequence[Outbound],
         next_due: datetime | None,
+        *,
+        case: CaseChange | None = None,
     ) -> bool:
         outbox_json = [o.model_dump_json() for o in outbox]
-        reply = await self._commit(account_id, event_id, conversation, audit, outbox_json, next_due)
+        reply = await self._commit(
+            account_id, event_id, conversation, audit, outbox_json, next_due, case=case
+        )
         return bool(reply[0])
 
     async def _commit(
@@ -504,10 +525,12 @@ class RedisStore(RedisOutbound, Store):
         next_due: datetime | None,
         lock: tuple[str, str, int] | None = None,
         release_if_idle: bool = False,
+        case: CaseChange | None = None,
     ) -> list[Any]:
-        """The commit script with the due-index steps around it; the script's reply."""
+        """The commit script with the due-index steps around it (and the case queue's index
+        steps, which follow the same rule); the script's reply."""
         lock_key, token, ttl_ms = lock or (keys.lock(account_id), "", 0)
-        script_keys = (
+        script_keys: tuple[str, ...] = (
             keys.queue(account_id),
             keys.conversation(account_id),
             keys.audit(account_id),
@@ -516,15 +539,25 @@ class RedisStore(RedisOutbound, Store):
         )
         idle = "1" if release_if_idle else "0"
         args: list[Any] = [event_id, conversation or "", audit_element(audit), token, ttl_ms, idle]
+        script = _COMMIT
+        if case:
+            script = _COMMIT_CASE
+            script_keys += tuple(case_keys(account_id, case))
+            args += case_args(account_id, case)
         args += outbox
         due = score(next_due) if next_due is not None else None
 
         # Step 1 (see the module docstring): one group, run in this order by Redis.
         commands: list[tuple[Any, ...]] = []
+        if case and case.open is not None:
+            # The queue's index before the case exists: never missing an open case.
+            commands.append(
+                ("ZADD", keys.DESK_OPEN, "LT", score(case.open.case.sla_due), account_id)
+            )
         if due is not None:
             commands.append(("ZADD", keys.DUE, "LT", due, account_id))
         commands.append(("ZSCORE", keys.DUE, account_id))
-        commands.append(("EVAL", _COMMIT, len(script_keys), *script_keys, *args))
+        commands.append(("EVAL", script, len(script_keys), *script_keys, *args))
         *_, indexed, reply = await self._pipe.call(*commands)
         if not reply[0]:
             return list(reply)
@@ -537,6 +570,15 @@ class RedisStore(RedisOutbound, Store):
                     await self._pipe.one("ZADD", keys.DUE, due, account_id)
             elif indexed is not None:
                 await self._pipe.one("ZREM", keys.DUE, account_id)
+            # Only this lock's holder opens cases, so "no case now" stays true until our next
+            # commit: the entry can go.
+            if (
+                case
+                and case.resolve is not None
+                and case.open is None
+                and not await self._pipe.one("EXISTS", keys.case(account_id))
+            ):
+                await self._pipe.one("ZREM", keys.DESK_OPEN, account_id)
         except StoreUnavailable as exc:
             log.warning(
                 "account %s committed; its due-timer index stays early until its next commit "

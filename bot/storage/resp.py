@@ -208,6 +208,7 @@ class RedisConnection:
     ) -> None:
         """``scripts``: Lua bodies loaded on connecting; ``EVAL`` of one of them is sent as
         ``EVALSHA`` (a script body is most of a command's bytes)."""
+        self.url = url  # for a second connection to the same server (never logged: a password)
         parts = urlsplit(url)
         query = {k: v[0] for k, v in parse_qs(parts.query).items()}
         self._path: str | None = None

@@ -44,7 +44,14 @@ events = st.one_of(
     replies,  # replies are what this property is about: draw them twice as often
     st.timedeltas(timedelta(minutes=30), timedelta(days=6)),
     st.builds(c.Payment, amount=st.decimals(1, 4000, places=2)),
-    st.builds(c.Agent, action=st.sampled_from(list(AgentAction))),
+    st.builds(c.Agent, action=st.sampled_from([a for a in AgentAction if a != "promised"])),
+    # A person's promise always names its day (dialogs.conversation.Agent).
+    st.builds(
+        c.Agent,
+        action=st.just(AgentAction.PROMISED),
+        promise_date=st.dates(date(2024, 5, 1), date(2024, 7, 1)),
+        promise_amount=st.one_of(st.none(), st.decimals(1, 4000, places=2)),
+    ),
     st.just(c.DeliveryFailed(reason="x")),
     st.just(c.Start()),
 )

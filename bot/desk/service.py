@@ -1,0 +1,326 @@
+"""The case queue as the console's web layer calls it: every function takes the signed-in
+agent's name and role. Nothing here is a web route (``bot/console`` is the web layer's).
+
+- Reading (the queue, one case) and assignment (claim, release, reassign, notes) are direct
+  atomic store steps on the account's case (``bot.storage.desk``), published on the live feed.
+- Everything that touches the conversation — resolving (give back to the bot at a chosen
+  state, keep paused, close), a promise, an instalment plan, a dispute or hardship hold — is
+  an ``agent`` event queued on the account (``QueuedEvent.desk``), so it never races the
+  pipeline; a resolve closes the case in the commit of its own effects, exactly once.
+- Only the case's holder (or a supervisor) acts on a case; only a supervisor reassigns.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+from collections.abc import Awaitable, Callable
+from decimal import Decimal
+from typing import Literal, get_args
+
+from bot.clock import Clock
+from bot.desk.case import Case, Role, queue_order
+from bot.desk.errors import CaseNotFound, InvalidRequest, PermissionDenied, UnmatchedGone
+from bot.privacy import mask_phone
+from bot.records import DeskAction, Instalment, QueuedEvent, audit_entry
+from bot.storage.base import Store
+from bot.storage.desk import Required, linked_event
+from bot.storage.desk_events import DeskEvent
+from dialogs import conversation as c
+from dialogs.registry import Registry
+from dialogs.schema import AgentAction
+
+Submit = Callable[[str, QueuedEvent, str | None], Awaitable[bool]]
+Resolution = Literal["return", "keep_paused", "close"]
+_RETURNING = (AgentAction.RETURNED, AgentAction.PROMISED)
+
+
+def _check(agent: str, role: str) -> Role:
+    if not agent or not agent.strip() or len(agent) > 64:
+        raise InvalidRequest("the agent's name is required (at most 64 characters)")
+    if role not in get_args(Role):
+        raise PermissionDenied(f"unknown role {role!r}; known: {', '.join(get_args(Role))}")
+    return role  # type: ignore[return-value]
+
+
+class Desk:
+    """One per process: ``submit`` queues an event on an account and makes sure it is drained
+    (``Pipeline.submit``)."""
+
+    def __init__(self, store: Store, submit: Submit, registry: Registry, clock: Clock) -> None:
+        self.store = store
+        self.submit = submit
+        self.registry = registry
+        self.clock = clock
+
+    # --- reading ---------------------------------------------------------------------------
+
+    async def list_cases(
+        self,
+        agent: str,
+        role: str,
+        *,
+        mine: bool = False,
+        unassigned: bool = False,
+        reason: str | None = None,
+    ) -> list[Case]:
+        """Open cases: expired SLA first, then priority, then the longest waiting."""
+        _check(agent, role)
+        cases = await self.store.desk.open_cases()
+        if mine:
+            cases = [k for k in cases if k.holder == agent]
+        if unassigned:
+            cases = [k for k in cases if k.holder is None]
+        if reason is not None:
+            cases = [k for k in cases if k.reason == reason]
+        return queue_order(cases, self.clock.now())
+
+    async def get_case(self, agent: str, role: str, account_id: str) -> Case | None:
+        """The account's open case (None: none is open)."""
+        _check(agent, role)
+        return await self.store.desk.case(account_id)
+
+    async def closed_cases(self, agent: str, role: str, account_id: str) -> list[Case]:
+        _check(agent, role)
+        return await self.store.desk.closed_cases(account_id)
+
+    async def give_back_states(self, agent: str, role: str, account_id: str) -> dict[str, str]:
+        """The states the flow lets a person give the conversation back to, from where it is
+        now, and the agent action that does it (``resolve(…, "return", to_state=…)``)."""
+        _check(agent, role)
+        conv = await self._conversation(account_id)
+        spec = self.registry.get(conv.flow).flow.spec
+        state = spec.states.get(conv.state)
+        rules = [*(state.rules if state else []), *spec.global_rules]
+        out: dict[str, str] = {}
+        for rule in rules:
+            kind, _, action = rule.when.partition(":")
+            if kind == "agent" and action in _RETURNING and rule.to and rule.to not in out:
+                out[rule.to] = action
+        return out
+
+    # --- assignment ------------------------------------------------------------------------
+
+    async def claim(self, agent: str, role: str, account_id: str, case_id: str) -> Case:
+        """Of two agents at once exactly one wins; the other gets CaseHeld naming the holder."""
+        _check(agent, role)
+        case = await self.store.desk.claim(account_id, case_id, agent, self.clock.now())
+        await self._publish("case_claimed", case, agent)
+        return case
+
+    async def release(self, agent: str, role: str, account_id: str, case_id: str) -> Case:
+        """Back to waiting: by its holder, or by a supervisor whoever holds it."""
+        r = _check(agent, role)
+        required: Required = "any" if r == "supervisor" else "holder"
+        case = await self.store.desk.assign(
+            account_id, case_id, by=agent, holder=None, required=required, at=self.clock.now()
+        )
+        await self._publish("case_released", case, agent)
+        return case
+
+    async def reassign(self, agent: str, role: str, account_id: str, case_id: str, to: str) -> Case:
+        if _check(agent, role) != "supervisor":
+            raise PermissionDenied(f"{agent} may not reassign cases: supervisors only")
+        _check(to, "agent")
+        case = await self.store.desk.assign(
+            account_id, case_id, by=agent, holder=to, required="any", at=self.clock.now()
+        )
+        await self._publish("case_reassigned", case, agent, to=to)
+        return case
+
+    async def add_note(
+        self, agent: str, role: str, account_id: str, case_id: str, text: str
+    ) -> Case:
+        _check(agent, role)
+        if not text.strip() or len(text) > 2000:
+            raise InvalidRequest("a note is 1 to 2000 characters")
+        now = self.clock.now()
+        case = await self.store.desk.add_note(account_id, case_id, agent, text, now)
+        # The account's own history says who wrote what (the case's log is the console's).
+        await self.store.append_audit(
+            account_id, [audit_entry(now, "agent", by=agent, do="note", case_id=case_id, note=text)]
+        )
+        await self._publish("case_note", case, agent)
+        return case
+
+    # --- actions through the account's queue ------------------------------------------------
+
+    async def resolve(
+        self,
+        agent: str,
+        role: str,
+        account_id: str,
+        case_id: str,
+        how: Resolution,
+        *,
+        to_state: str | None = None,
+        promise_date: dt.date | None = None,
+        promise_amount: Decimal | None = None,
+        note: str | None = None,
+    ) -> bool:
+        """Queues the resolving event: ``return`` gives the conversation back to the bot at
+        ``to_state`` (one of :meth:`give_back_states`; ``promised`` takes the promise given
+        here or the one on record), ``keep_paused`` leaves it with a person and no case,
+        ``close`` ends it. The case closes in that event's commit. False if this case's
+        resolution was queued already (a second click)."""
+        await self._holding(agent, role, account_id, case_id)
+        action: str | None = None
+        if how == "return":
+            states = await self.give_back_states(agent, role, account_id)
+            if to_state not in states:
+                raise InvalidRequest(
+                    f"cannot give the conversation back at {to_state!r} from where it is; "
+                    f"possible: {', '.join(sorted(states)) or 'none'}"
+                )
+            action = states[to_state]
+            if action == AgentAction.PROMISED and promise_date is None:
+                promise = (await self._conversation(account_id)).promise
+                if promise is None or promise.date is None:
+                    raise InvalidRequest(f"{to_state!r} needs a promised date: give one")
+                promise_date, promise_amount = promise.date, promise.amount
+        elif how == "close":
+            action = AgentAction.CLOSED
+        elif how != "keep_paused":
+            raise InvalidRequest(f"unknown resolution {how!r}: return, keep_paused or close")
+        resolution = {"return": "returned", "keep_paused": "kept_paused", "close": "closed"}[how]
+        desk = DeskAction.model_validate(
+            {
+                "agent": agent,
+                "case_id": case_id,
+                "do": "resolve",
+                "resolution": resolution,
+                "to_state": to_state if how == "return" else None,
+                "promise_date": promise_date,
+                "promise_amount": promise_amount,
+                "note": note,
+            }
+        )
+        return await self._queue(account_id, desk, action, dedup=f"desk:resolve:{case_id}")
+
+    async def record_promise(
+        self,
+        agent: str,
+        role: str,
+        account_id: str,
+        case_id: str,
+        date: dt.date,
+        amount: Decimal | None = None,
+    ) -> bool:
+        """The promise agreed with the borrower, kept on the conversation while a person
+        holds it (the bot reminds only once given back at ``promised``)."""
+        await self._holding(agent, role, account_id, case_id)
+        desk = self._action(agent, case_id, "promise", promise_date=date, promise_amount=amount)
+        return await self._queue(account_id, desk, None)
+
+    async def record_plan(
+        self, agent: str, role: str, account_id: str, case_id: str, plan: list[Instalment]
+    ) -> bool:
+        """An instalment plan, audited for people. The flow tracks one promise (a day and an
+        amount), not a plan: no instalment is reminded or checked by the bot."""
+        await self._holding(agent, role, account_id, case_id)
+        if not plan or len(plan) > 36:
+            raise InvalidRequest("a plan has 1 to 36 instalments")
+        if [i.due for i in plan] != sorted(i.due for i in plan):
+            raise InvalidRequest("instalments must be in date order")
+        desk = self._action(agent, case_id, "plan", plan=plan)
+        return await self._queue(account_id, desk, None)
+
+    async def set_hold(
+        self,
+        agent: str,
+        role: str,
+        account_id: str,
+        case_id: str,
+        hold: Literal["disputed", "hardship"],
+        on: bool,
+    ) -> bool:
+        """Sets or clears a dispute or hardship hold (the gate's HOLD-01 reads them)."""
+        await self._holding(agent, role, account_id, case_id)
+        desk = self._action(agent, case_id, "hold", hold=hold, hold_on=on)
+        return await self._queue(account_id, desk, None)
+
+    # --- messages from unknown numbers --------------------------------------------------------
+
+    async def link_unmatched(
+        self, agent: str, role: str, provider: str, msg_id: str, account_id: str
+    ) -> bool:
+        """Queues the message as the account's inbound reply — once, however many agents
+        click (the provider's message id is its de-duplication key, as for any reply) — and
+        takes it off the unmatched list. False if it was queued already."""
+        _check(agent, role)
+        sms = await self.store.desk.find_unmatched(provider, msg_id)
+        if sms is None:
+            raise CaseNotFound(f"no unmatched message {provider}:{msg_id}")
+        if await self.store.get_account(account_id) is None:
+            raise CaseNotFound(f"no account {account_id!r}")
+        event, dedup = linked_event(sms)
+        now = self.clock.now()
+        # Queued first, then taken off the list: a crash between leaves it listed, and
+        # linking again finds it queued already (the same key) and only takes it off.
+        queued = await self.submit(account_id, event, dedup)
+        if queued:
+            await self.store.append_audit(
+                account_id,
+                [
+                    audit_entry(
+                        now,
+                        "agent",
+                        by=agent,
+                        do="link_unmatched",
+                        msg_id=msg_id,
+                        phone=mask_phone(sms.phone),
+                    )
+                ],
+            )
+        # Two clicks at once: one queued it (its audit entry names who), and whichever takes
+        # it off the list second finds it gone — linked either way, not an error.
+        with contextlib.suppress(UnmatchedGone):
+            await self.store.desk.take_unmatched(sms, "linked", agent, now, account_id)
+        return queued
+
+    async def dismiss_unmatched(self, agent: str, role: str, provider: str, msg_id: str) -> None:
+        """Off the list, kept (with who and when) in the handled list for audit."""
+        _check(agent, role)
+        sms = await self.store.desk.find_unmatched(provider, msg_id)
+        if sms is None:
+            raise CaseNotFound(f"no unmatched message {provider}:{msg_id}")
+        await self.store.desk.take_unmatched(sms, "dismissed", agent, self.clock.now(), None)
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    async def _holding(self, agent: str, role: str, account_id: str, case_id: str) -> Case:
+        r = _check(agent, role)
+        case = await self.store.desk.case(account_id)
+        if case is None or case.id != case_id:
+            raise CaseNotFound(f"account {account_id} has no open case {case_id}")
+        if case.holder != agent and r != "supervisor":
+            who = f"held by {case.holder}" if case.holder else "not claimed"
+            raise PermissionDenied(f"case {case_id} is {who}: claim it first")
+        return case
+
+    def _action(self, agent: str, case_id: str, do: str, **fields: object) -> DeskAction:
+        return DeskAction.model_validate({"agent": agent, "case_id": case_id, "do": do, **fields})
+
+    async def _queue(
+        self, account_id: str, desk: DeskAction, action: str | None, dedup: str | None = None
+    ) -> bool:
+        event = QueuedEvent(kind="agent", at=self.clock.now(), action=action, desk=desk)
+        return await self.submit(account_id, event, dedup)
+
+    async def _conversation(self, account_id: str) -> c.Conversation:
+        raw = await self.store.get_conversation(account_id)
+        if raw is None:
+            raise CaseNotFound(f"account {account_id} has no conversation")
+        return c.Conversation.model_validate_json(raw)
+
+    async def _publish(self, kind: str, case: Case, by: str, **detail: object) -> None:
+        await self.store.desk.events.publish(
+            DeskEvent(
+                kind=kind,
+                account_id=case.account_id,
+                at=self.clock.now(),
+                case_id=case.id,
+                by=by,
+                detail={"holder": case.holder, **detail},
+            )
+        )
