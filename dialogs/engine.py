@@ -27,8 +27,11 @@ if TYPE_CHECKING:
     from dialogs.registry import Registry
 
 # Safety intents win over whatever the NLU ranked first: a reply that says "stop" or "wrong
-# person" anywhere must never be answered with debt content.
-OVERRIDING_INTENTS = ("stop", "wrong_number")
+# person" anywhere must never be answered with debt content. A wrong person who also asks us to
+# stop (打错了别发了, 你们发错人了) takes the wrong-number path: it suppresses the number just as a
+# stop does, apologises instead of confirming an opt-out nobody subscribed to, and hands the
+# account to a person to trace the borrower — which the stop path would skip.
+OVERRIDING_INTENTS = ("wrong_number", "stop")
 TIMEOUT = "timeout"  # the timer behind a state's `timeout:`
 _NO_ENTITIES = c.ReplyEntities()  # what an event that is not a reply says (frozen: shared)
 

@@ -203,8 +203,7 @@ async def test_a_wrong_number_is_suppressed_for_every_account_on_it(nlu: Underst
     async with client(nlu, clock=clock) as c:
         await c.post("/api/accounts", json={"accounts": [account(1)]}, headers=AUTH)
         await _settle(c)
-        # Only a wrong number (你们发错人了 now also reads as stop: model 0.18 ≥ 0.125).
-        await post_twilio(c, account(1)["phone"], "打错了，我不是他", "SM" + "f" * 32)
+        await post_twilio(c, account(1)["phone"], "你们发错人了，我不认识这个人", "SM" + "f" * 32)
         await _settle(c)
         assert [m["template"] for m in await _sent(c)] == ["first_reminder", "wrong_number_apology"]
         same_phone = account(2, phone=account(1)["phone"], id="acc-0002")

@@ -83,6 +83,17 @@ def test_stop_anywhere_in_the_reply_wins() -> None:
     assert choose_intent(reply("request_plan", "promise_to_pay"), 0.0) == "request_plan"
 
 
+def test_a_wrong_person_who_also_says_stop_takes_the_wrong_number_path(
+    collections: CompiledFlow,
+) -> None:
+    assert choose_intent(reply("stop", "wrong_number"), 0.0) == "wrong_number"
+    conv, actions = step(collections, started(collections), reply("stop", "wrong_number"), T0)
+    assert conv.state == "wrong_number" and "wrong_number" in conv.flags
+    sent = [a.template for a in actions if isinstance(a, c.Send)]
+    assert sent == ["wrong_number_apology"]
+    assert [a.reason for a in actions if isinstance(a, c.Handoff)] == ["wrong_number"]
+
+
 def test_low_confidence_is_unknown() -> None:
     unsure = c.Reply(intents=(c.ScoredIntent(name="promise_to_pay", score=0.3),))
     assert choose_intent(unsure, 0.5) == "unknown"
