@@ -56,6 +56,14 @@ def handled_record(
     }
 
 
+def assignment_entry(by: str, holder: str | None, at: datetime) -> CaseEntry:
+    """The history entry of a release (``holder`` None) or a reassignment: one for both stores
+    (Redis's script writes it without reading the case first)."""
+    if holder is None:
+        return CaseEntry(at=at, kind="released", by=by)
+    return CaseEntry(at=at, kind="reassigned", by=by, detail={"to": holder})
+
+
 class DeskStore(ABC):
     events: DeskEvents
 
@@ -225,11 +233,9 @@ class MemoryDesk(DeskStore):
             if case.holder is None:
                 raise CaseConflict(f"case {case_id} is not held by anyone")
             raise CaseHeld(case_id, case.holder)
+        entry = assignment_entry(by, holder, at)
         if holder is None:
-            entry = CaseEntry(at=at, kind="released", by=by)
             return self._put(case, entry, state="waiting", holder=None, claimed_at=None)
-        # The same entries as on Redis (whose script writes them without reading first).
-        entry = CaseEntry(at=at, kind="reassigned", by=by, detail={"to": holder})
         return self._put(case, entry, state="claimed", holder=holder, claimed_at=at)
 
     async def add_note(

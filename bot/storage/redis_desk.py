@@ -21,7 +21,14 @@ from typing import Any
 from bot.desk.case import PRIORITY_RANK, Case, CaseChange, CaseEntry
 from bot.desk.errors import CaseConflict, CaseHeld, CaseNotFound, UnmatchedGone
 from bot.storage import keys
-from bot.storage.desk import DeskStore, Outcome, Required, expiry_audit, handled_record
+from bot.storage.desk import (
+    DeskStore,
+    Outcome,
+    Required,
+    assignment_entry,
+    expiry_audit,
+    handled_record,
+)
 from bot.storage.desk_events import RedisDeskEvents
 from bot.storage.redis_codec import audit_element, score
 from bot.storage.resp import RedisConnection
@@ -265,10 +272,7 @@ class RedisDesk(DeskStore):
         at: datetime,
     ) -> Case:
         k = self._case_keys(account_id)
-        if holder is None:
-            entry = CaseEntry(at=at, kind="released", by=by)
-        else:
-            entry = CaseEntry(at=at, kind="reassigned", by=by, detail={"to": holder})
+        entry = assignment_entry(by, holder, at)
         reply = await self._pipe.one(
             "EVAL",
             _ASSIGN,

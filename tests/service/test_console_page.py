@@ -1,78 +1,53 @@
 """The console's sign-in and shell in a real browser (Debian's chromium driven by Playwright),
-at a laptop's and a phone's size. Screenshots go to the test's tmp dir and to SHOTS (looked
-at by a person after a change to the pages)."""
+at a laptop's and a phone's size. Screenshots go to the test's tmp dir and to
+``tests.service.browser.SHOTS`` (looked at by a person after a change to the pages)."""
 
 from __future__ import annotations
 
-import asyncio
-import shutil
-import socket
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from aiohttp import web
-from playwright.sync_api import Browser, ConsoleMessage, Page, Response, expect, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Page, Response, expect
 
 from bot.app import create_app
 from bot.console.agents import add_agent
 from bot.storage.agents import MemoryAgentStore
 from intents import Understander
 from tests.service.apphelpers import settings
+from tests.service.browser import chromium, keep_shot, needs_chromium, served
 from tests.service.consolehelpers import PASSWORD, SESSION_KEY, T0
-from tests.service.test_simulator_page import CHROMIUM, CHROMIUM_ARGS
 
-SHOTS = Path("/work/shots-auth")
 SIZES = {"desktop": (1366, 768), "phone": (390, 844)}
 
-pytestmark = pytest.mark.skipif(
-    shutil.which(CHROMIUM) is None, reason=f"{CHROMIUM} is missing (scripts/test.sh installs it)"
-)
+pytestmark = needs_chromium
 
 
 @pytest.fixture(scope="module")
 def base_url(nlu: Understander) -> Iterator[str]:
     """The app with two agents on a free loopback port, served from its own thread."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    loop = asyncio.new_event_loop()
     agents = MemoryAgentStore()
-    app = create_app(
-        settings(port=port, public_url=None, session_key=SESSION_KEY, login_burst_per_name=50),
-        nlu=nlu,
-        agents=agents,
-    )
-    runner = web.AppRunner(app)
-    thread = threading.Thread(target=loop.run_forever, name="console-app", daemon=True)
-    thread.start()
 
-    async def start() -> None:
+    def make_app(port: int) -> web.Application:
+        return create_app(
+            settings(port=port, public_url=None, session_key=SESSION_KEY, login_burst_per_name=50),
+            nlu=nlu,
+            agents=agents,
+        )
+
+    async def add_agents() -> None:
         for name, role in (("li.na", "agent"), ("wang.lei.supervisor", "supervisor")):
             await add_agent(agents, name, role, PASSWORD, T0)  # type: ignore[arg-type]
-        await runner.setup()
-        await web.SockSite(runner, sock).start()
 
-    asyncio.run_coroutine_threadsafe(start(), loop).result(timeout=60)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(timeout=30)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=10)
-        loop.close()
-        sock.close()
+    with served(make_app, add_agents) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
+    with chromium() as b:
+        yield b
 
 
 @pytest.fixture(params=sorted(SIZES))
@@ -115,8 +90,7 @@ def shot(page: Page, tmp_path: Path, name: str) -> None:
     width = page.viewport_size["width"] if page.viewport_size else 0
     path = tmp_path / f"console-{name}-{width}.png"
     page.screenshot(path=str(path), full_page=True)
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    shutil.copy(path, SHOTS / path.name)
+    keep_shot(path)
 
 
 def no_sideways_scroll(page: Page) -> None:

@@ -7,14 +7,9 @@ sync API drives the page from the test. The clock is pinned to a Wednesday noon 
 
 from __future__ import annotations
 
-import asyncio
 import re
-import shutil
-import socket
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,31 +21,18 @@ from playwright.sync_api import (
     Page,
     Response,
     expect,
-    sync_playwright,
 )
 
 from bot.app import create_app
 from bot.clock import Clock
 from bot.settings import load_settings
 from intents import Understander
+from tests.service.browser import SHOTS, chromium, needs_chromium, served
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 START = datetime.fromisoformat("2026-12-02T12:00:00+08:00")  # a Wednesday, noon in Beijing
-SCREENSHOT = Path("/tmp/simulator.png")
+SCREENSHOT = SHOTS / "simulator.png"
 
-pytestmark = pytest.mark.skipif(
-    shutil.which(CHROMIUM) is None, reason=f"{CHROMIUM} is missing (scripts/test.sh installs it)"
-)
+pytestmark = needs_chromium
 
 
 @pytest.fixture(scope="session")
@@ -61,40 +43,19 @@ def nlu() -> Understander:
 @pytest.fixture(scope="module")
 def base_url(nlu: Understander) -> Iterator[str]:
     """The demo app on a free loopback port, served from its own thread and event loop."""
-    # The socket is bound here and handed to aiohttp: no window for another process to take it.
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
     clock = Clock(START - datetime.now(UTC))
-    app = create_app(load_settings(demo=True, port=port, redis_url=None), nlu=nlu, clock=clock)
-    runner = web.AppRunner(app)
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, name="simulator-app", daemon=True)
-    thread.start()
 
-    async def start() -> None:
-        await runner.setup()
-        await web.SockSite(runner, sock).start()
+    def make_app(port: int) -> web.Application:
+        return create_app(load_settings(demo=True, port=port, redis_url=None), nlu=nlu, clock=clock)
 
-    asyncio.run_coroutine_threadsafe(start(), loop).result(timeout=60)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(timeout=30)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=10)
-        loop.close()
-        sock.close()
+    with served(make_app) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
+    with chromium() as b:
+        yield b
 
 
 @pytest.fixture

@@ -1,0 +1,85 @@
+"""What the browser tests share: Debian's chromium, an app served on a loopback port from its
+own thread and event loop (Playwright's sync API drives the page from the test), and where
+screenshots go for a person to look at."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import threading
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from playwright.sync_api import Browser, sync_playwright
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+# Screenshots are kept here after the run (each test also has them in its tmp dir).
+SHOTS = Path(os.environ.get("SMSBOT_SHOTS_DIR", "/tmp/smsbot-shots"))
+
+needs_chromium = pytest.mark.skipif(
+    shutil.which(CHROMIUM) is None, reason=f"{CHROMIUM} is missing (scripts/test.sh installs it)"
+)
+
+
+@contextmanager
+def served(
+    make_app: Callable[[int], web.Application],
+    before: Callable[[], Awaitable[None]] | None = None,
+) -> Iterator[str]:
+    """``make_app(port)`` served on a free loopback port; yields its base URL. ``before`` runs
+    on the app's loop first (e.g. to add agents to its store)."""
+    # The socket is bound here and handed to aiohttp: no window for another process to take it.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    runner = web.AppRunner(make_app(port))
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="browser-test-app", daemon=True)
+    thread.start()
+
+    async def start() -> None:
+        if before is not None:
+            await before()
+        await runner.setup()
+        await web.SockSite(runner, sock).start()
+
+    asyncio.run_coroutine_threadsafe(start(), loop).result(timeout=60)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(timeout=30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+        loop.close()
+        sock.close()
+
+
+@contextmanager
+def chromium() -> Iterator[Browser]:
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def keep_shot(path: Path) -> None:
+    """Copies a screenshot to SHOTS, where it outlives the test's tmp dir."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    shutil.copy(path, SHOTS / path.name)
