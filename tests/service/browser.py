@@ -15,7 +15,15 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    ConsoleMessage,
+    Page,
+    Request,
+    Response,
+    expect,
+    sync_playwright,
+)
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -83,3 +91,43 @@ def keep_shot(path: Path) -> None:
     """Copies a screenshot to SHOTS, where it outlives the test's tmp dir."""
     SHOTS.mkdir(parents=True, exist_ok=True)
     shutil.copy(path, SHOTS / path.name)
+
+
+@contextmanager
+def watched_page(
+    browser: Browser,
+    base_url: str,
+    size: tuple[int, int],
+    refused_on_purpose: Callable[[int, str], bool] = lambda status, url: False,
+) -> Iterator[Page]:
+    """A fresh page at ``size`` that fails the test on a script error, a console error, a
+    request outside ``base_url`` or a 4xx/5xx that ``refused_on_purpose(status, url)`` does not
+    expect."""
+    context = browser.new_context(viewport={"width": size[0], "height": size[1]}, locale="zh-CN")
+    context.set_default_timeout(15_000)
+    pg = context.new_page()
+    problems: list[str] = []
+    pg.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+
+    def on_console(m: ConsoleMessage) -> None:
+        # Refused requests are logged by the browser too; they are checked via responses.
+        if m.type == "error" and not m.text.startswith("Failed to load resource"):
+            problems.append(f"console: {m.text}")
+
+    def on_response(r: Response) -> None:
+        if r.status >= 400 and not refused_on_purpose(r.status, r.url):
+            problems.append(f"{r.status} for {r.url}")
+
+    def on_request(r: Request) -> None:
+        if not r.url.startswith(base_url):
+            problems.append(f"outside request: {r.url}")
+
+    pg.on("console", on_console)
+    pg.on("response", on_response)
+    pg.on("request", on_request)
+    expect.set_options(timeout=15_000)
+    try:
+        yield pg
+        assert problems == []
+    finally:
+        context.close()

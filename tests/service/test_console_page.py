@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
-from playwright.sync_api import Browser, ConsoleMessage, Page, Response, expect
+from playwright.sync_api import Browser, Page, expect
 
 from bot.app import create_app
 from bot.console.agents import add_agent
 from bot.storage.agents import MemoryAgentStore
 from intents import Understander
 from tests.service.apphelpers import settings
-from tests.service.browser import chromium, keep_shot, needs_chromium, served
+from tests.service.browser import chromium, keep_shot, needs_chromium, served, watched_page
 from tests.service.consolehelpers import PASSWORD, SESSION_KEY, T0
 
 SIZES = {"desktop": (1366, 768), "phone": (390, 844)}
@@ -53,37 +53,12 @@ def browser() -> Iterator[Browser]:
 @pytest.fixture(params=sorted(SIZES))
 def page(request: pytest.FixtureRequest, browser: Browser, base_url: str) -> Iterator[Page]:
     """A fresh browser context at one size; fails on a script error or an outside request."""
-    width, height = SIZES[request.param]
-    context = browser.new_context(viewport={"width": width, "height": height}, locale="zh-CN")
-    context.set_default_timeout(15_000)
-    pg = context.new_page()
-    problems: list[str] = []
-    pg.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
-
-    def on_console(m: ConsoleMessage) -> None:
-        if m.type == "error" and not m.text.startswith("Failed to load resource"):
-            problems.append(f"console: {m.text}")
-
-    def on_response(r: Response) -> None:
-        # The refusals on purpose: the wrong password, the stale form.
-        expected = {(401, f"{base_url}/console/login"), (403, f"{base_url}/console/logout")}
-        if r.status >= 400 and (r.status, r.url) not in expected:
-            problems.append(f"{r.status} for {r.url}")
-
-    pg.on("console", on_console)
-    pg.on("response", on_response)
-    pg.on(
-        "request",
-        lambda r: (
-            None if r.url.startswith(base_url) else problems.append(f"outside request: {r.url}")
-        ),
-    )
-    expect.set_options(timeout=15_000)
-    try:
+    # The refusals on purpose: the wrong password, the stale form.
+    expected = {(401, f"{base_url}/console/login"), (403, f"{base_url}/console/logout")}
+    with watched_page(
+        browser, base_url, SIZES[request.param], lambda status, url: (status, url) in expected
+    ) as pg:
         yield pg
-        assert problems == []
-    finally:
-        context.close()
 
 
 def shot(page: Page, tmp_path: Path, name: str) -> None:

@@ -16,10 +16,8 @@ import pytest
 from aiohttp import web
 from playwright.sync_api import (
     Browser,
-    ConsoleMessage,
     Locator,
     Page,
-    Response,
     expect,
 )
 
@@ -27,7 +25,7 @@ from bot.app import create_app
 from bot.clock import Clock
 from bot.settings import load_settings
 from intents import Understander
-from tests.service.browser import SHOTS, chromium, needs_chromium, served
+from tests.service.browser import SHOTS, chromium, needs_chromium, served, watched_page
 
 START = datetime.fromisoformat("2026-12-02T12:00:00+08:00")  # a Wednesday, noon in Beijing
 SCREENSHOT = SHOTS / "simulator.png"
@@ -61,36 +59,14 @@ def browser() -> Iterator[Browser]:
 @pytest.fixture
 def page(browser: Browser, base_url: str) -> Iterator[Page]:
     """A fresh page at 1280×800 that fails the test on a script error or an outside request."""
-    context = browser.new_context(viewport={"width": 1280, "height": 800}, locale="zh-CN")
-    context.set_default_timeout(15_000)
-    pg = context.new_page()
-    problems: list[str] = []
-    pg.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
-
-    def on_console(m: ConsoleMessage) -> None:
-        # Refused API calls are logged by the browser too; they are checked via responses.
-        if m.type == "error" and not m.text.startswith("Failed to load resource"):
-            problems.append(f"console: {m.text}")
-
-    def on_response(r: Response) -> None:
-        # Only the API may refuse (on purpose, in the tests); the page loads nothing else.
-        if r.status >= 400 and not r.url.startswith(f"{base_url}/simulator/api/"):
-            problems.append(f"{r.status} for {r.url}")
-
-    pg.on("console", on_console)
-    pg.on("response", on_response)
-    pg.on(
-        "request",
-        lambda r: (
-            None if r.url.startswith(base_url) else problems.append(f"outside request: {r.url}")
-        ),
-    )
-    expect.set_options(timeout=15_000)
-    try:
+    # Only the API may refuse (on purpose, in the tests); the page loads nothing else.
+    with watched_page(
+        browser,
+        base_url,
+        (1280, 800),
+        lambda status, url: url.startswith(f"{base_url}/simulator/api/"),
+    ) as pg:
         yield pg
-        assert problems == []
-    finally:
-        context.close()
 
 
 def bubble(page: Page, template: str) -> Locator:
