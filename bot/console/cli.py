@@ -89,7 +89,7 @@ def _list(args: argparse.Namespace) -> int:
     if not agents:
         print("no agents yet (smsbot agents add NAME --role agent|supervisor)")
         return 0
-    width = max(len(a.name) for a in agents)
+    width = max(len("NAME"), *(len(a.name) for a in agents))
     print(f"{'NAME':<{width}}  {'ROLE':<10}  {'STATUS':<8}  UPDATED (UTC)")
     for a in agents:
         status = "disabled" if a.disabled else "active"
