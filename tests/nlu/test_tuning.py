@@ -67,6 +67,18 @@ def test_thresholds_maximise_f1_and_rules_count_only_where_they_help() -> None:
     assert tuned.accuracy == 1.0
 
 
+def test_stops_threshold_weighs_recall_four_times() -> None:
+    # 40 positives: 30 score 0.6, 10 score 0.2, which 40 negatives share. F1 keeps the
+    # threshold above 0.2 (precision wins); F2 goes down to take the last 10 positives too.
+    score = np.array([0.6] * 30 + [0.2] * 10 + [0.2] * 40)
+    truth = np.array([True] * 40 + [False] * 40)
+    none = np.zeros(80, dtype=bool)
+    t1, _ = tuning._best_threshold(score, truth, none)
+    t2, f2 = tuning._best_threshold(score, truth, none, tuning.STOP_BETA)
+    assert 0.2 < t1 <= 0.6 and t2 <= 0.2
+    assert f2 == pytest.approx(5 * 40 / (4 * 40 + 80))
+
+
 def test_hard_rules_decide_and_labels_follow_the_flows_order() -> None:
     model = {
         Intent.PROMISE_TO_PAY: 0.9,
