@@ -22,9 +22,7 @@ log = logging.getLogger(__name__)
 async def expire_cases(store: Store, config: DeskConfig, now: datetime) -> list[Case]:
     expired: list[Case] = []
     notify = config.notify_supervisors_on_expiry
-    for case in await store.desk.open_cases():
-        if case.state != "waiting" or case.expired_at is not None or case.sla_due > now:
-            continue
+    for case in await store.desk.due_cases(now):
         if not await store.desk.expire(case, now, notify):
             continue  # claimed, resolved or marked meanwhile
         expired.append(case)

@@ -56,6 +56,11 @@ def handled_record(
     }
 
 
+def is_due(case: Case, now: datetime) -> bool:
+    """Waiting unclaimed past its SLA and not marked expired yet (:meth:`DeskStore.due_cases`)."""
+    return case.state == "waiting" and case.expired_at is None and case.sla_due <= now
+
+
 def assignment_entry(by: str, holder: str | None, at: datetime) -> CaseEntry:
     """The history entry of a release (``holder`` None) or a reassignment: one for both stores
     (Redis's script writes it without reading the case first)."""
@@ -71,6 +76,12 @@ class DeskStore(ABC):
     @abstractmethod
     async def open_cases(self) -> list[Case]:
         """Every open case, in no particular order (bot.desk.case.queue_order sorts)."""
+
+    @abstractmethod
+    async def due_cases(self, now: datetime) -> list[Case]:
+        """The open cases that wait unclaimed past their SLA at ``now`` and are not marked
+        expired yet: what the SLA step (bot.desk.sla) acts on. Reads only what is due — every
+        process runs the step every few seconds, on the inbound path's event loop."""
 
     @abstractmethod
     async def case(self, account_id: str) -> Case | None:
@@ -187,6 +198,9 @@ class MemoryDesk(DeskStore):
 
     async def open_cases(self) -> list[Case]:
         return list(self._open.values())
+
+    async def due_cases(self, now: datetime) -> list[Case]:
+        return [c for c in self._open.values() if is_due(c, now)]
 
     async def case(self, account_id: str) -> Case | None:
         return self._open.get(account_id)

@@ -28,6 +28,7 @@ from bot.storage.desk import (
     assignment_entry,
     expiry_audit,
     handled_record,
+    is_due,
 )
 from bot.storage.desk_events import RedisDeskEvents
 from bot.storage.redis_codec import audit_element, score
@@ -218,6 +219,29 @@ class RedisDesk(DeskStore):
             if fields
         ]
 
+    async def due_cases(self, now: datetime) -> list[Case]:
+        # The index's score is the SLA due (or earlier: a crash's leftover), so only due cases
+        # are looked at, first by two fields each; the few that need marking are read whole.
+        members = await self._pipe.one("ZRANGE", keys.DESK_OPEN, "-inf", score(now), "BYSCORE")
+        ids = [_text(m) for m in members if keys.usable_account_id(_text(m))]
+        if not ids:
+            return []
+        states = await self._pipe.call(
+            *(("HMGET", keys.case(a), "state", "expired_at") for a in ids)
+        )
+        waiting = [
+            a for a, (state, expired) in zip(ids, states, strict=True)
+            if state == b"waiting" and not expired
+        ]  # fmt: skip
+        if not waiting:
+            return []
+        commands: list[tuple[Any, ...]] = []
+        for a in waiting:
+            commands += [("HGETALL", keys.case(a)), ("LRANGE", keys.case_log(a), 0, -1)]
+        replies = await self._pipe.call(*commands)
+        cases = [case_from(f, log) for f, log in zip(replies[::2], replies[1::2], strict=True) if f]
+        return [c for c in cases if is_due(c, now)]
+
     async def case(self, account_id: str) -> Case | None:
         if not keys.usable_account_id(account_id):
             return None
@@ -329,30 +353,39 @@ class RedisDesk(DeskStore):
                 "TYPE",
                 "hash",
             )
-            for key in batch:
-                a = keys.account_of(_text(key), keys.CASE)
-                if a is not None:
-                    sla = await self._pipe.one("HGET", keys.case(a), "sla_us")
-                    if sla is not None:
-                        open_[a] = int(sla)
+            # One round trip per SCAN page, not per case.
+            found = [a for k in batch if (a := keys.account_of(_text(k), keys.CASE)) is not None]
+            if found:
+                slas = await self._pipe.call(*(("HGET", keys.case(a), "sla_us") for a in found))
+                open_.update((a, int(sla)) for a, sla in zip(found, slas, strict=True) if sla)
             if int(cursor) == 0:
                 break
-        for a, sla in open_.items():
-            changed += int(await self._pipe.one("ZADD", keys.DESK_OPEN, "LT", sla, a))
-        indexed = await self._pipe.one("ZRANGE", keys.DESK_OPEN, 0, -1, "WITHSCORES")
-        for member, s in zip(indexed[::2], indexed[1::2], strict=True):
-            a = _text(member)
-            if a in open_:
-                continue
-            # Only if the entry is still the stale one: a commit opening a case meanwhile has
-            # written its own score first (ZADD LT), and its entry must stay.
-            exists = (
-                await self._pipe.one("EXISTS", keys.case(a)) if keys.usable_account_id(a) else 0
+        if open_:
+            added = await self._pipe.call(
+                *(("ZADD", keys.DESK_OPEN, "LT", sla, a) for a, sla in open_.items())
             )
-            if not exists:
-                changed += int(
-                    await self._pipe.one("EVAL", _ZREM_IF_SCORE, 1, keys.DESK_OPEN, a, s)
-                )
+            changed += sum(int(n) for n in added)
+        indexed = await self._pipe.one("ZRANGE", keys.DESK_OPEN, 0, -1, "WITHSCORES")
+        stale = [
+            (a, s)
+            for member, s in zip(indexed[::2], indexed[1::2], strict=True)
+            if (a := _text(member)) not in open_
+        ]
+        checkable = [(a, s) for a, s in stale if keys.usable_account_id(a)]
+        exists = (
+            await self._pipe.call(*(("EXISTS", keys.case(a)) for a, _ in checkable))
+            if checkable
+            else []
+        )
+        gone = [(a, s) for (a, s), e in zip(checkable, exists, strict=True) if not e]
+        gone += [(a, s) for a, s in stale if not keys.usable_account_id(a)]
+        # Only if the entry is still the stale one: a commit opening a case meanwhile has
+        # written its own score first (ZADD LT), and its entry must stay.
+        if gone:
+            removed = await self._pipe.call(
+                *(("EVAL", _ZREM_IF_SCORE, 1, keys.DESK_OPEN, a, s) for a, s in gone)
+            )
+            changed += sum(int(n) for n in removed)
         return changed
 
     async def find_unmatched(self, provider: str, msg_id: str) -> InboundSms | None:

@@ -25,11 +25,15 @@ if TYPE_CHECKING:
 
 
 def opening(
-    reason: str = "dispute", priority: str = "high", at: object = T0, sla_min: int = 60
+    reason: str = "dispute",
+    priority: str = "high",
+    at: object = T0,
+    sla_min: int = 60,
+    account_id: str = "L0001",
 ) -> CaseChange:
     case = Case.model_validate(
         {
-            "account_id": "L0001",
+            "account_id": account_id,
             "reason": reason,
             "priority": priority,
             "opened_at": at,
@@ -167,6 +171,29 @@ async def test_a_claimed_case_does_not_expire(store: Store) -> None:
     case = await opened(store)
     await store.desk.claim("L0001", case.id, "alice", T0)
     assert not await store.desk.expire(case, T0 + timedelta(days=1), True)
+
+
+async def test_only_due_unclaimed_unmarked_cases_are_due(store: Store) -> None:
+    case = await opened(store, sla_min=60)
+    await store.upsert_account(account("L0002", phone="13800138002"))
+    assert await commit(store, opening(sla_min=30, account_id="L0002"), "L0002")
+    assert await store.desk.due_cases(T0 + timedelta(minutes=29)) == []
+    due = await store.desk.due_cases(T0 + timedelta(minutes=45))
+    assert [c.account_id for c in due] == ["L0002"]
+    assert await store.desk.expire(due[0], T0 + timedelta(minutes=45), True)
+    await store.desk.claim("L0001", case.id, "alice", T0)
+    # Marked expired, or claimed: due no more, however late it gets.
+    assert await store.desk.due_cases(T0 + timedelta(days=2)) == []
+
+
+async def test_redis_a_stale_earlier_index_entry_delays_nothing(store: Store) -> None:
+    if not isinstance(store, RedisStore):
+        pytest.skip("Redis key layout")
+    await opened(store, sla_min=60)
+    # A crash's leftover score, earlier than the case's SLA (ZADD LT keeps the earlier).
+    await store._pipe.one("ZADD", keys.DESK_OPEN, 1, "L0001")
+    assert await store.desk.due_cases(T0 + timedelta(minutes=30)) == []
+    assert len(await store.desk.due_cases(T0 + timedelta(minutes=61))) == 1
 
 
 def test_queue_order_expired_then_priority_then_waiting() -> None:
