@@ -216,7 +216,7 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except WebhookError as exc:
-        return _error(exc.status, exc.reason)
+        return _error(exc.status, exc.reason, **exc.fields)
     except StoreUnavailable as exc:
         log.warning("store unavailable: %s", exc)
         return _error(503, "storage unavailable, retry later")
@@ -257,5 +257,5 @@ async def _body_in_time(request: web.Request, handler: Handler) -> web.StreamRes
     return await handler(request)
 
 
-def _error(status: int, reason: str) -> web.Response:
-    return web.json_response({"error": reason, "status": status}, status=status)
+def _error(status: int, reason: str, **fields: str) -> web.Response:
+    return web.json_response({"error": reason, "status": status, **fields}, status=status)

@@ -15,7 +15,7 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from bot import __version__, schemas
 from bot.api import MAX_BATCH_ROWS, AccountsBody, AgentBody, PaymentBody
-from bot.console.schemas import AgentList, LoginBody, SignedIn
+from bot.console import openapi as console_api
 from bot.records import AccountRecord
 
 _REF = "#/components/schemas/{model}"
@@ -81,7 +81,7 @@ def _schemas() -> dict[str, Any]:
         (schemas.GenericInbound, "validation"),
         (schemas.AliyunInbound, "validation"),
         (schemas.TencentInbound, "validation"),
-        (LoginBody, "validation"),
+        *console_api.MODELS,
     ]
     responses: list[type[BaseModel]] = [
         schemas.Error,
@@ -95,8 +95,6 @@ def _schemas() -> dict[str, Any]:
         schemas.TencentAck,
         schemas.ReloadReport,
         *schemas.LISTS.values(),
-        SignedIn,
-        AgentList,
     ]
     models += [(m, "serialization") for m in responses]
     _, top = models_json_schema(models, ref_template=_REF)
@@ -207,70 +205,6 @@ def _api() -> dict[str, Any]:
                         "description": "not ready: `checks` says what is wrong",
                         "content": _json(_ref(schemas.Readiness)),
                     },
-                },
-            }
-        },
-    }
-
-
-def _console() -> dict[str, Any]:
-    """The console's JSON API (bot/console): a session cookie, and X-CSRF-Token on writes."""
-    session: list[dict[str, list[str]]] = [{"consoleSession": []}]
-    writes: list[dict[str, list[str]]] = [{"consoleSession": [], "csrfToken": []}]
-
-    def error(status: int, description: str) -> dict[str, Any]:
-        return {str(status): {"description": description, "content": _json(_ref("Error"))}}
-
-    ended = "the agent disabled or its password changed"
-    unsigned = error(401, f"not signed in, or the session ended (signed out, expired, {ended})")
-    csrf = error(403, "X-CSRF-Token missing or not this session's: nothing was changed")
-    signed_in = _json(_ref(SignedIn))
-    return {
-        "/api/console/login": {
-            "post": {
-                "summary": "Sign in: sets the session cookie; the agent and its CSRF token",
-                "requestBody": {"required": True, "content": _json(_ref(LoginBody))},
-                "responses": {
-                    "200": {"description": "signed in", "content": signed_in},
-                    **_errors(400),
-                    **error(401, "wrong name or password, or the agent is disabled"),
-                    **error(429, "too many attempts for this name or address: see Retry-After"),
-                    **_errors(408, 413, 503),
-                },
-            }
-        },
-        "/api/console/logout": {
-            "post": {
-                "summary": "Sign out: ends the session",
-                "security": writes,
-                "responses": {
-                    "204": {"description": "signed out"},
-                    **unsigned,
-                    **csrf,
-                    **_errors(503),
-                },
-            }
-        },
-        "/api/console/me": {
-            "get": {
-                "summary": "The signed-in agent and the session's CSRF token",
-                "security": session,
-                "responses": {
-                    "200": {"description": "signed in", "content": signed_in},
-                    **unsigned,
-                    **_errors(503),
-                },
-            }
-        },
-        "/api/console/agents": {
-            "get": {
-                "summary": "Every agent, role and whether disabled (supervisors only)",
-                "security": session,
-                "responses": {
-                    "200": {"description": "the agents", "content": _json(_ref(AgentList))},
-                    **unsigned,
-                    **error(403, "the signed-in agent is not a supervisor"),
-                    **_errors(503),
                 },
             }
         },
@@ -395,7 +329,7 @@ def document() -> dict[str, Any]:
                 },
             },
         },
-        "paths": {**_api(), **_console(), **_webhooks()},
+        "paths": {**_api(), **console_api.paths(), **_webhooks()},
     }
 
 

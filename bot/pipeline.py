@@ -30,6 +30,7 @@ from bot.outbound.dispatch import Dispatcher
 from bot.privacy import mask_phone
 from bot.records import AccountRecord, AuditEntry, Outbound, QueuedEvent, audit_entry
 from bot.storage.base import AccountLock, Loaded, Progress, Store, StoreUnavailable
+from bot.storage.desk_events import DeskEvent
 from bot.transport.inbound import InboundSms
 from dialogs import conversation as c
 from dialogs.registry import Registry
@@ -111,6 +112,12 @@ class Pipeline:
         if account_id is None:
             added = await self.store.add_unmatched(sms)
             log.info("inbound from unknown number %s kept for agents", mask_phone(sms.phone))
+            if added:  # the console's unmatched tab re-reads (no number or text in the event)
+                self._spawn(
+                    self.store.desk.events.publish(
+                        DeskEvent(kind="unmatched", account_id="", at=sms.received_at)
+                    )
+                )
             return "unmatched" if added else "duplicate"
         event = QueuedEvent(kind="inbound", at=sms.received_at, inbound=sms)
         dedup = f"msg:{sms.provider}:{sms.msg_id}"

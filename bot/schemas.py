@@ -24,6 +24,9 @@ class Error(_Body):
 
     error: str = Field(description="why, naming the field or header at fault")
     status: int
+    holder: str | None = Field(
+        default=None, description="409 on a console case: the agent who holds it"
+    )
 
 
 class RowError(_Body):

@@ -13,7 +13,7 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
-from bot.console import auth, views
+from bot.console import auth, cases, live, pages, views
 from bot.console.agents import add_agent
 from bot.context import AGENTS, CLOCK, SETTINGS
 from bot.settings import Settings
@@ -27,14 +27,17 @@ DEMO_AGENTS: tuple[tuple[str, Role], ...] = (("demo", "agent"), ("demo-lead", "s
 def setup(app: web.Application, settings: Settings, agents: AgentStore | None = None) -> None:
     """``agents`` may be injected (tests); else the settings' store, closed at cleanup."""
     app.cleanup_ctx.append(_agents_ctx(agents))
-    aiohttp_jinja2.setup(
+    env = aiohttp_jinja2.setup(
         app,
         loader=jinja2.PackageLoader("bot.console", "templates"),
         autoescape=True,  # every value is escaped: names and messages are typed by people
         undefined=jinja2.StrictUndefined,  # a missing value is a bug, not an empty string
     )
+    env.globals.update(pages.template_globals())
+    env.filters.update(pages.filters())
     app.middlewares.append(auth.middleware(auth.session_storage(settings)))
-    app.add_routes(views.routes())
+    app.add_routes([*views.routes(), *pages.routes(), *cases.routes()])
+    live.setup(app)
 
 
 def _agents_ctx(injected: AgentStore | None) -> Callable[[web.Application], AsyncIterator[None]]:

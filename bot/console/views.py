@@ -27,18 +27,9 @@ from bot.console.signin import Refused, attempt, end_session, start_session
 from bot.context import AGENTS
 from bot.transport.inbound import WebhookError
 
-ROLE_LABELS = {"agent": "客服 Agent", "supervisor": "主管 Supervisor"}
-# The console's sections; only the shell exists yet (the case queue is the next step).
-TABS = [
-    {"id": "queue", "label": "队列", "en": "Queue", "ready": True},
-    {"id": "unmatched", "label": "未匹配", "en": "Unmatched", "ready": False},
-    {"id": "dashboard", "label": "看板", "en": "Dashboard", "ready": False},
-]
-
 
 def routes() -> list[web.RouteDef]:
     return [
-        web.get("/console", shell),
         web.get("/console/login", login_page),
         web.post("/console/login", login_form),
         web.post("/console/logout", logout_form),
@@ -50,18 +41,6 @@ def routes() -> list[web.RouteDef]:
 
 
 # --- pages ----------------------------------------------------------------------------------
-
-
-async def shell(request: web.Request) -> web.Response:
-    agent = current_agent(request)
-    session = await aiohttp_session.get_session(request)
-    context = {
-        "agent": agent,
-        "role_label": ROLE_LABELS[agent.role],
-        "csrf": session_csrf(session),
-        "tabs": TABS,
-    }
-    return _page("shell.html", request, context)
 
 
 async def login_page(request: web.Request) -> web.Response:

@@ -26,6 +26,7 @@ from bot.records import DeskAction, Instalment, QueuedEvent, audit_entry
 from bot.storage.base import Store
 from bot.storage.desk import Required, linked_event
 from bot.storage.desk_events import DeskEvent
+from bot.transport.inbound import InboundSms
 from dialogs import conversation as c
 from dialogs.registry import Registry
 from dialogs.schema import AgentAction
@@ -241,6 +242,12 @@ class Desk:
 
     # --- messages from unknown numbers --------------------------------------------------------
 
+    async def unmatched(self, agent: str, role: str, limit: int = 200) -> list[InboundSms]:
+        """Messages from numbers no account has, oldest first, waiting to be linked or
+        dismissed."""
+        _check(agent, role)
+        return await self.store.list_unmatched(limit)
+
     async def link_unmatched(
         self, agent: str, role: str, provider: str, msg_id: str, account_id: str
     ) -> bool:
@@ -276,6 +283,7 @@ class Desk:
         # it off the list second finds it gone — linked either way, not an error.
         with contextlib.suppress(UnmatchedGone):
             await self.store.desk.take_unmatched(sms, "linked", agent, now, account_id)
+        await self._unmatched_changed(agent)
         return queued
 
     async def dismiss_unmatched(self, agent: str, role: str, provider: str, msg_id: str) -> None:
@@ -285,6 +293,12 @@ class Desk:
         if sms is None:
             raise CaseNotFound(f"no unmatched message {provider}:{msg_id}")
         await self.store.desk.take_unmatched(sms, "dismissed", agent, self.clock.now(), None)
+        await self._unmatched_changed(agent)
+
+    async def _unmatched_changed(self, by: str) -> None:
+        """Other screens' unmatched lists re-read (the event names no number or text)."""
+        event = DeskEvent(kind="unmatched", account_id="", at=self.clock.now(), by=by)
+        await self.store.desk.events.publish(event)
 
     # --- helpers ---------------------------------------------------------------------------
 

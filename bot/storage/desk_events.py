@@ -1,6 +1,7 @@
 """The desk's live feed: case opened/raised, claimed, released, reassigned, noted, expired,
-resolved, and new inbound replies on accounts a person owns. The console's web layer turns
-it into server-sent events; each subscriber gets every event published after it subscribed.
+resolved, new inbound replies on accounts a person owns, and changes of the unmatched list.
+The console's web layer turns it into server-sent events; each subscriber gets every event
+published after it subscribed.
 
 - memory: an in-process fan-out (one bounded asyncio queue per subscriber);
 - Redis: a capped stream (``keys.DESK_EVENTS``, XADD MAXLEN ~), read with XREAD BLOCK on a
@@ -39,6 +40,7 @@ class DeskEvent(BaseModel):
 
     # case_opened (a handoff: opened, or raised when one was open) | case_claimed |
     # case_released | case_reassigned | case_note | case_expired | case_resolved | inbound
+    # (a reply on an account a person owns) | unmatched (the unmatched list changed)
     kind: str
     account_id: str
     at: AwareDatetime

@@ -37,10 +37,11 @@ class InboundSms(BaseModel):
 class WebhookError(SmsbotError):
     """A webhook request we refuse; ``status`` is the HTTP status to answer with."""
 
-    def __init__(self, status: int, reason: str) -> None:
+    def __init__(self, status: int, reason: str, **fields: str) -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
+        self.fields = fields  # more of the refusal for a program (a 409's holder)
 
 
 def e164(phone: str, nationcode: str | None = "86") -> str:

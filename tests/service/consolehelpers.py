@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+from aiohttp import ClientSession, CookieJar
 from aiohttp.test_utils import TestClient, TestServer
 
 from bot.app import create_app
@@ -59,3 +60,18 @@ def form_token(html: str) -> str:
     found = re.search(r'name="csrf_token" value="([^"]+)"', html)
     assert found, html
     return found.group(1)
+
+
+@asynccontextmanager
+async def second_browser(c: TestClient[Any, Any]) -> AsyncIterator[ClientSession]:
+    """Another agent on the same service: a client with a cookie jar of its own."""
+    jar = CookieJar(unsafe=True)  # the test server is 127.0.0.1: cookies for an IP address
+    async with ClientSession(base_url=c.make_url(""), cookie_jar=jar) as s:
+        yield s
+
+
+async def sign_in_as(s: ClientSession, name: str, password: str = PASSWORD) -> str:
+    r = await s.post("/api/console/login", json={"name": name, "password": password})
+    assert r.status == 200, await r.text()
+    token: str = (await r.json())["csrf_token"]
+    return token

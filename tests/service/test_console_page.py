@@ -73,7 +73,7 @@ def no_sideways_scroll(page: Page) -> None:
     assert width <= page.evaluate("window.innerWidth"), width
 
 
-def test_sign_in_see_the_shell_sign_out(page: Page, base_url: str, tmp_path: Path) -> None:
+def test_sign_in_see_the_empty_queue_sign_out(page: Page, base_url: str, tmp_path: Path) -> None:
     page.goto(f"{base_url}/console")
     expect(page).to_have_url(f"{base_url}/console/login")
     expect(page.locator("h1")).to_contain_text("坐席台")
@@ -102,7 +102,8 @@ def test_sign_in_see_the_shell_sign_out(page: Page, base_url: str, tmp_path: Pat
     expect(tabs.nth(0)).to_have_attribute("aria-current", "page")
     expect(tabs.nth(1)).to_contain_text("未匹配")
     expect(tabs.nth(2)).to_contain_text("看板")
-    expect(page.locator("#placeholder")).to_contain_text("The case queue is coming")
+    expect(page.locator("#no-cases")).to_contain_text("No cases here")
+    expect(page.locator("#live-dot")).to_have_attribute("data-state", "on")  # the feed is live
     expect(page.locator("#sign-out")).to_be_visible()
     no_sideways_scroll(page)
     # Everything in the header is inside the window (a long name must not push it out).

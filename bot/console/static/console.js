@@ -1,0 +1,163 @@
+// The console's only script (no build step). Every write is a form with data-api="<route>":
+// its fields go as JSON to that route of /api/console/ with the session's CSRF token, and the
+// answer is shown in the status line. The desk's live feed (server-sent events) makes the
+// page re-read its live parts ([data-live]) when something it shows may have changed.
+"use strict";
+(function () {
+  const main = document.getElementById("main");
+  if (!main) return;
+  const csrf = main.dataset.csrf;
+  const flashBox = document.getElementById("flash");
+  let flashTimer = null;
+
+  function flash(text, kind) {
+    const p = document.createElement("p");
+    p.className = "alert " + (kind || "ok");
+    p.id = "flash-message";
+    p.setAttribute("role", kind === "bad" ? "alert" : "status");
+    p.textContent = text;
+    flashBox.replaceChildren(p);
+    clearTimeout(flashTimer);
+    if (kind !== "bad") flashTimer = setTimeout(() => flashBox.replaceChildren(), 8000);
+  }
+
+  async function api(url, body) {
+    const response = await fetch(url, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
+      body: JSON.stringify(body),
+    });
+    if (response.status === 401) {
+      location.assign("/console/login?next=" + encodeURIComponent(location.pathname + location.search));
+      throw new Error("请重新登录 (signed out)");
+    }
+    const text = await response.text();
+    const data = text ? JSON.parse(text) : {};
+    if (!response.ok) throw new Error(data.error || "HTTP " + response.status);
+    return data;
+  }
+
+  // Form fields -> JSON: empty fields are left out; data-kind="bool" sends true/false;
+  // data-kind="plan" turns lines "2026-12-20 500" into instalments.
+  function bodyOf(form) {
+    const body = {};
+    for (const el of form.elements) {
+      if (!el.name || el.disabled) continue;
+      if (el.type === "radio" && !el.checked) continue;
+      let value = el.type === "checkbox" ? el.checked : el.value.trim();
+      if (value === "") continue;
+      if (el.dataset.kind === "bool") value = value === true || value === "true";
+      if (el.dataset.kind === "plan") {
+        value = value.split(/\n+/).filter((l) => l.trim()).map((line) => {
+          const [due, amount] = line.trim().split(/[\s,，]+/);
+          return { due: due, amount: amount };
+        });
+      }
+      body[el.name] = value;
+    }
+    const holder = form.closest("[data-case-id]") || document.querySelector("[data-case-id]");
+    if (!("case_id" in body) && holder && holder.dataset.caseId) body.case_id = holder.dataset.caseId;
+    return body;
+  }
+
+  function verdictText(v) {
+    if (v.verdict === "block") {
+      return ["已拦截 Blocked: " + v.rules.join(", ") + " — " + v.reasons.join("; "), "bad"];
+    }
+    if (v.verdict === "defer") {
+      const until = new Date(v.until).toLocaleString("zh-CN", { hour12: false });
+      return ["已排队，将于 " + until + " 发送 (deferred until then: " + v.rules.join(", ") + ")", "warn"];
+    }
+    return ["已发送 Sent", "ok"];
+  }
+
+  document.addEventListener("submit", async (event) => {
+    const form = event.target;
+    if (!(form instanceof HTMLFormElement) || !form.dataset.api) return;
+    event.preventDefault();
+    if (form.dataset.confirm && !confirm(form.dataset.confirm)) return;
+    const buttons = form.querySelectorAll("button");
+    buttons.forEach((b) => (b.disabled = true));
+    try {
+      const data = await api(form.dataset.api, bodyOf(form));
+      if (data && data.verdict) {
+        const [text, kind] = verdictText(data);
+        flash(text, kind);
+        if (data.verdict !== "block") form.reset();
+      } else {
+        flash(form.dataset.done || "完成 Done", "ok");
+        if (form.dataset.reset !== undefined) form.reset();
+      }
+      if (form.dataset.after === "page") {
+        setTimeout(() => location.reload(), 300);
+      } else {
+        refresh();
+      }
+    } catch (err) {
+      flash(err.message, "bad");
+    } finally {
+      buttons.forEach((b) => (b.disabled = false));
+    }
+  });
+
+  document.addEventListener("change", (event) => {
+    const el = event.target;
+    if (el instanceof HTMLSelectElement && el.dataset.autosubmit !== undefined) el.form.submit();
+  });
+
+  // Re-reads this page and swaps in its live part (what someone else's action may change).
+  let refreshing = null;
+  let again = false;
+  async function refresh() {
+    if (refreshing) { again = true; return; }
+    refreshing = (async () => {
+      try {
+        const response = await fetch(location.href, { credentials: "same-origin" });
+        const doc = new DOMParser().parseFromString(await response.text(), "text/html");
+        for (const live of document.querySelectorAll("[data-live]")) {
+          const fresh = doc.getElementById(live.id);
+          if (!fresh) { location.reload(); return; }  // signed out, or the page is gone
+          for (const [k, v] of Object.entries(fresh.dataset)) live.dataset[k] = v;
+          live.innerHTML = fresh.innerHTML;
+        }
+        document.dispatchEvent(new CustomEvent("console:refreshed"));
+      } catch (err) {
+        /* offline for a moment: the next event or reconnect re-reads */
+      }
+    })();
+    await refreshing;
+    refreshing = null;
+    if (again) { again = false; refresh(); }
+  }
+
+  let timer = null;
+  function soon() {
+    clearTimeout(timer);
+    timer = setTimeout(refresh, 250);
+  }
+
+  const dot = document.getElementById("live-dot");
+  if (window.EventSource) {
+    const source = new EventSource("/api/console/events");
+    const page = main.dataset.page;
+    const account = main.dataset.account;
+    const kinds = ["case_opened", "case_claimed", "case_released", "case_reassigned",
+      "case_note", "case_expired", "case_resolved", "inbound", "unmatched"];
+    source.addEventListener("ready", () => {
+      if (dot) dot.dataset.state = "on";
+      if (source.connectedBefore) soon();
+      source.connectedBefore = true;
+    });
+    for (const kind of kinds) {
+      source.addEventListener(kind, (e) => {
+        const data = JSON.parse(e.data);
+        if (page === "case" && data.account_id !== account) return;
+        if ((page === "unmatched") !== (kind === "unmatched")) return;
+        soon();
+      });
+    }
+    source.onerror = () => { if (dot) dot.dataset.state = "off"; };
+    window.addEventListener("pagehide", () => source.close());
+  }
+})();

@@ -1,0 +1,213 @@
+"""The case queue's JSON API (/api/console/cases…, /api/console/unmatched…) through the real
+service on the memory store and a real Redis: what an integrator's own desk would do, with two
+agents and a supervisor each in a session of their own."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from aiohttp import ClientSession
+from aiohttp.test_utils import TestClient
+
+from bot.console.schemas import CaseList, CaseResult, Queued, UnmatchedList
+from bot.context import PIPELINE
+from bot.storage.base import Store
+from intents import Understander
+from tests.service.apphelpers import AUTH, account, conversation, daytime_clock, post_twilio
+from tests.service.consolehelpers import agents_with, console, second_browser, sign_in, sign_in_as
+
+pytestmark = pytest.mark.timeout(60)
+Client = TestClient[Any, Any] | ClientSession
+
+
+async def _settle(c: TestClient[Any, Any]) -> None:
+    await c.app[PIPELINE].idle()
+
+
+async def _disputed(c: TestClient[Any, Any], i: int = 1) -> dict[str, Any]:
+    acc = account(i)
+    r = await c.post("/api/accounts", json={"accounts": [acc], "start": True}, headers=AUTH)
+    assert r.status == 200
+    await _settle(c)
+    await post_twilio(c, acc["phone"], "这笔钱我根本没借过，你们搞错了", f"SM{i:032d}")
+    await _settle(c)
+    return acc
+
+
+async def _post(s: Client, url: str, token: str, body: dict[str, Any]) -> Any:
+    return await s.post(url, json=body, headers={"X-CSRF-Token": token})
+
+
+async def _agents() -> Any:
+    return await agents_with(("li.na", "agent"), ("zhao.min", "agent"), ("boss", "supervisor"))
+
+
+async def test_queue_claim_race_reassign_note_promise_and_give_back(
+    nlu: Understander, store: Store
+) -> None:
+    clock = daytime_clock()
+    async with console(nlu, await _agents(), store=store, clock=clock) as c:
+        token = await sign_in(c, "li.na")
+        acc = await _disputed(c)
+        r = await c.get("/api/console/cases")
+        assert r.status == 200 and r.headers["Cache-Control"] == "no-store"
+        listing = CaseList.model_validate(await r.json())
+        (row,) = listing.cases
+        assert (row.case.account_id, row.case.reason, row.case.state) == (
+            acc["id"],
+            "dispute",
+            "waiting",
+        )
+        assert row.phone == "+86138****0001" or "****" in row.phone  # masked
+        assert "张三" not in row.name and row.sla_left_s > 0 and not row.expired
+        assert "dispute" in listing.reasons
+        case_id = row.case.id
+        base = f"/api/console/cases/{acc['id']}"
+
+        async with second_browser(c) as other, second_browser(c) as boss:
+            other_token = await sign_in_as(other, "zhao.min")
+            boss_token = await sign_in_as(boss, "boss")
+            # Two agents claim at once: exactly one wins, the other is told who has it.
+            first, second = await asyncio.gather(
+                _post(c, base + "/claim", token, {"case_id": case_id}),
+                _post(other, base + "/claim", other_token, {"case_id": case_id}),
+            )
+            statuses = sorted([first.status, second.status])
+            assert statuses == [200, 409], statuses
+            loser = first if first.status == 409 else second
+            winner_name = "zhao.min" if loser is first else "li.na"
+            refusal = await loser.json()
+            assert refusal["holder"] == winner_name and winner_name in refusal["error"]
+            # The winner's case; only it (or a supervisor) acts on it.
+            mine = CaseList.model_validate(await (await c.get("/api/console/cases?mine=1")).json())
+            assert [k.case.id for k in mine.cases] == ([case_id] if winner_name == "li.na" else [])
+            # An agent cannot reassign: supervisors only; the supervisor gives it to li.na.
+            r = await _post(
+                other, base + "/reassign", other_token, {"case_id": case_id, "to": "li.na"}
+            )
+            assert r.status == 403
+            r = await _post(
+                boss, base + "/reassign", boss_token, {"case_id": case_id, "to": "li.na"}
+            )
+            assert r.status == 200
+            assert CaseResult.model_validate(await r.json()).case.holder == "li.na"
+            # zhao.min no longer holds it: a promise from them is refused and changes nothing.
+            r = await _post(
+                other, base + "/promise", other_token, {"case_id": case_id, "date": "2026-11-28"}
+            )
+            assert r.status == 403 and "claim it first" in (await r.json())["error"]
+
+        r = await _post(
+            c, base + "/notes", token, {"case_id": case_id, "text": "电话已联系，周六还"}
+        )
+        assert r.status == 200
+        assert [n.detail.get("text") for n in CaseResult.model_validate(await r.json()).case.notes]
+        r = await _post(
+            c,
+            base + "/promise",
+            token,
+            {"case_id": case_id, "date": "2026-11-28", "amount": "3200"},
+        )
+        assert r.status == 202 and Queued.model_validate(await r.json()).queued
+        await _settle(c)
+        # Malformed: a bad date, an unknown resolution, a missing case id: 400s, nothing queued.
+        for body in (
+            {"case_id": case_id, "date": "2026-13-01"},
+            {"date": "2026-11-28"},
+            {"case_id": case_id, "date": "2026-11-28", "amount": "-5"},
+        ):
+            r = await _post(c, base + "/promise", token, body)
+            assert r.status == 400, body
+        r = await _post(
+            c, base + "/resolve", token, {"case_id": case_id, "how": "return", "to_state": "paid"}
+        )
+        assert r.status == 400 and "possible" in (await r.json())["error"]
+        r = await _post(
+            c,
+            base + "/resolve",
+            token,
+            {"case_id": case_id, "how": "return", "to_state": "promised"},
+        )
+        assert r.status == 202 and (await r.json())["queued"] is True
+        r = await _post(
+            c,
+            base + "/resolve",
+            token,
+            {"case_id": case_id, "how": "return", "to_state": "promised"},
+        )
+        assert r.status in (202, 404)  # a second click: queued already, or the case is gone
+        await _settle(c)
+        assert (await c.get("/api/console/cases")).status == 200
+        assert CaseList.model_validate(await (await c.get("/api/console/cases")).json()).cases == []
+        conv = await conversation(c, acc["id"])
+        assert conv["state"] == "promised" and "promise_day" in conv["timers"]
+        # The promised day: the bot reminds.
+        clock.advance(timedelta(days=2, hours=23, minutes=31))
+        await c.app[PIPELINE].fire_due_timers()
+        await _settle(c)
+        sent = await (await c.get("/api/sandbox/messages", headers=AUTH)).json()
+        assert "promise_day_reminder" in [m["template"] for m in sent]
+
+
+async def test_without_a_session_or_csrf_token_nothing_changes(nlu: Understander) -> None:
+    async with console(nlu, await _agents(), clock=daytime_clock()) as c:
+        acc = await _disputed(c)
+        base = f"/api/console/cases/{acc['id']}"
+        # No session: 401 for reads and writes.
+        assert (await c.get("/api/console/cases")).status == 401
+        assert (await c.get("/api/console/events")).status == 401
+        r = await c.post(base + "/claim", json={"case_id": "x"})
+        assert r.status == 401
+        token = await sign_in(c, "li.na")
+        listing = CaseList.model_validate(await (await c.get("/api/console/cases")).json())
+        case_id = listing.cases[0].case.id
+        # A session but no token, or another token: 403, and the case is not claimed.
+        for headers in ({}, {"X-CSRF-Token": "x" * 43}):
+            r = await c.post(base + "/claim", json={"case_id": case_id}, headers=headers)
+            assert r.status == 403, headers
+        listing = CaseList.model_validate(await (await c.get("/api/console/cases")).json())
+        assert listing.cases[0].case.holder is None
+        # Not JSON, or a bad filter: 400 with a reason.
+        r = await c.post(base + "/claim", data="case_id=1", headers={"X-CSRF-Token": token})
+        assert r.status == 400 and "application/json" in (await r.json())["error"]
+        assert (await c.get("/api/console/cases?mine=maybe")).status == 400
+        r = await _post(c, "/api/console/cases/nobody/claim", token, {"case_id": case_id})
+        assert r.status == 404
+
+
+async def test_unmatched_listed_masked_linked_and_dismissed(
+    nlu: Understander, store: Store
+) -> None:
+    async with console(nlu, await _agents(), store=store, clock=daytime_clock()) as c:
+        token = await sign_in(c, "li.na")
+        acc = account(1)
+        await c.post("/api/accounts", json={"accounts": [acc], "start": True}, headers=AUTH)
+        await _settle(c)
+        await post_twilio(
+            c, "+8613900000099", "我是张三，身份证110101199003074518，明天还", "SM" + "3" * 32
+        )
+        await post_twilio(c, "+8613900000098", "广告", "SM" + "4" * 32)
+        await _settle(c)
+        listing = UnmatchedList.model_validate(await (await c.get("/api/console/unmatched")).json())
+        assert len(listing.messages) == 2
+        first = next(m for m in listing.messages if "张三" in m.text)
+        assert "110101199003074518" not in first.text and "0099" in first.phone
+        assert "13900000099" not in first.phone
+        url = f"/api/console/unmatched/{first.provider}/{first.msg_id}"
+        r = await _post(c, url + "/link", token, {"account_id": "nobody"})
+        assert r.status == 404
+        r = await _post(c, url + "/link", token, {"account_id": acc["id"]})
+        assert r.status == 202 and (await r.json())["queued"] is True
+        await _settle(c)
+        conv = await conversation(c, acc["id"])
+        assert any("明天还" in e["detail"].get("text", "") for e in conv["transcript"])
+        second = next(m for m in listing.messages if m is not first)
+        url = f"/api/console/unmatched/{second.provider}/{second.msg_id}"
+        r = await _post(c, url + "/dismiss", token, {})
+        assert r.status == 204
+        r = await _post(c, url + "/dismiss", token, {})
+        assert r.status == 404  # gone already
+        assert (await (await c.get("/api/console/unmatched")).json())["messages"] == []
