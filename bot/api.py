@@ -10,15 +10,14 @@ from typing import Any, Literal
 from aiohttp import web
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
-from bot.compliance.status import gate_context, status
 from bot.context import API_KEY, CLOCK, FLOWS, GATE, NLU, PIPELINE, SENDER, STORE
+from bot.desk.snapshot import read_snapshot
 from bot.outbound.record import OutboundRecord
 from bot.phones import mobile_e164
 from bot.privacy import mask_phone
 from bot.records import AccountRecord, QueuedEvent
 from bot.storage.base import StoreUnavailable
 from bot.transport.inbound import WebhookError, same_secret
-from dialogs import conversation as c
 
 TRANSCRIPT_KINDS = frozenset(
     {
@@ -42,6 +41,7 @@ TRANSCRIPT_KINDS = frozenset(
         "error",
         "timer_moved",
         "agent",  # a person's console action (bot.desk), with their name
+        "agent_message",  # a person's message the gate refused at the console: never queued
         "case_expired",  # the case queue's SLA ran out unclaimed: supervisors told
     }
 )
@@ -188,21 +188,12 @@ def _account_row(row: dict[str, Any]) -> AccountRecord:
 async def get_conversation(request: web.Request) -> web.Response:
     require_key(request)
     account_id = request.match_info["account_id"]
-    store = request.app[STORE]
-    account = await store.get_account(account_id)
-    if account is None:
+    app = request.app
+    now = app[CLOCK].now()
+    snap = await read_snapshot(app[STORE], app[GATE], app[FLOWS], account_id, now)
+    if snap is None:
         raise WebhookError(404, f"no account {account_id!r}")
-    raw = await store.get_conversation(account_id)
-    conv = c.Conversation.model_validate_json(raw) if raw else None
-    audit = await store.read_audit(account_id)
-    now = request.app[CLOCK].now()
-    ctx = await gate_context(store, request.app[GATE], request.app[FLOWS], account, conv, now)
-    compliance = status(ctx, now)
-    compliance["deferred"] = [
-        {"message_id": m.id, "template": m.template, "not_before": m.not_before.isoformat()}
-        for m in await store.deferred(account_id)
-        if m.not_before
-    ]
+    account, conv = snap.account, snap.conv
     return web.json_response(
         {
             "account_id": account_id,
@@ -216,10 +207,12 @@ async def get_conversation(request: web.Request) -> web.Response:
             "paid_total": str(conv.paid_total) if conv else "0",
             "outstanding": str(conv.outstanding) if conv else str(account.amount_due),
             "timers": {k: v.isoformat() for k, v in conv.timers.items()} if conv else {},
-            "opted_out": await store.is_opted_out(account.phone),
-            "compliance": compliance,
-            "transcript": [e.model_dump(mode="json") for e in audit if e.kind in TRANSCRIPT_KINDS],
-            "messages": [message_view(r) for r in await store.outbound_records(account_id)],
+            "opted_out": snap.opted_out,
+            "compliance": snap.compliance,
+            "transcript": [
+                e.model_dump(mode="json") for e in snap.audit if e.kind in TRANSCRIPT_KINDS
+            ],
+            "messages": [message_view(r) for r in snap.records],
         }
     )
 

@@ -187,7 +187,7 @@ async def _pipeline_ctx(app: web.Application) -> AsyncIterator[None]:
         desk=app[DESK],
     )
     app[PIPELINE] = pipeline
-    app[DESK_SERVICE] = Desk(store, pipeline.submit, app[FLOWS], app[CLOCK])
+    app[DESK_SERVICE] = Desk(store, pipeline.submit, app[FLOWS], app[CLOCK], app[GATE])
     if settings.demo:
         from bot.demo import load_demo
 

@@ -15,9 +15,18 @@ from bot.compliance import preferences as prefs
 from bot.compliance.gate import Gate
 from bot.compliance.status import gate_context
 from bot.compliance.window import Preferences
+from bot.desk.compose import agent_outbound
 from bot.desk.effects import agent_event, apply_desk
 from bot.memo import Memo
-from bot.records import AccountRecord, AuditEntry, Outbound, QueuedEvent, SendKind, audit_entry
+from bot.records import (
+    AccountRecord,
+    AuditEntry,
+    DeskAction,
+    Outbound,
+    QueuedEvent,
+    SendKind,
+    audit_entry,
+)
 from bot.storage.base import Store
 from dialogs import conversation as c
 from dialogs.conversation import fingerprint
@@ -82,6 +91,8 @@ class Interpreter:
             conv = await self._follow_delivery(account.id, conv, event.at, audit)
         if event.desk is not None:  # a person's console action (bot.desk)
             conv = apply_desk(conv, event.desk, event.at, audit)
+            if event.desk.do == "message":
+                await self._agent_message(account, cf, conv, event.desk, event.at, audit, outbox)
         for dialog_event, at in self._dialog_events(account, conv, event, audit):
             before = conv.state
             conv, actions = step(cf, conv, dialog_event, at)
@@ -106,6 +117,45 @@ class Interpreter:
             # Cross-account suppression is written first: honoured before anything else runs.
             await self.store.add_opt_out(account.phone)
         return conv, audit, outbox
+
+    async def _agent_message(
+        self,
+        account: AccountRecord,
+        cf: CompiledFlow,
+        conv: c.Conversation,
+        desk: DeskAction,
+        at: datetime,
+        audit: list[AuditEntry],
+        outbox: list[Outbound],
+    ) -> None:
+        """A person's message into the outbox: the gate step judges it at send time like any
+        other (it was only previewed at the console). Its id was chosen at the console; an
+        event queued again with it (a retry) finds the record and sends nothing more."""
+        assert desk.message_id is not None
+        if any(r.id == desk.message_id for r in await self.store.outbound_records(account.id)):
+            return
+        msg = agent_outbound(
+            account,
+            cf,
+            conv,
+            message_id=desk.message_id,
+            text=desk.text,
+            template=desk.template,
+            at=at,
+            fingerprint=fingerprint(conv),
+        )
+        outbox.append(msg)
+        audit.append(
+            audit_entry(
+                at,
+                "send",
+                message_id=msg.id,
+                template=msg.template,
+                text=msg.text,
+                by=desk.agent,
+                case_id=desk.case_id,
+            )
+        )
 
     async def _follow_delivery(
         self, account_id: str, conv: c.Conversation, now: datetime, audit: list[AuditEntry]

@@ -65,7 +65,7 @@ class AccountRecord(_Record):
 EventKind = Literal["inbound", "start", "payment", "agent", "tick", "delivery_failed"]
 
 
-DeskDo = Literal["resolve", "promise", "plan", "hold"]
+DeskDo = Literal["resolve", "promise", "plan", "hold", "message"]
 
 
 class Instalment(_Record):
@@ -91,6 +91,12 @@ class DeskAction(_Record):
     hold: Literal["disputed", "hardship"] | None = None
     hold_on: bool = True
     note: str | None = Field(default=None, max_length=2000)
+    # message: a person's SMS to the borrower, free text or one of the flow's templates
+    # (rendered when the event is applied). The id is chosen when it is queued, so the
+    # console is told the id the message will carry, and a retried event sends it once.
+    message_id: str | None = Field(default=None, max_length=64)
+    text: str | None = Field(default=None, max_length=500)
+    template: str | None = Field(default=None, max_length=64)
 
 
 class QueuedEvent(_Record):

@@ -23,6 +23,10 @@ def apply_desk(
     conv: c.Conversation, desk: DeskAction, at: datetime, audit: list[AuditEntry]
 ) -> c.Conversation:
     """The conversation after the direct part of ``desk``; its audit entry appended."""
+    if desk.do == "message":
+        # Changes nothing on the conversation; the interpreter writes the message and its
+        # ``send`` entry (with the agent's name), once per message id (bot.interpret).
+        return conv
     detail: dict[str, object] = {"by": desk.agent, "do": desk.do, "case_id": desk.case_id}
     if desk.do == "promise":
         if desk.promise_date is None:

@@ -16,11 +16,16 @@ import contextlib
 import datetime as dt
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 from bot.clock import Clock
+from bot.compliance.gate import Gate
+from bot.compliance.status import gate_context
 from bot.desk.case import Case, Role, queue_order
+from bot.desk.compose import agent_outbound, offered_templates, refused_entry
 from bot.desk.errors import CaseNotFound, InvalidRequest, PermissionDenied, UnmatchedGone
+from bot.desk.view import CaseView, MessageVerdict, build_view, give_back_states
+from bot.ids import new_id
 from bot.privacy import mask_phone
 from bot.records import DeskAction, Instalment, QueuedEvent, audit_entry
 from bot.storage.base import Store
@@ -33,7 +38,6 @@ from dialogs.schema import AgentAction
 
 Submit = Callable[[str, QueuedEvent, str | None], Awaitable[bool]]
 Resolution = Literal["return", "keep_paused", "close"]
-_RETURNING = (AgentAction.RETURNED, AgentAction.PROMISED)
 
 
 def _check(agent: str, role: str) -> Role:
@@ -48,11 +52,14 @@ class Desk:
     """One per process: ``submit`` queues an event on an account and makes sure it is drained
     (``Pipeline.submit``)."""
 
-    def __init__(self, store: Store, submit: Submit, registry: Registry, clock: Clock) -> None:
+    def __init__(
+        self, store: Store, submit: Submit, registry: Registry, clock: Clock, gate: Gate
+    ) -> None:
         self.store = store
         self.submit = submit
         self.registry = registry
         self.clock = clock
+        self.gate = gate
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -89,16 +96,86 @@ class Desk:
         """The states the flow lets a person give the conversation back to, from where it is
         now, and the agent action that does it (``resolve(…, "return", to_state=…)``)."""
         _check(agent, role)
+        return give_back_states(self.registry, await self._conversation(account_id))
+
+    async def view(
+        self, agent: str, role: str, account_id: str, *, reveal: bool = False
+    ) -> CaseView:
+        """The conversation as the console shows it; masked unless ``reveal``, and a reveal
+        is audited (who saw the borrower's number and name, and when) before it is shown."""
+        _check(agent, role)
+        now = self.clock.now()
+        if reveal:
+            if await self.store.get_account(account_id) is None:
+                raise CaseNotFound(f"no account {account_id!r}")
+            await self.store.append_audit(account_id, [audit_entry(now, "reveal", by=agent)])
+        return await build_view(
+            self.store, self.gate, self.registry, now, account_id, reveal=reveal
+        )
+
+    async def templates(self, agent: str, role: str, account_id: str) -> list[dict[str, Any]]:
+        """The flow's templates written for this account, for the composer: ``name``,
+        ``text``, ``approved`` (a bool). Those the account cannot fill (a promised date with
+        no promise) are left out."""
+        _check(agent, role)
         conv = await self._conversation(account_id)
-        spec = self.registry.get(conv.flow).flow.spec
-        state = spec.states.get(conv.state)
-        rules = [*(state.rules if state else []), *spec.global_rules]
-        out: dict[str, str] = {}
-        for rule in rules:
-            kind, _, action = rule.when.partition(":")
-            if kind == "agent" and action in _RETURNING and rule.to and rule.to not in out:
-                out[rule.to] = action
-        return out
+        return offered_templates(self.registry.get(conv.flow), conv, self.clock.now())
+
+    async def send_message(
+        self,
+        agent: str,
+        role: str,
+        account_id: str,
+        case_id: str,
+        *,
+        text: str | None = None,
+        template: str | None = None,
+    ) -> MessageVerdict:
+        """A person's SMS to the borrower: free text or one of the flow's templates. The
+        gate's decision is previewed now on the very message that would be queued; a block
+        queues nothing (audited as ``agent_message``). Otherwise the message is queued through
+        the account's queue and the gate judges it again when it leaves (a deferral waits
+        for its time like any message). Two clicks are two messages; a retried event of one
+        message sends it once (its id is chosen here)."""
+        await self._holding(agent, role, account_id, case_id)
+        account = await self.store.get_account(account_id)
+        if account is None:
+            raise CaseNotFound(f"no account {account_id!r}")
+        conv = await self._conversation(account_id)
+        now = self.clock.now()
+        msg = agent_outbound(
+            account,
+            self.registry.get(conv.flow),
+            conv,
+            message_id=new_id(),
+            text=text,
+            template=template,
+            at=now,
+        )
+        ctx = await gate_context(self.store, self.gate, self.registry, account, conv, now)
+        decision = self.gate.decide(msg, ctx, now)
+        rules, reasons = list(decision.rules), list(decision.reasons)
+        if decision.verdict == "block":
+            entry = refused_entry(now, agent, case_id, msg, rules, reasons)
+            await self.store.append_audit(account_id, [entry])
+            return MessageVerdict(verdict="block", rules=rules, reasons=reasons, text=msg.text)
+        desk = self._action(
+            agent,
+            case_id,
+            "message",
+            message_id=msg.id,
+            text=msg.text if template is None else None,
+            template=template,
+        )
+        await self._queue(account_id, desk, None, dedup=f"desk:message:{msg.id}")
+        return MessageVerdict(
+            verdict=decision.verdict,
+            until=decision.until,
+            rules=rules,
+            reasons=reasons,
+            message_id=msg.id,
+            text=msg.text,
+        )
 
     # --- assignment ------------------------------------------------------------------------
 
