@@ -48,6 +48,7 @@ HOLDS: dict[str, str] = {
     "disputed": "争议暂停 Dispute hold",
     "hardship": "困难暂停 Hardship hold",
     "agent": "人工处理中 With a person",
+    "paused": "已暂停 Paused",
 }
 RESOLUTIONS: dict[str, str] = {
     "return": "交还机器人 Give back to the bot",

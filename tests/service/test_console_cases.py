@@ -5,6 +5,7 @@ agents and a supervisor each in a session of their own."""
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import timedelta
 from typing import Any
 
@@ -12,8 +13,9 @@ import pytest
 from aiohttp import ClientSession
 from aiohttp.test_utils import TestClient
 
-from bot.console.schemas import CaseList, CaseResult, Queued, UnmatchedList
+from bot.console.schemas import CaseList, CaseResult, Queued, TemplateList, UnmatchedList
 from bot.context import PIPELINE
+from bot.desk.view import CaseView, MessageVerdict
 from bot.storage.base import Store
 from intents import Understander
 from tests.service.apphelpers import AUTH, account, conversation, daytime_clock, post_twilio
@@ -211,3 +213,89 @@ async def test_unmatched_listed_masked_linked_and_dismissed(
         r = await _post(c, url + "/dismiss", token, {})
         assert r.status == 404  # gone already
         assert (await (await c.get("/api/console/unmatched")).json())["messages"] == []
+
+
+async def _next_event(stream: Any) -> tuple[str, dict[str, Any]]:
+    """The next server-sent event (kind, data), skipping pings."""
+    kind, data = "", ""
+    while True:
+        line = (await stream.content.readline()).decode().rstrip("\r\n")
+        if line.startswith("event: "):
+            kind = line[7:]
+        elif line.startswith("data: "):
+            data += line[6:]
+        elif line == "" and kind:
+            return kind, json.loads(data)
+
+
+async def test_the_live_feed_streams_a_handoff_and_a_claim(nlu: Understander, store: Store) -> None:
+    async with console(nlu, await _agents(), store=store, clock=daytime_clock()) as c:
+        token = await sign_in(c, "li.na")
+        async with c.get("/api/console/events") as stream:
+            assert stream.status == 200
+            assert stream.headers["Content-Type"].startswith("text/event-stream")
+            assert await asyncio.wait_for(_next_event(stream), 5) == ("ready", {})
+            acc = await _disputed(c)
+            kind, data = await asyncio.wait_for(_next_event(stream), 5)
+            assert (kind, data["account_id"], data["detail"]["reason"]) == (
+                "case_opened",
+                acc["id"],
+                "dispute",
+            )
+            assert "张三" not in json.dumps(data) and acc["phone"][3:] not in json.dumps(data)
+            listing = CaseList.model_validate(await (await c.get("/api/console/cases")).json())
+            case_id = listing.cases[0].case.id
+            r = await _post(c, f"/api/console/cases/{acc['id']}/claim", token, {"case_id": case_id})
+            assert r.status == 200
+            kind, data = await asyncio.wait_for(_next_event(stream), 5)
+            assert (kind, data["by"], data["detail"]["holder"]) == (
+                "case_claimed",
+                "li.na",
+                "li.na",
+            )
+
+
+POLITE = "【XX金融】您好，我是XX消费金融客服专员，已收到您的异议，正在核实，如有疑问请致电95XXX。"
+
+
+async def test_the_conversation_view_reveal_templates_and_composer(
+    nlu: Understander, store: Store
+) -> None:
+    async with console(nlu, await _agents(), store=store, clock=daytime_clock()) as c:
+        token = await sign_in(c, "li.na")
+        acc = await _disputed(c)
+        base = f"/api/console/cases/{acc['id']}"
+        view = CaseView.model_validate(await (await c.get(base)).json())
+        assert view.phone != acc["phone"] and "张三" not in view.name and not view.revealed
+        assert view.case is not None and view.case.reason == "dispute"
+        (reply,) = [i for i in view.transcript if i.direction == "in"]
+        assert reply.intent == "dispute" and reply.score is not None
+        assert [i.state for i in view.transcript if i.direction == "out"]  # delivery states
+        # A reveal shows the number and is audited with the agent's name.
+        r = await _post(c, base + "/reveal", token, {})
+        assert r.status == 200
+        assert CaseView.model_validate(await r.json()).phone == acc["phone"]
+        reveals = [e.detail for e in await store.read_audit(acc["id"]) if e.kind == "reveal"]
+        assert [d["by"] for d in reveals] == ["li.na"]
+        templates = TemplateList.model_validate(await (await c.get(base + "/templates")).json())
+        assert templates.templates and all("{" not in t.text for t in templates.templates)
+        # The composer: only the holder; a polite answer goes, a threat is blocked with its rule.
+        case_id = view.case.id
+        r = await _post(c, base + "/messages", token, {"case_id": case_id, "text": POLITE})
+        assert r.status == 403
+        await _post(c, base + "/claim", token, {"case_id": case_id})
+        r = await _post(c, base + "/messages", token, {"case_id": case_id, "text": POLITE})
+        sent = MessageVerdict.model_validate(await r.json())
+        assert r.status == 200 and sent.verdict == "send" and sent.message_id
+        threat = "【XX金融】再不还钱就让你坐牢。详询95XXX。"
+        r = await _post(c, base + "/messages", token, {"case_id": case_id, "text": threat})
+        blocked = MessageVerdict.model_validate(await r.json())
+        assert blocked.verdict == "block" and blocked.message_id is None
+        assert any(rule.startswith("CN-CONTENT") for rule in blocked.rules) and blocked.reasons
+        r = await _post(c, base + "/messages", token, {"case_id": case_id})
+        assert r.status == 400  # neither text nor template
+        await _settle(c)
+        texts = [
+            m["text"] for m in await (await c.get("/api/sandbox/messages", headers=AUTH)).json()
+        ]
+        assert POLITE in texts and threat not in texts
