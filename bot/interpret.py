@@ -17,6 +17,7 @@ from bot.compliance.status import gate_context
 from bot.compliance.window import Preferences
 from bot.desk.compose import agent_outbound
 from bot.desk.effects import agent_event, apply_desk
+from bot.desk.errors import InvalidRequest
 from bot.memo import Memo
 from bot.records import (
     AccountRecord,
@@ -134,16 +135,31 @@ class Interpreter:
         assert desk.message_id is not None
         if any(r.id == desk.message_id for r in await self.store.outbound_records(account.id)):
             return
-        msg = agent_outbound(
-            account,
-            cf,
-            conv,
-            message_id=desk.message_id,
-            text=desk.text,
-            template=desk.template,
-            at=at,
-            fingerprint=fingerprint(conv),
-        )
+        try:
+            msg = agent_outbound(
+                account,
+                cf,
+                conv,
+                message_id=desk.message_id,
+                text=desk.text,
+                template=desk.template,
+                at=at,
+                fingerprint=fingerprint(conv),
+            )
+        except InvalidRequest as exc:
+            # The template cannot be written any more (the promise it quotes is gone since
+            # the preview): the agent's message is refused, the event is not lost.
+            refused = audit_entry(
+                at,
+                "agent_message",
+                by=desk.agent,
+                case_id=desk.case_id,
+                template=desk.template,
+                verdict="block",
+                reasons=[str(exc)],
+            )
+            audit.append(refused)
+            return
         outbox.append(msg)
         audit.append(
             audit_entry(

@@ -98,6 +98,15 @@ class DeskAction(_Record):
     text: str | None = Field(default=None, max_length=500)
     template: str | None = Field(default=None, max_length=64)
 
+    @model_validator(mode="after")
+    def _message(self) -> DeskAction:
+        # Checked here, at the boundary: the interpreter must not fail on a queued event.
+        if self.do == "message" and (
+            self.message_id is None or (self.text is None) == (self.template is None)
+        ):
+            raise ValueError("a message has its id and exactly one of text and template")
+        return self
+
 
 class QueuedEvent(_Record):
     """Something that happened to one account, queued in arrival order until processed."""

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from bot.compliance.gate import Gate
+from bot.compliance.gate import Gate, GateContext
 from bot.compliance.status import gate_context, status
 from bot.outbound.record import OutboundRecord
 from bot.records import AccountRecord, AuditEntry
@@ -25,6 +25,7 @@ class Snapshot:
     # bot.compliance.status.status, and "deferred": the messages the gate holds, with when
     compliance: dict[str, Any]
     opted_out: bool
+    context: GateContext  # what the gate knows of the recipient now
 
 
 async def read_snapshot(
@@ -51,4 +52,5 @@ async def read_snapshot(
         records=await store.outbound_records(account_id),
         compliance=compliance,
         opted_out=await store.is_opted_out(account.phone),
+        context=ctx,
     )

@@ -16,16 +16,19 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
-from bot.compliance.gate import Gate
+from bot.compliance.gate import Gate, text_hash
 from bot.desk.case import Case
 from bot.desk.errors import CaseNotFound
-from bot.desk.snapshot import read_snapshot
+from bot.desk.snapshot import Snapshot, read_snapshot
 from bot.desk.transcript import promise_history, transcript
 from bot.privacy import mask_name, mask_phone
+from bot.records import Outbound
 from bot.storage.base import Store
 from dialogs import conversation as c
+from dialogs.engine import rerender
 from dialogs.registry import Registry
 from dialogs.schema import AgentAction
+from dialogs.templates import RenderError
 
 __all__ = [
     "CaseView",
@@ -146,7 +149,6 @@ async def build_view(
         )
     compliance = snap.compliance
     holds = list(compliance["holds"])
-    blocked = snap.opted_out or compliance["wrong_number"] or bool(holds)
     return CaseView(
         account_id=account.id,
         name=account.name if reveal else mask_name(account.name),
@@ -164,9 +166,7 @@ async def build_view(
         promise=current,
         promises=promises,
         # A hold, an opt-out or a wrong number stops proactive messages whatever the hour.
-        next_allowed_send=None
-        if blocked
-        else dt.datetime.fromisoformat(compliance["next_allowed_send"]),
+        next_allowed_send=next_proactive(gate, registry, snap, now),
         caps=dict(compliance["caps"]),
         deferred=list(compliance["deferred"]),
         case=await store.desk.case(account_id),
@@ -176,6 +176,42 @@ async def build_view(
             TranscriptItem(**item) for item in transcript(snap.audit, snap.records, reveal=reveal)
         ],
     )
+
+
+def next_proactive(
+    gate: Gate, registry: Registry, snap: Snapshot, now: dt.datetime
+) -> dt.datetime | None:
+    """When the gate would let a proactive message of the flow go (None: not at all, e.g. a
+    hold or an opt-out), asked of the gate itself so that caps count as well as the window.
+    It judges a text, so it is asked about one of the flow's own reminders that was not sent
+    lately (the same text again is held for its own reason: a gap between identical texts)."""
+    if snap.conv is None:
+        return dt.datetime.fromisoformat(snap.compliance["next_allowed_send"])
+    cf = registry.get(snap.conv.flow)
+    recent = {r.text_hash for r in snap.context.history}
+    for name, spec in cf.flow.templates.items():
+        if not spec.debt_content:
+            continue
+        try:
+            text, _, _ = rerender(cf, snap.conv, name, now)
+        except RenderError:
+            continue
+        if text_hash(text) in recent:
+            continue
+        probe = Outbound(
+            account_id=snap.account.id,
+            phone=snap.account.phone,
+            text=text,
+            template=name,
+            created_at=now,
+            kind="proactive",
+            approved=spec.approved,
+        )
+        decision = gate.decide(probe, snap.context, now)
+        if decision.verdict == "block":
+            return None
+        return decision.until if decision.verdict == "defer" else now
+    return dt.datetime.fromisoformat(snap.compliance["next_allowed_send"])
 
 
 def give_back_states(registry: Registry, conv: c.Conversation) -> dict[str, str]:

@@ -253,3 +253,46 @@ async def test_two_clicks_two_messages_a_retried_event_one(nlu: Understander, st
             if e.kind == "send" and e.detail["message_id"] == "m-retried"
         ]
         assert len(sends) == 1
+
+
+async def test_the_next_proactive_message_counts_the_caps(nlu: Understander, store: Store) -> None:
+    async with client(nlu, store=store, clock=daytime_clock()) as c:
+        acc = account(2)
+        await c.post("/api/accounts", json={"accounts": [acc], "start": True}, headers=AUTH)
+        await _settle(c)
+        view = await c.app[DESK_SERVICE].view("alice", "agent", acc["id"])
+        assert view.case is None and view.holds == []
+        # The first reminder went out at 10:00; the cn pack allows one proactive a day.
+        assert view.caps["proactive_today"] == 1
+        assert view.next_allowed_send == datetime(2026, 11, 26, 0, 0, tzinfo=UTC)
+
+
+def test_a_queued_message_names_its_id_and_one_text() -> None:
+    for bad in (
+        {"text": "a"},
+        {"message_id": "m", "text": "a", "template": "clarify"},
+        {"message_id": "m"},
+    ):
+        with pytest.raises(ValueError, match="exactly one"):
+            DeskAction.model_validate({"agent": "alice", "do": "message", **bad})
+
+
+async def test_a_template_that_cannot_be_written_when_applied_is_refused(
+    nlu: Understander, store: Store
+) -> None:
+    async with client(nlu, store=store, clock=daytime_clock()) as c:
+        acc = account(3)
+        await c.post("/api/accounts", json={"accounts": [acc], "start": True}, headers=AUTH)
+        await _settle(c)
+        # No promise on record: {promised_date} has no value.
+        action = DeskAction(
+            agent="alice", do="message", message_id="m-1", template="promise_confirm"
+        )
+        assert await c.app[PIPELINE].submit(
+            acc["id"], QueuedEvent(kind="agent", at=c.app[CLOCK].now(), desk=action)
+        )
+        await _settle(c)
+        assert await store.outbound(acc["id"], "m-1") is None
+        (entry,) = [e for e in await store.read_audit(acc["id"]) if e.kind == "agent_message"]
+        assert entry.detail["verdict"] == "block" and "promised_date" in entry.detail["reasons"][0]
+        assert await store.head(acc["id"]) is None  # the event was applied, not stuck
