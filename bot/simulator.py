@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from aiohttp import web
 from pydantic import Field
@@ -151,6 +152,12 @@ async def _view(request: web.Request, account_id: str) -> dict[str, Any]:
         "timers": {k: v.isoformat() for k, v in conv.timers.items()} if conv else {},
         "promise": conv.promise.model_dump(mode="json") if conv and conv.promise else None,
         "paid_total": str(conv.paid_total) if conv else "0",
+        # A handed-off conversation: the page links to it in the agents' console.
+        "console_url": (
+            f"/console/cases/{quote(account_id, safe='')}"
+            if await store.desk.case(account_id) is not None
+            else None
+        ),
         "last_understanding": understood[-1].detail if understood else None,
         "transcript": events,
         "sent": [m.model_dump(mode="json") for m in messages],

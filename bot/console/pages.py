@@ -17,7 +17,7 @@ from aiohttp import web
 from bot.console import labels
 from bot.console.auth import csrf_token, current_agent, render
 from bot.console.cases import queue_rows, refusals, unmatched_rows
-from bot.context import AGENTS, CLOCK, DESK_SERVICE
+from bot.context import AGENTS, CLOCK, DESK, DESK_SERVICE
 from bot.desk.view import build_view
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -141,8 +141,11 @@ async def case_page(request: web.Request) -> web.Response:
     agents = []
     if agent.role == "supervisor":
         agents = [a.name for a in await request.app[AGENTS].all() if not a.disabled]
+    account = await desk.store.get_account(account_id)
+    pack = desk.gate.pack(account.pack if account else None).name
     context = {
         "v": view,
+        "starter": request.app[DESK].config.composer_starter.get(pack, ""),
         "can_act": can_act,
         "templates": templates,
         "agents": agents,

@@ -26,6 +26,9 @@ class DeskConfig(BaseModel):
     default_sla_minutes: int = Field(default=240, ge=1, le=7 * 24 * 60)
     sla_minutes: dict[str, int] = Field(default_factory=dict)
     notify_supervisors_on_expiry: bool = True
+    # What the console's composer starts from, per compliance pack: the signature, creditor
+    # and hotline every message must carry (the gate refuses one without them).
+    composer_starter: dict[str, str] = Field(default_factory=dict)
 
     def model_post_init(self, _: object) -> None:
         for reason, minutes in self.sla_minutes.items():
@@ -33,6 +36,9 @@ class DeskConfig(BaseModel):
                 raise ValueError(f"sla_minutes: {reason!r} is not a handoff reason name")
             if not 1 <= minutes <= 7 * 24 * 60:
                 raise ValueError(f"sla_minutes.{reason}: {minutes} is not 1..10080 minutes")
+        for pack, text in self.composer_starter.items():
+            if len(text) > 500:
+                raise ValueError(f"composer_starter.{pack}: longer than a message (500)")
 
     def sla(self, reason: str) -> timedelta:
         return timedelta(minutes=self.sla_minutes.get(reason, self.default_sla_minutes))

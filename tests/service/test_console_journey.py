@@ -182,7 +182,11 @@ def test_handoff_claim_race_reply_block_promise_give_back(
         expect(li.locator("#borrower")).not_to_contain_text("张三")
         expect(li.locator("#phone")).not_to_contain_text(acc["phone"][3:])
 
-        # A reply is sent through the gate and shows as delivered in the sandbox.
+        # A reply is sent through the gate and shows as delivered in the sandbox. The composer
+        # starts from what every message must carry (config/desk.yaml).
+        expect(li.locator("#message-text")).to_have_value(
+            "【XX金融】XX消费金融客服：\n如有疑问请致电95XXX。"
+        )
         li.fill("#message-text", POLITE)
         li.click("#send")
         expect(li.locator("#flash-message")).to_contain_text("已发送")
