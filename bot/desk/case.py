@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from bot.desk.errors import InvalidRequest, PermissionDenied
 from bot.ids import new_id
 
 CaseState = Literal["waiting", "claimed", "resolved"]
@@ -59,6 +60,15 @@ class Case(BaseModel):
     def expired(self, now: datetime) -> bool:
         """Past its SLA with nobody on it (marked by the SLA step, or due by now)."""
         return self.state == "waiting" and (self.expired_at is not None or self.sla_due <= now)
+
+
+def check_agent(agent: str, role: str) -> Role:
+    """The acting agent's role, or the refusal of a call that names nobody or no known role."""
+    if not agent or not agent.strip() or len(agent) > 64:
+        raise InvalidRequest("the agent's name is required (at most 64 characters)")
+    if role not in get_args(Role):
+        raise PermissionDenied(f"unknown role {role!r}; known: {', '.join(get_args(Role))}")
+    return role  # type: ignore[return-value]
 
 
 def queue_order(cases: list[Case], now: datetime) -> list[Case]:

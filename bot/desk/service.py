@@ -7,48 +7,41 @@ agent's name and role. Nothing here is a web route (``bot/console`` is the web l
   state, keep paused, close), a promise, an instalment plan, a dispute or hardship hold — is
   an ``agent`` event queued on the account (``QueuedEvent.desk``), so it never races the
   pipeline; a resolve closes the case in the commit of its own effects, exactly once.
+- An agent's message (``send_message``) is previewed by the same compliance gate as every
+  message (``bot.desk.compose``): a block queues nothing and says which rule; otherwise it is
+  queued as an agent event and the send path runs the gate again when it goes.
+- The conversation as an agent reads it is ``bot.desk.view`` (masked unless revealed, and a
+  reveal is audited); messages from unknown numbers are ``bot.desk.unmatched``.
 - Only the case's holder (or a supervisor) acts on a case; only a supervisor reassigns.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-from collections.abc import Awaitable, Callable
 from decimal import Decimal
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 from bot.clock import Clock
 from bot.compliance.gate import Gate
 from bot.compliance.status import gate_context
-from bot.desk.case import Case, Role, queue_order
+from bot.desk.case import Case, check_agent, queue_order
 from bot.desk.compose import agent_outbound, offered_templates, refused_entry
-from bot.desk.errors import CaseNotFound, InvalidRequest, PermissionDenied, UnmatchedGone
+from bot.desk.errors import CaseNotFound, InvalidRequest, PermissionDenied
+from bot.desk.unmatched import Submit, UnmatchedMessages
 from bot.desk.view import CaseView, MessageVerdict, build_view, give_back_states
 from bot.ids import new_id
-from bot.privacy import mask_phone
 from bot.records import DeskAction, Instalment, QueuedEvent, audit_entry
 from bot.storage.base import Store
-from bot.storage.desk import Required, linked_event
+from bot.storage.desk import Required
 from bot.storage.desk_events import DeskEvent
-from bot.transport.inbound import InboundSms
 from dialogs import conversation as c
 from dialogs.registry import Registry
 from dialogs.schema import AgentAction
 
-Submit = Callable[[str, QueuedEvent, str | None], Awaitable[bool]]
 Resolution = Literal["return", "keep_paused", "close"]
 
 
-def _check(agent: str, role: str) -> Role:
-    if not agent or not agent.strip() or len(agent) > 64:
-        raise InvalidRequest("the agent's name is required (at most 64 characters)")
-    if role not in get_args(Role):
-        raise PermissionDenied(f"unknown role {role!r}; known: {', '.join(get_args(Role))}")
-    return role  # type: ignore[return-value]
-
-
-class Desk:
+class Desk(UnmatchedMessages):
     """One per process: ``submit`` queues an event on an account and makes sure it is drained
     (``Pipeline.submit``)."""
 
@@ -73,7 +66,7 @@ class Desk:
         reason: str | None = None,
     ) -> list[Case]:
         """Open cases: expired SLA first, then priority, then the longest waiting."""
-        _check(agent, role)
+        check_agent(agent, role)
         cases = await self.store.desk.open_cases()
         if mine:
             cases = [k for k in cases if k.holder == agent]
@@ -85,17 +78,17 @@ class Desk:
 
     async def get_case(self, agent: str, role: str, account_id: str) -> Case | None:
         """The account's open case (None: none is open)."""
-        _check(agent, role)
+        check_agent(agent, role)
         return await self.store.desk.case(account_id)
 
     async def closed_cases(self, agent: str, role: str, account_id: str) -> list[Case]:
-        _check(agent, role)
+        check_agent(agent, role)
         return await self.store.desk.closed_cases(account_id)
 
     async def give_back_states(self, agent: str, role: str, account_id: str) -> dict[str, str]:
         """The states the flow lets a person give the conversation back to, from where it is
         now, and the agent action that does it (``resolve(…, "return", to_state=…)``)."""
-        _check(agent, role)
+        check_agent(agent, role)
         return give_back_states(self.registry, await self._conversation(account_id))
 
     async def view(
@@ -103,7 +96,7 @@ class Desk:
     ) -> CaseView:
         """The conversation as the console shows it; masked unless ``reveal``, and a reveal
         is audited (who saw the borrower's number and name, and when) before it is shown."""
-        _check(agent, role)
+        check_agent(agent, role)
         now = self.clock.now()
         if reveal:
             if await self.store.get_account(account_id) is None:
@@ -117,7 +110,7 @@ class Desk:
         """The flow's templates written for this account, for the composer: ``name``,
         ``text``, ``approved`` (a bool). Those the account cannot fill (a promised date with
         no promise) are left out."""
-        _check(agent, role)
+        check_agent(agent, role)
         conv = await self._conversation(account_id)
         return offered_templates(self.registry.get(conv.flow), conv, self.clock.now())
 
@@ -181,14 +174,14 @@ class Desk:
 
     async def claim(self, agent: str, role: str, account_id: str, case_id: str) -> Case:
         """Of two agents at once exactly one wins; the other gets CaseHeld naming the holder."""
-        _check(agent, role)
+        check_agent(agent, role)
         case = await self.store.desk.claim(account_id, case_id, agent, self.clock.now())
         await self._publish("case_claimed", case, agent)
         return case
 
     async def release(self, agent: str, role: str, account_id: str, case_id: str) -> Case:
         """Back to waiting: by its holder, or by a supervisor whoever holds it."""
-        r = _check(agent, role)
+        r = check_agent(agent, role)
         required: Required = "any" if r == "supervisor" else "holder"
         case = await self.store.desk.assign(
             account_id, case_id, by=agent, holder=None, required=required, at=self.clock.now()
@@ -197,9 +190,9 @@ class Desk:
         return case
 
     async def reassign(self, agent: str, role: str, account_id: str, case_id: str, to: str) -> Case:
-        if _check(agent, role) != "supervisor":
+        if check_agent(agent, role) != "supervisor":
             raise PermissionDenied(f"{agent} may not reassign cases: supervisors only")
-        _check(to, "agent")
+        check_agent(to, "agent")
         case = await self.store.desk.assign(
             account_id, case_id, by=agent, holder=to, required="any", at=self.clock.now()
         )
@@ -209,7 +202,7 @@ class Desk:
     async def add_note(
         self, agent: str, role: str, account_id: str, case_id: str, text: str
     ) -> Case:
-        _check(agent, role)
+        check_agent(agent, role)
         if not text.strip() or len(text) > 2000:
             raise InvalidRequest("a note is 1 to 2000 characters")
         now = self.clock.now()
@@ -317,70 +310,10 @@ class Desk:
         desk = self._action(agent, case_id, "hold", hold=hold, hold_on=on)
         return await self._queue(account_id, desk, None)
 
-    # --- messages from unknown numbers --------------------------------------------------------
-
-    async def unmatched(self, agent: str, role: str, limit: int = 200) -> list[InboundSms]:
-        """Messages from numbers no account has, oldest first, waiting to be linked or
-        dismissed."""
-        _check(agent, role)
-        return await self.store.list_unmatched(limit)
-
-    async def link_unmatched(
-        self, agent: str, role: str, provider: str, msg_id: str, account_id: str
-    ) -> bool:
-        """Queues the message as the account's inbound reply — once, however many agents
-        click (the provider's message id is its de-duplication key, as for any reply) — and
-        takes it off the unmatched list. False if it was queued already."""
-        _check(agent, role)
-        sms = await self.store.desk.find_unmatched(provider, msg_id)
-        if sms is None:
-            raise CaseNotFound(f"no unmatched message {provider}:{msg_id}")
-        if await self.store.get_account(account_id) is None:
-            raise CaseNotFound(f"no account {account_id!r}")
-        event, dedup = linked_event(sms)
-        now = self.clock.now()
-        # Queued first, then taken off the list: a crash between leaves it listed, and
-        # linking again finds it queued already (the same key) and only takes it off.
-        queued = await self.submit(account_id, event, dedup)
-        if queued:
-            await self.store.append_audit(
-                account_id,
-                [
-                    audit_entry(
-                        now,
-                        "agent",
-                        by=agent,
-                        do="link_unmatched",
-                        msg_id=msg_id,
-                        phone=mask_phone(sms.phone),
-                    )
-                ],
-            )
-        # Two clicks at once: one queued it (its audit entry names who), and whichever takes
-        # it off the list second finds it gone — linked either way, not an error.
-        with contextlib.suppress(UnmatchedGone):
-            await self.store.desk.take_unmatched(sms, "linked", agent, now, account_id)
-        await self._unmatched_changed(agent)
-        return queued
-
-    async def dismiss_unmatched(self, agent: str, role: str, provider: str, msg_id: str) -> None:
-        """Off the list, kept (with who and when) in the handled list for audit."""
-        _check(agent, role)
-        sms = await self.store.desk.find_unmatched(provider, msg_id)
-        if sms is None:
-            raise CaseNotFound(f"no unmatched message {provider}:{msg_id}")
-        await self.store.desk.take_unmatched(sms, "dismissed", agent, self.clock.now(), None)
-        await self._unmatched_changed(agent)
-
-    async def _unmatched_changed(self, by: str) -> None:
-        """Other screens' unmatched lists re-read (the event names no number or text)."""
-        event = DeskEvent(kind="unmatched", account_id="", at=self.clock.now(), by=by)
-        await self.store.desk.events.publish(event)
-
     # --- helpers ---------------------------------------------------------------------------
 
     async def _holding(self, agent: str, role: str, account_id: str, case_id: str) -> Case:
-        r = _check(agent, role)
+        r = check_agent(agent, role)
         case = await self.store.desk.case(account_id)
         if case is None or case.id != case_id:
             raise CaseNotFound(f"account {account_id} has no open case {case_id}")
