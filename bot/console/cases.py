@@ -11,6 +11,7 @@ body names who holds it, so a screen can say so).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Iterator
 from typing import TypeVar
@@ -56,6 +57,8 @@ from bot.transport.inbound import WebhookError
 CASES = API_PREFIX + "cases"
 CASE = CASES + "/{account_id}"
 UNMATCHED = API_PREFIX + "unmatched"
+QUEUE_PAGE = 100  # cases listed by default (the queue's top)
+MAX_QUEUE_PAGE = 1000
 M = TypeVar("M", bound=BaseModel)
 Refusal = WebhookError  # the app's error middleware writes it as JSON (bot.schemas.Error)
 
@@ -120,9 +123,17 @@ def _flag(request: web.Request, name: str) -> bool:
 
 
 async def queue_rows(
-    request: web.Request, *, mine: bool, unassigned: bool, reason: str | None
+    request: web.Request,
+    *,
+    mine: bool,
+    unassigned: bool,
+    reason: str | None,
+    limit: int = QUEUE_PAGE,
 ) -> CaseList:
-    """The open cases as the filters ask, each with its borrower masked and its times."""
+    """The first ``limit`` open cases in queue order as the filters ask, each with its
+    borrower masked and its times, and how many there are in all. An agent works from the
+    top; a page of the whole queue would cost every screen a read of every case's account at
+    every live update (bench/console.py)."""
     desk, agent = _who(request)
     if reason is not None and len(reason) > 64:
         raise Refusal(400, "reason: at most 64 characters")
@@ -132,8 +143,11 @@ async def queue_rows(
         )
     now = request.app[CLOCK].now()
     rows = []
-    for case in cases:
-        account = await desk.store.get_account(case.account_id)
+    # Read together: on Redis they leave in one write (bot/storage/resp.py pipelines what one
+    # loop iteration issues), not one round trip per case.
+    shown = cases[:limit]
+    accounts = await asyncio.gather(*(desk.store.get_account(k.account_id) for k in shown))
+    for case, account in zip(shown, accounts, strict=True):
         rows.append(
             CaseRow(
                 case=case,
@@ -146,15 +160,19 @@ async def queue_rows(
         )
     # The filter offers every configured reason and any other an open case has.
     reasons = {*request.app[DESK].config.sla_minutes, *(k.reason for k in cases)}
-    return CaseList(cases=rows, reasons=sorted(reasons))
+    return CaseList(cases=rows, total=len(cases), reasons=sorted(reasons))
 
 
 async def list_cases(request: web.Request) -> web.Response:
+    raw = request.query.get("limit", str(QUEUE_PAGE))
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_QUEUE_PAGE:
+        raise Refusal(400, f"limit: a whole number from 1 to {MAX_QUEUE_PAGE}")
     listing = await queue_rows(
         request,
         mine=_flag(request, "mine"),
         unassigned=_flag(request, "unassigned"),
         reason=request.query.get("reason") or None,
+        limit=int(raw),
     )
     return json_of(listing)
 

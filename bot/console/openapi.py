@@ -165,6 +165,11 @@ def paths() -> dict[str, Any]:
                 {"name": "mine", "in": "query", "schema": {"type": "boolean"}},
                 {"name": "unassigned", "in": "query", "schema": {"type": "boolean"}},
                 {"name": "reason", "in": "query", "schema": {"type": "string", "maxLength": 64}},
+                {
+                    "name": "limit",
+                    "in": "query",
+                    "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
+                },
             ],
         ),
         base: _read(

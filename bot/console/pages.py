@@ -106,6 +106,7 @@ async def queue_page(request: web.Request) -> web.Response:
     ]
     context = {
         "rows": listing.cases,
+        "total": listing.total,
         "reasons": listing.reasons,
         "reason": reason,
         "view": view,

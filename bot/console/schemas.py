@@ -133,7 +133,8 @@ class CaseRow(BaseModel):
 class CaseList(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    cases: list[CaseRow]
+    cases: list[CaseRow] = Field(description="the queue's top, in order (at most `limit`)")
+    total: int = Field(description="how many open cases match the filters in all")
     reasons: list[str] = Field(description="the handoff reasons of config/desk.yaml (filters)")
 
 

@@ -239,6 +239,11 @@ class Desk(UnmatchedMessages):
         if how == "return":
             states = await self.give_back_states(agent, role, account_id)
             if to_state not in states:
+                # A second click can find the conversation moved on by the first: the case
+                # closed in that same commit, read after the conversation so it is seen.
+                now_open = await self.store.desk.case(account_id)
+                if now_open is None or now_open.id != case_id:
+                    raise CaseNotFound(f"case {case_id} was resolved meanwhile")
                 raise InvalidRequest(
                     f"cannot give the conversation back at {to_state!r} from where it is; "
                     f"possible: {', '.join(sorted(states)) or 'none'}"

@@ -65,7 +65,7 @@ async def test_queue_claim_race_reassign_note_promise_and_give_back(
         )
         assert row.phone == "+86138****0001" or "****" in row.phone  # masked
         assert "张三" not in row.name and row.sla_left_s > 0 and not row.expired
-        assert "dispute" in listing.reasons
+        assert "dispute" in listing.reasons and listing.total == 1
         case_id = row.case.id
         base = f"/api/console/cases/{acc['id']}"
 
@@ -140,7 +140,7 @@ async def test_queue_claim_race_reassign_note_promise_and_give_back(
             token,
             {"case_id": case_id, "how": "return", "to_state": "promised"},
         )
-        assert r.status in (202, 404)  # a second click: queued already, or the case is gone
+        assert r.status in (202, 404)  # a second click: queued already, or resolved already
         await _settle(c)
         assert (await c.get("/api/console/cases")).status == 200
         assert CaseList.model_validate(await (await c.get("/api/console/cases")).json()).cases == []
@@ -176,6 +176,8 @@ async def test_without_a_session_or_csrf_token_nothing_changes(nlu: Understander
         r = await c.post(base + "/claim", data="case_id=1", headers={"X-CSRF-Token": token})
         assert r.status == 400 and "application/json" in (await r.json())["error"]
         assert (await c.get("/api/console/cases?mine=maybe")).status == 400
+        for limit in ("0", "1001", "x", "-1"):
+            assert (await c.get(f"/api/console/cases?limit={limit}")).status == 400, limit
         r = await _post(c, "/api/console/cases/nobody/claim", token, {"case_id": case_id})
         assert r.status == 404
 
@@ -299,3 +301,17 @@ async def test_the_conversation_view_reveal_templates_and_composer(
             m["text"] for m in await (await c.get("/api/sandbox/messages", headers=AUTH)).json()
         ]
         assert POLITE in texts and threat not in texts
+
+
+async def test_the_queue_lists_its_top_and_counts_the_rest(nlu: Understander) -> None:
+    async with console(nlu, await _agents(), clock=daytime_clock()) as c:
+        await sign_in(c, "li.na")
+        accounts = [await _disputed(c, i) for i in (1, 2, 3)]
+        everything = CaseList.model_validate(await (await c.get("/api/console/cases")).json())
+        top = CaseList.model_validate(await (await c.get("/api/console/cases?limit=2")).json())
+        assert (everything.total, top.total, len(top.cases)) == (3, 3, 2)
+        # The same order: the longest waiting first (same priority, none expired).
+        assert [r.case.id for r in top.cases] == [r.case.id for r in everything.cases][:2]
+        assert top.cases[0].case.account_id == accounts[0]["id"]
+        page = await (await c.get("/console")).text()
+        assert 'id="more-cases"' not in page  # all three fit the page's 100

@@ -14,8 +14,8 @@ from pydantic import BaseModel, TypeAdapter
 
 from bot import schemas
 from bot.api import AccountsBody, AgentBody, PaymentBody
+from bot.console import openapi as console_api
 from bot.console.agents import add_agent
-from bot.console.schemas import AgentList, LoginBody, SignedIn
 from bot.context import AGENTS, PIPELINE
 from bot.records import AccountRecord
 from intents import Understander
@@ -48,9 +48,7 @@ MODELS: dict[str, type[BaseModel]] = {
         schemas.TencentAck,
         schemas.ReloadReport,
         *schemas.LISTS.values(),
-        LoginBody,
-        SignedIn,
-        AgentList,
+        *(m for m, _ in console_api.MODELS),
     ]
 }
 
@@ -145,9 +143,62 @@ async def _check_console(ck: Checker, c: TestClient[Any, Any]) -> None:
     await ck.check("get", "/api/console/agents", await c.get("/api/console/agents"))
     await ck.check("post", login, await c.post(login, json={**right, "name": "boss"}))
     await ck.check("get", "/api/console/agents", await c.get("/api/console/agents"))
+    await _check_cases(ck, c, (await (await c.get("/api/console/me")).json())["csrf_token"])
     for _ in range(5):  # the name's burst is 5
         r = await c.post(login, json={**right, "password": "wrong"})
     await ck.check("post", login, r)
+
+
+async def _check_cases(ck: Checker, c: TestClient[Any, Any], token: str) -> None:
+    """The case queue's routes, as the supervisor signed in; account 1 disputes first."""
+    await post_twilio(c, account(1)["phone"], "这笔钱我根本没借过，你们搞错了", "SM" + "7" * 32)
+    await c.app[PIPELINE].idle()
+    w = {"X-CSRF-Token": token}
+    cases = "/api/console/cases"
+    r = await c.get(cases)
+    await ck.check("get", cases, r)
+    case_id = (await r.json())["cases"][0]["case"]["id"]
+    await ck.check("get", cases, await c.get(cases + "?limit=0"))
+    one, base = "/api/console/cases/{account_id}", "/api/console/cases/acc-0001"
+    await ck.check("get", one, await c.get(base))
+    await ck.check("get", one, await c.get("/api/console/cases/nobody"))
+    await ck.check("post", one + "/reveal", await c.post(base + "/reveal", headers=w))
+    await ck.check("get", one + "/templates", await c.get(base + "/templates"))
+    body = {"case_id": case_id}
+    await ck.check("post", one + "/claim", await c.post(base + "/claim", json=body, headers=w))
+    await ck.check("post", one + "/claim", await c.post(base + "/claim", json={}, headers=w))
+    await ck.check("post", one + "/claim", await c.post(base + "/claim", json=body))
+    text = "【XX金融】您好，我是XX消费金融客服专员，正在核实，如有疑问请致电95XXX。"
+    msg = {**body, "text": text}
+    await ck.check("post", one + "/messages", await c.post(base + "/messages", json=msg, headers=w))
+    note = {**body, "text": "已联系"}
+    await ck.check("post", one + "/notes", await c.post(base + "/notes", json=note, headers=w))
+    promise = {**body, "date": "2026-11-28"}
+    r = await c.post(base + "/promise", json=promise, headers=w)
+    await ck.check("post", one + "/promise", r)
+    plan = {**body, "instalments": [{"due": "2026-12-20", "amount": "1600"}]}
+    await ck.check("post", one + "/plan", await c.post(base + "/plan", json=plan, headers=w))
+    hold = {**body, "hold": "hardship", "on": True}
+    await ck.check("post", one + "/hold", await c.post(base + "/hold", json=hold, headers=w))
+    again = {**body, "to": "li.na"}
+    r = await c.post(base + "/reassign", json=again, headers=w)
+    await ck.check("post", one + "/reassign", r)
+    await ck.check("post", one + "/release", await c.post(base + "/release", json=body, headers=w))
+    r = await c.post(base + "/resolve", json={**body, "how": "close"}, headers=w)
+    await ck.check("post", one + "/resolve", r)
+    await c.app[PIPELINE].idle()
+    r = await c.post(base + "/resolve", json={**body, "how": "close"}, headers=w)
+    await ck.check("post", one + "/resolve", r)  # 404: closed already
+    unmatched = "/api/console/unmatched"
+    r = await c.get(unmatched)
+    await ck.check("get", unmatched, r)
+    m = (await r.json())["messages"][0]
+    path = unmatched + "/{provider}/{msg_id}"
+    url = f"{unmatched}/{m['provider']}/{m['msg_id']}"
+    link = {"account_id": "nobody"}
+    await ck.check("post", path + "/link", await c.post(url + "/link", json=link, headers=w))
+    await ck.check("post", path + "/dismiss", await c.post(url + "/dismiss", headers=w))
+    await ck.check("post", path + "/dismiss", await c.post(url + "/dismiss", headers=w))
 
 
 def _all_refs(node: Any) -> list[str]:

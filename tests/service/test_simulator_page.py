@@ -256,14 +256,14 @@ def test_deferral_shows_local_time_clears_when_sent_and_supersession_says_why(
 
 def test_a_handed_off_borrower_links_to_the_agents_console(page: Page, base_url: str) -> None:
     page.goto(f"{base_url}/simulator")
-    page.select_option("#account", "demo-0003")
+    page.select_option("#account", "demo-0004")
     link = page.locator("#console-link")
     expect(link).to_be_hidden()
     page.fill("#reply-text", "这笔钱我根本没借过，你们搞错了")
     page.press("#reply-text", "Enter")
     expect(page.locator("#state")).to_have_attribute("data-state", "with_agent")
     expect(link).to_be_visible()
-    expect(link).to_have_attribute("href", "/console/cases/demo-0003")
+    expect(link).to_have_attribute("href", "/console/cases/demo-0004")
     # The link leads to the console's sign-in, then back to this case.
     page.goto(f"{base_url}{link.get_attribute('href')}")
-    expect(page).to_have_url(f"{base_url}/console/login?next=/console/cases/demo-0003")
+    expect(page).to_have_url(f"{base_url}/console/login?next=/console/cases/demo-0004")
