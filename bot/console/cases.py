@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import TypeVar
 
 from aiohttp import web
@@ -50,6 +50,7 @@ from bot.desk.errors import (
     UnmatchedGone,
 )
 from bot.desk.service import Desk
+from bot.desk.view import MessageVerdict as Verdict
 from bot.privacy import mask_name, mask_phone, mask_text
 from bot.storage.agents import AgentRecord
 from bot.transport.inbound import WebhookError
@@ -60,6 +61,9 @@ UNMATCHED = API_PREFIX + "unmatched"
 QUEUE_PAGE = 100  # cases listed by default (the queue's top)
 MAX_QUEUE_PAGE = 1000
 M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
+# desk, agent name, role, account id (from the path), the request's body -> the desk's answer
+Act = Callable[[Desk, str, str, str, M], Awaitable[T]]
 Refusal = WebhookError  # the app's error middleware writes it as JSON (bot.schemas.Error)
 
 
@@ -181,7 +185,7 @@ async def get_case(request: web.Request) -> web.Response:
     """The conversation as an agent sees it, masked: the case, transcript, promises, gate."""
     desk, agent = _who(request)
     with refusals():
-        view = await desk.view(agent.name, agent.role, _account(request))
+        view = await desk.view(agent.name, agent.role, request.match_info["account_id"])
     return json_of(view)
 
 
@@ -189,32 +193,17 @@ async def reveal_case(request: web.Request) -> web.Response:
     """The same, unmasked; the reveal is audited on the account with the agent's name."""
     desk, agent = _who(request)
     with refusals():
-        view = await desk.view(agent.name, agent.role, _account(request), reveal=True)
+        view = await desk.view(
+            agent.name, agent.role, request.match_info["account_id"], reveal=True
+        )
     return json_of(view)
 
 
 async def list_templates(request: web.Request) -> web.Response:
     desk, agent = _who(request)
     with refusals():
-        found = await desk.templates(agent.name, agent.role, _account(request))
+        found = await desk.templates(agent.name, agent.role, request.match_info["account_id"])
     return json_of(TemplateList(templates=[TemplateView(**t) for t in found]))
-
-
-async def send_message(request: web.Request) -> web.Response:
-    """An agent's message, through the compliance gate: a block says which rule and why and
-    queues nothing; a deferral says until when. 200 with the verdict either way."""
-    desk, agent = _who(request)
-    body = await _body(request, MessageBody)
-    with refusals():
-        verdict = await desk.send_message(
-            agent.name,
-            agent.role,
-            _account(request),
-            body.case_id,
-            text=body.text,
-            template=body.template,
-        )
-    return json_of(verdict)
 
 
 async def _body(request: web.Request, model: type[M]) -> M:
@@ -224,42 +213,47 @@ async def _body(request: web.Request, model: type[M]) -> M:
     return body
 
 
-async def claim(request: web.Request) -> web.Response:
+async def _act(request: web.Request, model: type[M], call: Act[M, T]) -> T:
+    """Reads the JSON body as ``model`` and calls the desk with the signed-in agent, the
+    account of the path and the body; the desk's refusals become statuses."""
     desk, agent = _who(request)
-    body = await _body(request, CaseAction)
+    body = await _body(request, model)
     with refusals():
-        case = await desk.claim(agent.name, agent.role, _account(request), body.case_id)
+        return await call(desk, agent.name, agent.role, request.match_info["account_id"], body)
+
+
+async def send_message(request: web.Request) -> web.Response:
+    """An agent's message, through the compliance gate: a block says which rule and why and
+    queues nothing; a deferral says until when. 200 with the verdict either way."""
+
+    def call(d: Desk, name: str, role: str, account: str, b: MessageBody) -> Awaitable[Verdict]:
+        return d.send_message(name, role, account, b.case_id, text=b.text, template=b.template)
+
+    return json_of(await _act(request, MessageBody, call))
+
+
+async def claim(request: web.Request) -> web.Response:
+    case = await _act(request, CaseAction, lambda d, n, r, a, b: d.claim(n, r, a, b.case_id))
     return json_of(CaseResult(case=case))
 
 
 async def release(request: web.Request) -> web.Response:
-    desk, agent = _who(request)
-    body = await _body(request, CaseAction)
-    with refusals():
-        case = await desk.release(agent.name, agent.role, _account(request), body.case_id)
+    case = await _act(request, CaseAction, lambda d, n, r, a, b: d.release(n, r, a, b.case_id))
     return json_of(CaseResult(case=case))
 
 
 async def reassign(request: web.Request) -> web.Response:
-    desk, agent = _who(request)
-    body = await _body(request, ReassignBody)
-    with refusals():
-        case = await desk.reassign(agent.name, agent.role, _account(request), body.case_id, body.to)
+    case = await _act(
+        request, ReassignBody, lambda d, n, r, a, b: d.reassign(n, r, a, b.case_id, b.to)
+    )
     return json_of(CaseResult(case=case))
 
 
 async def add_note(request: web.Request) -> web.Response:
-    desk, agent = _who(request)
-    body = await _body(request, NoteBody)
-    with refusals():
-        case = await desk.add_note(
-            agent.name, agent.role, _account(request), body.case_id, body.text
-        )
+    case = await _act(
+        request, NoteBody, lambda d, n, r, a, b: d.add_note(n, r, a, b.case_id, b.text)
+    )
     return json_of(CaseResult(case=case))
-
-
-def _account(request: web.Request) -> str:
-    return request.match_info["account_id"]
 
 
 def _queued(queued: bool) -> web.Response:
@@ -267,61 +261,41 @@ def _queued(queued: bool) -> web.Response:
 
 
 async def record_promise(request: web.Request) -> web.Response:
-    desk, agent = _who(request)
-    body = await _body(request, PromiseBody)
-    with refusals():
-        queued = await desk.record_promise(
-            agent.name,
-            agent.role,
-            _account(request),
-            body.case_id,
-            body.date,
-            body.amount,
-        )
-    return _queued(queued)
+    def call(d: Desk, name: str, role: str, account: str, b: PromiseBody) -> Awaitable[bool]:
+        return d.record_promise(name, role, account, b.case_id, b.date, b.amount)
+
+    return _queued(await _act(request, PromiseBody, call))
 
 
 async def record_plan(request: web.Request) -> web.Response:
-    desk, agent = _who(request)
-    body = await _body(request, PlanBody)
-    with refusals():
-        queued = await desk.record_plan(
-            agent.name, agent.role, _account(request), body.case_id, body.instalments
-        )
-    return _queued(queued)
+    def call(d: Desk, name: str, role: str, account: str, b: PlanBody) -> Awaitable[bool]:
+        return d.record_plan(name, role, account, b.case_id, b.instalments)
+
+    return _queued(await _act(request, PlanBody, call))
 
 
 async def set_hold(request: web.Request) -> web.Response:
-    desk, agent = _who(request)
-    body = await _body(request, HoldBody)
-    with refusals():
-        queued = await desk.set_hold(
-            agent.name,
-            agent.role,
-            _account(request),
-            body.case_id,
-            body.hold,
-            body.on,
-        )
-    return _queued(queued)
+    def call(d: Desk, name: str, role: str, account: str, b: HoldBody) -> Awaitable[bool]:
+        return d.set_hold(name, role, account, b.case_id, b.hold, b.on)
+
+    return _queued(await _act(request, HoldBody, call))
 
 
 async def resolve(request: web.Request) -> web.Response:
-    desk, agent = _who(request)
-    body = await _body(request, ResolveBody)
-    with refusals():
-        queued = await desk.resolve(
-            agent.name,
-            agent.role,
-            _account(request),
-            body.case_id,
-            body.how,
-            to_state=body.to_state,
-            promise_date=body.promise_date,
-            promise_amount=body.promise_amount,
-            note=body.note,
+    def call(d: Desk, name: str, role: str, account: str, b: ResolveBody) -> Awaitable[bool]:
+        return d.resolve(
+            name,
+            role,
+            account,
+            b.case_id,
+            b.how,
+            to_state=b.to_state,
+            promise_date=b.promise_date,
+            promise_amount=b.promise_amount,
+            note=b.note,
         )
-    return _queued(queued)
+
+    return _queued(await _act(request, ResolveBody, call))
 
 
 async def unmatched_rows(request: web.Request) -> UnmatchedList:

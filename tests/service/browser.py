@@ -93,6 +93,19 @@ def keep_shot(path: Path) -> None:
     shutil.copy(path, SHOTS / path.name)
 
 
+def shot(page: Page, tmp_path: Path, name: str) -> None:
+    """A full-page screenshot of a console page, named by the window's width, kept in SHOTS."""
+    width = page.viewport_size["width"] if page.viewport_size else 0
+    path = tmp_path / f"console-{name}-{width}.png"
+    page.screenshot(path=str(path), full_page=True)
+    keep_shot(path)
+
+
+def no_sideways_scroll(page: Page) -> None:
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= page.evaluate("window.innerWidth"), width
+
+
 @contextmanager
 def watched_page(
     browser: Browser,

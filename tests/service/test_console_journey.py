@@ -9,6 +9,7 @@ agent reaching for a supervisor's action. Screenshots at a laptop's and a phone'
 from __future__ import annotations
 
 import json
+import re
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -27,7 +28,14 @@ from bot.console.agents import add_agent
 from bot.storage.agents import MemoryAgentStore
 from intents import Understander
 from tests.service.apphelpers import AUTH, account, settings, twilio_form, twilio_signature
-from tests.service.browser import chromium, keep_shot, needs_chromium, served, watched_page
+from tests.service.browser import (
+    chromium,
+    needs_chromium,
+    no_sideways_scroll,
+    served,
+    shot,
+    watched_page,
+)
 from tests.service.consolehelpers import PASSWORD, SESSION_KEY, T0
 
 pytestmark = [needs_chromium, pytest.mark.timeout(180)]
@@ -101,19 +109,6 @@ def sign_in(page: Page, url: str, name: str) -> None:
     page.click("#sign-in")
     expect(page.locator("#agent-name")).to_have_text(name)
     expect(page.locator("#live-dot")).to_have_attribute("data-state", "on")
-
-
-def shot(page: Page, tmp_path: Path, name: str) -> None:
-    width = page.viewport_size["width"] if page.viewport_size else 0
-    path = tmp_path / f"console-{name}-{width}.png"
-    page.screenshot(path=str(path), full_page=True)
-    keep_shot(path)
-
-
-def no_sideways_scroll(page: Page) -> None:
-    assert page.evaluate("document.documentElement.scrollWidth") <= page.evaluate(
-        "window.innerWidth"
-    )
 
 
 def post_from_page(page: Page, path: str, body: dict[str, Any], token: str | None) -> Any:
@@ -203,6 +198,18 @@ def test_handoff_claim_race_reply_block_promise_give_back(
         expect(flash).to_contain_text("已拦截")
         assert THREAT not in [m["text"] for m in service.sandbox()]
         shot(li, tmp_path, "case")
+
+        # A template instead: its text (filled in for this account) shows in the box, which
+        # is not editable; the gate's verdict is shown; the box comes back afterwards.
+        options = li.locator("#message-template option:not([value=''])")
+        assert options.count() > 0
+        name = options.first.get_attribute("value")
+        li.select_option("#message-template", name)
+        expect(li.locator("#message-text")).to_be_disabled()
+        expect(li.locator("#message-text")).to_have_value(options.first.get_attribute("title"))
+        li.click("#send")
+        expect(li.locator("#flash-message")).to_contain_text(re.compile("已发送|已排队|已拦截"))
+        expect(li.locator("#message-text")).to_be_enabled()
 
         # An agent cannot reach a supervisor's action; a write without the token is refused.
         expect(li.locator("#reassign")).to_have_count(0)

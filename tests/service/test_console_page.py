@@ -16,7 +16,14 @@ from bot.console.agents import add_agent
 from bot.storage.agents import MemoryAgentStore
 from intents import Understander
 from tests.service.apphelpers import settings
-from tests.service.browser import chromium, keep_shot, needs_chromium, served, watched_page
+from tests.service.browser import (
+    chromium,
+    needs_chromium,
+    no_sideways_scroll,
+    served,
+    shot,
+    watched_page,
+)
 from tests.service.consolehelpers import PASSWORD, SESSION_KEY, T0
 
 SIZES = {"desktop": (1366, 768), "phone": (390, 844)}
@@ -59,18 +66,6 @@ def page(request: pytest.FixtureRequest, browser: Browser, base_url: str) -> Ite
         browser, base_url, SIZES[request.param], lambda status, url: (status, url) in expected
     ) as pg:
         yield pg
-
-
-def shot(page: Page, tmp_path: Path, name: str) -> None:
-    width = page.viewport_size["width"] if page.viewport_size else 0
-    path = tmp_path / f"console-{name}-{width}.png"
-    page.screenshot(path=str(path), full_page=True)
-    keep_shot(path)
-
-
-def no_sideways_scroll(page: Page) -> None:
-    width = page.evaluate("document.documentElement.scrollWidth")
-    assert width <= page.evaluate("window.innerWidth"), width
 
 
 def test_sign_in_see_the_empty_queue_sign_out(page: Page, base_url: str, tmp_path: Path) -> None:

@@ -84,7 +84,13 @@
       if (data && data.verdict) {
         const [text, kind] = verdictText(data);
         flash(text, kind);
-        if (data.verdict !== "block") form.reset();
+        if (data.verdict !== "block") {
+          form.reset();
+          form.querySelectorAll("select[data-shows]").forEach((sel) => {
+            delete document.getElementById(sel.dataset.shows).dataset.draft;
+            showTemplate(sel);
+          });
+        }
       } else {
         flash(form.dataset.done || "完成 Done", "ok");
         if (form.dataset.reset !== undefined) form.reset();
@@ -104,7 +110,25 @@
   document.addEventListener("change", (event) => {
     const el = event.target;
     if (el instanceof HTMLSelectElement && el.dataset.autosubmit !== undefined) el.form.submit();
+    if (el instanceof HTMLSelectElement && el.dataset.shows) showTemplate(el);
   });
+
+  // The composer sends a template or free text, never both: a chosen template shows its text
+  // (filled in for this account) in the box, which is then not editable; clearing the choice
+  // gives the box back as it was.
+  function showTemplate(select) {
+    const box = document.getElementById(select.dataset.shows);
+    if (!box) return;
+    const option = select.selectedOptions[0];
+    if (select.value) {
+      if (!box.disabled) box.dataset.draft = box.value;
+      box.value = option ? option.title : "";
+      box.disabled = true;
+    } else if (box.disabled) {
+      box.disabled = false;
+      box.value = box.dataset.draft !== undefined ? box.dataset.draft : box.defaultValue;
+    }
+  }
 
   // Re-reads this page and swaps in its live part (what someone else's action may change).
   let refreshing = null;
