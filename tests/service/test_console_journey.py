@@ -82,7 +82,12 @@ def service(nlu: Understander) -> Iterator[Service]:
 
     def make_app(port: int) -> web.Application:
         return create_app(
-            settings(port=port, session_key=SESSION_KEY, login_burst_per_name=50),
+            settings(
+                port=port,
+                session_key=SESSION_KEY,
+                login_burst_per_name=50,
+                desk_sla_interval_s=0.2,
+            ),
             nlu=nlu,
             agents=agents,
             clock=clock,
@@ -276,9 +281,15 @@ def test_pages_fit_and_refuse_without_a_session(
         audit = service.call("GET", f"/api/conversations/{acc['id']}")
         assert audit["phone"] == acc["phone"]
         page.goto(f"{url}/console")
-        expect(page.locator(f'.case[data-account="{acc["id"]}"]')).to_be_visible()
+        row = page.locator(f'.case[data-account="{acc["id"]}"]')
+        expect(row).to_be_visible()
         no_sideways_scroll(page)
         shot(page, tmp_path, "queue-supervisor")
+        if size == PHONE:  # once: the clock moves for the whole module
+            # An hour and a half unclaimed: the SLA step marks it, and the supervisor is told.
+            service.clock.advance(timedelta(minutes=90))
+            expect(page.locator("#flash-message")).to_contain_text("SLA passed unclaimed")
+            expect(row).to_have_attribute("data-expired", "true")
         page.goto(f"{url}/console/unmatched")
         expect(page.locator("#no-unmatched, #unmatched")).to_be_visible()
         no_sideways_scroll(page)

@@ -176,6 +176,10 @@
     for (const kind of kinds) {
       source.addEventListener(kind, (e) => {
         const data = JSON.parse(e.data);
+        // The SLA step's notification: a supervisor is told whichever page is open.
+        if (kind === "case_expired" && main.dataset.role === "supervisor" && data.detail.notify) {
+          flash("案件超时未认领 SLA passed unclaimed: " + data.account_id + " (" + data.detail.reason + ")", "warn");
+        }
         if (page === "case" && data.account_id !== account) return;
         if ((page === "unmatched") !== (kind === "unmatched")) return;
         soon();
