@@ -40,7 +40,8 @@ from bot.console.schemas import (
     UnmatchedList,
     UnmatchedRow,
 )
-from bot.context import CLOCK, DESK, DESK_SERVICE
+from bot.context import AGENTS, CLOCK, DESK, DESK_SERVICE
+from bot.desk.case import Case
 from bot.desk.errors import (
     CaseConflict,
     CaseHeld,
@@ -243,10 +244,17 @@ async def release(request: web.Request) -> web.Response:
 
 
 async def reassign(request: web.Request) -> web.Response:
-    case = await _act(
-        request, ReassignBody, lambda d, n, r, a, b: d.reassign(n, r, a, b.case_id, b.to)
-    )
-    return json_of(CaseResult(case=case))
+    agents = request.app[AGENTS]
+
+    async def call(d: Desk, name: str, role: str, account: str, b: ReassignBody) -> Case:
+        # Only to someone who can sign in and take it (the desk knows cases, not agents).
+        if role == "supervisor":
+            target = await agents.get(b.to)
+            if target is None or target.disabled:
+                raise InvalidRequest(f"没有可用的坐席 {b.to} (no enabled agent {b.to!r})")
+        return await d.reassign(name, role, account, b.case_id, b.to)
+
+    return json_of(CaseResult(case=await _act(request, ReassignBody, call)))
 
 
 async def add_note(request: web.Request) -> web.Response:

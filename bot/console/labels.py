@@ -50,6 +50,19 @@ HOLDS: dict[str, str] = {
     "agent": "人工处理中 With a person",
     "paused": "已暂停 Paused",
 }
+FLAGS: dict[str, str] = {
+    "paused": "已暂停 Paused",
+    "opted_out": "已退订 Opted out",
+    "wrong_number": "号码错误 Wrong number",
+    "disputed": "有争议 Disputed",
+    "hardship": "困难 Hardship",
+}
+# A closed case's resolution as the store writes it (returned:<state> | kept_paused | closed).
+CLOSED_AS: dict[str, str] = {
+    "kept_paused": "保持暂停 kept paused",
+    "closed": "结束 closed",
+    "returned": "交还机器人 given back",
+}
 RESOLUTIONS: dict[str, str] = {
     "return": "交还机器人 Give back to the bot",
     "keep_paused": "保持暂停 Keep paused",
@@ -74,3 +87,10 @@ def duration(seconds: int) -> str:
     else:
         text = f"{minutes}分"
     return text
+
+
+def closed_as(resolution: str | None) -> str:
+    """returned:promised → 交还机器人 given back (promised)."""
+    kind, _, state = (resolution or "").partition(":")
+    text = CLOSED_AS.get(kind, kind or "—")
+    return f"{text} ({state})" if state else text

@@ -62,6 +62,8 @@ def template_globals() -> dict[str, Any]:
         "CASE_STATES": labels.CASE_STATES,
         "DELIVERY": labels.DELIVERY,
         "HOLDS": labels.HOLDS,
+        "FLAGS": labels.FLAGS,
+        "closed_as": labels.closed_as,
         "RESOLUTIONS": labels.RESOLUTIONS,
     }
 

@@ -7,7 +7,7 @@ import datetime as dt
 from decimal import Decimal
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool
 
 from bot.console.agents import MAX_PASSWORD
 from bot.desk.case import Case
@@ -90,7 +90,7 @@ class PlanBody(CaseAction):
 
 class HoldBody(CaseAction):
     hold: Literal["disputed", "hardship"]
-    on: bool
+    on: StrictBool  # true or false, not "yes"
 
 
 class ResolveBody(CaseAction):

@@ -39,6 +39,7 @@ from dialogs.registry import Registry
 from dialogs.schema import AgentAction
 
 Resolution = Literal["return", "keep_paused", "close"]
+PROMISE_HORIZON_DAYS = 366  # a promise further out is a typo, or a plan (record_plan)
 
 
 class Desk(UnmatchedMessages):
@@ -202,9 +203,10 @@ class Desk(UnmatchedMessages):
     async def add_note(
         self, agent: str, role: str, account_id: str, case_id: str, text: str
     ) -> Case:
-        check_agent(agent, role)
+        """By the case's holder (or a supervisor), like every other action on it."""
+        await self._holding(agent, role, account_id, case_id)
         if not text.strip() or len(text) > 2000:
-            raise InvalidRequest("a note is 1 to 2000 characters")
+            raise InvalidRequest("备注为 1 至 2000 字 (a note is 1 to 2000 characters)")
         now = self.clock.now()
         case = await self.store.desk.add_note(account_id, case_id, agent, text, now)
         # The account's own history says who wrote what (the case's log is the console's).
@@ -249,10 +251,14 @@ class Desk(UnmatchedMessages):
                     f"possible: {', '.join(sorted(states)) or 'none'}"
                 )
             action = states[to_state]
+            if promise_date is not None:
+                await self._check_promise(account_id, promise_date, promise_amount)
             if action == AgentAction.PROMISED and promise_date is None:
                 promise = (await self._conversation(account_id)).promise
                 if promise is None or promise.date is None:
-                    raise InvalidRequest(f"{to_state!r} needs a promised date: give one")
+                    raise InvalidRequest(
+                        f"交还到 {to_state} 需要承诺日期 ({to_state!r} needs a promised date)"
+                    )
                 promise_date, promise_amount = promise.date, promise.amount
         elif how == "close":
             action = AgentAction.CLOSED
@@ -285,6 +291,7 @@ class Desk(UnmatchedMessages):
         """The promise agreed with the borrower, kept on the conversation while a person
         holds it (the bot reminds only once given back at ``promised``)."""
         await self._holding(agent, role, account_id, case_id)
+        await self._check_promise(account_id, date, amount)
         desk = self._action(agent, case_id, "promise", promise_date=date, promise_amount=amount)
         return await self._queue(account_id, desk, None)
 
@@ -297,7 +304,9 @@ class Desk(UnmatchedMessages):
         if not plan or len(plan) > 36:
             raise InvalidRequest("a plan has 1 to 36 instalments")
         if [i.due for i in plan] != sorted(i.due for i in plan):
-            raise InvalidRequest("instalments must be in date order")
+            raise InvalidRequest("分期须按日期排列 (instalments must be in date order)")
+        for i in plan:
+            await self._check_promise(account_id, i.due, i.amount, horizon_days=3 * 366)
         desk = self._action(agent, case_id, "plan", plan=plan)
         return await self._queue(account_id, desk, None)
 
@@ -316,6 +325,31 @@ class Desk(UnmatchedMessages):
         return await self._queue(account_id, desk, None)
 
     # --- helpers ---------------------------------------------------------------------------
+
+    async def _check_promise(
+        self,
+        account_id: str,
+        day: dt.date,
+        amount: Decimal | None,
+        horizon_days: int = PROMISE_HORIZON_DAYS,
+    ) -> None:
+        """A promise the flow can keep track of: from today (the borrower's day) to the
+        horizon, and no more than is owed — a typo (2020, ¥999999 on ¥3200) is refused with
+        the reason, not recorded and shown as broken."""
+        account = await self.store.get_account(account_id)
+        if account is None:
+            raise CaseNotFound(f"no account {account_id!r}")
+        zone = self.gate.zones(account.phone, account.tz, self.gate.pack(account.pack))[0]
+        today = self.clock.now().astimezone(zone).date()
+        last = today + dt.timedelta(days=horizon_days)
+        if not today <= day <= last:
+            raise InvalidRequest(
+                f"日期须在 {today} 至 {last} 之间 (the date must be from today, {today}, to {last})"
+            )
+        raw = await self.store.get_conversation(account_id)
+        owed = c.Conversation.model_validate_json(raw).outstanding if raw else account.amount_due
+        if amount is not None and amount > owed:
+            raise InvalidRequest(f"金额超过未还的 ¥{owed} (more than the ¥{owed} still owed)")
 
     async def _holding(self, agent: str, role: str, account_id: str, case_id: str) -> Case:
         r = check_agent(agent, role)

@@ -9,6 +9,7 @@ free-form, and a missing detail must show as nothing, not fail the page.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
@@ -184,7 +185,8 @@ def _agent_line(d: dict[str, Any]) -> str:
     elif do == "hold":
         line += f": {d.get('hold')} {'on' if d.get('on') else 'off'}"
     elif do == "plan":
-        line += f": {len(d.get('plan', []))} 期 instalments"
+        parts = [f"{i.get('due')} ¥{i.get('amount')}" for i in d.get("plan", [])]
+        line += f": {len(parts)} 期 instalments ({', '.join(parts)})"
     elif do == "resolve":
         line += f": {d.get('resolution')}" + (f" → {d['to_state']}" if d.get("to_state") else "")
     if d.get("note"):
@@ -218,8 +220,14 @@ def promise_history(
             out.append(_promise(e.at, d, "agent" if by_agent else "borrower", by, paid))
         elif e.kind == "inbound":
             agent = None
-    for p in out:
-        p["outcome"] = _outcome(p, account, paid, zone, now)
+    for n, p in enumerate(out):
+        outcome = _outcome(p, account, paid, zone, now)
+        # A later promise made before this one came due replaces it (the conversation holds
+        # one): "replaced", not forever "pending".
+        later = out[n + 1] if n + 1 < len(out) else None
+        if outcome == "pending" and later is not None:
+            outcome = "replaced"
+        p["outcome"] = outcome
         del p["paid_before"]
     return out
 
@@ -252,7 +260,11 @@ def _outcome(
     owed = account.amount_due - p["paid_before"]
     target = min(p["amount"], owed) if p["amount"] is not None else owed
     day: dt.date | None = p["date"]
-    deadline = dt.datetime.combine(day + dt.timedelta(days=2), dt.time(0), zone) if day else None
+    deadline = None
+    if day is not None:
+        # A date recorded before dates were bounded (9999-12-31) must not break the page.
+        with contextlib.suppress(OverflowError):
+            deadline = dt.datetime.combine(day + dt.timedelta(days=2), dt.time(0), zone)
     total = Decimal(0)
     for at, amount in paid:
         if at < p["at"] or (deadline is not None and at >= deadline):

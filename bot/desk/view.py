@@ -74,7 +74,7 @@ class PromiseItem(BaseModel):
     amount: Decimal | None = None
     source: Literal["borrower", "agent"]
     by: str | None = None
-    outcome: str | None = None  # kept | broken | pending (None: not known)
+    outcome: str | None = None  # kept | broken | pending | replaced (None: not known)
 
 
 class CaseView(BaseModel):

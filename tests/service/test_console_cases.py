@@ -6,20 +6,29 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any
 
 import pytest
 from aiohttp import ClientSession
 from aiohttp.test_utils import TestClient
 
+from bot.console.agents import add_agent, set_disabled
 from bot.console.schemas import CaseList, CaseResult, Queued, TemplateList, UnmatchedList
 from bot.context import PIPELINE
 from bot.desk.view import CaseView, MessageVerdict
 from bot.storage.base import Store
 from intents import Understander
 from tests.service.apphelpers import AUTH, account, conversation, daytime_clock, post_twilio
-from tests.service.consolehelpers import agents_with, console, second_browser, sign_in, sign_in_as
+from tests.service.consolehelpers import (
+    PASSWORD,
+    T0,
+    agents_with,
+    console,
+    second_browser,
+    sign_in,
+    sign_in_as,
+)
 
 pytestmark = pytest.mark.timeout(60)
 Client = TestClient[Any, Any] | ClientSession
@@ -315,3 +324,47 @@ async def test_the_queue_lists_its_top_and_counts_the_rest(nlu: Understander) ->
         assert top.cases[0].case.account_id == accounts[0]["id"]
         page = await (await c.get("/console")).text()
         assert 'id="more-cases"' not in page  # all three fit the page's 100
+
+
+async def test_nonsense_is_refused_and_changes_nothing(nlu: Understander, store: Store) -> None:
+    agents = await _agents()
+    await add_agent(agents, "gone", "agent", PASSWORD, T0)
+    await set_disabled(agents, "gone", True, T0)
+    async with console(nlu, agents, store=store, clock=daytime_clock()) as c:
+        token = await sign_in(c, "li.na")
+        acc = await _disputed(c)
+        base = f"/api/console/cases/{acc['id']}"
+        case_id = CaseList.model_validate(await (await c.get("/api/console/cases")).json())
+        case_id = case_id.cases[0].case.id
+        # An agent acts only on a case it holds, notes included.
+        r = await _post(c, base + "/notes", token, {"case_id": case_id, "text": "x"})
+        assert r.status == 403
+        await _post(c, base + "/claim", token, {"case_id": case_id})
+        # Dates a promise cannot have (the clock says 2026-11-25), more than is owed, "yes".
+        for body in (
+            {"date": "9999-12-31"},
+            {"date": "2020-01-01"},
+            {"date": "2028-01-01"},
+            {"date": "2026-11-28", "amount": "999999"},
+        ):
+            r = await _post(c, base + "/promise", token, {"case_id": case_id, **body})
+            assert r.status == 400, (body, await r.text())
+        r = await _post(
+            c, base + "/hold", token, {"case_id": case_id, "hold": "hardship", "on": "yes"}
+        )
+        assert r.status == 400
+        plan = {"case_id": case_id, "instalments": [{"due": "2019-01-01", "amount": "100"}]}
+        assert (await _post(c, base + "/plan", token, plan)).status == 400
+        await _settle(c)
+        view = CaseView.model_validate(await (await c.get(base)).json())
+        assert view.promises == [] or all(p.date != date(9999, 12, 31) for p in view.promises)
+        # A supervisor reassigns only to an agent who can take it.
+        async with second_browser(c) as boss:
+            boss_token = await sign_in_as(boss, "boss")
+            for to in ("ghost", "gone"):
+                r = await _post(
+                    boss, base + "/reassign", boss_token, {"case_id": case_id, "to": to}
+                )
+                assert r.status == 400 and to in (await r.json())["error"]
+        listing = CaseList.model_validate(await (await c.get("/api/console/cases")).json())
+        assert listing.cases[0].case.holder == "li.na"

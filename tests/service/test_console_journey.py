@@ -187,6 +187,8 @@ def test_handoff_claim_race_reply_block_promise_give_back(
         expect(li.locator("#message-text")).to_have_value(
             "【XX金融】XX消费金融客服：\n如有疑问请致电95XXX。"
         )
+        li.click("#send")  # nothing written yet: said here, nothing sent
+        expect(li.locator("#flash-message")).to_contain_text("Type a message")
         li.fill("#message-text", POLITE)
         li.click("#send")
         expect(li.locator("#flash-message")).to_contain_text("已发送")
@@ -233,10 +235,14 @@ def test_handoff_claim_race_reply_block_promise_give_back(
         li.locator("#promise button").click()
         expect(li.locator("#flash-message")).to_contain_text("Promise recorded")
         expect(li.locator("#promises")).to_contain_text("2026-11-28")
+        li.select_option("#resolve select[name=how]", "keep_paused")
+        expect(li.locator("#to-state")).to_be_hidden()  # only what applies
         li.select_option("#resolve select[name=how]", "return")
+        expect(li.locator("#to-state")).to_be_visible()
         li.select_option("#to-state", "promised")
         li.locator("#resolve button").click()
         expect(li.locator("#no-case")).to_be_visible()
+        expect(li.locator("#flash-message")).to_contain_text("Resolution queued")  # after reload
         expect(li.locator("#flow-state")).to_have_text("promised")
 
         # The queue is empty on the other screen too.

@@ -86,9 +86,9 @@ async def test_the_view_of_a_handed_off_conversation(nlu: Understander, store: S
         assert ("handoff", None, "转人工 Handoff: dispute (high)") in events
         assert ("agent", "alice", "记录承诺 Promise recorded: 2026-11-28 3200.00") in events
         assert [i.at for i in view.transcript] == sorted(i.at for i in view.transcript)
-        # The promises: the borrower's, then the one alice agreed on the phone.
+        # The promises: the borrower's, replaced by the one alice agreed on the phone.
         assert [(p.date, p.amount, p.source, p.by, p.outcome) for p in view.promises] == [
-            (date(2026, 11, 27), Decimal(3200), "borrower", None, "pending"),
+            (date(2026, 11, 27), Decimal(3200), "borrower", None, "replaced"),
             (date(2026, 11, 28), Decimal(3200), "agent", "alice", "pending"),
         ]
         assert view.promise == view.promises[-1]

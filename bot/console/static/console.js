@@ -66,8 +66,13 @@
       return ["已拦截 Blocked: " + v.rules.join(", ") + " — " + v.reasons.join("; "), "bad"];
     }
     if (v.verdict === "defer") {
-      const until = new Date(v.until).toLocaleString("zh-CN", { hour12: false });
-      return ["已排队，将于 " + until + " 发送 (deferred until then: " + v.rules.join(", ") + ")", "warn"];
+      // Beijing time, as every time on these pages (not the browser's own zone).
+      const until = new Date(v.until).toLocaleString("zh-CN", {
+        hour12: false, timeZone: "Asia/Shanghai", month: "2-digit", day: "2-digit",
+        hour: "2-digit", minute: "2-digit",
+      });
+      return ["已排队，将于 " + until + " 发送 (deferred until then: " + v.reasons.join("; ") +
+        " — " + v.rules.join(", ") + ")", "warn"];
     }
     return ["已发送 Sent", "ok"];
   }
@@ -77,6 +82,15 @@
     if (!(form instanceof HTMLFormElement) || !form.dataset.api) return;
     event.preventDefault();
     if (form.dataset.confirm && !confirm(form.dataset.confirm)) return;
+    if (form.dataset.needs) {
+      // Say what is missing here, in words, rather than send and show the API's reason.
+      const [fields, message] = form.dataset.needs.split("|");
+      const filled = fields.split(",").some((n) => {
+        const el = form.elements.namedItem(n);
+        return el && !el.disabled && el.value.trim() !== "" && el.value !== el.defaultValue;
+      });
+      if (!filled) { flash(message, "bad"); return; }
+    }
     const buttons = form.querySelectorAll("button");
     buttons.forEach((b) => (b.disabled = true));
     try {
@@ -96,6 +110,9 @@
         if (form.dataset.reset !== undefined) form.reset();
       }
       if (form.dataset.after === "page") {
+        // The page is read again: what was done is said once more after the reload.
+        const shown = document.getElementById("flash-message");
+        if (shown) sessionStorage.setItem("console-flash", shown.textContent + "|" + shown.className);
         setTimeout(() => location.reload(), 300);
       } else {
         refresh();
@@ -107,10 +124,32 @@
     }
   });
 
+  const carried = sessionStorage.getItem("console-flash");
+  if (carried) {
+    sessionStorage.removeItem("console-flash");
+    const [text, cls] = carried.split("|");
+    flash(text, (cls || "").replace("alert", "").trim() || "ok");
+  }
+
+  // Only the fields that apply to the chosen option (data-when="how=return").
+  function showApplicable(select) {
+    const form = select.form;
+    if (!form) return;
+    for (const el of form.querySelectorAll("[data-when]")) {
+      const [name, values] = el.dataset.when.split("=");
+      if (name !== select.name) continue;
+      const on = values.split(",").includes(select.value);
+      el.hidden = !on;
+      el.querySelectorAll("input, select, textarea").forEach((i) => (i.disabled = !on));
+    }
+  }
+  document.querySelectorAll("select[data-toggles]").forEach(showApplicable);
+
   document.addEventListener("change", (event) => {
     const el = event.target;
     if (el instanceof HTMLSelectElement && el.dataset.autosubmit !== undefined) el.form.submit();
     if (el instanceof HTMLSelectElement && el.dataset.shows) showTemplate(el);
+    if (el instanceof HTMLSelectElement && el.dataset.toggles !== undefined) showApplicable(el);
   });
 
   // The composer sends a template or free text, never both: a chosen template shows its text
