@@ -25,8 +25,11 @@ if TYPE_CHECKING:
     from scipy import sparse
 
 # L2 strength and positive re-weighting: chosen by 5-fold cross-validation on the training
-# files (intents.tuning; `smsbot intents eval --cv` prints the figures).
-LAMBDA = 3e-6
+# files (intents.tuning; `smsbot intents eval --cv` prints the figures). 1e-6 against 3e-6:
+# out-of-fold accuracy 0.8732 → 0.8758, macro-F1 0.8873 → 0.8886 (mean of three fold seeds;
+# seed 2 alone: 0.8768 → 0.8755, macro-F1 equal); 5e-7 was no better on macro-F1 and varied
+# more between seeds (stop recall 0.939-0.952).
+LAMBDA = 1e-6
 # 0 = no re-weighting of positives, 1 = fully balanced; between keeps scores usable as
 # probabilities while rare intents still get heard.
 BALANCE = 0.5
@@ -256,18 +259,20 @@ class IntentModel:
             )
 
     def scores(self, features: list[str]) -> dict[Intent, float]:
-        uniq = {f for f in features if f in self._rows}
-        if not uniq - _BOUNDARY:
+        feats = set(features)
+        rows = self._rows
+        known = [f for f in feats if f in rows]
+        if len(known) <= len(_BOUNDARY) and all(f in _BOUNDARY for f in known):
             # Nothing but "a short text" is known (😀😀😀): the model has no evidence to give.
             return {}
-        acc = list(self._bias)
-        norm = 1.0 / math.sqrt(len(set(features)))
-        n = len(acc)
-        for f in uniq:
-            row = self._rows[f]
-            for j in range(n):
-                acc[j] += row[j] * norm
-        return {lab: _sigmoid(z) for lab, z in zip(self.labels, acc, strict=True)}
+        norm = 1.0 / math.sqrt(len(feats))
+        # Every kept feature weighs the same (the row's norm), so the rows are summed per
+        # intent first (zip and sum run in C: 2.6x faster than adding row by row) and scaled once.
+        sums = map(sum, zip(*[rows[f] for f in known], strict=True))
+        return {
+            lab: _sigmoid(b + s * norm)
+            for lab, b, s in zip(self.labels, self._bias, sums, strict=True)
+        }
 
 
 def _sigmoid(z: float) -> float:
