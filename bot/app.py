@@ -12,11 +12,13 @@ import aiohttp
 from aiohttp import web
 
 from bot import api, openapi, reload, simulator, webhooks
+from bot.campaigns.service import Campaigns
 from bot.clock import Clock
 from bot.compliance.gate import Gate
 from bot.console import app as console
 from bot.context import (
     API_KEY,
+    CAMPAIGNS,
     CLOCK,
     DESK,
     DESK_SERVICE,
@@ -188,6 +190,9 @@ async def _pipeline_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     app[PIPELINE] = pipeline
     app[DESK_SERVICE] = Desk(store, pipeline.submit, app[FLOWS], app[CLOCK], app[GATE])
+    release_every = settings.campaign_release_interval_s
+    campaigns = Campaigns(store, pipeline.submit, app[FLOWS], app[CLOCK], interval_s=release_every)
+    app[CAMPAIGNS] = campaigns
     if settings.demo:
         from bot.demo import load_demo
 
@@ -200,7 +205,10 @@ async def _pipeline_ctx(app: web.Application) -> AsyncIterator[None]:
         log.warning("store unavailable at start-up (%s); recovery retries in the background", exc)
     loops = asyncio.create_task(
         pipeline.run_loops(
-            settings.timer_interval_s, settings.recovery_interval_s, settings.desk_sla_interval_s
+            settings.timer_interval_s,
+            settings.recovery_interval_s,
+            settings.desk_sla_interval_s,
+            steps=[(release_every, campaigns.release_due)],
         )
     )
     yield
