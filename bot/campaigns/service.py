@@ -18,11 +18,14 @@ import asyncio
 import math
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Protocol
 
 from pydantic import BaseModel
 
+from bot.campaigns.export import export
 from bot.campaigns.model import Campaign, CampaignConflict, CampaignNotFound, is_due
+from bot.campaigns.status import CampaignStatus, status
 from bot.clock import Clock
 from bot.desk.unmatched import Submit
 from bot.records import AccountRecord, QueuedEvent
@@ -121,6 +124,13 @@ class Campaigns:
     async def _move(self, ref: str, action: Action) -> Campaign:
         campaign = await self.get(ref)
         return await self.store.campaigns.set_state(campaign.id, action, self.clock.now())
+
+    async def status(self, ref: str) -> CampaignStatus:
+        return await status(self.store, await self.get(ref))
+
+    async def export(self, ref: str, path: Path) -> int:
+        """One row per member to ``path`` (.csv or .xlsx); how many rows."""
+        return await export(self.store, (await self.get(ref)).id, path)
 
     # --- import -------------------------------------------------------------------------
 
