@@ -15,6 +15,7 @@ process took are re-submitted once their lease has run out (bot.storage.campaign
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from datetime import datetime, timedelta
@@ -29,9 +30,12 @@ from bot.campaigns.status import CampaignStatus, status
 from bot.clock import Clock
 from bot.desk.unmatched import Submit
 from bot.records import AccountRecord, QueuedEvent
-from bot.storage.base import Store
+from bot.storage.base import Store, StoreUnavailable
 from bot.storage.campaigns import Action
+from common.errors import SmsbotError
 from dialogs.registry import Registry
+
+log = logging.getLogger(__name__)
 
 # Members taken but not confirmed released this long ago are re-submitted: far longer than a
 # submission takes (one enqueue per member), so a live process is never overtaken.
@@ -196,13 +200,23 @@ class Campaigns:
         now = now or self.clock.now()
         released = 0
         for campaign in await self.store.campaigns.list_all():
-            if campaign.releasing:  # whatever the state now: these were taken
-                stale = await self.store.campaigns.stale(campaign.id, now - RELEASE_LEASE)
-                released += await self._start(campaign, stale, now)
-            if is_due(campaign, now) and campaign.pending:
-                n = await self._tokens(campaign, now)
-                taken = await self.store.campaigns.take_due(campaign.id, n, now)
-                released += await self._start(campaign, taken, now)
+            try:
+                released += await self._release(campaign, now)
+            except StoreUnavailable:
+                raise
+            except SmsbotError as exc:  # one campaign's trouble does not stop the others
+                log.warning("campaign %s: release failed: %s", campaign.id, exc)
+        return released
+
+    async def _release(self, campaign: Campaign, now: datetime) -> int:
+        released = 0
+        if campaign.releasing:  # whatever the state now: these were taken
+            stale = await self.store.campaigns.stale(campaign.id, now - RELEASE_LEASE)
+            released += await self._start(campaign, stale, now)
+        if is_due(campaign, now) and campaign.pending:
+            n = await self._tokens(campaign, now)
+            taken = await self.store.campaigns.take_due(campaign.id, n, now)
+            released += await self._start(campaign, taken, now)
         return released
 
     def burst(self, campaign: Campaign) -> int:
