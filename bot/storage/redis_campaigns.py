@@ -99,18 +99,19 @@ class RedisCampaigns(CampaignStore):
         return Campaign.model_validate({**data, "pending": pending, "releasing": releasing})
 
     async def create(self, campaign: Campaign) -> Campaign:
-        key = keys.campaign_name(campaign.name)
-        # The name first (SET NX: of two creations one wins), the index, the campaign last.
-        if not await self._pipe.one("SET", key, campaign.id, "NX"):
-            owner = _text(await self._pipe.one("GET", key))
-            if await self.get(owner) is not None:
-                raise CampaignConflict(f"a campaign named {campaign.name!r} exists already")
-            await self._pipe.one("SET", key, campaign.id)  # a crash's leftover: taken over
+        # The campaign and its index entry first, the name last (SET NX: of two creations of
+        # one name exactly one wins, and the winner's campaign already exists when the loser
+        # looks). A crash before the name leaves a campaign nobody can name: list_all skips it.
         data = campaign.model_dump(mode="json", include=set(_FIELDS) | set(_COUNTS))
         await self._pipe.call(
-            ("ZADD", keys.CAMPAIGNS, score(campaign.created_at), campaign.id),
             ("HSET", keys.campaign(campaign.id), *[x for kv in data.items() for x in kv]),
+            ("ZADD", keys.CAMPAIGNS, score(campaign.created_at), campaign.id),
         )
+        if not await self._pipe.one("SET", keys.campaign_name(campaign.name), campaign.id, "NX"):
+            await self._pipe.call(
+                ("ZREM", keys.CAMPAIGNS, campaign.id), ("DEL", keys.campaign(campaign.id))
+            )
+            raise CampaignConflict(f"a campaign named {campaign.name!r} exists already")
         return campaign
 
     async def get(self, campaign_id: str) -> Campaign | None:
@@ -135,8 +136,13 @@ class RedisCampaigns(CampaignStore):
         if not ids:
             return []
         replies = await self._pipe.call(*(c for i in ids for c in self._reads(i)))
-        found = (self._campaign(*replies[k : k + 3]) for k in range(0, len(replies), 3))
-        return [c for c in found if c is not None]
+        found = [self._campaign(*replies[k : k + 3]) for k in range(0, len(replies), 3)]
+        campaigns = [c for c in found if c is not None]
+        if not campaigns:
+            return []
+        # Only campaigns their name points to: not one a create left half-made (see create).
+        owners = await self._pipe.call(*(("GET", keys.campaign_name(c.name)) for c in campaigns))
+        return [c for c, o in zip(campaigns, owners, strict=True) if o and _text(o) == c.id]
 
     async def add_members(self, campaign_id: str, account_ids: Sequence[str]) -> int:
         if not keys.usable_campaign_id(campaign_id):

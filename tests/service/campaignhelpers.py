@@ -81,11 +81,29 @@ class Service:
         await self.settle()
 
 
+class StoppedClock(Clock):
+    """A clock that moves only when told: a slow run must not release more than the pace
+    the test counts on (the service's clock is real time plus an offset)."""
+
+    def __init__(self, at: datetime) -> None:
+        super().__init__()
+        self._at = at
+
+    def now(self) -> datetime:
+        return self._at
+
+    def advance(self, delta: timedelta) -> datetime:
+        if delta < timedelta(0):
+            raise ValueError("time only moves forward")
+        self._at += delta
+        return self._at
+
+
 @asynccontextmanager
 async def service(
     nlu: Understander, store: Store, at: datetime, **overrides: Any
 ) -> AsyncIterator[Service]:
-    clock = Clock(at - Clock().now())
+    clock = StoppedClock(at)
     # The background loop's own release round is kept out of the way: tests call it.
     overrides.setdefault("campaign_release_interval_s", 60)
     async with client(nlu, store=store, clock=clock, **overrides) as c:

@@ -37,6 +37,15 @@ async def test_a_name_is_taken_once(store: Store) -> None:
         await made(store)
 
 
+async def test_of_two_creations_at_once_of_one_name_one_wins(store: Store) -> None:
+    results = await asyncio.gather(made(store, "same"), made(store, "same"), return_exceptions=True)
+    won = [r for r in results if isinstance(r, Campaign)]
+    assert len(won) == 1
+    assert all(isinstance(r, CampaignConflict) for r in results if r not in won)
+    assert [c.id for c in await store.campaigns.list_all()] == [won[0].id]
+    assert await store.campaigns.find("same") == won[0]
+
+
 async def test_members_are_added_once_in_order(store: Store) -> None:
     c = await made(store)
     other = await made(store, "other")
