@@ -12,11 +12,14 @@ import aiohttp
 from aiohttp import web
 
 from bot import api, openapi, reload, simulator, webhooks
+from bot.campaigns import api as campaigns_api
+from bot.campaigns.service import Campaigns
 from bot.clock import Clock
 from bot.compliance.gate import Gate
 from bot.console import app as console
 from bot.context import (
     API_KEY,
+    CAMPAIGNS,
     CLOCK,
     DESK,
     DESK_SERVICE,
@@ -43,7 +46,8 @@ from dialogs.registry import Registry
 from intents import Understander
 
 log = logging.getLogger(__name__)
-BATCH_PATH = "/api/accounts"  # the one route with its own body limit (max_batch_bytes)
+BATCH_PATH = "/api/accounts"  # routes with their own body limit (max_batch_bytes)
+BATCH_PATHS = frozenset({BATCH_PATH, campaigns_api.PATH})
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -75,6 +79,7 @@ def create_app(
     app.cleanup_ctx.append(reload.reload_ctx)
     app.add_routes(webhooks.routes())
     app.add_routes(api.routes())
+    app.add_routes(campaigns_api.routes())
     app.add_routes(reload.routes())
     app.add_routes(openapi.routes())
     console.setup(app, settings, agents)  # after the store: sign-in limits use it
@@ -188,6 +193,9 @@ async def _pipeline_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     app[PIPELINE] = pipeline
     app[DESK_SERVICE] = Desk(store, pipeline.submit, app[FLOWS], app[CLOCK], app[GATE])
+    release_every = settings.campaign_release_interval_s
+    campaigns = Campaigns(store, pipeline.submit, app[FLOWS], app[CLOCK], interval_s=release_every)
+    app[CAMPAIGNS] = campaigns
     if settings.demo:
         from bot.demo import load_demo
 
@@ -200,7 +208,10 @@ async def _pipeline_ctx(app: web.Application) -> AsyncIterator[None]:
         log.warning("store unavailable at start-up (%s); recovery retries in the background", exc)
     loops = asyncio.create_task(
         pipeline.run_loops(
-            settings.timer_interval_s, settings.recovery_interval_s, settings.desk_sla_interval_s
+            settings.timer_interval_s,
+            settings.recovery_interval_s,
+            settings.desk_sla_interval_s,
+            steps=[(release_every, campaigns.release_due)],
         )
     )
     yield
@@ -225,6 +236,9 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path == BATCH_PATH:
             too_large = f"more than {settings.max_batch_bytes} bytes"
             return _error(413, api.batch_too_large(too_large))
+        if request.path in BATCH_PATHS:  # a campaign's file: send it in parts
+            limit = settings.max_batch_bytes
+            return _error(413, f"body too large (limit {limit} bytes): import it in parts")
         return _error(413, f"body too large (limit {settings.max_body_bytes} bytes)")
     except web.HTTPException as exc:
         if exc.status >= 400:
@@ -238,7 +252,7 @@ async def _body_in_time(request: web.Request, handler: Handler) -> web.StreamRes
     closed. Read here (handlers' ``read()`` then returns it at once), so no handler can be held
     by a client that trickles its body; a body that is already all here costs no timer."""
     settings = request.app[SETTINGS]
-    if request.path == BATCH_PATH and request.method == "POST":
+    if request.path in BATCH_PATHS and request.method == "POST":
         request = request.clone(client_max_size=settings.max_batch_bytes)
     if request.body_exists and not request.content.is_eof():
         timeout = settings.body_timeout_s

@@ -21,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     # Imported here so that `smsbot --help` stays cheap and each area owns its commands.
     from bot import serve
+    from bot.campaigns import cli as campaigns_cli
     from bot.compliance import cli as compliance_cli
     from bot.console import cli as console_cli
     from dialogs import cli as dialogs_cli
@@ -31,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     dialogs_cli.register(sub, reviewer=_gate_reviewer, operator=_operator_files)
     compliance_cli.register(sub)
     console_cli.register(sub)
+    campaigns_cli.register(sub)
     return parser
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from bot.campaigns.service import Campaigns
 from bot.clock import Clock
 from bot.compliance.gate import Gate
 from bot.desk.config import DeskSettings
@@ -29,3 +30,5 @@ AGENTS = web.AppKey("agents", AgentStore)  # who may sign in to the console (bot
 DESK = web.AppKey("desk", DeskSettings)
 # The case queue's service functions, for the console's web layer (bot.desk.service).
 DESK_SERVICE = web.AppKey("desk_service", Desk)
+# Campaigns: import, pause, status, and the release step the pipeline's loop runs.
+CAMPAIGNS = web.AppKey("campaigns", Campaigns)

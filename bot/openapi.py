@@ -15,6 +15,7 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from bot import __version__, schemas
 from bot.api import MAX_BATCH_ROWS, AccountsBody, AgentBody, PaymentBody
+from bot.campaigns import openapi as campaigns_api
 from bot.console import openapi as console_api
 from bot.records import AccountRecord
 
@@ -82,6 +83,7 @@ def _schemas() -> dict[str, Any]:
         (schemas.AliyunInbound, "validation"),
         (schemas.TencentInbound, "validation"),
         *console_api.MODELS,
+        *campaigns_api.MODELS,
     ]
     responses: list[type[BaseModel]] = [
         schemas.Error,
@@ -329,7 +331,7 @@ def document() -> dict[str, Any]:
                 },
             },
         },
-        "paths": {**_api(), **console_api.paths(), **_webhooks()},
+        "paths": {**_api(), **campaigns_api.paths(), **console_api.paths(), **_webhooks()},
     }
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -39,6 +39,7 @@ from intents import Understander
 log = logging.getLogger(__name__)
 
 Received = Literal["accepted", "duplicate", "unmatched"]
+Step = tuple[float, Callable[[], Awaitable[object]]]
 _COMMITTED_MEMO = 4096
 # A watched account is looked at again this long after its lock's TTL has run out, so the lock
 # has surely expired (Redis expires a key at its time to the millisecond, our timer may be late
@@ -296,17 +297,28 @@ class Pipeline:
         return len(await expire_cases(self.store, self.desk.config, self.clock.now()))
 
     async def run_loops(
-        self, timer_interval: float, recovery_interval: float, sla_interval: float = 10.0
+        self,
+        timer_interval: float,
+        recovery_interval: float,
+        sla_interval: float = 10.0,
+        steps: Sequence[Step] = (),
     ) -> None:
+        """``steps``: other components' periodic work, each (interval, step), e.g. the
+        campaigns' release (bot.campaigns.service), run between the timers and recovery."""
         last_recovery = last_sla = 0.0
         recoveries = 0
         loop = asyncio.get_running_loop()
+        last_step = [0.0] * len(steps)
         while not self._closing and not self.paused:
             try:
                 await self.fire_due_timers()
                 if loop.time() - last_sla >= sla_interval:
                     last_sla = loop.time()
                     await self.expire_cases()
+                for i, (interval, step) in enumerate(steps):
+                    if loop.time() - last_step[i] >= interval:
+                        last_step[i] = loop.time()
+                        await step()
                 if loop.time() - last_recovery >= recovery_interval:
                     last_recovery = loop.time()
                     await self.recover()

@@ -100,6 +100,9 @@ class Settings(BaseSettings):
     # often unclaimed cases past it are looked for.
     desk_file: Path = Path(__file__).resolve().parent.parent / "config" / "desk.yaml"
     desk_sla_interval_s: float = Field(default=10.0, gt=0)
+    # How often due campaigns release accounts (bot.campaigns.service). A round releases up
+    # to rate x interval, so the pace holds at any interval; shorter spreads it more evenly.
+    campaign_release_interval_s: float = Field(default=1.0, gt=0, le=60)
     max_body_bytes: int = Field(default=256 * 1024, ge=1024)
     # POST /api/accounts only: a batch of up to 10,000 rows (a row is 150-400 bytes).
     max_batch_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)

@@ -30,6 +30,7 @@ from bot.transport.inbound import InboundSms
 from common.errors import SmsbotError
 
 if TYPE_CHECKING:
+    from bot.storage.campaigns import CampaignStore
     from bot.storage.desk import DeskStore
 
 
@@ -176,6 +177,7 @@ class AccountLock(ABC):
 
 class Store(ABC):
     desk: DeskStore  # the agent console's cases (bot.storage.desk), on the same backend
+    campaigns: CampaignStore  # campaigns and their members (bot.storage.campaigns)
 
     # --- lifecycle ---
     # Every ``limit`` argument: at most that many of the newest items; 0 or less gives none.

@@ -26,6 +26,18 @@ touches a single slot:
   (renamed from ``case`` in the resolving commit)
 - ``smsbot:{acc:<id>}:case:<case id>:log``  list  its history and notes (renamed likewise)
 - ``smsbot:{acc:<id>}:cases``          list    ids of the account's resolved cases, oldest first
+- ``smsbot:{acc:<id>}:campaigns``      set     ids of the campaigns the account is a member of
+  (written before the campaign's own step adds it: an extra entry is harmless)
+
+Per campaign (bot.storage.redis_campaigns), all under the hash tag ``{cmp:<id>}`` so that each
+step of a campaign is one script in one slot:
+
+- ``smsbot:{cmp:<id>}:campaign``       hash    the Campaign's fields (times ISO 8601), ``seq``
+- ``smsbot:{cmp:<id>}:members``        zset    account id -> import order (every member)
+- ``smsbot:{cmp:<id>}:pending``        list    account ids not taken for release yet, in order
+- ``smsbot:{cmp:<id>}:releasing``      zset    account id -> when taken (µs): start not yet
+  confirmed submitted; the release step re-submits entries older than its lease
+- ``smsbot:{cmp:<id>}:released``       set     account ids whose start event was submitted
 
 Global (each in its own slot; never combined with per-account keys in one script):
 
@@ -58,6 +70,8 @@ Global (each in its own slot; never combined with per-account keys in one script
   missing one. ``repair_index`` also re-adds every open case a SCAN finds
 - ``smsbot:desk:events``               stream  the desk's live feed (bot.storage.desk_events),
   capped at about 10,000 entries
+- ``smsbot:campaigns``                 zset    campaign id -> created (µs): every campaign
+- ``smsbot:campaign:name:<name>``      string  the campaign id of a name (names are unique)
 - ``smsbot:{unmatched}:handled``       list    unmatched messages taken off the list, with who
   linked (to which account) or dismissed them and when (JSON): kept for audit
 """
@@ -65,6 +79,7 @@ Global (each in its own slot; never combined with per-account keys in one script
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 
 PREFIX = "smsbot:"
 
@@ -84,6 +99,7 @@ DEFERRED = "deferred"
 OUTBOUND = "outbound"
 CASE = "case"
 CASES = "cases"
+ACCOUNT_CAMPAIGNS = "campaigns"
 
 # --- global --------------------------------------------------------------------------------
 PHONE_PREFIX = PREFIX + "phone:"
@@ -104,6 +120,9 @@ AGENTS = PREFIX + "agents"
 DESK_OPEN = PREFIX + "desk:open"
 DESK_EVENTS = PREFIX + "desk:events"
 UNMATCHED_HANDLED = UNMATCHED_TAG + ":handled"
+CAMPAIGNS = PREFIX + "campaigns"
+CAMPAIGN_NAME_PREFIX = PREFIX + "campaign:name:"
+CAMPAIGN_TAG_PREFIX = PREFIX + "{cmp:"
 
 
 def usable_account_id(account_id: str) -> bool:
@@ -232,3 +251,53 @@ def account_of(key: str, suffix: str) -> str | None:
     if "{" in account_id or "}" in account_id:
         return None  # e.g. a de-duplication key whose text happens to end in "}:queue"
     return account_id
+
+
+def account_campaigns(account_id: str) -> str:
+    return account_prefix(account_id) + ACCOUNT_CAMPAIGNS
+
+
+# --- per campaign ----------------------------------------------------------------------------
+
+
+def usable_campaign_id(campaign_id: str) -> bool:
+    """Our campaign ids are hex (bot.ids); anything else could build a stranger's key."""
+    return bool(campaign_id) and len(campaign_id) <= 64 and campaign_id.isalnum()
+
+
+@dataclass(frozen=True)
+class CampaignKeys:
+    campaign: str
+    members: str
+    pending: str
+    releasing: str
+    released: str
+
+
+def campaign_keys(campaign_id: str) -> CampaignKeys:
+    if not usable_campaign_id(campaign_id):
+        raise ValueError(f"invalid campaign id {campaign_id!r}")
+    tag = f"{CAMPAIGN_TAG_PREFIX}{campaign_id}}}:"
+    return CampaignKeys(
+        tag + "campaign", tag + "members", tag + "pending", tag + "releasing", tag + "released"
+    )
+
+
+def campaign(campaign_id: str) -> str:
+    return campaign_keys(campaign_id).campaign
+
+
+def campaign_members(campaign_id: str) -> str:
+    return campaign_keys(campaign_id).members
+
+
+def campaign_pending(campaign_id: str) -> str:
+    return campaign_keys(campaign_id).pending
+
+
+def campaign_releasing(campaign_id: str) -> str:
+    return campaign_keys(campaign_id).releasing
+
+
+def campaign_name(name: str) -> str:
+    return CAMPAIGN_NAME_PREFIX + name

@@ -10,6 +10,7 @@ from bot.desk.case import CaseChange
 from bot.outbound.record import OutboundRecord, queued
 from bot.records import AccountRecord, AuditEntry, Outbound, QueuedEvent, SendRecord
 from bot.storage.base import AccountLock, GateFacts, Loaded, Store, Transition
+from bot.storage.campaigns import MemoryCampaigns
 from bot.storage.desk import MemoryDesk
 from bot.transport.inbound import InboundSms
 
@@ -66,6 +67,7 @@ class MemoryStore(Store):
         self._unmatched_receipts: deque[str] = deque(maxlen=10_000)
         self._buckets: dict[str, tuple[float, float]] = {}  # tokens, at (epoch seconds)
         self.desk: MemoryDesk = MemoryDesk(self)
+        self.campaigns: MemoryCampaigns = MemoryCampaigns()
 
     async def ping(self) -> None:
         return None

@@ -57,6 +57,8 @@ from bot.memo import Memo
 from bot.records import AccountRecord, AuditEntry, Outbound, QueuedEvent, SendRecord
 from bot.storage import keys
 from bot.storage.base import AccountLock, GateFacts, Loaded, Progress, Store, StoreUnavailable
+from bot.storage.redis_campaigns import SCRIPTS as CAMPAIGN_SCRIPTS
+from bot.storage.redis_campaigns import RedisCampaigns
 from bot.storage.redis_codec import (
     AUDIT_ENTRIES,
     PUSH_CAPPED,
@@ -189,6 +191,7 @@ _SCRIPTS = (
     PUSH_CAPPED,
     *OUTBOUND_SCRIPTS,
     *DESK_SCRIPTS,
+    *CAMPAIGN_SCRIPTS,
 )
 
 
@@ -332,6 +335,7 @@ class RedisStore(RedisOutbound, Store):
         self._queued: Memo[bytes, QueuedEvent] = Memo(QUEUED_MEMO)
         self._init_outbound()
         self.desk = RedisDesk(connection)
+        self.campaigns = RedisCampaigns(connection)
 
     @classmethod
     def from_url(

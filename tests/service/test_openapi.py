@@ -14,6 +14,7 @@ from pydantic import BaseModel, TypeAdapter
 
 from bot import schemas
 from bot.api import AccountsBody, AgentBody, PaymentBody
+from bot.campaigns import openapi as campaigns_openapi
 from bot.console import openapi as console_api
 from bot.console.agents import add_agent
 from bot.context import AGENTS, PIPELINE
@@ -49,6 +50,7 @@ MODELS: dict[str, type[BaseModel]] = {
         schemas.ReloadReport,
         *schemas.LISTS.values(),
         *(m for m, _ in console_api.MODELS),
+        *(m for m, _ in campaigns_openapi.MODELS),
     ]
 }
 

@@ -1,0 +1,1 @@
+"""Campaigns: a lender's file of accounts released at a pace into the normal send path."""

@@ -1,0 +1,172 @@
+"""``smsbot campaign``: import a lender's file, watch, export, pause, resume, cancel, list —
+on the store the service runs on (``SMSBOT_REDIS_URL``; the memory store exists only inside
+a running ``smsbot serve``, so the commands refuse to run there, as ``smsbot agents`` does).
+The running service releases; these commands only change what it reads."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
+
+from bot.campaigns.model import Campaign, CampaignError
+from bot.campaigns.service import Campaigns, RowProblem
+from bot.clock import Clock
+from bot.records import QueuedEvent
+from common.errors import UsageError
+
+T = TypeVar("T")
+# A --start-at without an offset is Beijing time (the lenders' files are).
+DEFAULT_ZONE = ZoneInfo("Asia/Shanghai")
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("campaign", help="campaigns: import, status, export, pause, resume, list")
+    cmd = p.add_subparsers(dest="campaign_command", required=True, metavar="ACTION")
+
+    imp = cmd.add_parser("import", help="import a file into campaign NAME (created if new)")
+    imp.add_argument("file", type=Path)
+    imp.add_argument("--name", required=True)
+    imp.add_argument("--flow", default="collections")
+    imp.add_argument("--start-at", type=_when, help="ISO time (default now; no offset: Beijing)")
+    imp.add_argument("--rate", type=float, default=10.0, help="accounts released per second")
+    imp.add_argument("--map", type=_mapping, help='column names, e.g. "手机=phone,姓名=name"')
+    imp.add_argument("--errors", type=Path, help="write the refused rows to this file")
+    imp.set_defaults(handler=_import)
+
+    status = cmd.add_parser("status", help="counts per stage (N: id or name)")
+    status.add_argument("campaign")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(handler=_status)
+
+    export = cmd.add_parser("export", help="one row per account, .csv or .xlsx")
+    export.add_argument("campaign")
+    export.add_argument("-o", "--output", type=Path, required=True)
+    export.set_defaults(handler=_export)
+
+    for action in ("pause", "resume", "cancel"):
+        q = cmd.add_parser(action, help=f"{action} the campaign's release")
+        q.add_argument("campaign")
+        q.set_defaults(handler=_move, action=action)
+
+    cmd.add_parser("list", help="every campaign").set_defaults(handler=_list)
+
+
+def _when(text: str) -> datetime:
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not an ISO time: {text!r}") from exc
+    return at if at.tzinfo is not None else at.replace(tzinfo=DEFAULT_ZONE)
+
+
+def _mapping(text: str) -> dict[str, str]:
+    pairs = [p.split("=", 1) for p in text.split(",") if p.strip()]
+    if any(len(p) != 2 or not p[0].strip() or not p[1].strip() for p in pairs):
+        raise argparse.ArgumentTypeError(f'--map: expected "column=field,…", got {text!r}')
+    return {k.strip(): v.strip() for k, v in pairs}
+
+
+def _import(args: argparse.Namespace) -> int:
+    from bot.campaigns import rows  # type: ignore[attr-defined,unused-ignore]
+
+    problems: list[RowProblem] = []
+
+    async def work(c: Campaigns) -> tuple[Campaign, Any]:
+        campaign = await c.store.campaigns.find(args.name)
+        if campaign is None:
+            campaign = await c.create(args.name, args.flow, args.start_at, args.rate)
+        with args.file.open("rb") as f:
+            read = rows.read_accounts(f, filename=args.file.name, mapping=args.map, flow=args.flow)
+            return campaign, await c.import_rows(campaign.id, read, on_error=problems.append)
+
+    campaign, report = _run(work, with_flows=True)
+    print(
+        f"campaign {campaign.name} ({campaign.id}): {report.imported} imported"
+        f" ({report.added} new), {report.rejected} rejected"
+    )
+    for line in report.errors[:10]:
+        print(f"  {line}")
+    if args.errors is not None and problems:
+        rows.write_errors(problems, args.errors)
+        print(f"refused rows written to {args.errors}")
+    return 0 if report.imported or not report.rejected else 1
+
+
+def _status(args: argparse.Namespace) -> int:
+    st = _run(lambda c: c.status(args.campaign))
+    if args.json:
+        print(st.model_dump_json(indent=2))
+        return 0
+    c = st.campaign
+    print(f"{c.name} ({c.id}) {c.state}, flow {c.flow}, {c.rate:g}/s from {c.start_at:%F %T%z}")
+    fields = st.model_dump(mode="json", exclude={"campaign"})
+    for key, value in fields.items():
+        shown = json.dumps(value, ensure_ascii=False) if isinstance(value, dict) else value
+        print(f"  {key:<18} {shown}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    n = _run(lambda c: c.export(args.campaign, args.output))
+    print(f"{n} accounts written to {args.output}")
+    return 0
+
+
+def _move(args: argparse.Namespace) -> int:
+    actions: dict[str, Callable[[Campaigns], Awaitable[Campaign]]] = {
+        "pause": lambda c: c.pause(args.campaign),
+        "resume": lambda c: c.resume(args.campaign),
+        "cancel": lambda c: c.cancel(args.campaign),
+    }
+    campaign = _run(actions[args.action])
+    print(f"{campaign.name}: {campaign.state} ({campaign.pending} pending)")
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    campaigns = _run(lambda c: c.list_all())
+    if not campaigns:
+        print("no campaigns yet (smsbot campaign import FILE --name NAME)")
+        return 0
+    for k in campaigns:
+        print(f"{k.id}  {k.state:<9}  {k.released:>7}/{k.imported:<7}  {k.rate:>6g}/s  {k.name}")
+    return 0
+
+
+async def _never(account_id: str, event: QueuedEvent, dedup: str | None) -> bool:
+    raise CampaignError("only the running service releases accounts")
+
+
+def _run(action: Callable[[Campaigns], Awaitable[T]], *, with_flows: bool = False) -> T:
+    from bot.settings import load_settings
+
+    settings = load_settings()
+    if not settings.redis_url:
+        raise UsageError(
+            "SMSBOT_REDIS_URL is not set: campaigns live in the service's store, and the"
+            " memory store exists only inside a running `smsbot serve`"
+        )
+    redis_url = settings.redis_url
+    registry: Any = None
+    if with_flows:  # a new campaign's flow is checked against the flows the service runs
+        from bot.compliance.gate import Gate
+        from dialogs.registry import Registry
+
+        registry = Registry.load(settings.flows_dir, Gate.load(settings.compliance_file).policy)
+
+    async def run() -> T:
+        from bot.storage.redis import RedisStore
+
+        store = RedisStore.from_url(redis_url)
+        try:
+            return await action(Campaigns(store, _never, registry, Clock()))
+        finally:
+            await store.close()
+
+    return asyncio.run(run())

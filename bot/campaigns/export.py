@@ -1,0 +1,88 @@
+"""``export``: one row per member, the lender's own report (not masked: it is their data),
+as CSV (UTF-8 with a BOM, so Excel reads the Chinese) or XLSX by the file's extension;
+streamed, a batch of members at a time (bot.campaigns.status)."""
+
+from __future__ import annotations
+
+import csv
+from decimal import Decimal
+from pathlib import Path
+
+from bot.campaigns.model import CampaignError
+from bot.campaigns.status import Member, read_members
+from bot.storage.base import Store
+
+COLUMNS = (
+    "id",
+    "name",
+    "phone",
+    "amount_due",
+    "state",
+    "last_intent",
+    "promise_date",
+    "promise_amount",
+    "paid",
+    "opted_out",
+    "handed_off",
+    "last_message_state",
+)
+
+
+def row(m: Member) -> list[str]:
+    a, conv = m.account, m.conversation
+    promise = conv.promise if conv else None
+    return [
+        m.id,
+        a.name if a else "",
+        a.phone if a else "",
+        _money(a.amount_due) if a else "",
+        conv.state if conv else "",
+        (conv.last_intent or "") if conv else "",
+        promise.date.isoformat() if promise and promise.date else "",
+        _money(promise.amount) if promise and promise.amount is not None else "",
+        _money(conv.paid_total if conv else Decimal(0)),
+        "yes" if m.opted_out else "no",
+        "yes" if m.handed_off else "no",
+        m.last.state if m.last else "",
+    ]
+
+
+def _money(amount: Decimal) -> str:
+    return f"{amount:.2f}"  # one way for every amount (3200, 3200.0 and 3200.00 are one sum)
+
+
+async def export(store: Store, campaign_id: str, path: Path) -> int:
+    """Writes the report; how many accounts it lists."""
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        return await _csv(store, campaign_id, path)
+    if suffix == ".xlsx":
+        return await _xlsx(store, campaign_id, path)
+    raise CampaignError(f"{path}: export writes .csv or .xlsx")
+
+
+async def _csv(store: Store, campaign_id: str, path: Path) -> int:
+    n = 0
+    with path.open("w", encoding="utf-8-sig", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(COLUMNS)
+        async for m in read_members(store, campaign_id):
+            out.writerow(row(m))
+            n += 1
+    return n
+
+
+async def _xlsx(store: Store, campaign_id: str, path: Path) -> int:
+    try:
+        from openpyxl import Workbook  # type: ignore[import-untyped,import-not-found,unused-ignore]
+    except ImportError as exc:  # an optional dependency: CSV needs nothing
+        raise CampaignError("XLSX export needs openpyxl (pip install openpyxl)") from exc
+    book = Workbook(write_only=True)  # rows go to a temporary file, not held in memory
+    sheet = book.create_sheet("accounts")
+    sheet.append(list(COLUMNS))
+    n = 0
+    async for m in read_members(store, campaign_id):
+        sheet.append(row(m))
+        n += 1
+    book.save(path)
+    return n

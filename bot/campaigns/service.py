@@ -1,0 +1,246 @@
+"""Campaigns as the service runs them: one :class:`Campaigns` per process (like bot.desk's
+Desk), built in the pipeline's context; the CLI and the API call it.
+
+Release: every ``campaign_release_interval_s`` the pipeline's background loop calls
+:meth:`Campaigns.release_due`. For each due campaign it takes tokens of the campaign's own
+bucket (``Store.take_tokens``, shared by every process, so N processes together still release
+at ``rate``), takes that many pending members (``take_due``: each to one process) and submits
+each one's ``start`` event through ``Pipeline.submit`` with the de-duplication key "start":
+the first reminder is an ordinary message of the flow, so the compliance gate decides it
+(quiet hours, caps, opt-outs, holds), and an account in two campaigns, or imported twice, is
+started once. Taken members are marked released only after their submission; members a dead
+process took are re-submitted once their lease has run out (bot.storage.campaigns).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Protocol
+
+from pydantic import BaseModel
+
+from bot.campaigns.export import export
+from bot.campaigns.model import Campaign, CampaignConflict, CampaignNotFound, is_due
+from bot.campaigns.status import CampaignStatus, status
+from bot.clock import Clock
+from bot.desk.unmatched import Submit
+from bot.records import AccountRecord, QueuedEvent
+from bot.storage.base import Store, StoreUnavailable
+from bot.storage.campaigns import Action
+from common.errors import SmsbotError
+from dialogs.registry import Registry
+
+log = logging.getLogger(__name__)
+
+# Members taken but not confirmed released this long ago are re-submitted: far longer than a
+# submission takes (one enqueue per member), so a live process is never overtaken.
+RELEASE_LEASE = timedelta(seconds=30)
+IMPORT_BATCH = 500  # accounts upserted at once (one pipelined write on Redis)
+MAX_ERRORS_SHOWN = 100
+
+
+class RowProblem(Protocol):
+    """A row the file reader refused (bot.campaigns.rows.RowError: ``str()`` is
+    "row 17: phone: not a mainland mobile number")."""
+
+    @property
+    def row(self) -> int: ...
+
+    @property
+    def field(self) -> str | None: ...
+
+    @property
+    def message(self) -> str: ...
+
+
+Row = tuple[int, AccountRecord | RowProblem]
+
+
+class ImportReport(BaseModel):
+    campaign_id: str
+    imported: int  # rows taken (accounts created or updated)
+    added: int  # of those, accounts new to the campaign
+    rejected: int
+    errors: list[str]  # the first MAX_ERRORS_SHOWN rejected rows, as "row N: field: why"
+
+
+async def _rows(rows: Iterable[Row] | AsyncIterable[Row]) -> AsyncIterator[Row]:
+    if isinstance(rows, AsyncIterable):
+        async for r in rows:
+            yield r
+    else:
+        for r in rows:
+            yield r
+
+
+class Campaigns:
+    def __init__(
+        self,
+        store: Store,
+        submit: Submit,
+        registry: Registry,
+        clock: Clock,
+        *,
+        interval_s: float = 1.0,
+    ) -> None:
+        self.store = store
+        self.submit = submit
+        self.registry = registry
+        self.clock = clock
+        self.interval_s = interval_s  # how often release_due runs: a bucket holds that much
+
+    # --- campaigns ----------------------------------------------------------------------
+
+    async def create(
+        self, name: str, flow: str, start_at: datetime | None = None, rate: float = 10.0
+    ) -> Campaign:
+        self.registry.get(flow)  # an unknown flow is refused now, naming the loaded ones
+        now = self.clock.now()
+        campaign = Campaign(
+            name=name, flow=flow, start_at=start_at or now, rate=rate, created_at=now
+        )
+        return await self.store.campaigns.create(campaign)
+
+    async def get(self, ref: str) -> Campaign:
+        """By id or by its unique name."""
+        found = await self.store.campaigns.get(ref) or await self.store.campaigns.find(ref)
+        if found is None:
+            raise CampaignNotFound(f"no campaign with id or name {ref!r}")
+        return found
+
+    async def list_all(self) -> list[Campaign]:
+        return await self.store.campaigns.list_all()
+
+    async def pause(self, ref: str) -> Campaign:
+        return await self._move(ref, "pause")
+
+    async def resume(self, ref: str) -> Campaign:
+        return await self._move(ref, "resume")
+
+    async def cancel(self, ref: str) -> Campaign:
+        return await self._move(ref, "cancel")
+
+    async def _move(self, ref: str, action: Action) -> Campaign:
+        campaign = await self.get(ref)
+        return await self.store.campaigns.set_state(campaign.id, action, self.clock.now())
+
+    async def status(self, ref: str) -> CampaignStatus:
+        return await status(self.store, await self.get(ref))
+
+    async def export(self, ref: str, path: Path) -> int:
+        """One row per member to ``path`` (.csv or .xlsx); how many rows."""
+        return await export(self.store, (await self.get(ref)).id, path)
+
+    # --- import -------------------------------------------------------------------------
+
+    async def import_rows(
+        self,
+        ref: str,
+        rows: Iterable[Row] | AsyncIterable[Row],
+        on_error: Callable[[RowProblem], None] | None = None,
+    ) -> ImportReport:
+        """Upserts each account (a changed amount updates it) and adds it to the campaign.
+        Idempotent: a second import of the same rows adds nobody and starts nobody again.
+        Each batch's accounts are written before their membership, so a crash mid-import
+        leaves accounts that the same import, repeated, adds."""
+        campaign = await self.get(ref)
+        if campaign.state == "cancelled":
+            raise CampaignConflict(f"campaign {campaign.name!r} is cancelled")
+        imported = added = rejected = 0
+        errors: list[str] = []
+        batch: dict[str, AccountRecord] = {}
+        bad = 0
+
+        async def flush() -> None:
+            nonlocal imported, added, bad
+            accounts = list(batch.values())
+            batch.clear()
+            await asyncio.gather(*(self.store.upsert_account(a) for a in accounts))
+            new = await self.store.campaigns.add_members(campaign.id, [a.id for a in accounts])
+            await self.store.campaigns.count_import(campaign.id, new, bad)
+            imported, added, bad = imported + len(accounts), added + new, 0
+
+        async for _, item in _rows(rows):
+            if isinstance(item, AccountRecord):
+                # The campaign's flow: its start event starts that flow's conversation.
+                account = (
+                    item
+                    if item.flow == campaign.flow
+                    else item.model_copy(update={"flow": campaign.flow})
+                )
+                batch.pop(account.id, None)  # a repeated id: its last row counts, in its place
+                batch[account.id] = account
+                if len(batch) >= IMPORT_BATCH:
+                    await flush()
+            else:
+                rejected += 1
+                bad += 1
+                if len(errors) < MAX_ERRORS_SHOWN:
+                    errors.append(str(item))
+                if on_error is not None:
+                    on_error(item)
+        await flush()
+        return ImportReport(
+            campaign_id=campaign.id,
+            imported=imported,
+            added=added,
+            rejected=rejected,
+            errors=errors,
+        )
+
+    # --- release ------------------------------------------------------------------------
+
+    async def release_due(self, now: datetime | None = None) -> int:
+        """One release round (the pipeline's loop): how many members were released."""
+        now = now or self.clock.now()
+        released = 0
+        for campaign in await self.store.campaigns.list_all():
+            try:
+                released += await self._release(campaign, now)
+            except StoreUnavailable:
+                raise
+            except SmsbotError as exc:  # one campaign's trouble does not stop the others
+                log.warning("campaign %s: release failed: %s", campaign.id, exc)
+        return released
+
+    async def _release(self, campaign: Campaign, now: datetime) -> int:
+        released = 0
+        if campaign.releasing:  # whatever the state now: these were taken
+            stale = await self.store.campaigns.stale(campaign.id, now - RELEASE_LEASE)
+            released += await self._start(campaign, stale, now)
+        if is_due(campaign, now) and campaign.pending:
+            n = await self._tokens(campaign, now)
+            taken = await self.store.campaigns.take_due(campaign.id, n, now)
+            released += await self._start(campaign, taken, now)
+        return released
+
+    def burst(self, campaign: Campaign) -> int:
+        """What one round may release: the rate over one interval (at least one)."""
+        return max(1, math.ceil(campaign.rate * self.interval_s))
+
+    async def _tokens(self, campaign: Campaign, now: datetime) -> int:
+        want = min(self.burst(campaign), campaign.pending)
+        bucket = f"campaign:{campaign.id}"
+        # Asked together: on Redis they leave in one write (bot.storage.resp).
+        waits = await asyncio.gather(
+            *(
+                self.store.take_tokens(bucket, campaign.rate, self.burst(campaign), now)
+                for _ in range(want)
+            )
+        )
+        return sum(1 for w in waits if w == 0)
+
+    async def _start(self, campaign: Campaign, account_ids: list[str], now: datetime) -> int:
+        if not account_ids:
+            return 0
+        # Submitted first, marked after: a crash in between leaves them to be submitted
+        # again, which the "start" de-duplication key makes harmless.
+        await asyncio.gather(
+            *(self.submit(a, QueuedEvent(kind="start", at=now), "start") for a in account_ids)
+        )
+        return await self.store.campaigns.mark_released(campaign.id, account_ids)
