@@ -98,6 +98,9 @@ def _flow_through(
             if rule is not None and rule.when == "agent:promised":
                 # A person's promise always names its day (dialogs.conversation.Agent).
                 facts.add("promised_date")
+        if a.next_instalment:
+            # An instalment always has its day and amount (dialogs.conversation.Instalment).
+            facts |= {"promised_date", "promised_amount"}
         if a.send is not None:
             uses.append(_Use((*base, i, "send"), a.send, frozenset(facts)))
         if a.schedule is not None and a.schedule.on_date:
