@@ -88,6 +88,9 @@ def _flow_through(
 ) -> frozenset[str]:
     """Variables available after ``actions`` run, recording what each send needs on the way."""
     facts = set(have)
+    if rule is not None and rule.if_ is not None and rule.if_.instalment:
+        # The promise is a plan's instalment, which always has its day and amount.
+        facts |= {"promised_date", "promised_amount"}
     for i, a in enumerate(actions):
         if a.record_promise:
             # A promise is replaced as a whole: only what this rule's `if:` guarantees is sure.

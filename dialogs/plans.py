@@ -20,6 +20,12 @@ def plan_next(conv: ConversationView) -> c.Instalment | None:
     return next((i for i in conv.plan if after is None or i.due > after), None)
 
 
+def is_instalment(conv: ConversationView) -> bool:
+    """The promise is one of the plan's instalments (its day and amount)."""
+    p = conv.promise
+    return p is not None and any((i.due, i.amount) == (p.date, p.amount) for i in conv.plan)
+
+
 def next_instalment(
     conv: ConversationView, now: datetime
 ) -> tuple[tuple[c.Instalment, ...], c.Promise] | None:

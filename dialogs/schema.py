@@ -130,6 +130,8 @@ class Condition(Frozen):
     promise_kept: bool | None = None
     # An instalment plan has an instalment due after the current promise (`next_instalment`).
     plan_remaining: bool | None = None
+    # The promise is one of the plan's instalments (so it has a day and an amount).
+    instalment: bool | None = None
     counter_below: dict[Name, int] = Field(default_factory=dict)
     counter_at_least: dict[Name, int] = Field(default_factory=dict)
     flags: list[Flag] = Field(default_factory=list)

@@ -152,7 +152,7 @@ async def test_a_plan_given_back_at_promised_is_tracked_instalment_by_instalment
         # Each instalment's day brings its reminder; its payment makes the next the promise.
         for n, (day, amount) in enumerate(zip(days, amounts, strict=True)):
             await _next_day_at_0931(c, day)
-            assert (await _sent(c)).count("promise_day_reminder") == n + 1
+            assert (await _sent(c)).count("instalment_day_reminder") == n + 1
             await _pay(c, acc["id"], amount, f"pay-{n}")
             conv = await conversation(c, acc["id"])
             if n < 2:
@@ -162,6 +162,9 @@ async def test_a_plan_given_back_at_promised_is_tracked_instalment_by_instalment
                 assert (await _sent(c))[-1] == "instalment_received"
         assert conv["state"] == "paid"
         assert (await _sent(c))[-1] == "thanks_paid"
+        sandbox = await (await c.get("/api/sandbox/messages", headers=AUTH)).json()
+        reminders = [m["text"] for m in sandbox if m["template"] == "instalment_day_reminder"]
+        assert [t.split("本期应还")[1][:7] for t in reminders] == ["1000.00", "1000.00", "1200.00"]
 
 
 async def test_a_new_plan_replaces_the_old_and_an_empty_one_clears_it(
