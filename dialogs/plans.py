@@ -21,9 +21,10 @@ def plan_next(conv: ConversationView) -> c.Instalment | None:
 
 
 def is_instalment(conv: ConversationView) -> bool:
-    """The promise is one of the plan's instalments (its day and amount)."""
+    """The promise is one of the plan's instalments: on its day, with an amount (perhaps less
+    than planned, when less is owed)."""
     p = conv.promise
-    return p is not None and any((i.due, i.amount) == (p.date, p.amount) for i in conv.plan)
+    return p is not None and p.amount is not None and any(i.due == p.date for i in conv.plan)
 
 
 def next_instalment(
@@ -31,9 +32,10 @@ def next_instalment(
 ) -> tuple[tuple[c.Instalment, ...], c.Promise] | None:
     """The plan without the settled instalments, and the next one as the promise (None: no
     further instalment). It counts payments from now: paying more than an instalment lowers
-    what is owed, not the next instalment."""
+    what is owed, not the next instalment; and it never asks for more than is owed."""
     nxt = plan_next(conv)
     if nxt is None:
         return None
-    promise = c.Promise(date=nxt.due, amount=nxt.amount, made_at=now, paid_before=conv.paid_total)
+    amount = min(nxt.amount, conv.outstanding)
+    promise = c.Promise(date=nxt.due, amount=amount, made_at=now, paid_before=conv.paid_total)
     return tuple(i for i in conv.plan if i.due >= nxt.due), promise

@@ -261,6 +261,8 @@ class Desk(UnmatchedMessages):
                         f"交还到 {to_state} 需要承诺日期 ({to_state!r} needs a promised date)"
                     )
                 promise_date, promise_amount = kept
+                # A day that passed while a person held the case would be broken at once.
+                await self._check_promise(account_id, kept[0], None, horizon_days=3 * 366)
         elif how == "close":
             action = AgentAction.CLOSED
         elif how != "keep_paused":

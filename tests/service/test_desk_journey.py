@@ -182,6 +182,14 @@ async def test_a_new_plan_replaces_the_old_and_an_empty_one_clears_it(
             await _settle(c)
             conv = await conversation(c, acc["id"])
             assert [i["due"] for i in conv["plan"]] == want
+        # A plan whose first day passed while the case waited is not given back as it is.
+        assert await desk.record_plan("alice", "agent", acc["id"], case.id, first)
+        await _settle(c)
+        c.app[CLOCK].advance(timedelta(days=7))
+        with pytest.raises(InvalidRequest, match="from today"):
+            await desk.resolve("alice", "agent", acc["id"], case.id, "return", to_state="promised")
+        assert await desk.record_plan("alice", "agent", acc["id"], case.id, [])
+        await _settle(c)
         # No plan and no promise: giving back at promised needs a day.
         with pytest.raises(InvalidRequest, match="needs a promised date"):
             await desk.resolve("alice", "agent", acc["id"], case.id, "return", to_state="promised")
