@@ -204,6 +204,7 @@ async def get_conversation(request: web.Request) -> web.Response:
             "flags": [f.value for f in conv.flags] if conv else [],
             "counters": conv.counters if conv else {},
             "promise": conv.promise.model_dump(mode="json") if conv and conv.promise else None,
+            "plan": [i.model_dump(mode="json") for i in conv.plan] if conv else [],
             "paid_total": str(conv.paid_total) if conv else "0",
             "outstanding": str(conv.outstanding) if conv else str(account.amount_due),
             "timers": {k: v.isoformat() for k, v in conv.timers.items()} if conv else {},

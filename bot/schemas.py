@@ -82,6 +82,9 @@ class ConversationView(_Body):
     flags: list[str]
     counters: dict[str, int]
     promise: dict[str, Any] | None = Field(description="date, amount and status of a promise")
+    plan: list[dict[str, Any]] = Field(
+        description="an instalment plan's instalments not yet kept (due, amount), in date order"
+    )
     paid_total: str
     outstanding: str
     timers: dict[str, str] = Field(description="timer name -> when it fires (ISO-8601)")

@@ -88,6 +88,9 @@ def _flow_through(
 ) -> frozenset[str]:
     """Variables available after ``actions`` run, recording what each send needs on the way."""
     facts = set(have)
+    if rule is not None and rule.if_ is not None and rule.if_.instalment:
+        # The promise is a plan's instalment, which always has its day and amount.
+        facts |= {"promised_date", "promised_amount"}
     for i, a in enumerate(actions):
         if a.record_promise:
             # A promise is replaced as a whole: only what this rule's `if:` guarantees is sure.
@@ -98,6 +101,9 @@ def _flow_through(
             if rule is not None and rule.when == "agent:promised":
                 # A person's promise always names its day (dialogs.conversation.Agent).
                 facts.add("promised_date")
+        if a.next_instalment:
+            # An instalment always has its day and amount (dialogs.conversation.Instalment).
+            facts |= {"promised_date", "promised_amount"}
         if a.send is not None:
             uses.append(_Use((*base, i, "send"), a.send, frozenset(facts)))
         if a.schedule is not None and a.schedule.on_date:

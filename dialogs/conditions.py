@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date
 
 from dialogs import conversation as c
+from dialogs.plans import is_instalment, plan_next
 from dialogs.schema import Condition
 from dialogs.values import ConversationView
 
@@ -39,6 +40,10 @@ def holds(cond: Condition, conv: ConversationView, event: c.AnyEvent, today: dat
         if covers != cond.amount_covers_due:
             return False
     if cond.paid_in_full is not None and (conv.outstanding == 0) != cond.paid_in_full:
+        return False
+    if cond.plan_remaining is not None and (plan_next(conv) is not None) != cond.plan_remaining:
+        return False
+    if cond.instalment is not None and is_instalment(conv) != cond.instalment:
         return False
     return cond.promise_kept is None or promise_kept(conv) == cond.promise_kept
 

@@ -43,6 +43,24 @@ class Promise(Frozen):
     paid_before: Money = Decimal(0)  # total paid when the promise was made
 
 
+class Instalment(Frozen):
+    """One instalment of a plan a person agreed with the borrower (bot.desk records it)."""
+
+    due: dt.date
+    amount: Money = Field(gt=0)
+
+
+def given_back_promise(conv: Conversation) -> tuple[dt.date, Decimal | None] | None:
+    """The promise a person giving the conversation back at ``promised`` keeps when he names
+    none: the plan's first instalment (the flow then moves through the rest), else the
+    promise on record; None when neither has a day."""
+    if conv.plan:
+        return conv.plan[0].due, conv.plan[0].amount
+    if conv.promise is not None and conv.promise.date is not None:
+        return conv.promise.date, conv.promise.amount
+    return None
+
+
 def outstanding(amount_due: Decimal, paid_total: Decimal) -> Decimal:
     """What is still owed (never below zero: an overpayment owes nothing)."""
     return max(amount_due - paid_total, Decimal(0))
@@ -60,6 +78,9 @@ class Conversation(Frozen):
     counters: dict[str, int] = Field(default_factory=dict)
     timers: dict[str, AwareDatetime] = Field(default_factory=dict)
     promise: Promise | None = None
+    # An instalment plan agreed by a person: the instalments not yet kept, in date order. The
+    # flow tracks one at a time as the promise (`next_instalment`, `plan_remaining`).
+    plan: tuple[Instalment, ...] = ()
     paid_total: Money = Decimal(0)
     last_payment: Money | None = None
     last_intent: str | None = None

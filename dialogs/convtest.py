@@ -23,7 +23,7 @@ from common.errors import ConfigError, Problem
 from common.yamlio import Located, load_yaml, validation_problems
 from dialogs import conversation as c
 from dialogs.engine import CompiledFlow, compile_flow, new_conversation, run_until, step
-from dialogs.expect import Expect, QueueView, check
+from dialogs.expect import Expect, PromiseExpect, QueueView, check
 from dialogs.held import Judge, Moves, Queue, advance, judge
 from dialogs.registry import DEFAULT_FLOWS, Registry, check_flow
 from dialogs.schema import AgentAction, Duration, Frozen, format_duration
@@ -31,7 +31,7 @@ from dialogs.schema import AgentAction, Duration, Frozen, format_duration
 # --- file format -----------------------------------------------------------------------------
 
 
-_STEP_KINDS = ("start", "say", "wait", "pay", "agent", "delivery_failed")
+_STEP_KINDS = ("start", "say", "wait", "pay", "agent", "plan", "delivery_failed")
 
 
 class Step(Frozen):
@@ -42,6 +42,11 @@ class Step(Frozen):
     wait: Duration | None = None
     pay: Decimal | None = Field(default=None, gt=0)
     agent: AgentAction | None = None
+    # agent: promised — the day (and amount) agreed; unset: as the console gives back without
+    # one (the plan's first instalment, else the promise on record).
+    promise: PromiseExpect | None = None
+    # A person records an instalment plan at the console (replacing any; [] clears it).
+    plan: list[c.Instalment] | None = None
     delivery_failed: str | None = None
     expect: Expect = Expect()
 
@@ -53,6 +58,8 @@ class Step(Frozen):
             raise ValueError(f"a step is exactly one of {kinds}; got {', '.join(given) or 'none'}")
         if (self.intent is not None or self.entities is not None) and self.say is None:
             raise ValueError("`intent` and `entities` go with `say`")
+        if self.promise is not None and self.agent != AgentAction.PROMISED:
+            raise ValueError("`promise` goes with `agent: promised`")
         return self
 
     @property
@@ -259,7 +266,12 @@ class Runner:
             )
             record.queue = QueueView.of(queue, moves, zone)
             return conv, until, record
-        event = self._event(cf, st, now)
+        if st.plan is not None:
+            # A person's edit at the console, not a flow step (bot.desk.effects.apply_desk).
+            conv = conv.model_copy(update={"plan": tuple(st.plan)})
+            label = f"agent records a plan of {len(st.plan)} instalment(s)"
+            return conv, now, StepRecord(index, line, now, label, None, conv.state, [])
+        event = self._event(cf, conv, st, now)
         conv, actions = step(cf, conv, event, now)
         intent = conv.last_intent if isinstance(event, c.Reply) else None
         record = StepRecord(index, line, now, c.event_label(event), intent, conv.state, actions)
@@ -271,11 +283,17 @@ class Runner:
             record.queue = QueueView.of(queue, moves, zone)
         return conv, now, record
 
-    def _event(self, cf: CompiledFlow, st: Step, now: datetime) -> c.AnyEvent:
+    def _event(self, cf: CompiledFlow, conv: c.Conversation, st: Step, now: datetime) -> c.AnyEvent:
         if st.say is not None:
             return self._reply(cf, st, st.say, now)
         if st.pay is not None:
             return c.Payment(amount=st.pay)
+        if st.agent == AgentAction.PROMISED:
+            agreed = st.promise
+            kept = (agreed.date, agreed.amount) if agreed else c.given_back_promise(conv)
+            if kept is None or kept[0] is None:
+                raise ValueError("agent: promised needs `promise: {date: …}`, a plan or a promise")
+            return c.Agent(action=st.agent, promise_date=kept[0], promise_amount=kept[1])
         if st.agent is not None:
             return c.Agent(action=st.agent)
         if st.delivery_failed is not None:

@@ -19,6 +19,7 @@ from dialogs.conditions import holds
 from dialogs.dispatch import RuleRef
 from dialogs.flow import Flow
 from dialogs.machine import FlowMachine
+from dialogs.plans import next_instalment
 from dialogs.schema import ActionSpec, Delay, Flag, Settings
 from dialogs.templates import sms_length
 from dialogs.values import rendered, template_values
@@ -70,9 +71,6 @@ def new_conversation(cf: CompiledFlow, account: c.Account, conversation_id: str)
     )
 
 
-# --- values shown in templates ---------------------------------------------------------------
-
-
 # --- the working copy transitions fires on ---------------------------------------------------
 
 
@@ -122,6 +120,10 @@ class _Work:
     @property
     def promise(self) -> c.Promise | None:
         return cast(c.Promise | None, self._field("promise"))
+
+    @property
+    def plan(self) -> tuple[c.Instalment, ...]:
+        return cast(tuple[c.Instalment, ...], self._field("plan"))
 
     @property
     def account(self) -> c.Account:
@@ -180,6 +182,8 @@ class _Work:
             )
         elif spec.record_promise:
             self._record_promise()
+        elif spec.next_instalment:
+            self._next_instalment()
         elif spec.set_flag is not None:
             self._flag(spec.set_flag, True)
         elif spec.clear_flag is not None:
@@ -251,6 +255,13 @@ class _Work:
         )
         self._update(promise=promise)
         self.actions.append(c.RecordPromise(date=promise.date, amount=promise.amount))
+
+    def _next_instalment(self) -> None:
+        moved = next_instalment(self, self.now)
+        if moved is None:  # the validator requires `if: {plan_remaining: true}` on the rule
+            raise EngineError("next_instalment, but the plan has no further instalment")
+        self._update(plan=moved[0], promise=moved[1])
+        self.actions.append(c.RecordPromise(date=moved[1].date, amount=moved[1].amount))
 
     def _flag(self, flag: Flag, value: bool) -> None:
         if (flag in self.flags) == value:

@@ -128,6 +128,10 @@ class Condition(Frozen):
     amount_covers_due: bool | None = None
     paid_in_full: bool | None = None
     promise_kept: bool | None = None
+    # An instalment plan has an instalment due after the current promise (`next_instalment`).
+    plan_remaining: bool | None = None
+    # The promise is one of the plan's instalments (so it has a day and an amount).
+    instalment: bool | None = None
     counter_below: dict[Name, int] = Field(default_factory=dict)
     counter_at_least: dict[Name, int] = Field(default_factory=dict)
     flags: list[Flag] = Field(default_factory=list)
@@ -188,6 +192,7 @@ ACTION_KINDS = (
     "cancel",
     "handoff",
     "record_promise",
+    "next_instalment",
     "set_flag",
     "clear_flag",
     "increment",
@@ -205,6 +210,8 @@ class ActionSpec(Frozen):
     cancel: Name | None = None  # a timer name, or `all`
     handoff: Handoff | None = None
     record_promise: Literal[True] | None = None
+    # The plan's next instalment becomes the promise (the kept ones leave the plan).
+    next_instalment: Literal[True] | None = None
     set_flag: Flag | None = None
     clear_flag: Flag | None = None
     increment: Name | None = None
@@ -216,7 +223,7 @@ class ActionSpec(Frozen):
     @classmethod
     def _bare_word(cls, v: Any) -> Any:
         # `- record_promise` reads better than `- record_promise: true`
-        if v == "record_promise":
+        if v in ("record_promise", "next_instalment"):
             return {v: True}
         if isinstance(v, str):
             raise ValueError(f"{v!r} is not an action; write e.g. `send: <template>`")

@@ -149,6 +149,14 @@ class _Validator:
                 "a `timeout` rule must name a state (`to:`)",
                 "the timeout is re-armed on entering a state; use the same state to repeat",
             )
+        for i, a in enumerate(rule.do):
+            if a.next_instalment and not (rule.if_ is not None and rule.if_.plan_remaining):
+                self.err(
+                    (*path, "do", i, "next_instalment"),
+                    "`next_instalment` needs a further instalment, which this rule does not "
+                    "make sure of",
+                    "add `plan_remaining: true` to the rule's `if:`",
+                )
         timer = rule.when.removeprefix("timer:")
         if rule.when.startswith("timer:") and timer not in scheduled:
             self.err(
@@ -169,6 +177,13 @@ class _Validator:
                 (*path, "cancel"),
                 f"timer {a.cancel!r} is never scheduled",
                 _close(a.cancel, scheduled),
+            )
+        if a.next_instalment and path[0] == "states" and path[2] == "entry":
+            self.err(
+                (*path, "next_instalment"),
+                "`next_instalment` in entry actions: nothing makes sure a further instalment "
+                "is there",
+                "move it to a rule with `if: {plan_remaining: true}`",
             )
         if a.schedule is not None and a.schedule.timer == "timeout":
             self.err(

@@ -220,7 +220,8 @@ def paths() -> dict[str, Any]:
             NOT_FOUND,
         ),
         base + "/plan": _write(
-            "Record an instalment plan (recorded for people; the bot tracks one promise)",
+            "Record an instalment plan (replaces the one on record; [] clears it); given "
+            "back at promised, the bot reminds of and checks each instalment in turn",
             s.PlanBody,
             _QUEUED,
             NOT_FOUND,

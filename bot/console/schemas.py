@@ -85,7 +85,8 @@ class PromiseBody(CaseAction):
 
 
 class PlanBody(CaseAction):
-    instalments: list[Instalment] = Field(min_length=1, max_length=36)
+    # Replaces the plan on record; an empty list clears it.
+    instalments: list[Instalment] = Field(max_length=36)
 
 
 class HoldBody(CaseAction):

@@ -1,7 +1,8 @@
 """What a console action does to a conversation, applied by the interpreter under the
 account's lock (``bot.interpret``), in the commit of the action's event.
 
-Edits a person makes directly — a promise recorded while the case stays with them, a dispute
+Edits a person makes directly — a promise or an instalment plan recorded while the case stays
+with them, a dispute
 or hardship hold set or cleared — change the conversation without a flow step (they are a
 person's decisions, not the borrower's words); giving the conversation back or closing it goes
 through the flow's agent rules (``agent:returned``, ``agent:promised``, ``agent:closed``).
@@ -49,11 +50,11 @@ def apply_desk(
         conv = conv.model_copy(update={"flags": tuple(f for f in Flag if f in flags)})
         detail |= {"hold": desk.hold, "on": desk.hold_on}
     elif desk.do == "plan":
-        # Recorded for people only: the flow has no notion of a plan (one promise, one day),
-        # so no instalment is reminded or checked by the bot.
-        detail["plan"] = [
-            {"due": i.due.isoformat(), "amount": str(i.amount)} for i in desk.plan or ()
-        ]
+        # Replaces any earlier plan (an empty one clears it). The flow tracks it once the
+        # conversation is given back at `promised`: each instalment in turn is the promise.
+        plan = tuple(c.Instalment(due=i.due, amount=i.amount) for i in desk.plan or ())
+        conv = conv.model_copy(update={"plan": plan})
+        detail["plan"] = [{"due": i.due.isoformat(), "amount": str(i.amount)} for i in plan]
     elif desk.do == "resolve":
         detail |= {"resolution": desk.resolution, "to_state": desk.to_state}
     if desk.note:

@@ -254,12 +254,15 @@ class Desk(UnmatchedMessages):
             if promise_date is not None:
                 await self._check_promise(account_id, promise_date, promise_amount)
             if action == AgentAction.PROMISED and promise_date is None:
-                promise = (await self._conversation(account_id)).promise
-                if promise is None or promise.date is None:
+                # A plan on record: its first instalment; else the promise on record.
+                kept = c.given_back_promise(await self._conversation(account_id))
+                if kept is None:
                     raise InvalidRequest(
                         f"交还到 {to_state} 需要承诺日期 ({to_state!r} needs a promised date)"
                     )
-                promise_date, promise_amount = promise.date, promise.amount
+                promise_date, promise_amount = kept
+                # A day that passed while a person held the case would be broken at once.
+                await self._check_promise(account_id, kept[0], None, horizon_days=3 * 366)
         elif how == "close":
             action = AgentAction.CLOSED
         elif how != "keep_paused":
@@ -298,11 +301,12 @@ class Desk(UnmatchedMessages):
     async def record_plan(
         self, agent: str, role: str, account_id: str, case_id: str, plan: list[Instalment]
     ) -> bool:
-        """An instalment plan, audited for people. The flow tracks one promise (a day and an
-        amount), not a plan: no instalment is reminded or checked by the bot."""
+        """An instalment plan, kept on the conversation (replacing any earlier one; an empty
+        plan clears it). Given back at ``promised``, the bot reminds of and checks each
+        instalment in turn (the flow's ``next_instalment``)."""
         await self._holding(agent, role, account_id, case_id)
-        if not plan or len(plan) > 36:
-            raise InvalidRequest("a plan has 1 to 36 instalments")
+        if len(plan) > 36:
+            raise InvalidRequest("a plan has at most 36 instalments")
         if [i.due for i in plan] != sorted(i.due for i in plan):
             raise InvalidRequest("分期须按日期排列 (instalments must be in date order)")
         for i in plan:

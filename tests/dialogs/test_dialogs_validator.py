@@ -49,6 +49,8 @@ CASES: dict[str, tuple[str, str | None, int]] = {
     "debt_content_mislabelled": ("mentions 还款", "templates.sorry.debt_content", 8),
     "missing_provider_code": ("no template code for provider(s)", "templates.reminder.codes", 6),
     "agent_sends_debt": ("in agent-owned state 'human'", "states.human.rules[0].do[0].send", 26),
+    "next_instalment_unguarded": ("`next_instalment` needs a further instalment", "states.human.rules[1].do[0].next_instalment", 27),
+    "next_instalment_in_entry": ("`next_instalment` in entry actions", "states.human.entry[0].next_instalment", 25),
 }  # fmt: skip
 
 

@@ -5,9 +5,10 @@ records a promise and gives the conversation back, and the bot reminds on the pr
 from __future__ import annotations
 
 import asyncio
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -108,6 +109,90 @@ async def test_handoff_claim_promise_give_back_and_the_bot_reminds(
         await _settle(c)
         assert "promise_day_reminder" in await _sent(c)
         await feed.aclose()  # type: ignore[attr-defined]
+
+
+async def _pay(c: Any, account_id: str, amount: str, reference: str) -> None:
+    paid_at = c.app[CLOCK].now().isoformat()
+    body = {"account_id": account_id, "amount": amount, "paid_at": paid_at, "reference": reference}
+    assert (await c.post("/api/payments", json=body, headers=AUTH)).status == 202
+    await _settle(c)
+
+
+async def _next_day_at_0931(c: Any, day: date) -> None:
+    """The clock to 09:31 in Shanghai on ``day`` (the promise-day reminder is due at 09:30)."""
+    clock = c.app[CLOCK]
+    target = datetime(day.year, day.month, day.day, 9, 31, tzinfo=ZoneInfo("Asia/Shanghai"))
+    clock.advance(target - clock.now())
+    await c.app[PIPELINE].fire_due_timers()
+    await _settle(c)
+
+
+async def test_a_plan_given_back_at_promised_is_tracked_instalment_by_instalment(
+    nlu: Understander, store: Store
+) -> None:
+    async with client(nlu, store=store, clock=daytime_clock()) as c:
+        desk = c.app[DESK_SERVICE]
+        acc = await _disputed(c)
+        (case,) = await desk.list_cases("alice", "agent")
+        await desk.claim("alice", "agent", acc["id"], case.id)
+        days = [date(2026, 11, 28), date(2026, 12, 8), date(2026, 12, 18)]
+        amounts = ["1000.00", "1000.00", "1200.00"]
+        plan = [Instalment(due=d, amount=Decimal(a)) for d, a in zip(days, amounts, strict=True)]
+        assert await desk.record_plan("alice", "agent", acc["id"], case.id, plan)
+        await _settle(c)
+        # No day given: the promise is the plan's first instalment.
+        assert await desk.resolve(
+            "alice", "agent", acc["id"], case.id, "return", to_state="promised"
+        )
+        await _settle(c)
+        conv = await conversation(c, acc["id"])
+        assert conv["state"] == "promised"
+        assert (conv["promise"]["date"], conv["promise"]["amount"]) == ("2026-11-28", "1000.00")
+        assert [i["due"] for i in conv["plan"]] == [d.isoformat() for d in days]
+        # Each instalment's day brings its reminder; its payment makes the next the promise.
+        for n, (day, amount) in enumerate(zip(days, amounts, strict=True)):
+            await _next_day_at_0931(c, day)
+            assert (await _sent(c)).count("instalment_day_reminder") == n + 1
+            await _pay(c, acc["id"], amount, f"pay-{n}")
+            conv = await conversation(c, acc["id"])
+            if n < 2:
+                assert conv["state"] == "promised"
+                assert conv["promise"]["date"] == days[n + 1].isoformat()
+                assert conv["promise"]["amount"] == amounts[n + 1]
+                assert (await _sent(c))[-1] == "instalment_received"
+        assert conv["state"] == "paid"
+        assert (await _sent(c))[-1] == "thanks_paid"
+        sandbox = await (await c.get("/api/sandbox/messages", headers=AUTH)).json()
+        reminders = [m["text"] for m in sandbox if m["template"] == "instalment_day_reminder"]
+        assert [t.split("本期应还")[1][:7] for t in reminders] == ["1000.00", "1000.00", "1200.00"]
+
+
+async def test_a_new_plan_replaces_the_old_and_an_empty_one_clears_it(
+    nlu: Understander, store: Store
+) -> None:
+    async with client(nlu, store=store, clock=daytime_clock()) as c:
+        desk = c.app[DESK_SERVICE]
+        acc = await _disputed(c)
+        (case,) = await desk.list_cases("alice", "agent")
+        await desk.claim("alice", "agent", acc["id"], case.id)
+        first = [Instalment(due=date(2026, 12, 1), amount=Decimal("3200"))]
+        second = [Instalment(due=date(2026, 12, 2), amount=Decimal("1600"))]
+        for plan, want in ((first, ["2026-12-01"]), (second, ["2026-12-02"]), ([], [])):
+            assert await desk.record_plan("alice", "agent", acc["id"], case.id, plan)
+            await _settle(c)
+            conv = await conversation(c, acc["id"])
+            assert [i["due"] for i in conv["plan"]] == want
+        # A plan whose first day passed while the case waited is not given back as it is.
+        assert await desk.record_plan("alice", "agent", acc["id"], case.id, first)
+        await _settle(c)
+        c.app[CLOCK].advance(timedelta(days=7))
+        with pytest.raises(InvalidRequest, match="from today"):
+            await desk.resolve("alice", "agent", acc["id"], case.id, "return", to_state="promised")
+        assert await desk.record_plan("alice", "agent", acc["id"], case.id, [])
+        await _settle(c)
+        # No plan and no promise: giving back at promised needs a day.
+        with pytest.raises(InvalidRequest, match="needs a promised date"):
+            await desk.resolve("alice", "agent", acc["id"], case.id, "return", to_state="promised")
 
 
 async def _audit(store: Store, account_id: str) -> list[dict[str, Any]]:
