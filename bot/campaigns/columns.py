@@ -17,7 +17,7 @@ from typing import Final
 from pydantic import ValidationError
 
 from bot.phones import mobile_e164
-from bot.privacy import mask_phone
+from bot.privacy import mask_phone, mask_text
 from bot.records import AccountRecord
 from common.errors import SmsbotError, UsageError
 
@@ -121,7 +121,8 @@ def missing_columns(cells: Sequence[object], mapping: Mapping[str, str] | None =
     overrides = _mapped(mapping)
     fields = {overrides.get(k) or _BY_KEY.get(k) for k in map(header_key, cells)}
     missing = [f for f in REQUIRED if f not in fields]
-    names = [str(c).strip() for c in cells if c is not None and str(c).strip()]
+    # Masked all the same: a header cell may hold anything a lender typed.
+    names = [mask_text(str(c).strip()) for c in cells if c is not None and str(c).strip()]
     hint = "; ".join(f"{f} ({'/'.join(_SYNONYMS[f])})" for f in missing)
     return (
         f"required columns missing: {hint}. Columns found: {', '.join(names) or 'none'}."

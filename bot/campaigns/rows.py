@@ -50,6 +50,10 @@ _TITLE_ROWS: Final = 10  # rows above the header a lender's export may have (rep
 _ZIP: Final = b"PK\x03\x04"
 _OLE2: Final = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # .xls, or an encrypted .xlsx
 _BOM: Final = b"\xef\xbb\xbf"
+_NO_HEADER: Final = (
+    f"no header row: none of the first {_TITLE_ROWS} rows names the account columns"
+    f" ({', '.join(columns.REQUIRED)}, or their Chinese names)"
+)
 _REFRESH_ROWS: Final = 1000  # progress bar updates: often enough to see, cheap per row
 
 
@@ -349,7 +353,6 @@ def _accounts(
     flow: str | None,
 ) -> Iterator[Item]:
     header: dict[str, int] | None = None
-    first: Sequence[object] | None = None
     seen: dict[str, int] = {}  # id → its row << 32 | a hash of its record
     for row, cells in rows:
         if header is None:
@@ -359,11 +362,13 @@ def _accounts(
                 continue
             header = map_header(cells, mapping)
             if header is None:
-                first = first or cells
                 # A row naming some fields is the header, short of columns; a row naming
-                # none may be a report title above it.
-                if columns.names_any(cells, mapping) or row >= _TITLE_ROWS:
+                # none may be a report title above it, or, in a file without a header, a
+                # borrower's data, which must not reach the message (the CLI prints it).
+                if columns.names_any(cells, mapping):
                     raise FileProblem(missing_columns(cells, mapping))
+                if row >= _TITLE_ROWS:
+                    raise FileProblem(_NO_HEADER)
             continue
         if isinstance(cells, RowError):
             yield row, cells
@@ -377,7 +382,7 @@ def _accounts(
         else:
             yield row, _once(row, outcome, seen)
     if header is None:
-        raise FileProblem(missing_columns(first, mapping) if first else "no header row")
+        raise FileProblem(_NO_HEADER)
 
 
 def _once(row: int, record: AccountRecord, seen: dict[str, int]) -> AccountRecord | RowError:

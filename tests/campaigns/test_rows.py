@@ -221,7 +221,8 @@ def test_missing_required_column_names_it_and_the_columns_found() -> None:
     [
         (b"", "empty"),
         (b"\r\n\r\n", "no header"),
-        (b"hello,world\r\n1,2\r\n", "required columns missing"),
+        (b"hello,world\r\n1,2\r\n", "no header row"),
+        (b"id,hello\r\n1,2\r\n", "required columns missing"),
         (bytes(range(256)) * 10, "binary"),
         (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 100, r"\.xls"),
         (b"PK\x03\x04" + b"junk" * 50, "not a readable XLSX"),
@@ -232,6 +233,13 @@ def test_missing_required_column_names_it_and_the_columns_found() -> None:
 def test_whole_file_problems(data: bytes, reason: str) -> None:
     with pytest.raises(FileProblem, match=reason):
         read(data)
+
+
+def test_a_file_without_a_header_does_not_quote_a_borrower() -> None:
+    with pytest.raises(FileProblem) as caught:
+        read(csv_bytes(*[ROW_A] * 12))
+    assert "no header row" in str(caught.value)
+    assert "张三" not in str(caught.value) and "13800138000" not in str(caught.value)
 
 
 def test_a_file_named_xlsx_that_is_not_a_zip() -> None:
