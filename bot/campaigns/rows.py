@@ -198,8 +198,12 @@ def progress(iterable: Iterable[T], total_bytes: int | None, description: str) -
         task = bar.add_task(description, total=total_bytes, rows=0, rate=0)
         started = time.monotonic()
         rows = 0
+        last: object = None
         for item in iterable:
-            rows += 1
+            # A row with three bad fields gives three items; it is still one row.
+            number = item[0] if isinstance(item, tuple) and item else None
+            if number is None or number != last:
+                rows, last = rows + 1, number
             yield item
             if rows % _REFRESH_ROWS == 0:
                 _advance(bar, task, iterable, rows, started)

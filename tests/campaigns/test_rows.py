@@ -358,3 +358,10 @@ def test_a_known_number_block_gives_the_answer_the_full_check_gives(
         except ValueError:
             got = None
         assert got == expected, number
+
+
+def test_progress_counts_rows_not_errors_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("sys.stdout.isatty", lambda: True)
+    data = csv_bytes(ZH_HEADER, ROW_A, "A2,,1,x,x,x", ROW_B)
+    items = list(progress(read_accounts(io.BytesIO(data)), len(data), "reading"))
+    assert [n for n, _ in items] == [2, 3, 3, 3, 3, 3, 4]
