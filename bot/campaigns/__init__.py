@@ -1,1 +1,2 @@
-"""Campaigns: a lender's file of accounts released at a pace into the normal send path."""
+"""Campaigns: a lender's file of accounts read (rows.py, columns.py), imported and released at a
+pace into the normal send path (service.py), followed to payment (status, export)."""
