@@ -122,7 +122,7 @@ async def post_accounts(request: web.Request) -> web.Response:
     phones: dict[str, str] = {}  # phone -> the account of this batch that has it
     for index, row in enumerate(body.accounts):
         try:
-            account = _account_row(row)
+            account = account_row(row)
             flows.get(account.flow)
         except ValidationError as exc:
             errors.append({"index": index, "id": row.get("id"), "error": _reasons(exc)})
@@ -171,7 +171,7 @@ def batch_too_large(what: str) -> str:
     )
 
 
-def _account_row(row: dict[str, Any]) -> AccountRecord:
+def account_row(row: dict[str, Any]) -> AccountRecord:
     """One uploaded row as a record; its phone validated as a mobile and written E.164."""
     phone = row.get("phone")
     if isinstance(phone, str):

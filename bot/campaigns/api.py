@@ -13,12 +13,12 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 
 from aiohttp import BodyPartReader, web
 from pydantic import AwareDatetime, BaseModel, Field, ValidationError
 
-from bot.api import StrictBody, require_key
+from bot.api import StrictBody, account_row, require_key
+from bot.campaigns import rows
 from bot.campaigns.model import (
     MAX_RATE,
     Campaign,
@@ -26,9 +26,9 @@ from bot.campaigns.model import (
     CampaignError,
     CampaignNotFound,
 )
+from bot.campaigns.rows import RowError
 from bot.campaigns.service import Campaigns, ImportReport, Row
 from bot.context import CAMPAIGNS
-from bot.records import AccountRecord
 from bot.transport.inbound import WebhookError
 from common.errors import SmsbotError
 
@@ -44,19 +44,6 @@ class CampaignBody(StrictBody):
 
 class CampaignList(BaseModel):
     campaigns: list[Campaign]
-
-
-@dataclass(frozen=True)
-class LineError:
-    """A refused NDJSON line, shaped as the file reader's RowError."""
-
-    row: int
-    field: str | None
-    message: str
-
-    def __str__(self) -> str:
-        where = f"{self.field}: " if self.field else ""
-        return f"row {self.row}: {where}{self.message}"
 
 
 def routes() -> list[web.RouteDef]:
@@ -92,11 +79,11 @@ def ndjson_rows(lines: list[bytes], first_row: int = 2) -> Iterator[Row]:
             data = json.loads(line)
             if not isinstance(data, dict):
                 raise TypeError
-            yield n, AccountRecord.model_validate(data)
+            yield n, account_row(data)  # as POST /api/accounts: a mainland mobile, E.164
         except ValidationError as exc:  # first: it is a ValueError too
-            yield n, LineError(n, *_reason(exc))
+            yield n, RowError(n, *_reason(exc))
         except (ValueError, TypeError):
-            yield n, LineError(n, None, "not a JSON object")
+            yield n, RowError(n, None, "not a JSON object")
 
 
 async def _import(service: Campaigns, head: CampaignBody, rows: Iterable[Row]) -> ImportReport:
@@ -114,6 +101,9 @@ async def post_campaign(request: web.Request) -> web.Response:
     service = request.app[CAMPAIGNS]
     if request.content_type.startswith("multipart/"):
         report = await _multipart(request, service)
+    elif request.content_type == "application/x-www-form-urlencoded":
+        # A form without a file (an HTML form missing enctype, or no file chosen).
+        raise WebhookError(400, "file: missing (send multipart/form-data with a 'file' field)")
     else:
         body = await request.read()
         header, _, rest = body.partition(b"\n")
@@ -127,10 +117,6 @@ async def post_campaign(request: web.Request) -> web.Response:
 
 
 async def _multipart(request: web.Request, service: Campaigns) -> ImportReport:
-    try:
-        from bot.campaigns import rows  # type: ignore[attr-defined,unused-ignore]
-    except ImportError as exc:
-        raise WebhookError(415, "file uploads are not available yet: send NDJSON") from exc
     fields: dict[str, str] = {}
     content: bytes | None = None
     filename: str | None = None

@@ -14,8 +14,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
+from bot.campaigns import rows
+from bot.campaigns.columns import parse_map
 from bot.campaigns.model import Campaign, CampaignError
-from bot.campaigns.service import Campaigns, RowProblem
+from bot.campaigns.rows import RowError
+from bot.campaigns.service import Campaigns
 from bot.clock import Clock
 from bot.records import QueuedEvent
 from common.errors import UsageError
@@ -66,16 +69,14 @@ def _when(text: str) -> datetime:
 
 
 def _mapping(text: str) -> dict[str, str]:
-    pairs = [p.split("=", 1) for p in text.split(",") if p.strip()]
-    if any(len(p) != 2 or not p[0].strip() or not p[1].strip() for p in pairs):
-        raise argparse.ArgumentTypeError(f'--map: expected "column=field,…", got {text!r}')
-    return {k.strip(): v.strip() for k, v in pairs}
+    try:
+        return parse_map(text)  # the reader's own parser: one syntax for CLI and API
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def _import(args: argparse.Namespace) -> int:
-    from bot.campaigns import rows  # type: ignore[attr-defined,unused-ignore]
-
-    problems: list[RowProblem] = []
+    problems: list[RowError] = []
 
     async def work(c: Campaigns) -> tuple[Campaign, Any]:
         campaign = await c.store.campaigns.find(args.name)
@@ -83,7 +84,9 @@ def _import(args: argparse.Namespace) -> int:
             campaign = await c.create(args.name, args.flow, args.start_at, args.rate)
         with args.file.open("rb") as f:
             read = rows.read_accounts(f, filename=args.file.name, mapping=args.map, flow=args.flow)
-            return campaign, await c.import_rows(campaign.id, read, on_error=problems.append)
+            # A bar with rows/s on a terminal (nothing in a pipe or a log).
+            shown = rows.progress(read, args.file.stat().st_size, f"importing {args.file.name}")
+            return campaign, await c.import_rows(campaign.id, shown, on_error=problems.append)
 
     campaign, report = _run(work, with_flows=True)
     print(

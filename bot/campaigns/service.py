@@ -20,12 +20,12 @@ import math
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Protocol
 
 from pydantic import BaseModel
 
 from bot.campaigns.export import export
 from bot.campaigns.model import Campaign, CampaignConflict, CampaignNotFound, is_due
+from bot.campaigns.rows import RowError
 from bot.campaigns.status import CampaignStatus, status
 from bot.clock import Clock
 from bot.desk.unmatched import Submit
@@ -44,21 +44,7 @@ IMPORT_BATCH = 500  # accounts upserted at once (one pipelined write on Redis)
 MAX_ERRORS_SHOWN = 100
 
 
-class RowProblem(Protocol):
-    """A row the file reader refused (bot.campaigns.rows.RowError: ``str()`` is
-    "row 17: phone: not a mainland mobile number")."""
-
-    @property
-    def row(self) -> int: ...
-
-    @property
-    def field(self) -> str | None: ...
-
-    @property
-    def message(self) -> str: ...
-
-
-Row = tuple[int, AccountRecord | RowProblem]
+Row = tuple[int, AccountRecord | RowError]
 
 
 class ImportReport(BaseModel):
@@ -142,7 +128,7 @@ class Campaigns:
         self,
         ref: str,
         rows: Iterable[Row] | AsyncIterable[Row],
-        on_error: Callable[[RowProblem], None] | None = None,
+        on_error: Callable[[RowError], None] | None = None,
     ) -> ImportReport:
         """Upserts each account (a changed amount updates it) and adds it to the campaign.
         Idempotent: a second import of the same rows adds nobody and starts nobody again.

@@ -1,5 +1,5 @@
 """Campaign tests' helpers: the service with a test clock, rows as the file reader yields
-them, a borrower's reply."""
+them (``RowError`` is the reader's), a borrower's reply."""
 
 from __future__ import annotations
 
@@ -24,20 +24,6 @@ from intents import Understander
 from tests.service.apphelpers import account, client
 
 _ids = itertools.count(1)
-
-
-@dataclass(frozen=True)
-class RowError:
-    """The shape of bot.campaigns.rows.RowError (written concurrently): what the reader
-    yields for a refused row."""
-
-    row: int
-    field: str | None
-    message: str
-
-    def __str__(self) -> str:
-        where = f"{self.field}: " if self.field else ""
-        return f"row {self.row}: {where}{self.message}"
 
 
 def rows(*numbers: int, **extra: Any) -> list[Row]:

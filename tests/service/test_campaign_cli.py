@@ -1,21 +1,15 @@
-"""``smsbot campaign`` on the configured Redis store, as an operator runs it. The file reader
-(bot.campaigns.rows) is another change's: a stand-in with its interface is installed here."""
+"""``smsbot campaign`` on the configured Redis store, as an operator runs it, with a lender's
+file as Chinese Excel writes it (GBK, Chinese headers, a bad row in the middle)."""
 
 from __future__ import annotations
 
-import sys
-import types
-from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 import redis
 
 from bot.cli import main
-from bot.records import AccountRecord
-from tests.service.apphelpers import account
-from tests.service.campaignhelpers import RowError
 
 if TYPE_CHECKING:
     from conftest import RedisServer
@@ -29,35 +23,6 @@ def redis_url(redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> str
     return redis_server.url
 
 
-@pytest.fixture
-def reader(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
-    """bot.campaigns.rows as its interface says: each line of the file is an account id's
-    number, or "bad" for a refused row. Records the calls."""
-    calls: list[dict[str, Any]] = []
-    module = types.ModuleType("bot.campaigns.rows")
-
-    def read_accounts(source: Any, **kw: Any) -> Iterator[tuple[int, Any]]:
-        calls.append(kw)
-        for n, line in enumerate(source.read().decode().split(), start=2):
-            if line == "bad":
-                yield n, RowError(n, "phone", "not a mainland mobile number")
-            else:
-                yield n, AccountRecord.model_validate(account(int(line)))
-
-    def write_errors(errors: Iterable[RowError], path: Path) -> int:
-        lines = [str(e) for e in errors]
-        path.write_text("\n".join(lines), encoding="utf-8")
-        return len(lines)
-
-    module.read_accounts = read_accounts  # type: ignore[attr-defined]
-    module.write_errors = write_errors  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "bot.campaigns.rows", module)
-    import bot.campaigns
-
-    monkeypatch.setattr(bot.campaigns, "rows", module, raising=False)
-    return calls
-
-
 def test_without_redis_the_commands_refuse(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -68,20 +33,23 @@ def test_without_redis_the_commands_refuse(
 
 def test_import_status_pause_resume_cancel_export_list(
     redis_url: str,
-    reader: list[dict[str, Any]],
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     source = tmp_path / "accounts.csv"
-    source.write_text("1\n2\nbad\n3\n")
+    lines = ["账户号,姓名,手机,应还金额,逾期天数,到期日"]
+    for i in (1, 2, 0, 3):  # the third data row (the file's row 4) has a landline
+        phone = f"1380000{i:04d}" if i else "010-62345678"
+        lines.append(f"acc-{i or 9:04d},张三,{phone},3200.00,5,2026/11/24")
+    source.write_bytes(("\r\n".join(lines) + "\r\n").encode("gbk"))
     errors = tmp_path / "errors.txt"
     argv = ["campaign", "import", str(source), "--name", "十二月", "--rate", "5"]
     assert main([*argv, "--map", "手机=phone", "--errors", str(errors)]) == 0
     out = capsys.readouterr().out
     assert "3 imported (3 new), 1 rejected" in out
-    assert "row 4: phone: not a mainland mobile number" in out
-    assert errors.read_text(encoding="utf-8") == "row 4: phone: not a mainland mobile number"
-    assert reader[0]["mapping"] == {"手机": "phone"} and reader[0]["filename"] == "accounts.csv"
+    assert "row 4: phone: " in out and "landline" in out
+    written = errors.read_text(encoding="utf-8-sig").strip()
+    assert written.startswith("row 4: phone: ") and "62345678" not in written  # masked
     assert main(argv) == 0  # again: nobody new
     assert "3 imported (0 new)" in capsys.readouterr().out
 

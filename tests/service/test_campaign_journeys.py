@@ -10,9 +10,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from bot.campaigns.rows import RowError
 from bot.storage.base import Store
 from intents import Understander
-from tests.service.campaignhelpers import RowError, later, rows, service
+from tests.service.campaignhelpers import later, rows, service
 
 pytestmark = pytest.mark.timeout(60)
 SHANGHAI = ZoneInfo("Asia/Shanghai")

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from bot.campaigns.rows import RowError
 from bot.records import QueuedEvent
 from bot.storage.base import Store
 from intents import Understander
-from tests.service.campaignhelpers import RowError, rows, service
+from tests.service.campaignhelpers import rows, service
 
 pytestmark = pytest.mark.timeout(60)
 DAY = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)  # 10:00 in Shanghai
