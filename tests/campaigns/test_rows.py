@@ -365,3 +365,12 @@ def test_progress_counts_rows_not_errors_on_a_terminal(monkeypatch: pytest.Monke
     data = csv_bytes(ZH_HEADER, ROW_A, "A2,,1,x,x,x", ROW_B)
     items = list(progress(read_accounts(io.BytesIO(data)), len(data), "reading"))
     assert [n for n, _ in items] == [2, 3, 3, 3, 3, 3, 4]
+
+
+def test_the_readme_example_file_reads_as_the_readme_says() -> None:
+    example = Path(__file__).parents[2] / "examples" / "campaign-accounts.csv"
+    results = list(read_accounts(example))
+    accounts = [r for _, r in results if not isinstance(r, RowError)]
+    errors = [str(r) for _, r in results if isinstance(r, RowError)]
+    assert len(accounts) == 5 and [a.amount_due for a in accounts][0] == 3200
+    assert errors == ["row 6: phone: 010-****5678 is a landline: an SMS cannot reach it"]
