@@ -120,14 +120,18 @@ async def _multipart(request: web.Request, service: Campaigns) -> ImportReport:
     fields: dict[str, str] = {}
     content: bytes | None = None
     filename: str | None = None
-    reader = await request.multipart()
-    while (part := await reader.next()) is not None:
-        if not isinstance(part, BodyPartReader):
-            continue
-        if part.name == "file":
-            filename, content = part.filename, await part.read()
-        elif part.name:
-            fields[part.name] = await part.text()
+    try:
+        reader = await request.multipart()
+        while (part := await reader.next()) is not None:
+            if not isinstance(part, BodyPartReader):
+                continue
+            if part.name == "file":
+                filename, content = part.filename, await part.read()
+            elif part.name:
+                fields[part.name] = await part.text()
+    except (ValueError, LookupError, AssertionError) as exc:
+        # No boundary, a part's bytes not in its charset: the body is not a readable form.
+        raise WebhookError(400, f"not a readable multipart/form-data body: {exc}") from exc
     if content is None:
         raise WebhookError(400, "file: missing (a multipart field named 'file')")
     try:

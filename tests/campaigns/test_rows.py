@@ -372,5 +372,5 @@ def test_the_readme_example_file_reads_as_the_readme_says() -> None:
     results = list(read_accounts(example))
     accounts = [r for _, r in results if not isinstance(r, RowError)]
     errors = [str(r) for _, r in results if isinstance(r, RowError)]
-    assert len(accounts) == 5 and [a.amount_due for a in accounts][0] == 3200
+    assert len(accounts) == 5 and accounts[0].amount_due == 3200
     assert errors == ["row 6: phone: 010-****5678 is a landline: an SMS cannot reach it"]
