@@ -79,22 +79,6 @@ def test_stops_threshold_weighs_recall_four_times() -> None:
     assert f2 == pytest.approx(5 * 40 / (4 * 40 + 80))
 
 
-def test_stops_threshold_takes_the_most_recall_its_precision_allows() -> None:
-    # 100 positives: 80 score 0.5, 20 score 0.1; 10 negatives score 0.5, 30 score 0.1. Taking
-    # the last 20 positives costs 30 non-stops: precision 100/140 < 0.81, so the threshold
-    # stays above 0.1 (precision 80/90). Hard hits count whatever their score.
-    score = np.array([0.5] * 80 + [0.1] * 20 + [0.5] * 10 + [0.1] * 30)
-    truth = np.array([True] * 100 + [False] * 40)
-    none = np.zeros(140, dtype=bool)
-    t, _ = tuning._stop_threshold(score, truth, none)
-    assert 0.1 < t <= 0.5
-    cheap = score.copy()
-    cheap[120:] = 0.05  # now the 20 cost 10 non-stops: precision 100/120 ≥ 0.81
-    t, f2 = tuning._stop_threshold(cheap, truth, none)
-    assert 0.05 < t <= 0.1
-    assert f2 == pytest.approx(5 * 100 / (4 * 100 + 120))
-
-
 def test_hard_rules_decide_and_labels_follow_the_flows_order() -> None:
     model = {
         Intent.PROMISE_TO_PAY: 0.9,
