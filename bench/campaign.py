@@ -35,8 +35,6 @@ import asyncio
 import os
 import random
 import resource
-import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -48,6 +46,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from aiohttp.test_utils import TestClient, TestServer
+from benchredis import start_redis  # bench/benchredis.py (this folder is on sys.path)
 
 from bot.app import create_app
 from bot.campaigns.rows import RowError, read_accounts
@@ -100,33 +99,6 @@ def write_csv(path: Path, rows: int, first: int, id_prefix: str) -> None:
 def redis_version() -> str:
     done = subprocess.run(["redis-server", "--version"], capture_output=True, text=True)
     return done.stdout.split()[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_redis(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise SystemExit("redis-server is not installed (apt-get install redis-server)")
-    port = free_port()
-    proc = subprocess.Popen(
-        [binary, "--port", str(port), "--save", "", "--appendonly", "no", "--dir", str(workdir)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return proc, f"redis://127.0.0.1:{port}/0"
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise SystemExit("redis-server did not start")
 
 
 def info(reply: bytes) -> dict[str, str]:
