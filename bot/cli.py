@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -67,6 +68,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SmsbotError as exc:
         print(f"smsbot: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        # `smsbot campaign status N | head`: the reader has what it wanted. Python would
+        # print a traceback, and another on exit when it flushes stdout: point it elsewhere.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

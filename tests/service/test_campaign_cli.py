@@ -3,6 +3,9 @@ file as Chinese Excel writes it (GBK, Chinese headers, a bad row in the middle).
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -73,3 +76,16 @@ def test_import_status_pause_resume_cancel_export_list(
     assert "cannot resume" in capsys.readouterr().err
     assert main(["campaign", "status", "nope"]) == 1
     assert "no campaign" in capsys.readouterr().err
+
+
+def test_status_into_a_pipe_that_closes_early_is_not_an_error(redis_url: str) -> None:
+    """`smsbot campaign list | head -1`: no traceback when the reader stops reading."""
+    env = {**os.environ, "SMSBOT_REDIS_URL": redis_url}
+    script = "import sys\nfrom bot.cli import main\nsys.exit(main(['campaign', 'list']))\n"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert proc.stdout is not None
+    proc.stdout.close()  # the reader goes away before anything is written
+    _, err = proc.communicate(timeout=30)
+    assert b"Traceback" not in err and proc.returncode == 0, err
