@@ -41,6 +41,7 @@ from bot.settings import Settings
 from bot.storage.agents import AgentStore
 from bot.storage.base import Store, StoreUnavailable
 from bot.storage.memory import MemoryStore
+from bot.telemetry import endpoint, metrics
 from bot.transport.inbound import WebhookError
 from dialogs.registry import Registry
 from intents import Understander
@@ -49,6 +50,7 @@ log = logging.getLogger(__name__)
 BATCH_PATH = "/api/accounts"  # routes with their own body limit (max_batch_bytes)
 BATCH_PATHS = frozenset({BATCH_PATH, campaigns_api.PATH})
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_SAMPLE_EVERY_S = 5.0  # the store's backlog for /metrics: two reads of sorted sets
 
 
 def create_app(
@@ -62,7 +64,8 @@ def create_app(
     """The service. ``store``, ``nlu``, ``clock`` and ``agents`` may be injected (tests,
     benchmarks)."""
     app = web.Application(
-        client_max_size=settings.max_body_bytes, middlewares=[_errors, _body_in_time]
+        client_max_size=settings.max_body_bytes,
+        middlewares=[endpoint.observe, _errors, _body_in_time],
     )
     app[SETTINGS] = settings
     app[CLOCK] = clock or Clock()
@@ -77,11 +80,13 @@ def create_app(
     app.cleanup_ctx.append(_sender_ctx)
     app.cleanup_ctx.append(_pipeline_ctx)
     app.cleanup_ctx.append(reload.reload_ctx)
+    app.cleanup_ctx.append(endpoint.listener_ctx)
     app.add_routes(webhooks.routes())
     app.add_routes(api.routes())
     app.add_routes(campaigns_api.routes())
     app.add_routes(reload.routes())
     app.add_routes(openapi.routes())
+    app.add_routes(endpoint.routes())
     console.setup(app, settings, agents)  # after the store: sign-in limits use it
     if settings.demo:
         app.add_routes(simulator.routes())
@@ -206,12 +211,16 @@ async def _pipeline_ctx(app: web.Application) -> AsyncIterator[None]:
             log.info("draining %d account queue(s) found at start-up", recovered)
     except StoreUnavailable as exc:
         log.warning("store unavailable at start-up (%s); recovery retries in the background", exc)
+
+    async def sample() -> None:  # /metrics' backlog gauges
+        metrics.sample_backlog(await store.backlog(app[CLOCK].now()), pipeline.drains_waiting)
+
     loops = asyncio.create_task(
         pipeline.run_loops(
             settings.timer_interval_s,
             settings.recovery_interval_s,
             settings.desk_sla_interval_s,
-            steps=[(release_every, campaigns.release_due)],
+            steps=[(release_every, campaigns.release_due), (_SAMPLE_EVERY_S, sample)],
         )
     )
     yield
@@ -229,7 +238,8 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     except WebhookError as exc:
         return _error(exc.status, exc.reason, **exc.fields)
     except StoreUnavailable as exc:
-        log.warning("store unavailable: %s", exc)
+        # A WARNING once per outage comes from the Redis client; one per request would bury it.
+        log.debug("store unavailable: %s", exc)
         return _error(503, "storage unavailable, retry later")
     except web.HTTPRequestEntityTooLarge:
         settings = request.app[SETTINGS]

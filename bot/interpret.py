@@ -6,6 +6,7 @@ and under which lock this runs, and commits what it returns.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
@@ -29,6 +30,7 @@ from bot.records import (
     audit_entry,
 )
 from bot.storage.base import Store
+from bot.telemetry import metrics
 from dialogs import conversation as c
 from dialogs.conversation import fingerprint
 from dialogs.engine import CompiledFlow, new_conversation, step
@@ -227,7 +229,9 @@ class Interpreter:
         match event.kind:
             case "inbound":
                 assert event.inbound is not None
+                started = time.perf_counter()
                 u = self.nlu.understand(event.inbound.text, now=event.at, tz=self._tz(account))
+                metrics.NLU_SECONDS.observe(time.perf_counter() - started)
                 reply, understood = self._reading(u)
                 audit.append(
                     audit_entry(

@@ -14,9 +14,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
+
+from structlog.contextvars import bind_contextvars
 
 from bot.clock import Clock
 from bot.compliance.gate import Gate
@@ -31,6 +34,7 @@ from bot.privacy import mask_phone
 from bot.records import AccountRecord, AuditEntry, Outbound, QueuedEvent, audit_entry
 from bot.storage.base import AccountLock, Loaded, Progress, Store, StoreUnavailable
 from bot.storage.desk_events import DeskEvent
+from bot.telemetry import metrics
 from bot.transport.inbound import InboundSms
 from dialogs import conversation as c
 from dialogs.registry import Registry
@@ -104,6 +108,11 @@ class Pipeline:
         self.interpreter = Interpreter(store, nlu, registry, gate)
         # The case queue's SLA settings (config/desk.yaml; replaced on reload).
         self.desk = desk or DeskSettings.load()
+
+    @property
+    def drains_waiting(self) -> int:
+        """Accounts whose drain waits for a slot (/metrics)."""
+        return len(self._waiting)
 
     # --- entry points -------------------------------------------------------------------
 
@@ -191,6 +200,9 @@ class Pipeline:
         self, account_id: str, held: tuple[AccountLock, Loaded] | None = None
     ) -> None:
         started = False
+        # Its own task: the log lines of this drain name the account (and carry the request
+        # id of the webhook that spawned it: the task copied its context).
+        bind_contextvars(account=account_id)
         try:
             async with self._drain_slots:
                 started = True
@@ -233,7 +245,8 @@ class Pipeline:
                     self._unwatch(account_id)  # drained to empty here: nothing to look for
                     return
         except StoreUnavailable as exc:
-            log.warning("store unavailable while draining account %s: %s", account_id, exc)
+            # Said once per outage by the Redis client (bot/storage/resp.py), not per account.
+            log.debug("store unavailable while draining account %s: %s", account_id, exc)
 
     async def _drain_locked(
         self, account_id: str, lock: AccountLock, loaded: Loaded
@@ -245,6 +258,7 @@ class Pipeline:
         event = loaded.head
         outbox: list[Outbound] | None = None  # None: not read yet (a recovery): flush reads it
         while event is not None:
+            bind_contextvars(event=event.id)
             progress, state = await self._process(account_id, event, state, lock)
             if not progress.held:
                 log.warning("lost the lock of account %s; its new owner goes on", account_id)
@@ -290,6 +304,7 @@ class Pipeline:
             # One tick per due time, however many processes scan: the dedup key says which.
             tick = QueuedEvent(kind="tick", at=now)
             await self.submit(account_id, tick, dedup=f"tick:{int(now.timestamp())}")
+        metrics.TIMERS_FIRED.inc(len(accounts))
         return len(accounts)
 
     async def expire_cases(self) -> int:
@@ -326,7 +341,7 @@ class Pipeline:
                         await self.store.desk.repair_index()
                     recoveries += 1
             except StoreUnavailable as exc:
-                log.warning("background loop: store unavailable: %s", exc)
+                log.debug("background loop: store unavailable: %s", exc)
             except Exception:
                 log.exception("background loop failed; retrying")
             await asyncio.sleep(timer_interval)
@@ -381,13 +396,22 @@ class Pipeline:
         if conv is None:
             # Nothing to keep (no conversation could be made): the event is removed, audited.
             progress = await lock.commit(event.id, None, audit, [], None, release_if_idle=idle)
+            if progress.committed:
+                metrics.events_committed(event.kind, audit, None)
             return progress, state
         waiting = [m.not_before for m in state.deferred if m.not_before]
         next_due = min([*conv.timers.values(), *waiting], default=None)
         stored = conv.model_dump_json()
+        started = time.perf_counter()
         progress = await lock.commit(
             event.id, stored, audit, outbox, next_due, release_if_idle=idle, case=case
         )
+        metrics.STORE_SECONDS.observe(time.perf_counter() - started)
+        if progress.committed:
+            waited = (self.clock.now() - event.at).total_seconds()
+            metrics.events_committed(event.kind, audit, waited)
+            if log.isEnabledFor(logging.DEBUG):  # the line carries the request and account ids
+                log.debug("event %s (%s) committed after %.3f s", event.id, event.kind, waited)
         if progress.committed and (case or event.kind == "inbound"):
             for e in feed_events(self.registry, account_id, event, conv, case):
                 self._spawn(self.store.desk.events.publish(e))  # off the lock

@@ -16,6 +16,7 @@ from bot.console.app import DEMO_LOGINS
 from bot.context import API_KEY
 from bot.outbound.setup import carriers_in_use
 from bot.settings import load_settings
+from bot.telemetry import logs
 
 
 def register(sub: Any) -> None:
@@ -45,9 +46,7 @@ def _serve(args: argparse.Namespace) -> int:
     if args.demo_force:
         overrides["demo_force"] = True
     settings = load_settings(**overrides)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logs.configure(settings.log_format, settings.log_level)
     app = create_app(settings)
 
     async def banner(app: web.Application) -> None:

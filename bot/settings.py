@@ -38,6 +38,7 @@ SECRETS = frozenset(
         "tencent_secret_id",
         "tencent_secret_key",
         "session_key",
+        "metrics_token",
     }
 )
 CarrierSetting = Literal["sandbox", "twilio", "aliyun", "tencent"]
@@ -127,6 +128,14 @@ class Settings(BaseSettings):
     # processed when the service next starts without it.
     pause_processing: bool = False
     access_log: bool = False  # off by default: it doubles the cost of a request
+    # Log lines (bot/telemetry/logs.py): JSON for a log collector, key=value for a person;
+    # "auto" is key=value on a terminal and JSON otherwise.
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # /metrics on a listener of its own (bot/telemetry/endpoint.py): an interface only the
+    # scraper reaches. Unset: /metrics is on the service's port with SMSBOT_METRICS_TOKEN only.
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
     # The agents' console (bot/console). A session ends after idle_s without a request, and
     # max_age_s after the sign-in whatever happens (an agent signs in again each shift); the
     # cookie is only sent over HTTPS when secure is set (set it whenever the console is
@@ -153,6 +162,9 @@ class Settings(BaseSettings):
     # Encrypts the console's session cookie (Fernet; every process must share it). Unset: a
     # key for this run only, so sessions end at a restart (a warning says so at start).
     session_key: SecretStr | None = None
+    # Scrapes /metrics from anywhere with "Authorization: Bearer <token>"; unset, only clients
+    # on the loopback interface may (bot/telemetry/endpoint.py).
+    metrics_token: SecretStr | None = None
 
     @field_validator("send_lease_s")
     @classmethod

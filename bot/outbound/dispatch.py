@@ -12,6 +12,7 @@ the carrier off the lock. A deferred message that comes due is gated again, or d
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from datetime import datetime
 
@@ -22,6 +23,7 @@ from bot.outbound.record import OutboundRecord, OutState, queued
 from bot.outbound.sender import Sender
 from bot.records import AccountRecord, AuditEntry, Outbound, audit_entry
 from bot.storage.base import Store, StoreUnavailable, Transition
+from bot.telemetry import metrics
 from dialogs import conversation as c
 from dialogs.conversation import fingerprint
 from dialogs.held import as_it_leaves
@@ -113,7 +115,10 @@ class Dispatcher:
         """One verdict, stored with the message's move out of the outbox (None: someone else
         moved it first)."""
         ctx = await gate_context(self.store, self.gate, self.registry, account, conv, now)
+        started = time.perf_counter()
         decision = self.gate.decide(msg, ctx, now)
+        metrics.GATE_SECONDS.observe(time.perf_counter() - started)
+        metrics.gate_decision(decision.verdict, decision.rules)
         until = decision.until.isoformat() if decision.until else None
         audit: list[AuditEntry] = [
             audit_entry(

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 from bot.desk.case import CaseChange
 from bot.outbound.record import OutboundRecord
 from bot.records import AccountRecord, AuditEntry, Outbound, QueuedEvent, SendRecord
+from bot.telemetry import metrics
 from bot.transport.inbound import InboundSms
 from common.errors import SmsbotError
 
@@ -265,6 +266,12 @@ class Store(ABC):
 
     # --- timers ---
     @abstractmethod
+    async def backlog(self, now: datetime) -> dict[str, tuple[int, float]]:
+        """Per backlog (``timers``: conversations due; ``sends``: records the senders should
+        look at), how many are due by ``now`` and how many seconds the oldest has been due
+        (0 when none): /metrics samples it."""
+
+    @abstractmethod
     async def due_accounts(self, now: datetime, limit: int = 500) -> list[str]:
         """Accounts whose earliest timer is due at ``now``."""
 
@@ -287,13 +294,20 @@ class Store(ABC):
     async def deferred(self, account_id: str) -> list[Outbound]:
         """Messages the gate deferred (``not_before`` set), oldest first."""
 
-    @abstractmethod
     async def move(self, t: Transition) -> bool:
         """Applies one transition atomically for the account's own data (record, outbox or
         deferred list, audit, queued event, contacted mark); False (and nothing changed) when
         the record is no longer where ``t.expected`` says. The global parts around it follow
         one rule: an index or a ledger charge is written before the step and removed after
         it, so a crash in between leaves them early or over-counted, never missing."""
+        moved = await self._move(t)
+        if moved:  # every outbound state entered, counted once whoever moved it
+            metrics.transition(t)
+        return moved
+
+    @abstractmethod
+    async def _move(self, t: Transition) -> bool:
+        """:meth:`move` as the implementation does it."""
 
     @abstractmethod
     async def outbound(self, account_id: str, message_id: str) -> OutboundRecord | None:

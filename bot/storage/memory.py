@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict, deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from bot.desk.case import CaseChange
@@ -178,6 +178,13 @@ class MemoryStore(Store):
     def lock(self, account_id: str, ttl_ms: int = 30_000) -> AccountLock:
         return _MemoryLock(self, self._held, account_id)
 
+    async def backlog(self, now: datetime) -> dict[str, tuple[int, float]]:
+        def of(due: Iterable[datetime]) -> tuple[int, float]:
+            late = [at for at in due if at <= now]
+            return len(late), (now - min(late)).total_seconds() if late else 0.0
+
+        return {"timers": of(self._due.values()), "sends": of(self._send_due.values())}
+
     async def due_accounts(self, now: datetime, limit: int = 500) -> list[str]:
         if limit <= 0:
             return []
@@ -197,7 +204,7 @@ class MemoryStore(Store):
     async def queued(self, account_id: str) -> list[Outbound]:
         return list(self._outbox.get(account_id, ()))
 
-    async def move(self, t: Transition) -> bool:
+    async def _move(self, t: Transition) -> bool:
         # No await inside: atomic on the event loop, like one script on Redis.
         record = t.record
         a, mid = record.account_id, record.id

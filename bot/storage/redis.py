@@ -598,6 +598,21 @@ class RedisStore(RedisOutbound, Store):
 
     # --- timers --------------------------------------------------------------------------
 
+    async def backlog(self, now: datetime) -> dict[str, tuple[int, float]]:
+        at = score(now)
+        replies = await self._pipe.call(
+            ("ZCOUNT", keys.DUE, "-inf", at),
+            ("ZRANGE", keys.DUE, 0, 0, "WITHSCORES"),
+            ("ZCOUNT", keys.SEND_QUEUE, "-inf", at),
+            ("ZRANGE", keys.SEND_QUEUE, 0, 0, "WITHSCORES"),
+        )
+
+        def of(count: int, first: list[bytes]) -> tuple[int, float]:
+            # Scores are microseconds (redis_codec.score).
+            return count, max(0.0, (at - float(first[1])) / 1e6) if count and first else 0.0
+
+        return {"timers": of(*replies[:2]), "sends": of(*replies[2:])}
+
     async def due_accounts(self, now: datetime, limit: int = 500) -> list[str]:
         if limit <= 0:
             return []

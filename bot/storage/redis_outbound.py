@@ -129,7 +129,7 @@ class RedisOutbound:
         if self._unindexing is not None:
             await asyncio.wait([self._unindexing])
 
-    async def move(self, t: Transition) -> bool:
+    async def _move(self, t: Transition) -> bool:
         record = t.record
         a, mid, phone = record.account_id, record.id, record.message.phone
         member = keys.send_member(a, mid)

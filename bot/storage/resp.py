@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import ssl
 from collections import deque
 from collections.abc import Sequence
@@ -45,12 +46,14 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bot.storage.base import StoreUnavailable
 from bot.storage.tls import tls_context, tls_options
+from bot.telemetry import metrics
 
 Command = Sequence[Any]
 
 # "Redis cannot be used right now" (retry later), not "we have a bug": refused or lost
 # connections, authentication, a server still loading its data (BusyLoadingError is a
 # ConnectionError), timeouts, a replica after a fail-over, Redis at maxmemory.
+log = logging.getLogger(__name__)
 _UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, ReadOnlyError, OutOfMemoryError)
 
 # Error replies whose first word says more than "ERR": the same classes redis-py raises.
@@ -247,6 +250,7 @@ class RedisConnection:
         self._protocol: _Protocol | None = None
         self._connecting: asyncio.Task[_Protocol] | None = None
         self._shas = {body: hashlib.sha1(body).hexdigest().encode() for body in scripts}
+        self._down = False  # the last call found Redis unavailable (logged once per outage)
 
     async def call(self, *commands: Command) -> list[Any]:
         """Runs the commands (in this order); their replies as Redis sent them (bytes, int,
@@ -266,12 +270,22 @@ class RedisConnection:
                 replies = await protocol.send(commands, self._shas)
                 errors = [r for r in replies if isinstance(r, hiredis.ReplyError)]
             if errors:
+                metrics.REDIS_ERRORS.labels("reply").inc(len(errors))
                 raise _error(errors[0])
         except _UNAVAILABLE as exc:
+            metrics.REDIS_ERRORS.labels("unavailable").inc()
+            if not self._down:  # one WARNING per outage, whatever the traffic meanwhile
+                self._down = True
+                log.warning(
+                    "Redis at %s is unavailable: %s: %s", self.where, type(exc).__name__, exc
+                )
             raise StoreUnavailable(
                 f"Redis at {self.where} is unavailable ({commands[0][0]}): "
                 f"{type(exc).__name__}: {exc}"
             ) from exc
+        if self._down:
+            self._down = False
+            log.warning("Redis at %s is available again", self.where)
         return replies
 
     async def one(self, *command: Any) -> Any:

@@ -348,6 +348,26 @@ async def test_due_accounts_are_ordered_and_limited(store: Store) -> None:
     assert await store.due_accounts(now, limit=1) == ["L0002"]
 
 
+async def test_backlog_counts_what_is_due_and_how_late(store: Store) -> None:
+    empty = await store.backlog(T0)
+    assert empty == {"timers": (0, 0.0), "sends": (0, 0.0)}
+    for account_id, due in {
+        "L0001": T0 - timedelta(seconds=90),
+        "L0002": T0 + timedelta(1),
+    }.items():
+        await store.enqueue(account_id, tick())
+        await commit_head(store, account_id, next_due=due)
+    a = outbound("a", account_id="L0003")
+    await store.enqueue("L0003", tick())
+    await commit_head(store, "L0003", outbox=[a])
+    reserved = queued(a).moved("reserved", T0, carrier="sandbox", reserved_at=T0)
+    later = T0 + timedelta(seconds=30)
+    assert await store.move(Transition(reserved, None, [entry("gate", 0)], due=later))
+    assert await store.backlog(T0) == {"timers": (1, 90.0), "sends": (0, 0.0)}
+    backlog = await store.backlog(later + timedelta(seconds=2))
+    assert backlog == {"timers": (1, 122.0), "sends": (1, 2.0)}
+
+
 async def test_due_times_compare_as_instants_in_any_zone(store: Store) -> None:
     due = datetime(2024, 5, 1, 1, 0, tzinfo=UTC)  # 09:00 in Shanghai
     await store.enqueue("L0001", tick())
