@@ -1,6 +1,6 @@
 """``smsbot serve --workers N`` as real processes on a private redis-server: both workers
 answer on one port, every reply is processed once, a killed worker is replaced, SIGTERM stops
-everything cleanly; and the refusals (memory store, demo)."""
+everything cleanly, SIGHUP reloads every worker; and the refusals (memory store, demo)."""
 
 from __future__ import annotations
 
@@ -130,6 +130,13 @@ async def test_two_workers_share_the_port_and_stop_cleanly(redis_url: str, tmp_p
             assert victim not in now and len(now) == 2, now
             assert len(now - first) == 1  # the other worker is the one that was there
             workers = now
+
+        # SIGHUP: forwarded, each worker reloads its configuration.
+        proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 30
+        while log.read_text(errors="replace").count("configuration reloaded") < 2:
+            assert time.monotonic() < deadline, log.read_text(errors="replace")
+            await asyncio.sleep(0.1)
 
         # SIGTERM: a clean exit within a few seconds, no worker left behind.
         started = time.monotonic()
