@@ -17,7 +17,6 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-import redis.asyncio as aioredis
 
 from tests.service.apphelpers import AUTH, account, borrower_texts, generic_request
 from tests.service.conftest import RedisServer
@@ -26,13 +25,6 @@ from tests.service.processes import ROOT, free_port, serve, wait_ready
 pytestmark = pytest.mark.timeout(180)
 ACCOUNTS = 6
 TEXTS = ["我想问一下", "还差多少", "能分期吗", "好的"]
-
-
-@pytest.fixture
-async def redis_url(redis_server: RedisServer) -> str:
-    async with aioredis.Redis.from_url(redis_server.url) as admin:
-        await admin.flushdb()
-    return redis_server.url
 
 
 @contextlib.asynccontextmanager
