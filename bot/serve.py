@@ -88,12 +88,19 @@ def write_api_key(key: str, directory: Path | None = None) -> Path:
     (terminal scroll-back, journald and CI logs are read by more people than the key's
     holders). ``curl -H "Authorization: Bearer $(cat PATH)"``."""
     directory = directory or default_cache_dir()
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     path = directory / "api-key"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        os.fchmod(fd, 0o600)  # an older file of other permissions keeps them on open
-        out.write(key + "\n")
+    try:
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            os.fchmod(fd, 0o600)  # an older file of other permissions keeps them on open
+            out.write(key + "\n")
+    except OSError as exc:
+        raise UsageError(
+            f"SMSBOT_API_KEY is not set and the key made for this run cannot be written to"
+            f" {path} ({exc.strerror}): set SMSBOT_API_KEY, or SMSBOT_CACHE_DIR to a writable"
+            " directory"
+        ) from exc
     return path
 
 

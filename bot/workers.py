@@ -107,6 +107,8 @@ class Supervisor:
                 *self._command(index, first), env=self._env, process_group=0
             )
             self._procs[index] = proc
+            if self._stopping.is_set():  # the stop came while it was being started
+                proc.send_signal(self._stop_signal)
             started = time.monotonic()
             log.info("worker %d started (pid %d)", index, proc.pid)
             code = await proc.wait()

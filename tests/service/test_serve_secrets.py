@@ -20,6 +20,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from bot.accesslog import MaskingAccessLogger
 from bot.app import create_app
 from bot.serve import write_api_key
+from common.errors import UsageError
 from intents import Understander
 from intents.nlu import default_cache_dir
 from tests.service.apphelpers import ALIYUN_TOKEN, settings
@@ -41,6 +42,13 @@ def test_the_key_file_is_readable_by_its_user_only(tmp_path: Path) -> None:
     fresh = write_api_key("k3y", tmp_path / "new" / "dir")
     assert stat.S_IMODE(fresh.stat().st_mode) == 0o600
     assert stat.S_IMODE(fresh.parent.stat().st_mode) == 0o700
+
+
+def test_an_unwritable_key_file_stops_the_start_saying_what_to_set(tmp_path: Path) -> None:
+    blocked = tmp_path / "file"
+    blocked.write_text("")  # a file where the directory should be
+    with pytest.raises(UsageError, match="set SMSBOT_API_KEY"):
+        write_api_key("k3y", blocked / "cache")
 
 
 async def test_the_access_log_masks_path_tokens(
