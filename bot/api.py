@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
@@ -308,7 +309,8 @@ async def readyz(request: web.Request) -> web.Response:
         # A carrier refusing our credentials or URL: messages are held, not sent.
         checks[f"carrier:{carrier}"] = "ok" if broken is None else f"refuses our set-up: {broken}"
     ready = all(v == "ok" for v in checks.values())
-    return web.json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)
+    body = {"ready": ready, "checks": checks, "pid": os.getpid()}
+    return web.json_response(body, status=200 if ready else 503)
 
 
 def dumps(data: Any) -> str:

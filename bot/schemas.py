@@ -105,6 +105,9 @@ class Readiness(_Body):
     checks: dict[str, str] = Field(
         description="store, flows, nlu, carrier:<name>: `ok` or what is wrong"
     )
+    pid: int = Field(
+        description="the answering process: with `smsbot serve --workers N`, which worker"
+    )
 
 
 # --- webhooks: what providers send and what each is answered ---------------------------------

@@ -1,4 +1,5 @@
-"""``smsbot serve``: run the service (aiohttp), print where to find it."""
+"""``smsbot serve``: run the service (aiohttp), print where to find it; ``--workers N``
+runs N processes on one port under a supervising parent (``bot/workers.py``)."""
 
 from __future__ import annotations
 
@@ -6,23 +7,41 @@ import argparse
 import asyncio
 import gc
 import logging
+import os
+import secrets
 import sys
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from cryptography.fernet import Fernet
+from pydantic import SecretStr
 
+from bot.accesslog import MaskingAccessLogger
 from bot.app import create_app
 from bot.console.app import DEMO_LOGINS
-from bot.context import API_KEY
 from bot.outbound.setup import carriers_in_use
-from bot.settings import load_settings
+from bot.settings import Settings, load_settings
 from bot.telemetry import logs
+from bot.workers import METRICS_DIR, Supervisor, watch_parent
+from common.errors import UsageError
+from intents.nlu import default_cache_dir
+
+log = logging.getLogger(__name__)
 
 
 def register(sub: Any) -> None:
     p = sub.add_parser("serve", help="run the web service (webhooks, API, simulator)")
     p.add_argument("--host", help="interface to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (default 8080)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes sharing the port (SO_REUSEPORT) under one supervising process;"
+        " more than one needs the Redis store (SMSBOT_REDIS_URL)",
+    )
     p.add_argument(
         "--demo", action="store_true", help="demo accounts and the /simulator page (sandbox only)"
     )
@@ -32,6 +51,10 @@ def register(sub: Any) -> None:
         help="allow --demo on a shared store (SMSBOT_REDIS_URL) or a non-loopback host"
         " (the simulator has no authentication: never on real data)",
     )
+    # Set by the supervising process on its workers (bot/workers.py), not by people.
+    p.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--no-banner", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--api-key-file", type=Path, help=argparse.SUPPRESS)
     p.set_defaults(handler=_serve)
 
 
@@ -47,9 +70,96 @@ def _serve(args: argparse.Namespace) -> int:
         overrides["demo_force"] = True
     settings = load_settings(**overrides)
     logs.configure(settings.log_format, settings.log_level)
-    app = create_app(settings)
+    if args.workers < 1:
+        raise UsageError("--workers must be at least 1")
+    if args.workers > 1:
+        return _supervise(args, settings)
+    key_file = args.api_key_file
+    if settings.api_key is None:
+        key = secrets.token_urlsafe(24)
+        key_file = write_api_key(key)
+        settings = settings.model_copy(update={"api_key": SecretStr(key)})
+    _run(settings, worker=args.worker_index, banner=not args.no_banner, key_file=key_file)
+    return 0
 
-    async def banner(app: web.Application) -> None:
+
+def write_api_key(key: str, directory: Path | None = None) -> Path:
+    """A run's generated API key, in a file only this user may read: never printed or logged
+    (terminal scroll-back, journald and CI logs are read by more people than the key's
+    holders). ``curl -H "Authorization: Bearer $(cat PATH)"``."""
+    directory = directory or default_cache_dir()
+    path = directory / "api-key"
+    try:
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            os.fchmod(fd, 0o600)  # an older file of other permissions keeps them on open
+            out.write(key + "\n")
+    except OSError as exc:
+        raise UsageError(
+            f"SMSBOT_API_KEY is not set and the key made for this run cannot be written to"
+            f" {path} ({exc.strerror}): set SMSBOT_API_KEY, or SMSBOT_CACHE_DIR to a writable"
+            " directory"
+        ) from exc
+    return path
+
+
+def _supervise(args: argparse.Namespace, settings: Settings) -> int:
+    """The parent of ``--workers N``: checks what every worker would share, then runs them."""
+    if not settings.redis_url:
+        raise UsageError(
+            f"--workers {args.workers} needs the Redis store (set SMSBOT_REDIS_URL): on the"
+            " memory store each process would have its own accounts, conversations and timers"
+        )
+    if settings.demo:
+        raise UsageError(
+            "--demo runs one process: its demo data and simulator clock live in that process"
+        )
+    env = dict(os.environ)
+    key_file: Path | None = None
+    if settings.api_key is None:  # one key for all workers, made here
+        key = secrets.token_urlsafe(24)
+        key_file = write_api_key(key)
+        env["SMSBOT_API_KEY"] = key
+    if settings.session_key is None:  # one session key, or a worker could not read a cookie
+        env["SMSBOT_SESSION_KEY"] = Fernet.generate_key().decode()
+        log.warning(
+            "SMSBOT_SESSION_KEY is not set: the workers share a key made for this run, so"
+            " console sessions end when the service restarts"
+        )
+    # Every worker writes its metrics to files of one directory, and whichever answers
+    # /metrics sums them (prometheus-client's multiprocess mode). Emptied first: files of an
+    # earlier run would be summed too.
+    metrics_dir = Path(env.get(METRICS_DIR) or tempfile.mkdtemp(prefix="smsbot-metrics-"))
+    metrics_dir.mkdir(parents=True, exist_ok=True)
+    for old in metrics_dir.glob("*.db"):
+        old.unlink()
+    env[METRICS_DIR] = str(metrics_dir)
+    passed: list[str] = []
+    if args.host:
+        passed += ["--host", args.host]
+    if args.port is not None:
+        passed += ["--port", str(args.port)]
+    if key_file is not None:
+        passed += ["--api-key-file", str(key_file)]
+
+    def command(index: int, first: bool) -> list[str]:
+        argv = [sys.executable, "-m", "bot.cli", "serve", *passed, "--worker-index", str(index)]
+        if index != 0 or not first:  # one banner, once
+            argv.append("--no-banner")
+        return argv
+
+    supervisor = Supervisor(command, args.workers, env)
+    log.info("smsbot supervisor (pid %d): %d workers", os.getpid(), args.workers)
+    return asyncio.run(supervisor.run())
+
+
+def _run(settings: Settings, *, worker: int | None, banner: bool, key_file: Path | None) -> None:
+    app = create_app(settings)
+    if worker is not None:
+        app.cleanup_ctx.append(watch_parent)
+
+    async def print_banner(app: web.Application) -> None:
         base = settings.base_url
         store = "redis" if settings.redis_url else "memory (data is lost on exit)"
         carriers = carriers_in_use(settings)
@@ -57,6 +167,8 @@ def _serve(args: argparse.Namespace) -> int:
             "",
             f"smsbot is running on {base}  (store: {store}, carriers: {', '.join(carriers)})",
         ]
+        if worker is not None:
+            lines[-1] += f"  [worker {worker}, pid {os.getpid()}]"
         if settings.demo:
             lines.append(f"  simulator        {base}/simulator")
         lines.append(f"  agents console   {base}/console")
@@ -83,24 +195,28 @@ def _serve(args: argparse.Namespace) -> int:
             f"  API document     {base}/api/openapi.json",
             f"  health           {base}/healthz   {base}/readyz",
         ]
-        if settings.api_key is None:
+        if key_file is not None:
             lines.append(
-                f"  API key (this run only; set SMSBOT_API_KEY to fix one): {app[API_KEY]}"
+                f"  API key          made for this run, in {key_file} (readable by you only);"
+                " set SMSBOT_API_KEY to fix one"
             )
         print("\n".join(lines) + "\n", file=sys.stderr, flush=True)
 
-    app.on_startup.append(banner)
+    if banner:
+        app.on_startup.append(print_banner)
     app.on_startup.append(_tune_garbage_collector)  # after every cleanup_ctx has started
     web.run_app(
         app,
         host=settings.host,
         port=settings.port,
         access_log=logging.getLogger("aiohttp.access") if settings.access_log else None,
+        access_log_class=MaskingAccessLogger,
         print=None,
         keepalive_timeout=settings.idle_timeout_s,
+        # Workers share the port; the kernel spreads new connections over them.
+        reuse_port=worker is not None,
         loop=new_event_loop(),
     )
-    return 0
 
 
 # Young-generation collections after this many new container objects instead of 700. Per

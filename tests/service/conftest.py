@@ -144,6 +144,14 @@ def own_redis_server(tmp_path: Path) -> Iterator[RedisServer]:
         server.stop()
 
 
+@pytest.fixture
+async def redis_url(redis_server: RedisServer) -> str:
+    """The run's redis-server, emptied: for tests that start their own service or processes."""
+    async with aioredis.Redis.from_url(redis_server.url) as admin:
+        await admin.flushdb()
+    return redis_server.url
+
+
 @pytest.fixture(params=["memory", "redis"])
 async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
     """Each implementation of the store seam, empty; closed at teardown."""

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import aiohttp
@@ -24,9 +25,14 @@ def free_port() -> int:
 
 
 def serve(
-    redis_url: str, port: int, log: Path | None = None, **env: str
+    redis_url: str,
+    port: int,
+    log: Path | None = None,
+    args: Sequence[str] = (),
+    **env: str,
 ) -> subprocess.Popen[bytes]:
-    """``smsbot serve`` on ``redis_url``; its output appended to ``log`` (else discarded)."""
+    """``smsbot serve [args]`` on ``redis_url``; its output appended to ``log`` (else
+    discarded)."""
     environ = {
         **os.environ,
         "SMSBOT_REDIS_URL": redis_url,
@@ -37,7 +43,7 @@ def serve(
     }
     if log is None:
         return subprocess.Popen(
-            [sys.executable, "-m", "bot.cli", "serve"],
+            [sys.executable, "-m", "bot.cli", "serve", *args],
             cwd=ROOT,
             env=environ,
             stdout=subprocess.DEVNULL,
@@ -45,7 +51,7 @@ def serve(
         )
     with log.open("ab") as out:  # the child keeps its own descriptor
         return subprocess.Popen(
-            [sys.executable, "-m", "bot.cli", "serve"],
+            [sys.executable, "-m", "bot.cli", "serve", *args],
             cwd=ROOT,
             env=environ,
             stdout=out,

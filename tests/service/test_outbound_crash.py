@@ -26,7 +26,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-import redis.asyncio as aioredis
 
 from bot.outbound.record import TERMINAL
 from bot.storage.redis import RedisStore
@@ -63,13 +62,6 @@ def _rows(first: int, n: int) -> list[dict[str, Any]]:
         }
         for i in range(first, first + n)
     ]
-
-
-@pytest.fixture
-async def redis_url(redis_server: RedisServer) -> str:
-    async with aioredis.Redis.from_url(redis_server.url) as admin:
-        await admin.flushdb()
-    return redis_server.url
 
 
 @pytest.fixture

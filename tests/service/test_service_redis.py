@@ -11,7 +11,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-import redis.asyncio as aioredis
 
 from bot.context import PIPELINE
 from intents import Understander
@@ -30,13 +29,6 @@ from tests.service.processes import free_port, serve, wait_ready
 
 pytestmark = pytest.mark.timeout(120)
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-async def redis_url(redis_server: RedisServer) -> str:
-    async with aioredis.Redis.from_url(redis_server.url) as admin:
-        await admin.flushdb()
-    return redis_server.url
 
 
 async def _settle(*clients: Any) -> None:

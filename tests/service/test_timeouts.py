@@ -24,7 +24,6 @@ from tests.service.apphelpers import (
     conversation,
     generic_request,
 )
-from tests.service.conftest import RedisServer
 from tests.service.processes import free_port, serve, wait_ready
 
 pytestmark = pytest.mark.timeout(120)
@@ -78,13 +77,6 @@ async def test_a_body_sent_in_pieces_in_time_is_read(nlu: Understander) -> None:
 
 
 # --- a dead process's account lock ------------------------------------------------------------
-
-
-@pytest.fixture
-async def redis_url(redis_server: RedisServer) -> str:
-    async with aioredis.Redis.from_url(redis_server.url) as admin:
-        await admin.flushdb()
-    return redis_server.url
 
 
 async def _processed(c: TestClient[Any, Any], text: str, within: float) -> float:
