@@ -5,19 +5,27 @@ gate blocks (a second account on the opted-out number)."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
+import redis.asyncio as aioredis
 
 from bot.records import QueuedEvent
 from bot.reports import collect, render
 from bot.reports.model import Dashboard
 from bot.storage.base import Store
+from bot.storage.redis import RedisStore
 from common.errors import UsageError
 from intents import Understander
 from tests.service.campaignhelpers import Service, rows, service
+from tests.service.conftest import RedisServer
 
 pytestmark = pytest.mark.timeout(90)
 DAY = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)  # 10:00 in Shanghai, Wednesday
@@ -120,3 +128,38 @@ def test_bad_ranges_are_refused_with_the_reason(
 ) -> None:
     with pytest.raises(UsageError, match=why):
         collect.parse_range(start, end, DAY)
+
+
+async def test_smsbot_report_writes_the_file(
+    nlu: Understander, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """``smsbot report`` on the service's Redis store: the HTML file and the CSV."""
+    async with aioredis.Redis.from_url(redis_server.url) as admin:
+        await admin.flushdb()
+    store = RedisStore.from_url(redis_server.url)
+    try:
+        async with service(nlu, store, DAY) as s:
+            await journey(s)
+    finally:
+        await store.close()
+    env = {**os.environ, "SMSBOT_REDIS_URL": redis_server.url}
+    for out in (tmp_path / "report.html", tmp_path / "figures.csv"):
+        args = ["--from", "2026-11-20", "--to", "2026-11-25", "--campaign", "november"]
+        done = await asyncio.to_thread(smsbot, env, "report", *args, "-o", str(out))
+        assert done.returncode == 0, done.stderr
+        assert '"reminded": "5"' in done.stdout and f"written to {out}" in done.stdout
+    html = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "Chart.js v4.6.2" in html and "november" in html and "<script src" not in html
+    assert "funnel,total,paid,1" in (tmp_path / "figures.csv").read_text(encoding="utf-8-sig")
+    bad = await asyncio.to_thread(smsbot, env, "report", "--to", "2026-11-31")
+    assert bad.returncode == 2 and "to: not a date" in bad.stderr
+
+
+def smsbot(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bot.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
