@@ -6,6 +6,7 @@ The page's charts are drawn by ``static/dashboard.js`` with the vendored Chart.j
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from urllib.parse import quote
 
@@ -45,44 +46,52 @@ async def figures(request: web.Request) -> Dashboard:
     return await collect.dashboard(store, start, end, now, campaign)
 
 
-@require_role("supervisor")
-async def dashboard_page(request: web.Request) -> web.Response:
+async def _answer(
+    request: web.Request, write: Callable[[Dashboard], Awaitable[web.Response]]
+) -> web.Response:
+    """``write(figures)``, or the 400 that says what in the query is wrong."""
     try:
         d = await figures(request)
     except UsageError as exc:
         return refuse(request, 400, str(exc))
-    campaigns = await request.app[STORE].campaigns.list_all()
-    context = {
-        "d": d,
-        "data": render.data_json(d),
-        "campaigns": campaigns,
-        "csv_href": API + ".csv?" + request.query_string if request.query_string else API + ".csv",
-    }
-    return await page(request, "dashboard.html", "dashboard", context)
+    return await write(d)
+
+
+@require_role("supervisor")
+async def dashboard_page(request: web.Request) -> web.Response:
+    async def write(d: Dashboard) -> web.Response:
+        query = request.query_string
+        context = {
+            "d": d,
+            "data": render.data_json(d),
+            "campaigns": await request.app[STORE].campaigns.list_all(),
+            "csv_href": f"{API}.csv?{query}" if query else f"{API}.csv",
+        }
+        return await page(request, "dashboard.html", "dashboard", context)
+
+    return await _answer(request, write)
 
 
 @require_role("supervisor")
 async def dashboard_json(request: web.Request) -> web.Response:
-    try:
-        d = await figures(request)
-    except UsageError as exc:
-        return refuse(request, 400, str(exc))
-    return web.Response(text=d.model_dump_json(), content_type="application/json")
+    async def write(d: Dashboard) -> web.Response:
+        return web.Response(text=d.model_dump_json(), content_type="application/json")
+
+    return await _answer(request, write)
 
 
 @require_role("supervisor")
 async def dashboard_csv(request: web.Request) -> web.Response:
-    try:
-        d = await figures(request)
-    except UsageError as exc:
-        return refuse(request, 400, str(exc))
-    name = f"smsbot-dashboard-{d.start}-{d.end}.csv"
-    return web.Response(
-        text=render.to_csv(d),
-        content_type="text/csv",
-        charset="utf-8",
-        headers={"Content-Disposition": f"attachment; filename*=UTF-8''{quote(name)}"},
-    )
+    async def write(d: Dashboard) -> web.Response:
+        name = f"smsbot-dashboard-{d.start}-{d.end}.csv"
+        return web.Response(
+            text=render.to_csv(d),
+            content_type="text/csv",
+            charset="utf-8",
+            headers={"Content-Disposition": f"attachment; filename*=UTF-8''{quote(name)}"},
+        )
+
+    return await _answer(request, write)
 
 
 def _static(name: str) -> web.Handler:  # type: ignore[name-defined]
