@@ -25,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     from bot.campaigns import cli as campaigns_cli
     from bot.compliance import cli as compliance_cli
     from bot.console import cli as console_cli
+    from bot.reports import cli as reports_cli
     from dialogs import cli as dialogs_cli
     from intents import cli as intents_cli
 
@@ -34,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     compliance_cli.register(sub)
     console_cli.register(sub)
     campaigns_cli.register(sub)
+    reports_cli.register(sub)
     return parser
 
 

@@ -88,7 +88,7 @@ def _import(args: argparse.Namespace) -> int:
             shown = rows.progress(read, args.file.stat().st_size, f"importing {args.file.name}")
             return campaign, await c.import_rows(campaign.id, shown, on_error=problems.append)
 
-    campaign, report = _run(work, with_flows=True)
+    campaign, report = run_on_store(work, with_flows=True)
     print(
         f"campaign {campaign.name} ({campaign.id}): {report.imported} imported"
         f" ({report.added} new), {report.rejected} rejected"
@@ -102,7 +102,7 @@ def _import(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    st = _run(lambda c: c.status(args.campaign))
+    st = run_on_store(lambda c: c.status(args.campaign))
     if args.json:
         print(st.model_dump_json(indent=2))
         return 0
@@ -116,7 +116,7 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    n = _run(lambda c: c.export(args.campaign, args.output))
+    n = run_on_store(lambda c: c.export(args.campaign, args.output))
     print(f"{n} accounts written to {args.output}")
     return 0
 
@@ -127,13 +127,13 @@ def _move(args: argparse.Namespace) -> int:
         "resume": lambda c: c.resume(args.campaign),
         "cancel": lambda c: c.cancel(args.campaign),
     }
-    campaign = _run(actions[args.action])
+    campaign = run_on_store(actions[args.action])
     print(f"{campaign.name}: {campaign.state} ({campaign.pending} pending)")
     return 0
 
 
 def _list(args: argparse.Namespace) -> int:
-    campaigns = _run(lambda c: c.list_all())
+    campaigns = run_on_store(lambda c: c.list_all())
     if not campaigns:
         print("no campaigns yet (smsbot campaign import FILE --name NAME)")
         return 0
@@ -146,7 +146,8 @@ async def _never(account_id: str, event: QueuedEvent, dedup: str | None) -> bool
     raise CampaignError("only the running service releases accounts")
 
 
-def _run(action: Callable[[Campaigns], Awaitable[T]], *, with_flows: bool = False) -> T:
+def run_on_store(action: Callable[[Campaigns], Awaitable[T]], *, with_flows: bool = False) -> T:
+    """``action`` on the service's Redis store (also ``smsbot report``)."""
     from bot.settings import load_settings
 
     settings = load_settings()

@@ -13,7 +13,7 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
-from bot.console import auth, cases, live, pages, views
+from bot.console import auth, cases, dashboard, live, pages, views
 from bot.console.agents import add_agent
 from bot.context import AGENTS, CLOCK, SETTINGS
 from bot.settings import Settings
@@ -36,7 +36,7 @@ def setup(app: web.Application, settings: Settings, agents: AgentStore | None = 
     env.globals.update(pages.template_globals())
     env.filters.update(pages.filters())
     app.middlewares.append(auth.middleware(auth.session_storage(settings)))
-    app.add_routes([*views.routes(), *pages.routes(), *cases.routes()])
+    app.add_routes([*views.routes(), *pages.routes(), *cases.routes(), *dashboard.routes()])
     live.setup(app)
 
 

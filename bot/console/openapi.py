@@ -12,6 +12,7 @@ from pydantic.json_schema import JsonSchemaMode
 
 from bot.console import schemas as s
 from bot.desk.view import CaseView, MessageVerdict
+from bot.reports.model import Dashboard
 
 REF = "#/components/schemas/{model}"
 Security = list[dict[str, list[str]]]
@@ -38,6 +39,7 @@ MODELS: list[tuple[type[BaseModel], JsonSchemaMode]] = [
     (s.TemplateList, "serialization"),
     (CaseView, "serialization"),
     (MessageVerdict, "serialization"),
+    (Dashboard, "serialization"),
 ]
 
 
@@ -119,6 +121,15 @@ def _write(
 _HELD = _error(409, "another agent holds the case (`holder` names them), or it moved on")
 _QUEUED = (202, s.Queued, "queued on the account, applied in order with the borrower's replies")
 _CASE = (200, s.CaseResult, "the case after the step")
+
+
+_SUPERVISORS = _error(403, "the signed-in agent is not a supervisor")
+_DATE = {"type": "string", "format": "date"}
+_RANGE = [
+    {"name": "from", "in": "query", "schema": _DATE, "description": "default: 13 days before to"},
+    {"name": "to", "in": "query", "schema": _DATE, "description": "included; default: today"},
+    {"name": "campaign", "in": "query", "schema": {"type": "string"}, "description": "id or name"},
+]
 
 
 def paths() -> dict[str, Any]:
@@ -253,6 +264,33 @@ def paths() -> dict[str, Any]:
             _error(409, "dismissed or linked by someone else meanwhile"),
             params=UNMATCHED,
         ),
+        "/api/console/dashboard": _read(
+            "Results over a range of Beijing dates (supervisors only): the funnel reminded →"
+            " delivered → replied → promised → paid per day and per campaign, intents of"
+            " replies, promise-kept, opt-out and complaint rates, handoffs and SLA, per-template"
+            " rates, the gate's blocks and deferrals by rule",
+            Dashboard,
+            BAD,
+            _SUPERVISORS,
+            parameters=_RANGE,
+        ),
+        "/api/console/dashboard.csv": {
+            "get": {
+                "summary": "The same figures as CSV (section, key, metric, value; UTF-8, a BOM)",
+                "security": SESSION,
+                "parameters": _RANGE,
+                "responses": {
+                    "200": {
+                        "description": "a CSV file",
+                        "content": {"text/csv": {"schema": {"type": "string"}}},
+                    },
+                    **BAD,
+                    **UNSIGNED,
+                    **_SUPERVISORS,
+                    **DOWN,
+                },
+            }
+        },
         "/api/console/events": {
             "get": {
                 "summary": "Live updates (server-sent events): case_opened, case_claimed,"

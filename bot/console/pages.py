@@ -25,7 +25,7 @@ ROLE_LABELS = {"agent": "客服 Agent", "supervisor": "主管 Supervisor"}
 TABS = [
     {"id": "queue", "label": "队列", "en": "Queue", "href": "/console"},
     {"id": "unmatched", "label": "未匹配", "en": "Unmatched", "href": "/console/unmatched"},
-    {"id": "dashboard", "label": "看板", "en": "Dashboard", "href": None},
+    {"id": "dashboard", "label": "看板", "en": "Dashboard", "href": "/console/dashboard"},
 ]
 _VIEWS = [
     ("all", "全部", "All"),
@@ -82,7 +82,8 @@ async def page(
         "agent": agent,
         "role_label": ROLE_LABELS[agent.role],
         "csrf": csrf_token(session),
-        "tabs": TABS,
+        # The dashboard is for supervisors: an agent is not shown a tab that refuses them.
+        "tabs": [t for t in TABS if t["id"] != "dashboard" or agent.role == "supervisor"],
         "current_tab": tab,
     }
     return render(request, template, base | context)

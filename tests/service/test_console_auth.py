@@ -158,8 +158,9 @@ async def test_form_sign_in_shell_and_sign_out(nlu: Understander) -> None:
         assert shell.status == 200 and shell.headers["Cache-Control"] == "no-store"
         assert "frame-ancestors 'none'" in shell.headers["Content-Security-Policy"]
         assert 'id="agent-name">li.na<' in html and "客服 Agent" in html
-        for tab in ("队列", "未匹配", "看板", "Queue", "Unmatched", "Dashboard"):
+        for tab in ("队列", "未匹配", "Queue", "Unmatched"):
             assert tab in html
+        assert "看板" not in html  # the dashboard is for supervisors: no tab for an agent
         # Signed in: the sign-in page sends the agent on.
         r = await c.get("/console/login", allow_redirects=False)
         assert r.status == 303 and r.headers["Location"] == "/console"

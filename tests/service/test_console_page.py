@@ -92,11 +92,10 @@ def test_sign_in_see_the_empty_queue_sign_out(page: Page, base_url: str, tmp_pat
     expect(page.locator("#agent-name")).to_have_text("li.na")
     expect(page.locator("#agent-role")).to_have_text("客服 Agent")
     tabs = page.locator("nav.tabs .tab")
-    expect(tabs).to_have_count(3)
+    expect(tabs).to_have_count(2)  # the dashboard's tab is for supervisors
     expect(tabs.nth(0)).to_contain_text("队列")
     expect(tabs.nth(0)).to_have_attribute("aria-current", "page")
     expect(tabs.nth(1)).to_contain_text("未匹配")
-    expect(tabs.nth(2)).to_contain_text("看板")
     expect(page.locator("#no-cases")).to_contain_text("No cases here")
     expect(page.locator("#live-dot")).to_have_attribute("data-state", "on")  # the feed is live
     expect(page.locator("#sign-out")).to_be_visible()

@@ -139,13 +139,18 @@ async def _check_console(ck: Checker, c: TestClient[Any, Any]) -> None:
     token = (await r.json())["csrf_token"]
     await ck.check("get", "/api/console/me", await c.get("/api/console/me"))
     await ck.check("get", "/api/console/agents", await c.get("/api/console/agents"))
+    await _check_dashboard(ck, c)  # an agent: 403
     logout = "/api/console/logout"
     await ck.check("post", logout, await c.post(logout))
     await ck.check("post", logout, await c.post(logout, headers={"X-CSRF-Token": token}))
     await ck.check("get", "/api/console/agents", await c.get("/api/console/agents"))
+    await _check_dashboard(ck, c)  # nobody: 401
     await ck.check("post", login, await c.post(login, json={**right, "name": "boss"}))
     await ck.check("get", "/api/console/agents", await c.get("/api/console/agents"))
     await _check_cases(ck, c, (await (await c.get("/api/console/me")).json())["csrf_token"])
+    await _check_dashboard(ck, c)  # a supervisor: the figures, and a bad date refused
+    for path in ("/api/console/dashboard", "/api/console/dashboard.csv"):
+        await ck.check("get", path, await c.get(path + "?from=2026-02-30"))
     for _ in range(5):  # the name's burst is 5
         r = await c.post(login, json={**right, "password": "wrong"})
     await ck.check("post", login, r)
@@ -201,6 +206,11 @@ async def _check_cases(ck: Checker, c: TestClient[Any, Any], token: str) -> None
     await ck.check("post", path + "/link", await c.post(url + "/link", json=link, headers=w))
     await ck.check("post", path + "/dismiss", await c.post(url + "/dismiss", headers=w))
     await ck.check("post", path + "/dismiss", await c.post(url + "/dismiss", headers=w))
+
+
+async def _check_dashboard(ck: Checker, c: TestClient[Any, Any]) -> None:
+    for path in ("/api/console/dashboard", "/api/console/dashboard.csv"):
+        await ck.check("get", path, await c.get(path))
 
 
 def _all_refs(node: Any) -> list[str]:
