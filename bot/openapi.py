@@ -198,6 +198,28 @@ def _api() -> dict[str, Any]:
                 "responses": _responses(200, _json(_ref(schemas.Health))),
             }
         },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics, with SMSBOT_METRICS_TOKEN as the bearer token "
+                "(not the API key); off (403) without it. SMSBOT_METRICS_PORT serves them on a "
+                "listener of their own instead",
+                "security": [{"metricsToken": []}],
+                "responses": {
+                    "200": {
+                        "description": "the text exposition format",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    },
+                    "401": {
+                        "description": "missing or wrong metrics token",
+                        "content": _json(_ref("Error")),
+                    },
+                    "403": {
+                        "description": "metrics are off on this port (no SMSBOT_METRICS_TOKEN)",
+                        "content": _json(_ref("Error")),
+                    },
+                },
+            }
+        },
         "/readyz": {
             "get": {
                 "summary": "Readiness: store, flows, NLU and carriers usable",
@@ -306,6 +328,7 @@ def document() -> dict[str, Any]:
             "schemas": _schemas(),
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer"},
+                "metricsToken": {"type": "http", "scheme": "bearer"},
                 "twilioSignature": {
                     "type": "apiKey",
                     "in": "header",

@@ -320,6 +320,7 @@ async def test_real_responses_are_what_the_document_says(nlu: Understander) -> N
         await _check_console(ck, c)
         await ck.check("get", "/healthz", await c.get("/healthz"))
         await ck.check("get", "/readyz", await c.get("/readyz"))
+        await ck.check("get", "/metrics", await c.get("/metrics"))  # off: no token set
         await ck.check("get", "/api/openapi.json", await c.get("/api/openapi.json"))
         json.dumps(doc)
         assert len(ck.checked) >= 25
