@@ -871,7 +871,7 @@ INCLUSIVE = (
     ("sender (Sender._work: claim, call, settle)", "_work (bot/outbound/sender.py"),
     ("  carrier call (TwilioCarrier.send_outbound)", "send_outbound (bot/outbound/carriers"),
     ("  settle (Sender._settle)", "_settle (bot/outbound/sender.py"),
-    ("background loops (timers, recovery, sender poll)", "run_loops (bot/pipeline.py"),
+    ("background loops (timers, recovery, sender poll)", "run_loops (bot/loops.py"),
     ("  sender poll", "run (bot/outbound/sender.py"),
 )
 _ROOTS = ("smsbot", "bot/cli.py", "bot/serve.py", "aiohttp/web.py")

@@ -33,6 +33,7 @@ from bot.context import (
 )
 from bot.desk.config import DeskSettings
 from bot.desk.service import Desk
+from bot.loops import run_loops
 from bot.outbound import setup as outbound_setup
 from bot.outbound.dispatch import Dispatcher, Routing
 from bot.outbound.sender import Sender
@@ -216,7 +217,8 @@ async def _pipeline_ctx(app: web.Application) -> AsyncIterator[None]:
         metrics.sample_backlog(await store.backlog(app[CLOCK].now()), pipeline.drains_waiting)
 
     loops = asyncio.create_task(
-        pipeline.run_loops(
+        run_loops(
+            pipeline,
             settings.timer_interval_s,
             settings.recovery_interval_s,
             settings.desk_sla_interval_s,

@@ -6,7 +6,7 @@ is read, and each event's consequences (``bot.interpret``: understand → step) 
 atomically with its removal from the queue (see ``bot.storage.base``). Still under the lock,
 the committed messages pass the gate step (``bot.outbound.dispatch``); sending is the send
 side's (``bot.outbound.sender``), off the lock. Background loops fire due timers and recover
-queues left behind by a crash.
+queues left behind by a crash (``bot.loops``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -43,15 +43,11 @@ from intents import Understander
 log = logging.getLogger(__name__)
 
 Received = Literal["accepted", "duplicate", "unmatched"]
-Step = tuple[float, Callable[[], Awaitable[object]]]
 _COMMITTED_MEMO = 4096
 # A watched account is looked at again this long after its lock's TTL has run out, so the lock
 # has surely expired (Redis expires a key at its time to the millisecond, our timer may be late
 # or early by a scheduler tick).
 _WATCH_MARGIN_S = 0.05
-# The case queue's index is repaired (a SCAN, like the recovery's) at start and then every
-# this many recovery rounds: it only ever holds leftovers a crash left (bot.storage.redis_desk).
-_REPAIR_EVERY = 10
 
 # How a dead process's account lock is got over (issue 16, item 16):
 #
@@ -311,40 +307,10 @@ class Pipeline:
         """Marks the desk's unclaimed cases past their SLA (bot.desk.sla)."""
         return len(await expire_cases(self.store, self.desk.config, self.clock.now()))
 
-    async def run_loops(
-        self,
-        timer_interval: float,
-        recovery_interval: float,
-        sla_interval: float = 10.0,
-        steps: Sequence[Step] = (),
-    ) -> None:
-        """``steps``: other components' periodic work, each (interval, step), e.g. the
-        campaigns' release (bot.campaigns.service), run between the timers and recovery."""
-        last_recovery = last_sla = 0.0
-        recoveries = 0
-        loop = asyncio.get_running_loop()
-        last_step = [0.0] * len(steps)
-        while not self._closing and not self.paused:
-            try:
-                await self.fire_due_timers()
-                if loop.time() - last_sla >= sla_interval:
-                    last_sla = loop.time()
-                    await self.expire_cases()
-                for i, (interval, step) in enumerate(steps):
-                    if loop.time() - last_step[i] >= interval:
-                        last_step[i] = loop.time()
-                        await step()
-                if loop.time() - last_recovery >= recovery_interval:
-                    last_recovery = loop.time()
-                    await self.recover()
-                    if recoveries % _REPAIR_EVERY == 0:
-                        await self.store.desk.repair_index()
-                    recoveries += 1
-            except StoreUnavailable as exc:
-                log.debug("background loop: store unavailable: %s", exc)
-            except Exception:
-                log.exception("background loop failed; retrying")
-            await asyncio.sleep(timer_interval)
+    @property
+    def running(self) -> bool:
+        """Neither closing nor paused: the background loops go on (bot.loops)."""
+        return not self._closing and not self.paused
 
     async def close(self, grace: float = 10.0) -> None:
         """Graceful shutdown: no new work, in-flight work finishes (for ``grace`` seconds)."""

@@ -2,7 +2,7 @@
 expired — they go to the top of the queue — with an audit entry on the account that records
 the supervisors' notification, and a ``case_expired`` event on the live feed.
 
-Run periodically by every process (``Pipeline.run_loops``); each case is marked once however
+Run periodically by every process (``bot.loops.run_loops``); each case is marked once however
 many processes look (the store's step checks and marks in one script).
 """
 

@@ -89,15 +89,25 @@ def twilio_signature(url: str, form: dict[str, str], token: str = TWILIO_TOKEN) 
     return base64.b64encode(hmac.new(token.encode(), data.encode(), hashlib.sha1).digest()).decode()
 
 
-async def post_twilio(c: TestClient[Any, Any], phone: str, text: str, sid: str, **kw: Any) -> Any:
+async def post_twilio(
+    c: TestClient[Any, Any],
+    phone: str,
+    text: str,
+    sid: str,
+    *,
+    signature: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> Any:
     form = twilio_form(phone, text, sid)
-    sig = kw.pop("signature", None) or twilio_signature(
-        "https://sms.example.cn/webhooks/twilio", form
-    )
+    sig = signature or twilio_signature("https://sms.example.cn/webhooks/twilio", form)
     return await c.post(
         "/webhooks/twilio",
         data=urlencode(form),
-        headers={"Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": sig},
+        headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "X-Twilio-Signature": sig,
+            **(headers or {}),
+        },
     )
 
 
