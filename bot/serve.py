@@ -55,6 +55,7 @@ def register(sub: Any) -> None:
     p.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)
     p.add_argument("--no-banner", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--api-key-file", type=Path, help=argparse.SUPPRESS)
+    p.add_argument("--supervisor-pid", type=int, help=argparse.SUPPRESS)
     p.set_defaults(handler=_serve)
 
 
@@ -79,7 +80,13 @@ def _serve(args: argparse.Namespace) -> int:
         key = secrets.token_urlsafe(24)
         key_file = write_api_key(key)
         settings = settings.model_copy(update={"api_key": SecretStr(key)})
-    _run(settings, worker=args.worker_index, banner=not args.no_banner, key_file=key_file)
+    _run(
+        settings,
+        worker=args.worker_index,
+        banner=not args.no_banner,
+        key_file=key_file,
+        supervisor=args.supervisor_pid,
+    )
     return 0
 
 
@@ -145,6 +152,7 @@ def _supervise(args: argparse.Namespace, settings: Settings) -> int:
 
     def command(index: int, first: bool) -> list[str]:
         argv = [sys.executable, "-m", "bot.cli", "serve", *passed, "--worker-index", str(index)]
+        argv += ["--supervisor-pid", str(os.getpid())]
         if index != 0 or not first:  # one banner, once
             argv.append("--no-banner")
         return argv
@@ -154,10 +162,17 @@ def _supervise(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(supervisor.run())
 
 
-def _run(settings: Settings, *, worker: int | None, banner: bool, key_file: Path | None) -> None:
+def _run(
+    settings: Settings,
+    *,
+    worker: int | None,
+    banner: bool,
+    key_file: Path | None,
+    supervisor: int | None = None,
+) -> None:
     app = create_app(settings)
-    if worker is not None:
-        app.cleanup_ctx.append(watch_parent)
+    if supervisor is not None:
+        app.cleanup_ctx.insert(0, watch_parent(supervisor))
 
     async def print_banner(app: web.Application) -> None:
         base = settings.base_url

@@ -180,19 +180,23 @@ def _status(code: int | None) -> str:
     return f"exit {code}"
 
 
-async def watch_parent(app: web.Application) -> AsyncIterator[None]:
-    """A worker whose parent died (kill -9) stops gracefully rather than serve on, orphaned
-    and unsupervised: its parent's pid changes to that of whoever adopted it."""
-    parent = os.getppid()
+def watch_parent(parent: int) -> Callable[[web.Application], AsyncIterator[None]]:
+    """A worker whose parent (pid ``parent``, passed by the parent itself: by the time the
+    worker looks, the parent may already be gone) died stops gracefully rather than serve on,
+    orphaned and unsupervised. First of the application's contexts, so it watches while the
+    others start too (a cold NLU training takes 20 s)."""
 
-    async def watch() -> None:
-        while os.getppid() == parent:  # noqa: ASYNC110 - no event tells of a parent's death
-            await asyncio.sleep(1.0)
-        log.warning("the supervising process (pid %d) is gone: stopping", parent)
-        os.kill(os.getpid(), signal.SIGTERM)
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        async def watch() -> None:
+            while os.getppid() == parent:  # noqa: ASYNC110 - no event tells of a parent's death
+                await asyncio.sleep(1.0)
+            log.warning("the supervising process (pid %d) is gone: stopping", parent)
+            os.kill(os.getpid(), signal.SIGTERM)
 
-    task = asyncio.create_task(watch())
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+        task = asyncio.create_task(watch())
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    return ctx

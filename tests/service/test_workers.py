@@ -188,3 +188,43 @@ def test_several_workers_refuse_demo_mode(redis_server: RedisServer) -> None:
     )
     assert done.returncode == 2
     assert "--demo runs one process" in done.stderr
+
+
+async def test_workers_stop_when_their_supervisor_dies(redis_url: str, tmp_path: Path) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    log = tmp_path / "serve.log"
+    proc = serve(redis_url, port, log, args=["--workers", "2"])
+    try:
+        async with fresh_connections() as session:
+            await wait_ready(session, base)
+            workers = await answering_pids(session, base)
+        assert len(workers) == 2
+        proc.kill()  # kill -9: nothing forwarded; the workers notice by themselves
+        proc.wait()
+        deadline = time.monotonic() + 20
+        while any(alive(pid) for pid in workers):
+            assert time.monotonic() < deadline, log.read_text(errors="replace")
+            await asyncio.sleep(0.2)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert "is gone: stopping" in log.read_text(errors="replace")
+
+
+def test_a_worker_whose_supervisor_died_before_it_started_stops(
+    redis_url: str, tmp_path: Path
+) -> None:
+    # The parent named on the command line is not this process's parent (it died while the
+    # worker was starting, or loading the model): the worker stops rather than serve orphaned.
+    log = tmp_path / "worker.log"
+    args = ["--worker-index", "1", "--no-banner", "--supervisor-pid", "999999"]
+    proc = serve(redis_url, free_port(), log, args=args)
+    try:
+        assert proc.wait(timeout=60) == 0, log.read_text(errors="replace")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert "is gone: stopping" in log.read_text(errors="replace")
