@@ -237,6 +237,8 @@ def stop_profiler(proc: subprocess.Popen[bytes]) -> None:
 # Where the service's time goes, by the innermost frame that names one of these (so the event
 # loop's own frames under a redis-py call count as Redis, under aiohttp as HTTP).
 PROFILE_AREAS = (
+    ("metrics and logs (bot/telemetry, prometheus_client, structlog)",
+     ("bot/telemetry/", "prometheus_client/", "structlog/")),
     ("redis client (bot/storage/resp.py, redis.py)", ("redis/", "hiredis", "bot/storage/re")),
     ("pydantic (models, JSON)", ("pydantic/", "pydantic_core/")),
     ("NLU (intents, jieba, opencc)", ("intents/", "jieba/", "opencc/")),
