@@ -4,7 +4,8 @@ service needs it (《个人信息保护法》 arts. 19, 47; compliance.md CN-REC
 Per kind (the days are ``config/retention.yaml``'s, :mod:`bot.retention.policy`):
 
 - ``audit_text`` — an audit entry older than ``message_text_days`` loses the words it holds:
-  a reply's or a message's ``text`` (inbound, send, agent_message) and an agent's ``note``.
+  a reply's or a message's ``text`` (inbound, send, agent_message), an agent's ``note``, and
+  the reply a dialog step quotes (``borrower: …`` becomes ``borrower replied``).
   The entry itself stays, marked ``redacted``: "inbound at T, provider, message id", "the
   reading was stop", "message X sent with template Y", the gate's verdicts and rules, the
   steps, handoffs, payments. That is the evidence of every contact and decision the lender
@@ -52,6 +53,10 @@ from bot.storage.base import KeptKind, RetentionAction, Store
 # borrower's name and amount, an agent): what "redacting the text" removes.
 PERSONAL_FIELDS = ("text", "note")
 REDACTED = "redacted"
+# A step's event label quotes the reply (dialogs.conversation.event_label): it becomes the
+# label the engine gives a reply without words.
+_QUOTED_REPLY = "borrower: "
+_REPLY = "borrower replied"
 
 Kind = Literal[
     "audit_text",
@@ -97,9 +102,15 @@ def redact_audit(entry: AuditEntry, cut: Cutoffs) -> AuditEntry | None:
     """The entry as retention leaves it: itself, without its words, or None (deleted)."""
     if entry.at < cut.audit:
         return None
-    if entry.at < cut.message_text and any(f in entry.detail for f in PERSONAL_FIELDS):
+    if entry.at >= cut.message_text:
+        return entry
+    if any(f in entry.detail for f in PERSONAL_FIELDS):
         detail = {k: v for k, v in entry.detail.items() if k not in PERSONAL_FIELDS}
         return entry.model_copy(update={"detail": detail | {REDACTED: True}})
+    label = entry.detail.get("event")
+    if entry.kind == "step" and isinstance(label, str) and label.startswith(_QUOTED_REPLY):
+        detail = entry.detail | {"event": _REPLY, REDACTED: True}
+        return entry.model_copy(update={"detail": detail})
     return entry
 
 

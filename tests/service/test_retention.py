@@ -172,3 +172,76 @@ def test_the_shipped_policy_loads() -> None:
     policy = load_retention()
     assert policy.audit_days >= 730 and policy.message_text_days <= policy.audit_days
     assert policy.cutoffs(datetime(2026, 1, 1, tzinfo=UTC)).audit < datetime(2024, 1, 2, tzinfo=UTC)
+
+
+# --- the service's journey, aged past the policy ---------------------------------------------
+
+
+@pytest.mark.parametrize("backend", ["memory", "redis"])
+async def test_a_journey_aged_past_retention_keeps_the_evidence_not_the_words(
+    nlu: Any, backend: str, request: pytest.FixtureRequest
+) -> None:
+    from bot.context import CLOCK, PIPELINE, STORE
+    from bot.storage.memory import MemoryStore
+    from bot.storage.redis import RedisStore
+    from tests.service.apphelpers import AUTH, client, daytime_clock, post_twilio
+    from tests.service.apphelpers import account as row
+
+    if backend == "redis":
+        import redis.asyncio as aioredis
+
+        url = request.getfixturevalue("redis_server").url
+        async with aioredis.Redis.from_url(url) as admin:
+            await admin.flushdb()
+        store: Store = RedisStore.from_url(url)
+    else:
+        store = MemoryStore()
+    words = ["我下周一还一部分", "已经转了五百", "TD"]
+    async with client(nlu, store=store, clock=daytime_clock()) as c:
+        acc = row(1)
+        r = await c.post("/api/accounts", json={"accounts": [acc], "start": True}, headers=AUTH)
+        assert r.status == 200
+        await c.app[PIPELINE].idle()
+        await post_twilio(c, acc["phone"], words[0], "SM" + "1" * 32)
+        await c.app[PIPELINE].idle()
+        pay = {"account_id": acc["id"], "amount": "500.00", "reference": "PAY-ret"}
+        pay["paid_at"] = c.app[CLOCK].now().isoformat()
+        assert (await c.post("/api/payments", json=pay, headers=AUTH)).status == 202
+        await post_twilio(c, acc["phone"], words[1], "SM" + "2" * 32)
+        await c.app[PIPELINE].idle()
+        note = audit_entry(c.app[CLOCK].now(), "agent", by="li.na", do="note", note="借款人称失业")
+        await store.append_audit(acc["id"], [note])
+        await post_twilio(c, acc["phone"], words[2], "SM" + "3" * 32)
+        await c.app[PIPELINE].idle()
+        audit_before = await store.read_audit(acc["id"], 100_000)
+        assert any(e.detail.get("text") == words[0] for e in audit_before)
+        sent_before = len(await store.list_sandbox(100_000))
+        # Two hundred days later (past 180 days of texts, well within 3 years of evidence).
+        c.app[CLOCK].advance(timedelta(days=200))
+        now = c.app[CLOCK].now()
+        policy = load_retention()
+        dry = await sweep(store, policy, now, apply=False)
+        run = await sweep(store, policy, now, apply=True)
+        assert run.items == dry.items and run.counts["audit_text"] >= 5
+        assert run.counts["audit"] == 0 and run.counts["outbound_text"] >= 2
+        audit = await store.read_audit(acc["id"], 100_000)
+        assert len(audit) == len(audit_before)  # every entry is still there ...
+        flat = str([e.model_dump(mode="json") for e in audit])
+        for w in [*words[:2], "借款人称失业", "张三"]:  # ... without the words
+            assert w not in flat, [e for e in audit if w in str(e.detail)]
+        for r in await store.outbound_records(acc["id"]):
+            assert r.message.text == "" or r.state not in ("sent", "delivered", "blocked")
+        kinds = [e.kind for e in audit]
+        assert kinds.count("inbound") == 3 and "payment" in kinds and "understood" in kinds
+        assert any(e.kind == "understood" and e.detail.get("intent") == "stop" for e in audit)
+        gate = [e for e in audit if e.kind in ("sent", "blocked", "deferred", "reserved")]
+        assert gate, "the gate's decisions are kept"
+        # The opt-out survives, and the service still refuses to text the number.
+        assert await store.is_opted_out("+86" + acc["phone"].removeprefix("+86"))
+        conv = (await (await c.get(f"/api/conversations/{acc['id']}", headers=AUTH)).json())
+        assert conv["opted_out"] is True and conv["paid_total"] == "500.00"
+        await post_twilio(c, acc["phone"], "你们还会发短信吗", "SM" + "4" * 32)
+        await c.app[PIPELINE].idle()
+        sent = await store.list_sandbox(100_000)
+        assert all(not m.debt_content for m in sent[sent_before:])
+    await store.close()
