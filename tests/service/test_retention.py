@@ -181,7 +181,7 @@ def test_the_shipped_policy_loads() -> None:
 async def test_a_journey_aged_past_retention_keeps_the_evidence_not_the_words(
     nlu: Any, backend: str, request: pytest.FixtureRequest
 ) -> None:
-    from bot.context import CLOCK, PIPELINE, STORE
+    from bot.context import CLOCK, PIPELINE
     from bot.storage.memory import MemoryStore
     from bot.storage.redis import RedisStore
     from tests.service.apphelpers import AUTH, client, daytime_clock, post_twilio
@@ -238,10 +238,72 @@ async def test_a_journey_aged_past_retention_keeps_the_evidence_not_the_words(
         assert gate, "the gate's decisions are kept"
         # The opt-out survives, and the service still refuses to text the number.
         assert await store.is_opted_out("+86" + acc["phone"].removeprefix("+86"))
-        conv = (await (await c.get(f"/api/conversations/{acc['id']}", headers=AUTH)).json())
+        conv = await (await c.get(f"/api/conversations/{acc['id']}", headers=AUTH)).json()
         assert conv["opted_out"] is True and conv["paid_total"] == "500.00"
         await post_twilio(c, acc["phone"], "你们还会发短信吗", "SM" + "4" * 32)
         await c.app[PIPELINE].idle()
         sent = await store.list_sandbox(100_000)
         assert all(not m.debt_content for m in sent[sent_before:])
     await store.close()
+
+
+# --- the command, end to end, on a private redis-server ---------------------------------------
+
+
+def test_the_command_lists_then_does_exactly_that(own_redis_server: Any, tmp_path: Path) -> None:
+    import asyncio
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from bot.storage.redis import RedisStore
+
+    async def fill() -> None:
+        store = RedisStore.from_url(own_redis_server.url)
+        try:
+            await populate(store)
+        finally:
+            await store.close()
+
+    asyncio.run(fill())
+    env = os.environ | {"SMSBOT_REDIS_URL": own_redis_server.url}
+    policy = tmp_path / "retention.yaml"
+    policy.write_text(
+        "message_text_days: 30\naudit_days: 730\noutbound_text_days: 30\n"
+        "unmatched_days: 30\nunmatched_receipts_days: 30\nsandbox_days: 7\n"
+    )
+
+    def smsbot(*args: str) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-m", "bot.cli", "retention", "run", "--config", str(policy)]
+        return subprocess.run(
+            [*cmd, "--now", NOW.isoformat(), *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    dry = smsbot("--dry-run", "--list", "--json")
+    assert dry.returncode == 0, dry.stderr
+    listed = json.loads(dry.stdout)
+    assert listed["dry_run"] is True and listed["counts"]["audit_text"] == 3
+    assert "明天还钱" not in dry.stdout and "张三" not in dry.stdout
+    table = smsbot("--dry-run", "--list")
+    assert "audit_text" in table.stdout and "would delete or redact" in table.stdout
+    done = smsbot("--list", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["items"] == listed["items"]
+    again = json.loads(smsbot("--json").stdout)
+    assert sum(again["counts"].values()) == 0
+    policy.write_text("audit_days: 10\n")
+    bad = smsbot()
+    assert bad.returncode == 1 and f"{policy}:1: audit_days:" in bad.stderr
+    no_redis = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "retention", "run", "--dry-run"],
+        env={k: v for k, v in env.items() if k != "SMSBOT_REDIS_URL"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert no_redis.returncode == 2 and "SMSBOT_REDIS_URL is not set" in no_redis.stderr
