@@ -40,7 +40,7 @@ is an atomic compare-and-set; what changed meanwhile is left for the next run.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -67,15 +67,7 @@ Kind = Literal[
     "unmatched_receipts",
     "sandbox",
 ]
-KINDS: tuple[Kind, ...] = (
-    "audit_text",
-    "audit",
-    "outbound_text",
-    "unmatched",
-    "unmatched_handled",
-    "unmatched_receipts",
-    "sandbox",
-)
+KINDS: tuple[Kind, ...] = get_args(Kind)
 _KEPT: tuple[KeptKind, ...] = ("unmatched", "unmatched_handled", "unmatched_receipts", "sandbox")
 
 
