@@ -26,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     from bot.compliance import cli as compliance_cli
     from bot.console import cli as console_cli
     from bot.reports import cli as reports_cli
+    from bot.retention import cli as retention_cli
     from dialogs import cli as dialogs_cli
     from intents import cli as intents_cli
 
@@ -36,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     console_cli.register(sub)
     campaigns_cli.register(sub)
     reports_cli.register(sub)
+    retention_cli.register(sub)
     return parser
 
 

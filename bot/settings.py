@@ -100,6 +100,8 @@ class Settings(BaseSettings):
     # The agent console's case queue: SLA per handoff reason (bot/desk/config.py), and how
     # often unclaimed cases past it are looked for.
     desk_file: Path = Path(__file__).resolve().parent.parent / "config" / "desk.yaml"
+    # Retention of personal data (bot/retention): read by `smsbot retention run` only.
+    retention_file: Path = Path(__file__).resolve().parent.parent / "config" / "retention.yaml"
     desk_sla_interval_s: float = Field(default=10.0, gt=0)
     # How often due campaigns release accounts (bot.campaigns.service). A round releases up
     # to rate x interval, so the pace holds at any interval; shorter spreads it more evenly.

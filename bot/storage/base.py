@@ -18,10 +18,10 @@ Design (why it looks like this):
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from bot.desk.case import CaseChange
 from bot.outbound.record import OutboundRecord
@@ -94,6 +94,16 @@ class Transition:
     # The sandbox carrier's record of the message ("what left the machine" in the demo),
     # written with the outcome: the sandbox's send then costs no store call of its own.
     sandbox: Outbound | None = None
+
+
+# bot.retention: what an edit does to one stored item. An audit edit returns the entry itself
+# (unchanged), a new entry (redacted) or None (deleted); a record edit returns None
+# (unchanged) or the redacted record. Each item is named by an id that holds no personal text.
+AuditEdit = Callable[[AuditEntry], AuditEntry | None]
+RecordEdit = Callable[[OutboundRecord], OutboundRecord | None]
+RetentionAction = Literal["delete", "redact"]
+# Kept collections outside any account, swept by age (bot.retention).
+KeptKind = Literal["unmatched", "unmatched_handled", "unmatched_receipts", "sandbox"]
 
 
 class StoreUnavailable(SmsbotError):
@@ -386,3 +396,24 @@ class Store(ABC):
 
     @abstractmethod
     async def list_sandbox(self, limit: int = 200) -> list[Outbound]: ...
+
+    # --- retention (bot.retention) -----------------------------------------------------------
+    # Each lists what it would change with ``apply=False`` and changes exactly what it lists
+    # with ``apply=True``; safe beside a running service (atomic compare-and-set steps on
+    # Redis: an item that changed meanwhile is left for the next run).
+
+    @abstractmethod
+    async def edit_audit(
+        self, account_id: str, edit: AuditEdit, *, apply: bool
+    ) -> list[tuple[str, RetentionAction]]:
+        """Applies ``edit`` to every audit entry of the account: (entry id, action) of each
+        entry it redacts or deletes."""
+
+    @abstractmethod
+    async def edit_outbound(self, account_id: str, edit: RecordEdit, *, apply: bool) -> list[str]:
+        """Applies ``edit`` to every record past the outbox: the ids of those it redacts."""
+
+    @abstractmethod
+    async def sweep_kept(self, kind: KeptKind, before: datetime, *, apply: bool) -> list[str]:
+        """Deletes the items of a kept collection older than ``before``: their ids. Items
+        without a time of their own (a receipt that carries none) are kept."""

@@ -9,7 +9,18 @@ from datetime import datetime
 from bot.desk.case import CaseChange
 from bot.outbound.record import OutboundRecord, queued
 from bot.records import AccountRecord, AuditEntry, Outbound, QueuedEvent, SendRecord
-from bot.storage.base import AccountLock, GateFacts, Loaded, Store, Transition
+from bot.storage import retention_items as ri
+from bot.storage.base import (
+    AccountLock,
+    AuditEdit,
+    GateFacts,
+    KeptKind,
+    Loaded,
+    RecordEdit,
+    RetentionAction,
+    Store,
+    Transition,
+)
 from bot.storage.campaigns import MemoryCampaigns
 from bot.storage.desk import MemoryDesk
 from bot.transport.inbound import InboundSms
@@ -319,6 +330,57 @@ class MemoryStore(Store):
         if limit <= 0:
             return []
         return list(self._sandbox)[-limit:]
+
+    # --- retention: no await inside, so each is atomic on the event loop -----------------
+
+    async def edit_audit(
+        self, account_id: str, edit: AuditEdit, *, apply: bool
+    ) -> list[tuple[str, RetentionAction]]:
+        done: list[tuple[str, RetentionAction]] = []
+        kept: list[AuditEntry] = []
+        for i, entry in enumerate(self._audit.get(account_id, [])):
+            new = edit(entry)
+            if new is None:
+                done.append((ri.audit_item(i, entry), "delete"))
+                continue
+            if new is not entry:
+                done.append((ri.audit_item(i, entry), "redact"))
+            kept.append(new)
+        if apply and done:
+            self._audit[account_id] = kept
+        return done
+
+    async def edit_outbound(self, account_id: str, edit: RecordEdit, *, apply: bool) -> list[str]:
+        records = self._records.get(account_id, {})
+        changed = {mid: new for mid, r in records.items() if (new := edit(r)) is not None}
+        if apply:
+            records.update(changed)
+        return list(changed)
+
+    async def sweep_kept(self, kind: KeptKind, before: datetime, *, apply: bool) -> list[str]:
+        if kind == "unmatched":
+            gone = [s for s in self._unmatched if ri.older(ri.unmatched_item(s), before)]
+            if apply:
+                self._unmatched = [s for s in self._unmatched if s not in gone]
+            return [ri.unmatched_item(s)[0] for s in gone]
+        if kind == "unmatched_handled":
+            handled = self.desk._handled
+            old = [i for i, h in enumerate(handled) if ri.older(ri.handled_item(h), before)]
+            names = [ri.handled_item(handled[i])[0] for i in old]
+            if apply:
+                self.desk._handled = [h for i, h in enumerate(handled) if i not in set(old)]
+            return names
+        if kind == "unmatched_receipts":
+            found = [r for r in self._unmatched_receipts if ri.older(ri.receipt_item(r), before)]
+            if apply:
+                for r in found:
+                    self._unmatched_receipts.remove(r)
+            return [ri.receipt_item(r)[0] for r in found]
+        sent = [m for m in self._sandbox if ri.older(ri.sandbox_item(m), before)]
+        if apply:
+            for m in sent:
+                self._sandbox.remove(m)
+        return [m.id for m in sent]
 
 
 def _pop(items: deque[Outbound] | list[Outbound] | None, message_id: str) -> bool:

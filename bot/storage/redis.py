@@ -71,6 +71,8 @@ from bot.storage.redis_desk import CASE_ARGS, COMMIT_CASE, RedisDesk, case_args,
 from bot.storage.redis_desk import SCRIPTS as DESK_SCRIPTS
 from bot.storage.redis_outbound import SCRIPTS as OUTBOUND_SCRIPTS
 from bot.storage.redis_outbound import RedisOutbound
+from bot.storage.redis_retention import SCRIPTS as RETENTION_SCRIPTS
+from bot.storage.redis_retention import RedisRetention
 from bot.storage.resp import RedisConnection
 from bot.transport.inbound import InboundSms
 
@@ -192,6 +194,7 @@ _SCRIPTS = (
     *OUTBOUND_SCRIPTS,
     *DESK_SCRIPTS,
     *CAMPAIGN_SCRIPTS,
+    *RETENTION_SCRIPTS,
 )
 
 
@@ -323,7 +326,7 @@ class _RedisLock(AccountLock):
         return bool(waiting)
 
 
-class RedisStore(RedisOutbound, Store):
+class RedisStore(RedisOutbound, RedisRetention, Store):
     """The store on one Redis server (standalone; keys are ready for Redis Cluster)."""
 
     def __init__(self, connection: RedisConnection, *, dedup_ttl_s: int = DEDUP_TTL_S) -> None:
