@@ -141,7 +141,10 @@ def test_the_systemd_unit_supervises_and_hardens() -> None:
         assert u[option][0] in {"yes", "strict"}, option
 
 
-def test_systemd_analyze_verifies_the_unit(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "names", [("smsbot.service",), ("smsbot-retention.service", "smsbot-retention.timer")]
+)
+def test_systemd_analyze_verifies_the_units(tmp_path: Path, names: tuple[str, ...]) -> None:
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
         pytest.skip("systemd-analyze is not installed")
@@ -149,16 +152,26 @@ def test_systemd_analyze_verifies_the_unit(tmp_path: Path) -> None:
     # installed one (/opt/smsbot/venv), everything else as shipped.
     smsbot = Path(sys.executable).parent / "smsbot"
     assert smsbot.exists()
-    text = UNIT.read_text().replace("/opt/smsbot/venv/bin/smsbot", str(smsbot))
-    (tmp_path / "smsbot.service").write_text(text)
+    for name in names:
+        text = (UNIT.parent / name).read_text().replace("/opt/smsbot/venv/bin/smsbot", str(smsbot))
+        (tmp_path / name).write_text(text)
     done = subprocess.run(
-        [analyze, "verify", str(tmp_path / "smsbot.service")],
+        [analyze, "verify", *(str(tmp_path / name) for name in names)],
         capture_output=True,
         text=True,
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    assert "smsbot.service" not in done.stderr, done.stderr  # no warning about our unit
+    for name in names:
+        assert name not in done.stderr, done.stderr  # no warning about our units
+
+
+def test_the_retention_timer_runs_the_retention_daily() -> None:
+    service = (UNIT.parent / "smsbot-retention.service").read_text()
+    timer = (UNIT.parent / "smsbot-retention.timer").read_text()
+    assert "ExecStart=/opt/smsbot/venv/bin/smsbot retention run\n" in service
+    assert "Type=oneshot" in service and "User=smsbot" in service
+    assert "OnCalendar=*-*-* 03:30:00" in timer and "Persistent=true" in timer
 
 
 def test_the_env_template_names_real_settings() -> None:
