@@ -39,6 +39,8 @@ def test_primary_intent(understand, intent: str, text: str) -> None:  # type: ig
         ("我失业了能不能分期", {"hardship", "request_plan"}),
         ("滚 别发了", {"stop", "abuse"}),
         ("打错了，别再发了", {"stop", "wrong_number"}),
+        # Harassing me "again": a conditional threat is a stop too (stop.leave_alone).
+        ("你们再敢烦我 我让你们好看", {"stop", "abuse"}),
     ],
 )
 def test_several_intents(understand, text: str, expected: set[str]) -> None:  # type: ignore[no-untyped-def]
@@ -147,3 +149,8 @@ def test_json_shape(understand) -> None:  # type: ignore[no-untyped-def]
     assert d["entities"]["amount"] == 500
     assert d["entities"]["date_range"] is None
     assert d["entities"]["installments"] is None
+
+
+def test_harassing_my_family_again_is_no_stop(understand) -> None:  # type: ignore[no-untyped-def]
+    u: Understanding = understand("你们再骚扰我爸妈试试")
+    assert "stop.leave_alone" not in [h.rule for h in u.explain.rules]
