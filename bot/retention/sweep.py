@@ -10,6 +10,10 @@ Per kind (the days are ``config/retention.yaml``'s, :mod:`bot.retention.policy`)
   reading was stop", "message X sent with template Y", the gate's verdicts and rules, the
   steps, handoffs, payments. That is the evidence of every contact and decision the lender
   must keep (CN-REC-01: at least 2 years), and the contact counts reports read.
+- ``case_notes`` — an agent's note in a closed case's history (the console's record of the
+  case, beside the audit's copy of the note) older than ``message_text_days`` loses its words
+  the same way; who wrote it and when stay. An open case is being worked on: its notes wait
+  for its close.
 - ``audit`` — an audit entry older than ``audit_days`` (at least 730; default 1095, the US
   rule of 3 years after the last activity) is deleted whole.
 - ``outbound_text`` — an outbound record that is settled (sent, delivered, blocked, failed,
@@ -44,6 +48,7 @@ from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from bot.desk.case import CaseEntry
 from bot.outbound.record import SETTLED, OutboundRecord
 from bot.records import AuditEntry
 from bot.retention.policy import Cutoffs, RetentionPolicy
@@ -60,6 +65,7 @@ _REPLY = "borrower replied"
 
 Kind = Literal[
     "audit_text",
+    "case_notes",
     "audit",
     "outbound_text",
     "unmatched",
@@ -106,6 +112,14 @@ def redact_audit(entry: AuditEntry, cut: Cutoffs) -> AuditEntry | None:
     return entry
 
 
+def redact_note(note: CaseEntry, cut: Cutoffs) -> CaseEntry | None:
+    """A closed case's note past the text retention, without its words; None: unchanged."""
+    if note.at >= cut.message_text or not any(f in note.detail for f in PERSONAL_FIELDS):
+        return None
+    detail = {k: v for k, v in note.detail.items() if k not in PERSONAL_FIELDS}
+    return note.model_copy(update={"detail": detail | {REDACTED: True}})
+
+
 def redact_record(record: OutboundRecord, cut: Cutoffs) -> OutboundRecord | None:
     """The settled record without its text and template values; None: left as it is."""
     msg = record.message
@@ -136,6 +150,10 @@ async def sweep(
                 account_id, lambda r: redact_record(r, cut), apply=apply
             ):
                 items.append(Item(kind="outbound_text", action="redact", where=account_id, id=mid))
+            for note in await store.edit_case_notes(
+                account_id, lambda n: redact_note(n, cut), apply=apply
+            ):
+                items.append(Item(kind="case_notes", action="redact", where=account_id, id=note))
     before: dict[KeptKind, datetime] = {
         "unmatched": cut.unmatched,
         "unmatched_handled": cut.unmatched,

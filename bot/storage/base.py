@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal
 
-from bot.desk.case import CaseChange
+from bot.desk.case import CaseChange, CaseEntry
 from bot.outbound.record import OutboundRecord
 from bot.records import AccountRecord, AuditEntry, Outbound, QueuedEvent, SendRecord
 from bot.telemetry import metrics
@@ -101,6 +101,8 @@ class Transition:
 # (unchanged) or the redacted record. Each item is named by an id that holds no personal text.
 AuditEdit = Callable[[AuditEntry], AuditEntry | None]
 RecordEdit = Callable[[OutboundRecord], OutboundRecord | None]
+# A closed case's note as retention leaves it; None: unchanged.
+NoteEdit = Callable[[CaseEntry], CaseEntry | None]
 RetentionAction = Literal["delete", "redact"]
 # Kept collections outside any account, swept by age (bot.retention).
 KeptKind = Literal["unmatched", "unmatched_handled", "unmatched_receipts", "sandbox"]
@@ -412,6 +414,11 @@ class Store(ABC):
     @abstractmethod
     async def edit_outbound(self, account_id: str, edit: RecordEdit, *, apply: bool) -> list[str]:
         """Applies ``edit`` to every record past the outbox: the ids of those it redacts."""
+
+    @abstractmethod
+    async def edit_case_notes(self, account_id: str, edit: NoteEdit, *, apply: bool) -> list[str]:
+        """Applies ``edit`` to the agents' notes of the account's closed cases (an open case
+        is being worked on): ``case-id/note-number`` of each note it changes."""
 
     @abstractmethod
     async def sweep_kept(self, kind: KeptKind, before: datetime, *, apply: bool) -> list[str]:

@@ -16,6 +16,7 @@ from bot.storage.base import (
     GateFacts,
     KeptKind,
     Loaded,
+    NoteEdit,
     RecordEdit,
     RetentionAction,
     Store,
@@ -356,6 +357,19 @@ class MemoryStore(Store):
         if apply:
             records.update(changed)
         return list(changed)
+
+    async def edit_case_notes(self, account_id: str, edit: NoteEdit, *, apply: bool) -> list[str]:
+        closed = self.desk._closed.get(account_id, [])
+        done: list[str] = []
+        for n, case in enumerate(closed):
+            edited = [edit(note) for note in case.notes]
+            changed = [f"{case.id}/{i}" for i, new in enumerate(edited) if new is not None]
+            if changed:
+                done += changed
+                if apply:
+                    notes = [new or old for new, old in zip(edited, case.notes, strict=True)]
+                    closed[n] = case.model_copy(update={"notes": notes})
+        return done
 
     async def sweep_kept(self, kind: KeptKind, before: datetime, *, apply: bool) -> list[str]:
         if kind == "unmatched":

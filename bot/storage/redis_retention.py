@@ -15,11 +15,12 @@ import logging
 from datetime import datetime
 from typing import Any
 
+from bot.desk.case import CaseEntry
 from bot.outbound.record import OutboundRecord
 from bot.records import AuditEntry, Outbound
 from bot.storage import keys
 from bot.storage import retention_items as ri
-from bot.storage.base import AuditEdit, KeptKind, RecordEdit, RetentionAction
+from bot.storage.base import AuditEdit, KeptKind, NoteEdit, RecordEdit, RetentionAction
 from bot.storage.redis_codec import AUDIT_ENTRIES, audit_element
 from bot.storage.resp import RedisConnection
 from bot.transport.inbound import InboundSms
@@ -135,6 +136,28 @@ class RedisRetention:
                 log.warning("retention: a record changed meanwhile; left for the next run")
                 break
             done += [f.decode() for f, _, _ in chunk]
+        return done
+
+    async def edit_case_notes(self, account_id: str, edit: NoteEdit, *, apply: bool) -> list[str]:
+        ids = [i.decode() for i in await self._pipe.one("LRANGE", keys.cases(account_id), 0, -1)]
+        done: list[str] = []
+        for case_id in ids:
+            key = keys.closed_case_log(account_id, case_id)
+            changes: list[tuple[int, bytes, str]] = []
+            notes = 0
+            for index, element in enumerate(await self._pipe.one("LRANGE", key, 0, -1)):
+                entry = CaseEntry.model_validate_json(element)
+                if entry.kind != "note":
+                    continue
+                new = edit(entry)
+                if new is not None:
+                    changes.append((index, element, new.model_dump_json()))
+                    done.append(f"{case_id}/{notes}")
+                notes += 1
+            if apply and changes:
+                args = [a for c in changes[:BATCH] for a in c]
+                # A closed case's log is never written again: a refusal means another run.
+                await self._pipe.one("EVAL", _EDIT_LIST, 1, key, _TOMBSTONE, *args)
         return done
 
     async def sweep_kept(self, kind: KeptKind, before: datetime, *, apply: bool) -> list[str]:

@@ -9,13 +9,15 @@ from typing import Any
 
 import pytest
 
+from bot.desk.case import CaseChange, Resolving
 from bot.outbound.carriers.base import Receipt
 from bot.outbound.record import queued
-from bot.records import AuditEntry, audit_entry
+from bot.records import audit_entry
 from bot.retention.policy import RetentionPolicy, load_retention
 from bot.retention.sweep import sweep
 from bot.storage.base import Store, Transition
 from common.errors import ConfigError
+from tests.service.test_desk_contract import commit, opening
 from tests.service.test_store_contract import T0, account, commit_head, inbound, outbound, sms
 
 POLICY = RetentionPolicy(
@@ -42,6 +44,7 @@ async def snapshot(store: Store, account_ids: list[str], phones: list[str]) -> d
             "queued": await store.queued(a),
             "deferred": await store.deferred(a),
             "head": await store.head(a),
+            "cases": [await store.desk.case(a), *await store.desk.closed_cases(a)],
         }
     return {
         "accounts": per,
@@ -90,6 +93,18 @@ async def populate(store: Store) -> None:
         await store.add_unmatched_receipt(receipt.model_dump_json())
     await store.record_sandbox(outbound("沙箱旧"))
     await store.record_sandbox(outbound("沙箱新").model_copy(update={"created_at": recent}))
+    # A case of L0002 with two notes, an old and a recent one, then closed; and an open case
+    # of L0001 with an old note (being worked on: kept until its close).
+    for account_id, close in (("L0002", True), ("L0001", False)):
+        assert await commit(store, opening(account_id=account_id), account_id)
+        case = await store.desk.case(account_id)
+        assert case is not None
+        await store.desk.claim(account_id, case.id, "li", old)
+        await store.desk.add_note(account_id, case.id, "li", "借款人称13912345678是他弟弟", old)
+        if close:
+            await store.desk.add_note(account_id, case.id, "li", "已回电", recent)
+            done = CaseChange(resolve=Resolving(case.id, "li", recent, "closed"))
+            assert await commit(store, done, account_id)
 
 
 PHONES = ["+8613800138000", "+8613800138002"]
@@ -105,6 +120,7 @@ async def test_a_run_changes_exactly_what_its_dry_run_listed(store: Store) -> No
     assert run.items == dry.items and run.counts == dry.counts
     assert dry.counts == {
         "audit_text": 3,  # the reply, the bot's message, the note, of 60 days ago
+        "case_notes": 1,  # the closed case's old note (the recent one and the open case's stay)
         "audit": 1,  # 860 days old
         "outbound_text": 1,
         "unmatched": 1,
@@ -119,6 +135,18 @@ async def test_a_run_changes_exactly_what_its_dry_run_listed(store: Store) -> No
         was, now = before["accounts"][a], after["accounts"][a]
         for k in ("account", "conversation", "queued", "deferred", "head"):
             assert was[k] == now[k]
+        for before_case, after_case in zip(was["cases"], now["cases"], strict=True):
+            if before_case is None or after_case is None:
+                assert before_case == after_case
+                continue
+            expect = [
+                _without_words(n) if (a, f"{before_case.id}/{i}") in listed else n
+                for i, n in enumerate(before_case.notes)
+            ]
+            assert after_case.notes == expect
+            assert after_case.model_copy(update={"notes": []}) == before_case.model_copy(
+                update={"notes": []}
+            )
         kept = []
         for n, entry in enumerate(was["audit"]):
             item = listed.get((a, f"{n}:{entry.kind}@{entry.at.isoformat()}"))
@@ -142,11 +170,12 @@ async def test_a_run_changes_exactly_what_its_dry_run_listed(store: Store) -> No
     # No personal text in what a run reports.
     shown = str([i.model_dump() for i in run.items])
     assert "明天还钱" not in shown and "张三" not in shown and "电话" not in shown
+    assert "13912345678" not in shown
     # A second run finds nothing left to do.
     assert sum((await sweep(store, POLICY, NOW, apply=True)).counts.values()) == 0
 
 
-def _without_words(entry: AuditEntry) -> AuditEntry:
+def _without_words(entry: Any) -> Any:
     detail = {k: v for k, v in entry.detail.items() if k not in ("text", "note")}
     return entry.model_copy(update={"detail": detail | {"redacted": True}})
 
