@@ -1,6 +1,7 @@
 """What the agents' console costs with a full queue: N open cases (each a borrower's dispute
 handed off through the real pipeline), then the queue (JSON and page) and one case's view
-(JSON and page) read repeatedly by a signed-in agent, in process, on the memory store or a
+(JSON and page) read repeatedly by a signed-in agent, then the results dashboard by a
+supervisor (every account's records and audit read), in process, on the memory store or a
 private redis-server (no persistence, temporary directory).
 
     .venv/bin/python bench/console.py [--cases 1000] [--reads 30] [--store memory|redis|both]
@@ -55,6 +56,7 @@ async def timed(n: int, call: Callable[[], Awaitable[Any]]) -> tuple[float, floa
 async def run(store: Store, label: str, cases: int, reads: int, nlu: Understander) -> None:
     agents = MemoryAgentStore()
     await add_agent(agents, "li.na", "agent", PASSWORD, START)
+    await add_agent(agents, "boss", "supervisor", PASSWORD, START)
     clock = Clock(START - datetime.now(UTC))
     settings = load_settings(api_key=KEY, session_key=SESSION_KEY, redis_url=None)
     app = create_app(settings, store=store, nlu=nlu, agents=agents, clock=clock)
@@ -123,9 +125,15 @@ async def run(store: Store, label: str, cases: int, reads: int, nlu: Understande
                 reads, lambda: get(f"/console/cases/{one}")
             ),
         }
+        # The results dashboard reads every account's records and audit (bot/reports).
+        r = await c.post("/api/console/login", json={"name": "boss", "password": PASSWORD})
+        assert r.status == 200
+        figures["GET /api/console/dashboard (every account)"] = await timed(
+            max(3, reads // 10), lambda: get("/api/console/dashboard")
+        )
     print(f"\n{label}: {cases} open cases (set up in {setup_s:.1f} s), {reads} reads each")
     for name, (p50, p95) in figures.items():
-        print(f"  {name:34} p50 {p50:7.1f} ms   p95 {p95:7.1f} ms")
+        print(f"  {name:44} p50 {p50:7.1f} ms   p95 {p95:7.1f} ms")
 
 
 async def main() -> None:
