@@ -275,6 +275,14 @@ class MemoryStore(Store):
         self._buckets[bucket] = (tokens, t)
         return (1.0 - tokens) / rate
 
+    async def take_up_to(self, bucket: str, rate: float, burst: int, n: int, now: datetime) -> int:
+        t = now.timestamp()
+        tokens, at = self._buckets.get(bucket, (float(burst), t))
+        tokens = min(float(burst), tokens + max(0.0, t - at) * rate)
+        taken = max(0, min(n, int(tokens)))
+        self._buckets[bucket] = (tokens - taken, t)
+        return taken
+
     async def add_opt_out(self, phone: str) -> None:
         self._opted_out.add(phone)
 
