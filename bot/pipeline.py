@@ -155,11 +155,6 @@ class Pipeline:
             self.kick(account_id)
         return accepted
 
-    def backlog(self) -> int:
-        """Accounts with a queued event whose drain has not started (campaigns release no
-        more than this process can take on)."""
-        return len(self._waiting)
-
     def kick(self, account_id: str) -> None:
         """Makes sure someone drains the account's queue soon."""
         if self._closing or self.paused:

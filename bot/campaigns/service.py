@@ -40,11 +40,6 @@ log = logging.getLogger(__name__)
 # Members taken but not confirmed released this long ago are re-submitted: far longer than a
 # submission takes (one enqueue per member), so a live process is never overtaken.
 RELEASE_LEASE = timedelta(seconds=30)
-# A round releases no more than brings the accounts queued here but not yet being drained to
-# this many: a rate above what the process can gate would otherwise pile up queued starts
-# and their waiting drain tasks (measured, 60,000 accounts at 2,500/s: 43,000 released while
-# 18,600 were gated, and 668 µs of CPU per account instead of 594, bench/campaign.py).
-MAX_BACKLOG = 5_000
 IMPORT_BATCH = 500  # accounts upserted at once (one pipelined write on Redis)
 MAX_ERRORS_SHOWN = 100
 
@@ -78,11 +73,8 @@ class Campaigns:
         clock: Clock,
         *,
         interval_s: float = 1.0,
-        backlog: Callable[[], int] | None = None,
     ) -> None:
         self.store = store
-        # How many accounts wait for a drain in this process (Pipeline.backlog); None: no limit.
-        self.backlog = backlog
         self.submit = submit
         self.registry = registry
         self.clock = clock
@@ -207,9 +199,8 @@ class Campaigns:
         if campaign.releasing:  # whatever the state now: these were taken
             stale = await self.store.campaigns.stale(campaign.id, now - RELEASE_LEASE)
             released += await self._start(campaign, stale, now)
-        room = MAX_BACKLOG - self.backlog() if self.backlog is not None else campaign.pending
-        if is_due(campaign, now) and campaign.pending and room > 0:
-            n = await self._tokens(campaign, now, room)
+        if is_due(campaign, now) and campaign.pending:
+            n = await self._tokens(campaign, now)
             taken = await self.store.campaigns.take_due(campaign.id, n, now)
             released += await self._start(campaign, taken, now)
         return released
@@ -221,8 +212,8 @@ class Campaigns:
         released at a rate of 1,000/s, bench/campaign.py). The average stays the rate."""
         return max(1, math.ceil(campaign.rate * self.interval_s * 2))
 
-    async def _tokens(self, campaign: Campaign, now: datetime, room: int) -> int:
-        want = min(self.burst(campaign), campaign.pending, room)
+    async def _tokens(self, campaign: Campaign, now: datetime) -> int:
+        want = min(self.burst(campaign), campaign.pending)
         bucket = f"campaign:{campaign.id}"
         return await self.store.take_up_to(bucket, campaign.rate, self.burst(campaign), want, now)
 

@@ -11,7 +11,6 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from bot.campaigns.rows import RowError
-from bot.campaigns.service import MAX_BACKLOG
 from bot.storage.base import Store
 from intents import Understander
 from tests.service.campaignhelpers import later, rows, service
@@ -53,23 +52,6 @@ async def test_release_keeps_the_rate(nlu: Understander, store: Store) -> None:
         assert 12 <= released <= 14
         got = await s.campaigns.get(c.id)
         assert (got.released, got.pending, got.state) == (released, 30 - released, "running")
-
-
-async def test_release_takes_no_more_than_the_process_can_take_on(
-    nlu: Understander, store: Store, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    async with service(nlu, store, DAY) as s:
-        waiting = [MAX_BACKLOG]  # accounts whose drain has not started, as the pipeline says
-        monkeypatch.setattr(s.campaigns, "backlog", lambda: waiting[0])
-        c = await s.campaigns.create("busy", "collections", DAY, rate=10)
-        await s.campaigns.import_rows(c.id, rows(*range(1, 31)))
-        assert await s.release() == 0  # full: nothing taken, no token spent
-        waiting[0] = MAX_BACKLOG - 3
-        assert await s.release() == 3
-        waiting[0] = 0
-        assert await s.release() == 17  # the rest of two intervals' tokens (bucket.burst)
-        got = await s.campaigns.get(c.id)
-        assert (got.released, got.pending) == (20, 10)
 
 
 async def test_pause_stops_release_and_resume_goes_on(nlu: Understander, store: Store) -> None:
