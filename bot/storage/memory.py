@@ -266,14 +266,9 @@ class MemoryStore(Store):
         return list(self._unmatched_receipts)[-limit:] if limit > 0 else []
 
     async def take_tokens(self, bucket: str, rate: float, burst: int, now: datetime) -> float:
-        t = now.timestamp()
-        tokens, at = self._buckets.get(bucket, (float(burst), t))
-        tokens = min(float(burst), tokens + max(0.0, t - at) * rate)
-        if tokens >= 1.0:
-            self._buckets[bucket] = (tokens - 1.0, t)
+        if await self.take_up_to(bucket, rate, burst, 1, now):
             return 0.0
-        self._buckets[bucket] = (tokens, t)
-        return (1.0 - tokens) / rate
+        return (1.0 - self._buckets[bucket][0]) / rate
 
     async def take_up_to(self, bucket: str, rate: float, burst: int, n: int, now: datetime) -> int:
         t = now.timestamp()

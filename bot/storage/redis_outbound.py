@@ -71,22 +71,8 @@ if ARGV[7] ~= '' then redis.call('RPUSH', KEYS[6], ARGV[7]) end
 return 1
 """
 
-# KEYS: bucket   ARGV: rate (tokens/s), burst, now (s)   Returns the wait in seconds ('0').
-_TAKE_TOKEN = b"""
-local rate, burst, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local b = redis.call('HMGET', KEYS[1], 't', 'at')
-local tokens = tonumber(b[1]) or burst
-local at = tonumber(b[2]) or now
-if now > at then tokens = math.min(burst, tokens + (now - at) * rate) else now = at end
-local wait = 0
-if tokens >= 1 then tokens = tokens - 1 else wait = (1 - tokens) / rate end
-redis.call('HSET', KEYS[1], 't', tostring(tokens), 'at', tostring(now))
-redis.call('EXPIRE', KEYS[1], 3600)
-return tostring(wait)
-"""
-
-# KEYS: bucket   ARGV: rate (tokens/s), burst, now (s), n   Returns how many were taken: the
-# bucket of _TAKE_TOKEN, up to n whole tokens at once.
+# KEYS: bucket   ARGV: rate (tokens/s), burst, now (s), n   Takes up to n whole tokens.
+# Returns {taken, wait}: the wait in seconds until one token is there when none was taken.
 _TAKE_TOKENS = b"""
 local rate, burst, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local b = redis.call('HMGET', KEYS[1], 't', 'at')
@@ -94,13 +80,15 @@ local tokens = tonumber(b[1]) or burst
 local at = tonumber(b[2]) or now
 if now > at then tokens = math.min(burst, tokens + (now - at) * rate) else now = at end
 local taken = math.max(0, math.min(tonumber(ARGV[4]), math.floor(tokens)))
+local wait = 0
+if taken == 0 and tokens < 1 then wait = (1 - tokens) / rate end
 tokens = tokens - taken
 redis.call('HSET', KEYS[1], 't', tostring(tokens), 'at', tostring(now))
 redis.call('EXPIRE', KEYS[1], 3600)
-return taken
+return {taken, tostring(wait)}
 """
 
-SCRIPTS = (_MOVE, _TAKE_TOKEN, _TAKE_TOKENS)
+SCRIPTS = (_MOVE, _TAKE_TOKENS)
 
 
 def _text(value: bytes | str) -> str:
@@ -258,16 +246,8 @@ class RedisOutbound:
         raw = await self._pipe.one("LRANGE", keys.UNMATCHED_RECEIPTS, -limit, -1)
         return [_text(r) for r in raw]
 
-    async def take_tokens(self, bucket: str, rate: float, burst: int, now: datetime) -> float:
-        wait = await self._pipe.one(
-            "EVAL", _TAKE_TOKEN, 1, keys.rate(bucket), repr(rate), burst, repr(now.timestamp())
-        )
-        return float(wait)
-
-    async def take_up_to(self, bucket: str, rate: float, burst: int, n: int, now: datetime) -> int:
-        if n <= 0:
-            return 0
-        taken = await self._pipe.one(
+    async def _take(self, bucket: str, rate: float, burst: int, n: int, now: datetime) -> list[Any]:
+        reply: list[Any] = await self._pipe.one(
             "EVAL",
             _TAKE_TOKENS,
             1,
@@ -277,4 +257,14 @@ class RedisOutbound:
             repr(now.timestamp()),
             n,
         )
+        return reply
+
+    async def take_tokens(self, bucket: str, rate: float, burst: int, now: datetime) -> float:
+        taken, wait = await self._take(bucket, rate, burst, 1, now)
+        return 0.0 if taken else float(wait)
+
+    async def take_up_to(self, bucket: str, rate: float, burst: int, n: int, now: datetime) -> int:
+        if n <= 0:
+            return 0
+        taken, _ = await self._take(bucket, rate, burst, n, now)
         return int(taken)
