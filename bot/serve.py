@@ -219,7 +219,7 @@ def _run(
 
     if banner:
         app.on_startup.append(print_banner)
-    app.on_startup.append(_tune_garbage_collector)  # after every cleanup_ctx has started
+    app.on_startup.append(tune_garbage_collector)  # after every cleanup_ctx has started
     web.run_app(
         app,
         host=settings.host,
@@ -242,7 +242,7 @@ def _run(
 GC_THRESHOLDS = (20_000, 10, 10)
 
 
-async def _tune_garbage_collector(app: web.Application) -> None:
+async def tune_garbage_collector(app: web.Application) -> None:
     """What start-up built (the NLU model, jieba's dictionary, flows, rule packs) lives as
     long as the process: moved out of the collector's sight, so a full collection no longer
     walks it (about 11 ms each). Then the thresholds above."""

@@ -215,14 +215,7 @@ class Campaigns:
     async def _tokens(self, campaign: Campaign, now: datetime) -> int:
         want = min(self.burst(campaign), campaign.pending)
         bucket = f"campaign:{campaign.id}"
-        # Asked together: on Redis they leave in one write (bot.storage.resp).
-        waits = await asyncio.gather(
-            *(
-                self.store.take_tokens(bucket, campaign.rate, self.burst(campaign), now)
-                for _ in range(want)
-            )
-        )
-        return sum(1 for w in waits if w == 0)
+        return await self.store.take_up_to(bucket, campaign.rate, self.burst(campaign), want, now)
 
     async def _start(self, campaign: Campaign, account_ids: list[str], now: datetime) -> int:
         if not account_ids:

@@ -49,7 +49,9 @@ Global (each in its own slot; never combined with per-account keys in one script
   the list, so the claim and the append are one script)
 - ``smsbot:sandbox:sent``              zset    the sandbox carrier's "sent" messages (JSON) by time;
   a zset, so that storing one again (a re-sent group) changes nothing
-- ``smsbot:{ph:<E.164>}:sends``         zset    SendRecords of one phone by time (frequency caps)
+- ``smsbot:{ph:<E.164>}:sends``         zset    SendRecords of one phone by time (frequency caps):
+  "<kind> <message id> <text hash> <account id>" in about 50 bytes (redis_codec.ledger_member;
+  JSON for ids not ours, and as written before), the time being the score
 - ``smsbot:sendq``                     zset    "<account id> <message id>" -> when a sender should
   look at the record (µs since epoch): reserved sends, retries, leases, reconciliations
 - ``smsbot:msg:<message id>``          string  the account of a message that reached the

@@ -285,14 +285,17 @@ class MemoryStore(Store):
         return list(self._unmatched_receipts)[-limit:] if limit > 0 else []
 
     async def take_tokens(self, bucket: str, rate: float, burst: int, now: datetime) -> float:
+        if await self.take_up_to(bucket, rate, burst, 1, now):
+            return 0.0
+        return (1.0 - self._buckets[bucket][0]) / rate
+
+    async def take_up_to(self, bucket: str, rate: float, burst: int, n: int, now: datetime) -> int:
         t = now.timestamp()
         tokens, at = self._buckets.get(bucket, (float(burst), t))
         tokens = min(float(burst), tokens + max(0.0, t - at) * rate)
-        if tokens >= 1.0:
-            self._buckets[bucket] = (tokens - 1.0, t)
-            return 0.0
-        self._buckets[bucket] = (tokens, t)
-        return (1.0 - tokens) / rate
+        taken = max(0, min(n, int(tokens)))
+        self._buckets[bucket] = (tokens - taken, t)
+        return taken
 
     async def add_opt_out(self, phone: str) -> None:
         self._opted_out.add(phone)

@@ -64,6 +64,7 @@ from bot.storage.redis_codec import (
     PUSH_CAPPED,
     audit_element,
     ledger_commands,
+    ledger_records,
     sandbox_commands,
     score,
 )
@@ -196,13 +197,6 @@ _SCRIPTS = (
     *CAMPAIGN_SCRIPTS,
     *RETENTION_SCRIPTS,
 )
-
-
-@functools.lru_cache(maxsize=8192)
-def _send_record(raw: bytes) -> SendRecord:
-    """A phone's ledger is read before every send to it, for 7 days: each entry (immutable,
-    frozen) is validated once."""
-    return SendRecord.model_validate_json(raw)
 
 
 def _text(value: bytes | str) -> str:
@@ -421,13 +415,13 @@ class RedisStore(RedisOutbound, RedisRetention, Store):
     async def gate_facts(self, account_id: str, phone: str, since: datetime) -> GateFacts:
         opted_out, history, (preferences, contacted), invalid = await self._pipe.call(
             ("SISMEMBER", keys.OPT_OUT, phone),
-            ("ZRANGE", keys.sends(phone), score(since), "+inf", "BYSCORE"),
+            ("ZRANGE", keys.sends(phone), score(since), "+inf", "BYSCORE", "WITHSCORES"),
             ("HMGET", keys.meta(account_id), "preferences", "contacted"),
             ("SISMEMBER", keys.INVALID_NUMBERS, phone),
         )
         return GateFacts(
             opted_out=bool(opted_out),
-            history=[_send_record(r) for r in history],
+            history=ledger_records(history),
             preferences=_text(preferences) if preferences is not None else None,
             contacted=contacted is not None,
             invalid_number=bool(invalid),
@@ -662,8 +656,10 @@ class RedisStore(RedisOutbound, RedisRetention, Store):
         await self._pipe.call(*ledger_commands(phone, record))
 
     async def send_history(self, phone: str, since: datetime) -> list[SendRecord]:
-        raw = await self._pipe.one("ZRANGE", keys.sends(phone), score(since), "+inf", "BYSCORE")
-        return [_send_record(r) for r in raw]
+        raw = await self._pipe.one(
+            "ZRANGE", keys.sends(phone), score(since), "+inf", "BYSCORE", "WITHSCORES"
+        )
+        return ledger_records(raw)
 
     # --- suppression list ----------------------------------------------------------------
 

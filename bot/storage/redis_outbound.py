@@ -24,6 +24,7 @@ from bot.storage.redis_codec import (
     PUSH_CAPPED,
     audit_element,
     ledger_commands,
+    ledger_release,
     sandbox_commands,
     score,
 )
@@ -70,21 +71,24 @@ if ARGV[7] ~= '' then redis.call('RPUSH', KEYS[6], ARGV[7]) end
 return 1
 """
 
-# KEYS: bucket   ARGV: rate (tokens/s), burst, now (s)   Returns the wait in seconds ('0').
-_TAKE_TOKEN = b"""
+# KEYS: bucket   ARGV: rate (tokens/s), burst, now (s), n   Takes up to n whole tokens.
+# Returns {taken, wait}: the wait in seconds until one token is there when none was taken.
+_TAKE_TOKENS = b"""
 local rate, burst, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local b = redis.call('HMGET', KEYS[1], 't', 'at')
 local tokens = tonumber(b[1]) or burst
 local at = tonumber(b[2]) or now
 if now > at then tokens = math.min(burst, tokens + (now - at) * rate) else now = at end
+local taken = math.max(0, math.min(tonumber(ARGV[4]), math.floor(tokens)))
 local wait = 0
-if tokens >= 1 then tokens = tokens - 1 else wait = (1 - tokens) / rate end
+if taken == 0 and tokens < 1 then wait = (1 - tokens) / rate end
+tokens = tokens - taken
 redis.call('HSET', KEYS[1], 't', tostring(tokens), 'at', tostring(now))
 redis.call('EXPIRE', KEYS[1], 3600)
-return tostring(wait)
+return {taken, tostring(wait)}
 """
 
-SCRIPTS = (_MOVE, _TAKE_TOKEN)
+SCRIPTS = (_MOVE, _TAKE_TOKENS)
 
 
 def _text(value: bytes | str) -> str:
@@ -160,7 +164,9 @@ class RedisOutbound:
         args = (
             mid,
             "" if t.expected is None else str(t.expected),
-            record.model_dump_json(),
+            # Unset fields left out (read back as None): about 90 bytes of a record's 1 KB,
+            # kept as long as the conversation. The script reads only "version" (always set).
+            record.model_dump_json(exclude_none=True),
             record.message.model_dump_json() if t.defer else "",
             audit_element(t.audit),
             contacted,
@@ -177,7 +183,7 @@ class RedisOutbound:
         elif t.undue:
             after.append(("ZREM", keys.SEND_QUEUE, member))
         if t.release is not None:
-            after.append(("ZREM", keys.sends(phone), t.release.model_dump_json()))
+            after.append(ledger_release(phone, t.release))
         if after:
             await self._pipe.call(*after)
         return True
@@ -240,8 +246,25 @@ class RedisOutbound:
         raw = await self._pipe.one("LRANGE", keys.UNMATCHED_RECEIPTS, -limit, -1)
         return [_text(r) for r in raw]
 
-    async def take_tokens(self, bucket: str, rate: float, burst: int, now: datetime) -> float:
-        wait = await self._pipe.one(
-            "EVAL", _TAKE_TOKEN, 1, keys.rate(bucket), repr(rate), burst, repr(now.timestamp())
+    async def _take(self, bucket: str, rate: float, burst: int, n: int, now: datetime) -> list[Any]:
+        reply: list[Any] = await self._pipe.one(
+            "EVAL",
+            _TAKE_TOKENS,
+            1,
+            keys.rate(bucket),
+            repr(rate),
+            burst,
+            repr(now.timestamp()),
+            n,
         )
-        return float(wait)
+        return reply
+
+    async def take_tokens(self, bucket: str, rate: float, burst: int, now: datetime) -> float:
+        taken, wait = await self._take(bucket, rate, burst, 1, now)
+        return 0.0 if taken else float(wait)
+
+    async def take_up_to(self, bucket: str, rate: float, burst: int, n: int, now: datetime) -> int:
+        if n <= 0:
+            return 0
+        taken, _ = await self._take(bucket, rate, burst, n, now)
+        return int(taken)

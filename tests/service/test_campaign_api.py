@@ -71,6 +71,8 @@ async def test_the_campaign_api(nlu: Understander, store: Store) -> None:
              400, "no flow named"),
             (await c.post(path, data=ndjson({"name": "x", "rate": 0}), headers=NDJSON),
              400, "rate"),
+            (await c.post(path, data=ndjson({"name": "x", "rate": 10_001}), headers=NDJSON),
+             400, "rate"),
             (await c.post(path, data=ndjson(head)), 401, "API key"),
             (await c.get(f"{path}/nope", headers=AUTH), 404, "no campaign"),
             (await c.post(f"{path}/nope/pause", headers=AUTH), 404, "no campaign"),

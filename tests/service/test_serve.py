@@ -6,14 +6,14 @@ import gc
 
 from aiohttp import web
 
-from bot.serve import GC_THRESHOLDS, _tune_garbage_collector
+from bot.serve import GC_THRESHOLDS, tune_garbage_collector
 
 
 async def test_start_up_objects_are_frozen_and_young_collections_are_rarer() -> None:
     before = gc.get_threshold()
     kept = [{"start-up": i} for i in range(1000)]  # stands for the NLU model, flows, packs
     try:
-        await _tune_garbage_collector(web.Application())
+        await tune_garbage_collector(web.Application())
         assert gc.get_threshold() == GC_THRESHOLDS
         assert gc.get_freeze_count() >= len(kept)
     finally:

@@ -793,6 +793,40 @@ async def test_redis_send_ledger_keeps_eight_days(
         assert 7 * 86400 < await admin.ttl(keys.sends(phone)) <= 8 * 86400
 
 
+async def test_redis_send_ledger_stays_compact_and_reads_older_entries(
+    redis_store: RedisStore, redis_server: RedisServer
+) -> None:
+    from bot.compliance.gate import text_hash
+    from bot.ids import new_id
+    from bot.records import SendRecord
+    from bot.storage.redis_codec import ledger_release, score
+
+    phone = "+8613800138000"
+
+    def record(minute: int) -> SendRecord:
+        return SendRecord(
+            at=T0 + timedelta(minutes=minute),
+            account_id="LN000012345",
+            message_id=new_id(),
+            kind="proactive",
+            text_hash=text_hash(f"第{minute}条"),
+        )
+
+    old, new = record(0), record(1)
+    async with aioredis.Redis.from_url(redis_server.url) as admin:
+        # Members under zset-max-listpack-value (64 bytes): one phone's ledger stays a
+        # listpack (about 0.2 KB, not 1.1 KB: bench/campaign.py).
+        await redis_store.record_send(phone, new)
+        assert await admin.object("encoding", keys.sends(phone)) == b"listpack"
+        # An entry written before the compact members: its JSON, scored by its time.
+        await admin.zadd(keys.sends(phone), {old.model_dump_json(): score(old.at)})
+        assert await redis_store.send_history(phone, T0) == [old, new]
+        # Releasing a charge removes it in either form.
+        for r in (old, new):
+            await admin.zrem(*ledger_release(phone, r)[1:])
+        assert await redis_store.send_history(phone, T0) == []
+
+
 async def test_redis_audit_is_one_element_per_write_and_reads_older_entries(
     redis_store: RedisStore, redis_server: RedisServer
 ) -> None:
@@ -1137,6 +1171,54 @@ async def test_token_buckets_are_shared_and_refill(store: Store) -> None:
     assert await store.take_tokens("carrier:x", 2.0, 3, T0 + timedelta(seconds=0.5)) == 0.0
     # Another bucket is its own.
     assert await store.take_tokens("carrier:y", 2.0, 3, T0) == 0.0
+
+
+async def test_tokens_taken_many_at_once(store: Store) -> None:
+    # burst 5 at 10/s: five of eight at once, none more at that instant; 0.25 s refills 2.5,
+    # of which two whole tokens are taken and the half stays for later (with 0.1 s more: 1.5).
+    assert await store.take_up_to("campaign:x", 10.0, 5, 8, T0) == 5
+    assert await store.take_up_to("campaign:x", 10.0, 5, 8, T0) == 0
+    assert await store.take_up_to("campaign:x", 10.0, 5, 8, T0 + timedelta(seconds=0.25)) == 2
+    assert await store.take_up_to("campaign:x", 10.0, 5, 3, T0 + timedelta(seconds=0.35)) == 1
+    # Fewer asked than there are: only those; nothing asked, nothing taken.
+    assert await store.take_up_to("campaign:y", 10.0, 5, 2, T0) == 2
+    assert await store.take_up_to("campaign:y", 10.0, 5, 0, T0) == 0
+    assert await store.take_up_to("campaign:y", 10.0, 5, 9, T0) == 3
+    # The same bucket as take_tokens: what one takes the other no longer has.
+    assert await store.take_tokens("campaign:y", 10.0, 5, T0) == pytest.approx(0.1)
+
+
+async def test_send_ledger_round_trips_our_ids_and_any_other(store: Store) -> None:
+    from bot.compliance.gate import text_hash
+    from bot.ids import new_id
+    from bot.records import SendRecord
+
+    phone = "+8613800138000"
+    kinds = ("proactive", "reply", "confirmation")
+    records = [
+        SendRecord(
+            at=T0 + timedelta(minutes=i, microseconds=7),
+            account_id="L0001",
+            message_id=new_id(),
+            kind=kind,
+            text_hash=text_hash(f"您好 {i}"),
+        )
+        for i, kind in enumerate(kinds)
+    ]
+    records.append(  # an id of someone else's making, a hash of another length
+        SendRecord(
+            at=T0 + timedelta(minutes=5),
+            account_id="L0002",
+            message_id="ext-1",
+            kind="reply",
+            text_hash="abc",
+        )
+    )
+    for r in records:
+        await store.record_send(phone, r)
+    assert await store.send_history(phone, T0) == records
+    facts = await store.gate_facts("L0001", phone, T0)
+    assert list(facts.history) == records
 
 
 async def test_load_and_gate_facts_read_together(store: Store) -> None:
