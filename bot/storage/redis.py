@@ -73,7 +73,8 @@ from bot.storage.redis_outbound import SCRIPTS as OUTBOUND_SCRIPTS
 from bot.storage.redis_outbound import RedisOutbound
 from bot.storage.redis_retention import SCRIPTS as RETENTION_SCRIPTS
 from bot.storage.redis_retention import RedisRetention
-from bot.storage.resp import RedisConnection
+from bot.storage.resp import Connection
+from bot.storage.resp_cluster import connection_for
 from bot.transport.inbound import InboundSms
 
 log = logging.getLogger(__name__)
@@ -329,7 +330,7 @@ class _RedisLock(AccountLock):
 class RedisStore(RedisOutbound, RedisRetention, Store):
     """The store on one Redis server (standalone; keys are ready for Redis Cluster)."""
 
-    def __init__(self, connection: RedisConnection, *, dedup_ttl_s: int = DEDUP_TTL_S) -> None:
+    def __init__(self, connection: Connection, *, dedup_ttl_s: int = DEDUP_TTL_S) -> None:
         self._pipe = connection
         self._dedup_ttl_s = dedup_ttl_s
         self._where = connection.where
@@ -353,7 +354,7 @@ class RedisStore(RedisOutbound, RedisRetention, Store):
 
         Connects lazily: a bad URL host only shows on first use (``ping``).
         """
-        connection = RedisConnection(
+        connection = connection_for(
             url,
             socket_timeout=socket_timeout,
             socket_connect_timeout=socket_connect_timeout,
@@ -479,17 +480,9 @@ class RedisStore(RedisOutbound, RedisRetention, Store):
         return self._event(await self._pipe.one("LINDEX", keys.queue(account_id), 0))
 
     async def _scan(self, pattern: str, type_: str | None = None) -> list[str]:
-        """Every key matching ``pattern`` (SCAN: slow on a big keyspace, never blocks Redis)."""
-        found: list[str] = []
-        cursor: bytes | int = 0
-        extra = ("TYPE", type_) if type_ else ()
-        while True:
-            cursor, batch = await self._pipe.one(
-                "SCAN", cursor, "MATCH", pattern, "COUNT", 1000, *extra
-            )
-            found += (_text(k) for k in batch)
-            if int(cursor) == 0:
-                return found
+        """Every key matching ``pattern`` (SCAN: slow on a big keyspace, never blocks Redis;
+        on a cluster, every primary in turn)."""
+        return [_text(k) async for batch in self._pipe.scan(pattern, type_=type_) for k in batch]
 
     async def pending_accounts(self) -> list[str]:
         # Recovery only. Empty lists do not exist in Redis, so every list found has something.

@@ -28,8 +28,8 @@ import hashlib
 import logging
 import ssl
 from collections import deque
-from collections.abc import Sequence
-from typing import Any, cast
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, Protocol, cast
 from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
 
 import hiredis
@@ -70,6 +70,58 @@ _ERRORS: dict[str, type[Exception]] = {
 def _error(reply: hiredis.ReplyError) -> Exception:
     message = str(reply)
     return _ERRORS.get(message.split(" ", 1)[0], ResponseError)(message)
+
+
+class Outage:
+    """Turns "Redis cannot be used right now" into StoreUnavailable, with one WARNING per
+    outage whatever the traffic meanwhile (shared by the single-server and cluster clients)."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+        self._down = False
+
+    def unavailable(self, exc: Exception, commands: Sequence[Command]) -> StoreUnavailable:
+        metrics.REDIS_ERRORS.labels("unavailable").inc()
+        if not self._down:
+            self._down = True
+            log.warning("Redis at %s is unavailable: %s: %s", self.where, type(exc).__name__, exc)
+        return StoreUnavailable(
+            f"Redis at {self.where} is unavailable ({commands[0][0] if commands else '-'}): "
+            f"{type(exc).__name__}: {exc}"
+        )
+
+    def served(self) -> None:
+        if self._down:
+            self._down = False
+            log.warning("Redis at %s is available again", self.where)
+
+
+def raise_first_error(replies: list[Any]) -> None:
+    """An error reply raises (redis-py's class for its first word); counted."""
+    errors = [r for r in replies if isinstance(r, hiredis.ReplyError)]
+    if errors:
+        metrics.REDIS_ERRORS.labels("reply").inc(len(errors))
+        raise _error(errors[0])
+
+
+class Connection(Protocol):
+    """What the Redis stores use: a single server (:class:`RedisConnection`) or a Redis
+    Cluster (:class:`bot.storage.resp_cluster.ClusterConnection`)."""
+
+    url: str
+    where: str
+
+    async def call(self, *commands: Command) -> list[Any]: ...
+
+    async def one(self, *command: Any) -> Any: ...
+
+    def scan(
+        self, pattern: str, *, type_: str | None = None, count: int = 1000
+    ) -> AsyncIterator[list[bytes]]: ...
+
+    def listener(self, socket_timeout: float) -> Connection: ...
+
+    async def close(self) -> None: ...
 
 
 class _Group:
@@ -250,49 +302,55 @@ class RedisConnection:
         self._protocol: _Protocol | None = None
         self._connecting: asyncio.Task[_Protocol] | None = None
         self._shas = {body: hashlib.sha1(body).hexdigest().encode() for body in scripts}
-        self._down = False  # the last call found Redis unavailable (logged once per outage)
+        self._outage = Outage(self.where)
 
     async def call(self, *commands: Command) -> list[Any]:
         """Runs the commands (in this order); their replies as Redis sent them (bytes, int,
         list, None). An error reply raises (redis-py's exception classes); a lost connection,
         a timeout, or Redis refusing writes (OOM, READONLY, LOADING) is StoreUnavailable."""
         try:
-            protocol = self._protocol
-            if protocol is None or protocol.lost is not None:
-                protocol = await self._connect()
+            protocol = await self.ready()
             replies = await protocol.send(commands, self._shas)
-            errors = [r for r in replies if isinstance(r, hiredis.ReplyError)]
-            if any(str(r).startswith("NOSCRIPT") for r in errors):
+            if any(
+                isinstance(r, hiredis.ReplyError) and str(r).startswith("NOSCRIPT") for r in replies
+            ):
                 # Redis forgot its scripts (SCRIPT FLUSH): load them and send the group again.
                 # A script that failed so did not run; callers put scripts last in a group and
                 # only commands safe to repeat before them.
-                await self._load_scripts(protocol)
+                await self.load_scripts(protocol)
                 replies = await protocol.send(commands, self._shas)
-                errors = [r for r in replies if isinstance(r, hiredis.ReplyError)]
-            if errors:
-                metrics.REDIS_ERRORS.labels("reply").inc(len(errors))
-                raise _error(errors[0])
+            raise_first_error(replies)
         except _UNAVAILABLE as exc:
-            metrics.REDIS_ERRORS.labels("unavailable").inc()
-            if not self._down:  # one WARNING per outage, whatever the traffic meanwhile
-                self._down = True
-                log.warning(
-                    "Redis at %s is unavailable: %s: %s", self.where, type(exc).__name__, exc
-                )
-            raise StoreUnavailable(
-                f"Redis at {self.where} is unavailable ({commands[0][0]}): "
-                f"{type(exc).__name__}: {exc}"
-            ) from exc
-        if self._down:
-            self._down = False
-            log.warning("Redis at %s is available again", self.where)
+            raise self._outage.unavailable(exc, commands) from exc
+        self._outage.served()
         return replies
+
+    async def ready(self) -> _Protocol:
+        """The open connection (made, with the scripts loaded, if there is none)."""
+        protocol = self._protocol
+        if protocol is None or protocol.lost is not None:
+            protocol = await self._connect()
+        return protocol
+
+    @property
+    def shas(self) -> dict[bytes, bytes]:
+        return self._shas
+
+    def scan(
+        self, pattern: str, *, type_: str | None = None, count: int = 1000
+    ) -> AsyncIterator[list[bytes]]:
+        """Every key matching ``pattern``, a SCAN page at a time (never blocks Redis)."""
+        return scan_node(self, pattern, type_, count)
+
+    def listener(self, socket_timeout: float) -> RedisConnection:
+        """A connection of its own to the same server (for blocking reads)."""
+        return RedisConnection(self.url, socket_timeout=socket_timeout)
 
     async def one(self, *command: Any) -> Any:
         """Runs one command; its reply."""
         return (await self.call(command))[0]
 
-    async def _load_scripts(self, protocol: _Protocol) -> None:
+    async def load_scripts(self, protocol: _Protocol) -> None:
         if not self._shas:
             return
         replies = await protocol.send([("SCRIPT", "LOAD", body) for body in self._shas])
@@ -362,3 +420,15 @@ class RedisConnection:
         if self._protocol is not None:
             self._protocol.close()
             self._protocol = None
+
+
+async def scan_node(
+    node: RedisConnection, pattern: str, type_: str | None, count: int
+) -> AsyncIterator[list[bytes]]:
+    cursor: bytes | int = 0
+    extra = ("TYPE", type_) if type_ else ()
+    while True:
+        cursor, batch = await node.one("SCAN", cursor, "MATCH", pattern, "COUNT", count, *extra)
+        yield batch
+        if int(cursor) == 0:
+            return
