@@ -50,6 +50,7 @@ from bot.storage.resp import (
     raise_first_error,
     scan_node,
 )
+from bot.telemetry import metrics
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,7 @@ MAX_REDIRECTS = 16  # a slot moved twice and a few TRYAGAINs; more is a cluster 
 TRYAGAIN_WAIT_S = 0.02  # times the attempt: a migration moves a key in well under a second
 
 # Commands without a key: any primary answers them.
+_RESENT = frozenset({"MOVED", "ASK", "TRYAGAIN", "NOSCRIPT"})  # replies proving "did not run"
 _KEYLESS = frozenset({"PING", "SCAN", "INFO", "SCRIPT", "FLUSHALL", "FLUSHDB", "DBSIZE", "TIME"})
 
 
@@ -231,6 +233,8 @@ class ClusterConnection:
                         replies[i] = reply
                         continue
                     word, _, rest = str(reply).partition(" ")
+                    if word in _RESENT:
+                        metrics.REDIS_RESENT.labels(word.lower()).inc()
                     if word == "MOVED":
                         slot, moved_to = rest.split(" ", 1)
                         self._slots[int(slot)] = moved_to

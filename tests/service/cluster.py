@@ -171,9 +171,8 @@ class RedisCluster:
 
     def reshard(self, source: int, target: int, slots: int) -> None:
         """Moves ``slots`` slots from one primary to another (keys migrated one by one)."""
-        ids = {
-            p: self._client(p).execute_command("CLUSTER MYID").decode() for p in (source, target)
-        }
+        ids = {p: self.command(p, "CLUSTER", "MYID") for p in (source, target)}
+        ids = {p: i.decode() if isinstance(i, bytes) else str(i) for p, i in ids.items()}
         done = subprocess.run(
             [
                 "redis-cli",
