@@ -26,8 +26,8 @@ scanner wakes the account too early, and that tick's commit corrects the index) 
 
 1. before the commit script, lower the index to ``next_due`` (``ZADD LT``) and read its score;
    sent in the same group as the commit script, so still one round trip (a standalone server
-   runs a pipeline in order; with Redis Cluster these go to another node, so there step 1
-   must be a round trip of its own);
+   runs a pipeline in order; on a Redis Cluster the index is on another primary, and the
+   client sends the script only once step 1's replies are in: a round trip of its own);
 2. after a successful commit, set the exact value (``ZADD``) when the score read in step 1 is
    earlier than ``next_due``, or remove the entry (``ZREM``) when ``next_due`` is None and
    there was one. If this step fails, commit still returns True (it happened) and logs a
@@ -38,7 +38,8 @@ fails (its event is no longer at the head) may likewise leave the index lowered;
 raises nor removes it.
 
 Every connection or timeout error becomes :class:`StoreUnavailable`, so the web layer answers
-503 and providers retry. No command is ever retried (a retry of a command whose reply was lost
+503 and providers retry. No command is ever retried unless its reply proves it did not run
+(NOSCRIPT; on a cluster also MOVED, ASK, TRYAGAIN) (a retry of a command whose reply was lost
 could enqueue twice or pop two messages); the connection is made again on the next command,
 so the same store works again once Redis is back.
 """
@@ -328,7 +329,7 @@ class _RedisLock(AccountLock):
 
 
 class RedisStore(RedisOutbound, RedisRetention, Store):
-    """The store on one Redis server (standalone; keys are ready for Redis Cluster)."""
+    """The store on one Redis server or a Redis Cluster (``redis+cluster://``)."""
 
     def __init__(self, connection: Connection, *, dedup_ttl_s: int = DEDUP_TTL_S) -> None:
         self._pipe = connection
@@ -350,7 +351,8 @@ class RedisStore(RedisOutbound, RedisRetention, Store):
         socket_timeout: float = 5.0,
         socket_connect_timeout: float = 2.0,
     ) -> RedisStore:
-        """A store on ``redis://[[user]:password@]host[:port][/db]`` (or rediss://, unix://).
+        """A store on ``redis://[[user]:password@]host[:port][/db]`` (or rediss://, unix://,
+        or a cluster's ``redis+cluster://host:port,host:port``).
 
         Connects lazily: a bad URL host only shows on first use (``ping``).
         """

@@ -60,6 +60,11 @@ TRYAGAIN_WAIT_S = 0.02  # times the attempt: a migration moves a key in well und
 
 # Commands without a key: any primary answers them.
 _RESENT = frozenset({"MOVED", "ASK", "TRYAGAIN", "NOSCRIPT"})  # replies proving "did not run"
+# Commands that change nothing: runs of these may leave together (see ClusterConnection._run).
+_READS = frozenset(
+    {"GET", "LINDEX", "LRANGE", "LLEN", "HGET", "HMGET", "HGETALL", "HLEN", "ZSCORE", "ZRANGE",
+     "ZCOUNT", "ZCARD", "SISMEMBER", "SMEMBERS", "SCARD", "EXISTS", "TYPE", "TTL", "PTTL", "PING"}
+)  # fmt: skip
 _KEYLESS = frozenset({"PING", "SCAN", "INFO", "SCRIPT", "FLUSHALL", "FLUSHDB", "DBSIZE", "TIME"})
 
 
@@ -78,6 +83,24 @@ def slot_of(command: Command) -> int | None:
     if name in _KEYLESS:
         return None
     return _slot_of_key(command[1])
+
+
+class _Run:
+    """Commands for one primary, sent; their replies come in ``sent``."""
+
+    __slots__ = ("addr", "indexes", "sent")
+
+    def __init__(
+        self, addr: str, indexes: list[int], sent: asyncio.Future[list[Any]] | None
+    ) -> None:
+        self.addr = addr
+        self.indexes = indexes
+        self.sent = sent
+
+
+def _consumed(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 def cluster_url(url: str) -> bool:
@@ -166,6 +189,10 @@ class ClusterConnection:
             await node.close()
         self._nodes.clear()
 
+    def node(self, addr: str) -> RedisConnection:
+        """The connection to one node (``host:port``), e.g. for a per-node INFO."""
+        return self._node(addr)
+
     async def primaries(self) -> list[str]:
         """``host:port`` of every primary (after loading the map if needed)."""
         if self._stale:
@@ -194,39 +221,90 @@ class ClusterConnection:
         return addr
 
     async def _run(self, commands: Sequence[Command]) -> list[Any]:
-        slots = [slot_of(c) for c in commands]
-        replies: list[Any] = [None] * len(commands)
+        addrs = [self._addr(slot_of(c)) for c in commands]
+        first = addrs[0]
+        replies: list[Any]
+        if all(a == first for a in addrs):
+            # The usual case (one account's commands, or one global key): as on one server,
+            # unless a reply says the command has to go elsewhere.
+            node = self._node(first)
+            protocol = await node.ready()
+            got = await protocol.send(commands, node.shas)
+            if not any(isinstance(r, hiredis.ReplyError) for r in got):
+                return got
+            replies = [None] * len(commands)
+            await self._settle(
+                commands, _Run(first, list(range(len(commands))), None), got, replies
+            )
+            return replies
+        replies = [None] * len(commands)
+        # Runs of consecutive commands per primary. Runs of reads only leave together (their
+        # order cannot be seen); a run with a write waits for every run before it, and every
+        # run after it waits for it (the index-before-script rule of bot.storage.redis).
+        started: list[_Run] = []
         start = 0
         while start < len(commands):
-            addr = self._addr(slots[start])
+            addr = addrs[start]
             end = start + 1
-            while end < len(commands) and self._addr(slots[end]) == addr:
+            while end < len(commands) and addrs[end] == addr:
                 end += 1
-            await self._send_run(commands, range(start, end), addr, replies)
+            indexes = range(start, end)
+            if all(commands[i][0] in _READS for i in indexes):
+                started.append(await self._start(commands, addr, replies, indexes))
+            else:
+                await self._finish(commands, started, replies)
+                started = []
+                run = await self._start(commands, addr, replies, indexes)
+                await self._finish(commands, [run], replies)
             start = end
+        await self._finish(commands, started, replies)
         return replies
 
-    async def _send_run(
-        self, commands: Sequence[Command], run: range, addr: str, replies: list[Any]
+    async def _start(
+        self, commands: Sequence[Command], addr: str, replies: list[Any], run: range | None = None
+    ) -> _Run:
+        indexes = list(run if run is not None else range(len(commands)))
+        node = self._node(addr)
+        protocol = await node.ready()
+        sent = protocol.send([commands[i] for i in indexes], node.shas)
+        return _Run(addr, indexes, sent)
+
+    async def _finish(
+        self, commands: Sequence[Command], runs: list[_Run], replies: list[Any]
     ) -> None:
-        """Sends one run (commands for one primary) and whatever of it is redirected."""
-        batches: dict[str, list[int]] = {addr: list(run)}
+        """The replies of runs already sent, and whatever of them is redirected."""
+        for n, run in enumerate(runs):
+            assert run.sent is not None
+            try:
+                got = await run.sent
+            except BaseException:
+                for rest in runs[n + 1 :]:  # their failure is this one's: not worth a log
+                    assert rest.sent is not None
+                    rest.sent.add_done_callback(_consumed)
+                raise
+            await self._settle(commands, run, got, replies)
+
+    async def _settle(
+        self, commands: Sequence[Command], run: _Run, got: list[Any], replies: list[Any]
+    ) -> None:
         asking: set[int] = set()
+        batches = {run.addr: run.indexes}
         for attempt in range(MAX_REDIRECTS):
             again: dict[str, list[int]] = {}
             next_asking: set[int] = set()
             wait = False
             for target, indexes in batches.items():
                 node = self._node(target)
-                protocol = await node.ready()
-                out: list[Command] = []
-                for i in indexes:
-                    if i in asking:
-                        out.append(("ASKING",))
-                    out.append(commands[i])
-                got = await protocol.send(out, node.shas)
-                if asking:
-                    got = [r for r, c in zip(got, out, strict=True) if c[0] != "ASKING"]
+                if attempt:  # the first attempt's replies are ``got``
+                    protocol = await node.ready()
+                    out: list[Command] = []
+                    for i in indexes:
+                        if i in asking:
+                            out.append(("ASKING",))
+                        out.append(commands[i])
+                    got = await protocol.send(out, node.shas)
+                    if asking:
+                        got = [r for r, c in zip(got, out, strict=True) if c[0] != "ASKING"]
                 noscript = False
                 for i, reply in zip(indexes, got, strict=True):
                     if not isinstance(reply, hiredis.ReplyError):
@@ -244,13 +322,9 @@ class ClusterConnection:
                         _, ask_to = rest.split(" ", 1)
                         again.setdefault(ask_to, []).append(i)
                         next_asking.add(i)
-                    elif word == "TRYAGAIN":
-                        wait = True
-                        again.setdefault(target, []).append(i)
-                        if i in asking:
-                            next_asking.add(i)
-                    elif word == "NOSCRIPT":
-                        noscript = True
+                    elif word in ("TRYAGAIN", "NOSCRIPT"):
+                        wait = wait or word == "TRYAGAIN"
+                        noscript = noscript or word == "NOSCRIPT"
                         again.setdefault(target, []).append(i)
                         if i in asking:
                             next_asking.add(i)
@@ -259,7 +333,7 @@ class ClusterConnection:
                     else:
                         replies[i] = reply
                 if noscript:
-                    await node.load_scripts(protocol)
+                    await node.load_scripts(await node.ready())
             if not again:
                 return
             if wait:
