@@ -175,7 +175,7 @@ class Backlog:
     own client so that it works on a cluster too."""
 
     def __init__(self, redis_url: str) -> None:
-        from bot.storage.resp_cluster import connection_for
+        from bot.storage.connect import connection_for
 
         self._pipe = connection_for(redis_url)
 

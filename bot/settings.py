@@ -205,7 +205,7 @@ class Settings(BaseSettings):
     @classmethod
     def _redis_url(cls, v: str | None) -> str | None:
         if v:
-            from bot.storage.resp_cluster import connection_for
+            from bot.storage.connect import connection_for
 
             # Parsed (TLS files loaded) now: a typo fails at start-up with its reason, not as
             # a traceback when the store first connects. Nothing connects here.

@@ -58,6 +58,7 @@ from bot.memo import Memo
 from bot.records import AccountRecord, AuditEntry, Outbound, QueuedEvent, SendRecord
 from bot.storage import keys
 from bot.storage.base import AccountLock, GateFacts, Loaded, Progress, Store, StoreUnavailable
+from bot.storage.connect import connection_for
 from bot.storage.redis_campaigns import SCRIPTS as CAMPAIGN_SCRIPTS
 from bot.storage.redis_campaigns import RedisCampaigns
 from bot.storage.redis_codec import (
@@ -75,7 +76,6 @@ from bot.storage.redis_outbound import RedisOutbound
 from bot.storage.redis_retention import SCRIPTS as RETENTION_SCRIPTS
 from bot.storage.redis_retention import RedisRetention
 from bot.storage.resp import Connection
-from bot.storage.resp_cluster import connection_for
 from bot.transport.inbound import InboundSms
 
 log = logging.getLogger(__name__)

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from bot.storage import keys
 from bot.storage.agents import AgentRecord, AgentStore
+from bot.storage.connect import connection_for
 from bot.storage.resp import Connection
-from bot.storage.resp_cluster import connection_for
 
 # ARGV: name, the generation the stored record must have, the new record's JSON.
 # 1 = replaced, 0 = someone changed it first, -1 = no such agent.

@@ -103,10 +103,6 @@ def _consumed(future: asyncio.Future[Any]) -> None:
         future.exception()
 
 
-def cluster_url(url: str) -> bool:
-    return urlsplit(url).scheme in CLUSTER_SCHEMES
-
-
 class ClusterConnection:
     """The :class:`bot.storage.resp.Connection` of a Redis Cluster."""
 
@@ -390,20 +386,3 @@ class ClusterConnection:
         raise RedisConnectionError(
             f"no node of Redis {self.where} gave a slot map ({'; '.join(failures)})"
         )
-
-
-def connection_for(
-    url: str,
-    *,
-    socket_timeout: float | None = 5.0,
-    socket_connect_timeout: float = 2.0,
-    scripts: Sequence[bytes] = (),
-) -> RedisConnection | ClusterConnection:
-    """The client for a URL: a cluster for ``redis+cluster://``, else one server."""
-    kind = ClusterConnection if cluster_url(url) else RedisConnection
-    return kind(
-        url,
-        socket_timeout=socket_timeout,
-        socket_connect_timeout=socket_connect_timeout,
-        scripts=scripts,
-    )

@@ -14,7 +14,8 @@ from redis.crc import key_slot
 
 from bot.context import PIPELINE
 from bot.storage.base import StoreUnavailable
-from bot.storage.resp_cluster import ClusterConnection, connection_for
+from bot.storage.connect import connection_for
+from bot.storage.resp_cluster import ClusterConnection
 from bot.telemetry import metrics
 from intents import Understander
 from tests.service.apphelpers import AUTH, account, borrower_texts, client, generic_request
