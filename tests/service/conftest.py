@@ -179,6 +179,18 @@ async def redis_cluster_url(redis_cluster: RedisCluster) -> str:
     return redis_cluster.url
 
 
+@pytest.fixture(params=["redis", "cluster"])
+async def shared_url(request: pytest.FixtureRequest) -> str:
+    """One Redis or a Redis Cluster, emptied: for tests of several processes sharing it."""
+    if request.param == "cluster":
+        cluster: RedisCluster = request.getfixturevalue("redis_cluster")
+        return await cluster.flush_url()
+    server: RedisServer = request.getfixturevalue("redis_server")
+    async with aioredis.Redis.from_url(server.url) as admin:
+        await admin.flushdb()
+    return server.url
+
+
 @pytest.fixture(params=["memory", "redis"])
 async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
     """Each implementation of the store seam, empty; closed at teardown."""
