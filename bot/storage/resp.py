@@ -28,7 +28,7 @@ import hashlib
 import logging
 import ssl
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, Protocol, cast
 from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
 
@@ -247,6 +247,27 @@ def _redacted(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+def split_hosts(url: str, schemes: Sequence[str], what: str) -> tuple[list[str], list[str], str]:
+    """A cluster's or Sentinel's ``<scheme>://[[user]:password@]host:port[,host:port...]
+    [/path...][?query]``: its ``host:port`` list, its path's parts, and the URL of one node
+    as a template (``{addr}``, ``{db}``) with the credentials and TLS options."""
+    parts = urlsplit(url)
+    if parts.scheme not in schemes:
+        raise ValueError(f"not a {schemes[0]}:// URL: {_redacted(url)!r}")
+    userinfo, _, hosts = parts.netloc.rpartition("@")
+    found: list[str] = []
+    for seed in hosts.split(","):
+        host, _, port = seed.strip().rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"{what} URL needs host:port for each server: {_redacted(url)!r}")
+        found.append(f"{host}:{int(port)}")
+    path = [unquote(p) for p in parts.path.strip("/").split("/") if p]
+    auth = f"{userinfo}@" if userinfo else ""
+    query = f"?{parts.query}" if parts.query else ""
+    scheme = parts.scheme.split("+", 1)[0]  # rediss+cluster: TLS to every node
+    return found, path, f"{scheme}://{auth}{{addr}}/{{db}}{query}"
+
+
 class RedisConnection:
     """``redis://[[user]:password@]host[:port][/db]``, ``rediss://…`` (TLS; options as in
     redis-py: ``?ssl_ca_certs=…&ssl_cert_reqs=…&ssl_certfile=…&ssl_keyfile=…``) or
@@ -365,12 +386,28 @@ class RedisConnection:
         return await asyncio.shield(self._connecting)
 
     async def _open(self) -> _Protocol:
-        loop = asyncio.get_running_loop()
         where = self.where
+        made: list[_Protocol] = []
 
         def factory() -> _Protocol:
-            return _Protocol(where, self._timeout)
+            made.append(_Protocol(where, self._timeout))
+            return made[-1]
 
+        try:
+            protocol = await self._handshake(factory)
+        except BaseException:
+            # Timed out, refused or cancelled (a close() meanwhile) half-way: the socket is
+            # not left open.
+            for half in made:
+                half.close()
+            raise
+        self._protocol = protocol
+        return protocol
+
+    async def _handshake(self, factory: Callable[[], _Protocol]) -> _Protocol:
+        """Connects, authenticates, selects the database and loads the scripts."""
+        loop = asyncio.get_running_loop()
+        where = self.where
         try:
             async with asyncio.timeout(self._connect_timeout):
                 if self._path is not None:
@@ -411,7 +448,6 @@ class RedisConnection:
             ) from None
         except OSError as exc:
             raise RedisConnectionError(f"Error connecting to Redis at {where}: {exc}") from exc
-        self._protocol = protocol
         return protocol
 
     async def close(self) -> None:

@@ -4,16 +4,18 @@ primary (each multiplexed and auto-pipelined, with the scripts loaded on it).
 ``redis+cluster://[[user]:password@]host:port[,host:port...][?TLS options]`` (``rediss+cluster``
 for TLS): the seeds; the rest of the cluster is learnt from ``CLUSTER SLOTS``.
 
-Why not redis-py's cluster client: it costs about ten times the client CPU per command of
+Why not redis-py's cluster client: it costs about ten times the client CPU of
 :mod:`bot.storage.resp` (issue 14: 288 µs against 26 µs per message), and CPU is what limits
-the service.
+the service. A group for one primary (most of them: one account's commands) takes the
+single-server path; bench/scale.py measures the rest.
 
 What a group (one :meth:`ClusterConnection.call`) keeps of the single-server guarantees:
 
 - its commands run in their order: consecutive commands for one primary leave in one write
-  (one run); the next run is sent only when the previous one's replies are in. So a group
-  whose commands live on two primaries costs two round trips (the due-index steps before a
-  commit, see bot.storage.redis), never a reordering;
+  (one run); a run that writes is sent only when every run before it has its replies, and
+  the runs after it wait for its replies. So a group that writes on two primaries costs two
+  round trips (the due-index steps before a commit, see bot.storage.redis), never a
+  reordering; runs of reads only (whose order nobody can see) leave together;
 - only what a reply proves did not run is sent again: ``MOVED`` (the slot has another owner:
   the map is updated, the command re-sent there, and the whole map reloaded in the
   background), ``ASK`` (a slot being migrated, the key already gone: ``ASKING`` + the command
@@ -32,10 +34,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import logging
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
 import hiredis
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
@@ -49,16 +49,16 @@ from bot.storage.resp import (
     _redacted,
     raise_first_error,
     scan_node,
+    split_hosts,
 )
 from bot.telemetry import metrics
-
-log = logging.getLogger(__name__)
 
 CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
 MAX_REDIRECTS = 16  # a slot moved twice and a few TRYAGAINs; more is a cluster not serving
 TRYAGAIN_WAIT_S = 0.02  # times the attempt: a migration moves a key in well under a second
 
 # Commands without a key: any primary answers them.
+_MAP = "slot map"  # the outage of loading it (see ClusterConnection.call)
 _RESENT = frozenset({"MOVED", "ASK", "TRYAGAIN", "NOSCRIPT"})  # replies proving "did not run"
 # Commands that change nothing: runs of these may leave together (see ClusterConnection._run).
 _READS = frozenset(
@@ -115,24 +115,11 @@ class ClusterConnection:
         scripts: Sequence[bytes] = (),
     ) -> None:
         self.url = url
-        parts = urlsplit(url)
-        if parts.scheme not in CLUSTER_SCHEMES:
-            raise ValueError(f"not a redis+cluster:// URL: {_redacted(url)!r}")
-        userinfo, _, hosts = parts.netloc.rpartition("@")
-        self._seeds: list[str] = []
-        for seed in hosts.split(","):
-            host, _, port = seed.strip().rpartition(":")
-            if not host or not port.isdigit():
-                raise ValueError(
-                    f"Redis Cluster URL needs host:port for every seed: {_redacted(url)!r}"
-                )
-            self._seeds.append(f"{host}:{int(port)}")
-        if parts.path.strip("/") not in ("", "0"):
+        self._seeds, path, template = split_hosts(url, CLUSTER_SCHEMES, "Redis Cluster")
+        if path not in ([], ["0"]):
             raise ValueError(f"Redis Cluster has only database 0: {_redacted(url)!r}")
         # Every node is reached with the cluster URL's credentials and TLS options.
-        self._scheme = parts.scheme.split("+", 1)[0]
-        self._auth = f"{userinfo}@" if userinfo else ""
-        self._query = f"?{parts.query}" if parts.query else ""
+        self._node_url = template.replace("{db}", "0")
         self._options: dict[str, Any] = {
             "socket_timeout": socket_timeout,
             "socket_connect_timeout": socket_connect_timeout,
@@ -141,7 +128,11 @@ class ClusterConnection:
         self._nodes: dict[str, RedisConnection] = {}
         self._node(self._seeds[0])  # a bad TLS option or credential syntax fails here
         self.where = "cluster " + ",".join(self._seeds)
-        self._outage = Outage(self.where)
+        # One outage log per node (a primary down while the others serve is one WARNING,
+        # and one when it is back), and one for the slot map (no node gave one).
+        self._outages: dict[str, Outage] = {}
+        self._at = ""  # the node (or "slot map") of the command in flight when one fails
+        self._touched: list[str] = []  # the nodes the last successful group reached
         self._slots: list[str | None] = [None] * REDIS_CLUSTER_HASH_SLOTS
         self._primaries: list[str] = []
         self._stale = True  # the slot map must be (re)loaded before the next command
@@ -152,13 +143,20 @@ class ClusterConnection:
     async def call(self, *commands: Command) -> list[Any]:
         try:
             if self._stale:
+                self._at = _MAP
                 await self._refresh()
             replies = await self._run(commands)
             raise_first_error(replies)
         except _UNAVAILABLE as exc:
             self._stale = True
-            raise self._outage.unavailable(exc, commands) from exc
-        self._outage.served()
+            outage = self._outages.get(self._at)
+            if outage is None:
+                outage = self._outages[self._at] = Outage(f"{self._at} of {self.where}")
+            raise outage.unavailable(exc, commands) from exc
+        if self._outages:  # some node was down: those this group reached serve again
+            for addr in (_MAP, *self._touched):
+                if (outage := self._outages.pop(addr, None)) is not None:
+                    outage.served()
         return replies
 
     async def one(self, *command: Any) -> Any:
@@ -200,8 +198,7 @@ class ClusterConnection:
     def _node(self, addr: str) -> RedisConnection:
         node = self._nodes.get(addr)
         if node is None:
-            url = f"{self._scheme}://{self._auth}{addr}/0{self._query}"
-            node = RedisConnection(url, **self._options)
+            node = RedisConnection(self._node_url.replace("{addr}", addr), **self._options)
             self._nodes[addr] = node
         return node
 
@@ -213,6 +210,7 @@ class ClusterConnection:
         addr = self._slots[slot]
         if addr is None:
             self._stale = True
+            self._at = _MAP
             raise RedisConnectionError(f"Redis {self.where}: no primary serves slot {slot}")
         return addr
 
@@ -220,9 +218,11 @@ class ClusterConnection:
         addrs = [self._addr(slot_of(c)) for c in commands]
         first = addrs[0]
         replies: list[Any]
+        self._touched = addrs
         if all(a == first for a in addrs):
             # The usual case (one account's commands, or one global key): as on one server,
             # unless a reply says the command has to go elsewhere.
+            self._at = first
             node = self._node(first)
             protocol = await node.ready()
             got = await protocol.send(commands, node.shas)
@@ -260,6 +260,7 @@ class ClusterConnection:
         self, commands: Sequence[Command], addr: str, replies: list[Any], run: range | None = None
     ) -> _Run:
         indexes = list(run if run is not None else range(len(commands)))
+        self._at = addr
         node = self._node(addr)
         protocol = await node.ready()
         sent = protocol.send([commands[i] for i in indexes], node.shas)
@@ -271,6 +272,7 @@ class ClusterConnection:
         """The replies of runs already sent, and whatever of them is redirected."""
         for n, run in enumerate(runs):
             assert run.sent is not None
+            self._at = run.addr
             try:
                 got = await run.sent
             except BaseException:
@@ -290,6 +292,7 @@ class ClusterConnection:
             next_asking: set[int] = set()
             wait = False
             for target, indexes in batches.items():
+                self._at = target
                 node = self._node(target)
                 if attempt:  # the first attempt's replies are ``got``
                     protocol = await node.ready()

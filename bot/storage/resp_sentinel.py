@@ -17,12 +17,18 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from bot.storage.base import StoreUnavailable
-from bot.storage.resp import _UNAVAILABLE, Command, Outage, RedisConnection, _redacted
+from bot.storage.resp import (
+    _UNAVAILABLE,
+    Command,
+    Outage,
+    RedisConnection,
+    _redacted,
+    split_hosts,
+)
 
 SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
 
@@ -39,25 +45,11 @@ class SentinelConnection:
         scripts: Sequence[bytes] = (),
     ) -> None:
         self.url = url
-        parts = urlsplit(url)
-        if parts.scheme not in SENTINEL_SCHEMES:
-            raise ValueError(f"not a redis+sentinel:// URL: {_redacted(url)!r}")
-        userinfo, _, hosts = parts.netloc.rpartition("@")
-        self._sentinels: list[str] = []
-        for seed in hosts.split(","):
-            host, _, port = seed.strip().rpartition(":")
-            if not host or not port.isdigit():
-                raise ValueError(f"Sentinel URL needs host:port for each: {_redacted(url)!r}")
-            self._sentinels.append(f"{host}:{int(port)}")
-        path = [unquote(p) for p in parts.path.strip("/").split("/") if p]
+        self._sentinels, path, template = split_hosts(url, SENTINEL_SCHEMES, "Sentinel")
         if not 1 <= len(path) <= 2:
             raise ValueError(f"Sentinel URL needs /<service name>[/db]: {_redacted(url)!r}")
         self._service = path[0]
-        db = path[1] if len(path) > 1 else "0"
-        auth = f"{userinfo}@" if userinfo else ""
-        query = f"?{parts.query}" if parts.query else ""
-        scheme = parts.scheme.split("+", 1)[0]
-        self._primary_url = f"{scheme}://{auth}{{addr}}/{db}{query}"
+        self._primary_url = template.replace("{db}", path[1] if len(path) > 1 else "0")
         self._options: dict[str, Any] = {
             "socket_timeout": socket_timeout,
             "socket_connect_timeout": socket_connect_timeout,
@@ -65,7 +57,7 @@ class SentinelConnection:
         }
         self._connect_timeout = socket_connect_timeout
         # A bad TLS option or database fails here, at start-up.
-        RedisConnection(self._primary_url.format(addr=self._sentinels[0]), **self._options)
+        RedisConnection(self._primary_url.replace("{addr}", self._sentinels[0]), **self._options)
         self.where = f"sentinel {self._service}@{','.join(self._sentinels)}"
         self._outage = Outage(self.where)
         self._addr: str | None = None
@@ -133,7 +125,7 @@ class SentinelConnection:
                 if self._primary is not None:
                     await self._primary.close()
                 self._primary = RedisConnection(
-                    self._primary_url.format(addr=addr), **self._options
+                    self._primary_url.replace("{addr}", addr), **self._options
                 )
                 self._addr = addr
             self._stale = False

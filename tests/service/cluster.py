@@ -169,10 +169,13 @@ class RedisCluster:
                 proc.kill()
                 proc.wait()
 
+    def node_id(self, port: int) -> str:
+        found = self.command(port, "CLUSTER", "MYID")
+        return found.decode() if isinstance(found, bytes) else str(found)
+
     def reshard(self, source: int, target: int, slots: int) -> None:
         """Moves ``slots`` slots from one primary to another (keys migrated one by one)."""
-        ids = {p: self.command(p, "CLUSTER", "MYID") for p in (source, target)}
-        ids = {p: i.decode() if isinstance(i, bytes) else str(i) for p, i in ids.items()}
+        ids = {p: self.node_id(p) for p in (source, target)}
         done = subprocess.run(
             [
                 "redis-cli",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from bot.storage.resp_cluster import ClusterConnection
 from bot.telemetry import metrics
 from intents import Understander
 from tests.service.apphelpers import AUTH, account, borrower_texts, client, generic_request
-from tests.service.cluster import RedisCluster
+from tests.service.cluster import RedisCluster, wait_until
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -43,7 +44,7 @@ async def test_a_group_over_three_primaries_keeps_its_order(redis_cluster_url: s
     try:
         names = [f"k{i}" for i in range(30)]
         assert len({key_slot(n.encode()) * 3 // 16384 for n in names}) == 3  # every primary
-        commands = [("SET", n, i) for i, n in enumerate(names)]
+        commands: list[tuple[object, ...]] = [("SET", n, i) for i, n in enumerate(names)]
         commands += [("INCR", n) for n in names] + [("GET", n) for n in names]
         replies = await pipe.call(*commands)
         assert replies[60:] == [str(i + 1).encode() for i in range(30)]
@@ -107,7 +108,7 @@ async def test_ask_and_tryagain_while_one_slot_migrates_key_by_key(
     # One slot migrated by hand, as redis-cli does it: keys moved one at a time. A command on
     # a key already moved gets ASK; a script whose two keys are split gets TRYAGAIN until
     # both have moved, then runs once on the importing node.
-    pipe = connection_for(redis_cluster_url, scripts=(_INCR_IF,))
+    pipe = ClusterConnection(redis_cluster_url, scripts=(_INCR_IF,))
     try:
         a, b = "{mig}:a", "{mig}:b"
         assert await pipe.call(("SET", a, 10), ("SET", b, 20)) == [b"OK", b"OK"]
@@ -115,8 +116,7 @@ async def test_ask_and_tryagain_while_one_slot_migrates_key_by_key(
         by_addr = {f"127.0.0.1:{p}": p for p in redis_cluster.primaries()}
         source = by_addr[pipe._addr(slot)]
         target = next(p for p in by_addr.values() if p != source)
-        ids = {p: redis_cluster.command(p, "CLUSTER", "MYID") for p in (source, target)}
-        ids = {p: i.decode() if isinstance(i, bytes) else str(i) for p, i in ids.items()}
+        ids = {p: redis_cluster.node_id(p) for p in (source, target)}
         redis_cluster.command(target, "CLUSTER", "SETSLOT", slot, "IMPORTING", ids[source])
         redis_cluster.command(source, "CLUSTER", "SETSLOT", slot, "MIGRATING", ids[target])
         redis_cluster.command(source, "MIGRATE", "127.0.0.1", target, "", 0, 5000, "KEYS", a)
@@ -143,13 +143,16 @@ TEXTS = ["你好", "我想问下", "还差多少", "好的", "明天还"]
 async def _post_like_a_provider(c: Any, msg_id: str, phone: str, text: str) -> int:
     """Posts until answered 200 (a provider retries a 503 with the same message id)."""
     body, headers = generic_request(msg_id, phone, text)
-    for answers in range(400):
+    deadline = time.monotonic() + 60  # a fail-over takes a few seconds
+    answers = 0
+    while time.monotonic() < deadline:
         r = await c.post("/webhooks/generic", data=body, headers=headers)
         if r.status == 200:
             return answers
         assert r.status == 503, await r.text()
+        answers += 1
         await asyncio.sleep(0.05)
-    raise AssertionError(f"{msg_id} was never accepted")
+    raise AssertionError(f"{msg_id} was not accepted within 60 s")
 
 
 async def _stream(c: Any, accounts: int, texts: list[str], tag: str) -> int:
@@ -163,20 +166,29 @@ async def _stream(c: Any, accounts: int, texts: list[str], tag: str) -> int:
     return sum(await asyncio.gather(*(one(i) for i in range(1, accounts + 1))))
 
 
-async def _settled_texts(c: Any, accounts: int) -> dict[int, list[str]]:
-    for _ in range(200):
+async def _settled_texts(c: Any, accounts: int, expected: int) -> dict[int, list[str]]:
+    """Every account's borrower texts once each has ``expected`` of them (or 60 s passed:
+    a drain cut by the outage leaves its lock to run out, SMSBOT_LOCK_TTL_MS, before
+    another takes over); then a moment more, so a duplicate would show too."""
+    deadline = time.monotonic() + 60
+    got: dict[int, list[str]] = {}
+    while time.monotonic() < deadline:
         with contextlib.suppress(StoreUnavailable):
             await c.app[PIPELINE].idle()
-        got: dict[int, list[str]] = {}
+        got = {}
         for i in range(1, accounts + 1):
             r = await c.get(f"/api/conversations/acc-{i:04d}", headers=AUTH)
-            if r.status != 200:
-                break
-            got[i] = borrower_texts(await r.json())
-        else:
-            return got
+            if r.status == 200:
+                got[i] = borrower_texts(await r.json())
+        if len(got) == accounts and all(len(t) >= expected for t in got.values()):
+            await asyncio.sleep(0.5)
+            return {
+                i: borrower_texts(await (await c.get(f"/api/conversations/acc-{i:04d}",
+                                                     headers=AUTH)).json())
+                for i in range(1, accounts + 1)
+            }  # fmt: skip
         await asyncio.sleep(0.1)
-    raise AssertionError("the service did not recover")
+    return got
 
 
 async def _create(c: Any, accounts: int) -> None:
@@ -197,7 +209,7 @@ async def test_the_service_through_a_reshard_loses_and_repeats_nothing(
         )
         await _stream(c, accounts, TEXTS, "reshard")
         await resharding
-        got = await _settled_texts(c, accounts)
+        got = await _settled_texts(c, accounts, len(TEXTS))
         assert got == {i: TEXTS for i in range(1, accounts + 1)}
 
 
@@ -217,6 +229,7 @@ async def test_the_service_through_fail_overs_loses_and_repeats_nothing(
             await asyncio.sleep(0.2)
             cluster.command(replica, "CLUSTER", "FAILOVER")
             await streaming
+            await wait_until(lambda: replica in cluster.primaries())
             cluster.wait_ok()
             # 2. A primary killed (kill -9) with its writes on its replica (WAIT); the stream
             #    goes on meanwhile: 503s until the replica is promoted, then served again.
@@ -225,7 +238,21 @@ async def test_the_service_through_fail_overs_loses_and_repeats_nothing(
             cluster.kill(victim)
             unavailable = await _stream(c, accounts, TEXTS[2:], "killed")
             assert unavailable > 0  # the test did meet the outage
-            got = await _settled_texts(c, accounts)
+            got = await _settled_texts(c, accounts, len(TEXTS))
             assert got == {i: TEXTS for i in range(1, accounts + 1)}
     finally:
         cluster.stop()
+
+
+def test_a_cluster_url_is_checked_at_start_up() -> None:
+    for bad in (
+        "redis+cluster://127.0.0.1",  # no port
+        "redis+cluster://127.0.0.1:7000/3",  # a cluster has database 0 only
+        "rediss+cluster://127.0.0.1:7000?ssl_cert_reqs=maybe",
+    ):
+        with pytest.raises(ValueError, match=r"host:port|database 0|ssl_cert_reqs"):
+            connection_for(bad)
+    pipe = connection_for("redis+cluster://:s3cret@10.0.0.1:7000,10.0.0.2:7001/0")
+    assert isinstance(pipe, ClusterConnection)
+    assert "s3cret" not in pipe.where  # logged: never the password
+    assert pipe.node("10.0.0.3:7002").url == "redis://:s3cret@10.0.0.3:7002/0"
