@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import logging
 import ssl
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -35,73 +34,14 @@ from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
 import hiredis
 from redis.exceptions import (
     AuthenticationError,
-    BusyLoadingError,
-    NoScriptError,
-    OutOfMemoryError,
-    ReadOnlyError,
-    ResponseError,
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from bot.storage.base import StoreUnavailable
+from bot.storage.resp_errors import UNAVAILABLE, Outage, raise_first_error, reply_error
 from bot.storage.tls import tls_context, tls_options
-from bot.telemetry import metrics
 
 Command = Sequence[Any]
-
-# "Redis cannot be used right now" (retry later), not "we have a bug": refused or lost
-# connections, authentication, a server still loading its data (BusyLoadingError is a
-# ConnectionError), timeouts, a replica after a fail-over, Redis at maxmemory.
-log = logging.getLogger(__name__)
-_UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, ReadOnlyError, OutOfMemoryError)
-
-# Error replies whose first word says more than "ERR": the same classes redis-py raises.
-_ERRORS: dict[str, type[Exception]] = {
-    "NOSCRIPT": NoScriptError,
-    "READONLY": ReadOnlyError,
-    "OOM": OutOfMemoryError,
-    "LOADING": BusyLoadingError,
-    "NOAUTH": AuthenticationError,
-    "WRONGPASS": AuthenticationError,
-}
-
-
-def _error(reply: hiredis.ReplyError) -> Exception:
-    message = str(reply)
-    return _ERRORS.get(message.split(" ", 1)[0], ResponseError)(message)
-
-
-class Outage:
-    """Turns "Redis cannot be used right now" into StoreUnavailable, with one WARNING per
-    outage whatever the traffic meanwhile (shared by the single-server and cluster clients)."""
-
-    def __init__(self, where: str) -> None:
-        self.where = where
-        self._down = False
-
-    def unavailable(self, exc: Exception, commands: Sequence[Command]) -> StoreUnavailable:
-        metrics.REDIS_ERRORS.labels("unavailable").inc()
-        if not self._down:
-            self._down = True
-            log.warning("Redis at %s is unavailable: %s: %s", self.where, type(exc).__name__, exc)
-        return StoreUnavailable(
-            f"Redis at {self.where} is unavailable ({commands[0][0] if commands else '-'}): "
-            f"{type(exc).__name__}: {exc}"
-        )
-
-    def served(self) -> None:
-        if self._down:
-            self._down = False
-            log.warning("Redis at %s is available again", self.where)
-
-
-def raise_first_error(replies: list[Any]) -> None:
-    """An error reply raises (redis-py's class for its first word); counted."""
-    errors = [r for r in replies if isinstance(r, hiredis.ReplyError)]
-    if errors:
-        metrics.REDIS_ERRORS.labels("reply").inc(len(errors))
-        raise _error(errors[0])
 
 
 class Connection(Protocol):
@@ -341,7 +281,7 @@ class RedisConnection:
                 await self.load_scripts(protocol)
                 replies = await protocol.send(commands, self._shas)
             raise_first_error(replies)
-        except _UNAVAILABLE as exc:
+        except UNAVAILABLE as exc:
             raise self._outage.unavailable(exc, commands) from exc
         self._outage.served()
         return replies
@@ -377,7 +317,7 @@ class RedisConnection:
         replies = await protocol.send([("SCRIPT", "LOAD", body) for body in self._shas])
         for reply in replies:
             if isinstance(reply, hiredis.ReplyError):
-                raise _error(reply)
+                raise reply_error(reply)
 
     async def _connect(self) -> _Protocol:
         # Callers that arrive while a connection is being made wait for that one.
@@ -436,7 +376,7 @@ class RedisConnection:
                         protocol.close()
                         # A wrong password or database is a set-up error: "unavailable", with
                         # Redis's own words (never the password) for the operator.
-                        error = _error(refused)
+                        error = reply_error(refused)
                         if not isinstance(error, AuthenticationError):
                             error = RedisConnectionError(
                                 f"Redis at {where} refused the connection set-up: {refused}"

@@ -42,22 +42,19 @@ from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from bot.storage.resp import (
-    _UNAVAILABLE,
     Command,
-    Outage,
     RedisConnection,
     _redacted,
-    raise_first_error,
     scan_node,
     split_hosts,
 )
+from bot.storage.resp_errors import UNAVAILABLE, Outage, raise_first_error
 from bot.telemetry import metrics
 
 CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
 MAX_REDIRECTS = 16  # a slot moved twice and a few TRYAGAINs; more is a cluster not serving
 TRYAGAIN_WAIT_S = 0.02  # times the attempt: a migration moves a key in well under a second
 
-# Commands without a key: any primary answers them.
 _MAP = "slot map"  # the outage of loading it (see ClusterConnection.call)
 _RESENT = frozenset({"MOVED", "ASK", "TRYAGAIN", "NOSCRIPT"})  # replies proving "did not run"
 # Commands that change nothing: runs of these may leave together (see ClusterConnection._run).
@@ -65,6 +62,7 @@ _READS = frozenset(
     {"GET", "LINDEX", "LRANGE", "LLEN", "HGET", "HMGET", "HGETALL", "HLEN", "ZSCORE", "ZRANGE",
      "ZCOUNT", "ZCARD", "SISMEMBER", "SMEMBERS", "SCARD", "EXISTS", "TYPE", "TTL", "PTTL", "PING"}
 )  # fmt: skip
+# Commands without a key: any primary answers them.
 _KEYLESS = frozenset({"PING", "SCAN", "INFO", "SCRIPT", "FLUSHALL", "FLUSHDB", "DBSIZE", "TIME"})
 
 
@@ -147,7 +145,7 @@ class ClusterConnection:
                 await self._refresh()
             replies = await self._run(commands)
             raise_first_error(replies)
-        except _UNAVAILABLE as exc:
+        except UNAVAILABLE as exc:
             self._stale = True
             outage = self._outages.get(self._at)
             if outage is None:
@@ -367,7 +365,7 @@ class ClusterConnection:
             try:
                 protocol = await self._node(addr).ready()
                 (reply,) = await protocol.send([("CLUSTER", "SLOTS")])
-            except _UNAVAILABLE as exc:
+            except UNAVAILABLE as exc:
                 failures.append(f"{addr}: {exc}")
                 continue
             if isinstance(reply, hiredis.ReplyError):

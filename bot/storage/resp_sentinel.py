@@ -22,13 +22,12 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from bot.storage.base import StoreUnavailable
 from bot.storage.resp import (
-    _UNAVAILABLE,
     Command,
-    Outage,
     RedisConnection,
     _redacted,
     split_hosts,
 )
+from bot.storage.resp_errors import UNAVAILABLE, Outage
 
 SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
 
@@ -99,7 +98,7 @@ class SentinelConnection:
             self._asking = asyncio.get_running_loop().create_task(self._ask())
         try:
             primary = await asyncio.shield(self._asking)
-        except _UNAVAILABLE as exc:
+        except UNAVAILABLE as exc:
             raise self._outage.unavailable(exc, commands) from exc
         self._outage.served()
         return primary
