@@ -39,8 +39,8 @@ raises nor removes it.
 
 Every connection or timeout error becomes :class:`StoreUnavailable`, so the web layer answers
 503 and providers retry. No command is ever retried unless its reply proves it did not run
-(NOSCRIPT; on a cluster also MOVED, ASK, TRYAGAIN) (a retry of a command whose reply was lost
-could enqueue twice or pop two messages); the connection is made again on the next command,
+(NOSCRIPT; on a cluster also MOVED, ASK, TRYAGAIN): a retry of a command whose reply was lost
+could enqueue twice or pop two messages; the connection is made again on the next command,
 so the same store works again once Redis is back.
 """
 
@@ -329,7 +329,7 @@ class _RedisLock(AccountLock):
 
 
 class RedisStore(RedisOutbound, RedisRetention, Store):
-    """The store on one Redis server or a Redis Cluster (``redis+cluster://``)."""
+    """The store on one Redis server, a Redis Cluster or a Sentinel-watched primary."""
 
     def __init__(self, connection: Connection, *, dedup_ttl_s: int = DEDUP_TTL_S) -> None:
         self._pipe = connection
@@ -352,7 +352,8 @@ class RedisStore(RedisOutbound, RedisRetention, Store):
         socket_connect_timeout: float = 2.0,
     ) -> RedisStore:
         """A store on ``redis://[[user]:password@]host[:port][/db]`` (or rediss://, unix://,
-        or a cluster's ``redis+cluster://host:port,host:port``).
+        a cluster's ``redis+cluster://host:port,host:port``, Sentinel's
+        ``redis+sentinel://host:port/<name>``: bot.storage.connect).
 
         Connects lazily: a bad URL host only shows on first use (``ping``).
         """

@@ -18,7 +18,9 @@ Guarantees:
   next command connects again, so the store recovers by itself when Redis is back. Nothing is
   ever re-sent (a retried command whose reply was lost could enqueue twice).
 
-redis-py provides the exception classes; the tests and the benchmark use its client.
+redis-py provides the exception classes; the tests and the benchmark use its client. A Redis
+Cluster (bot/storage/resp_cluster.py) runs one of these per primary, Sentinel
+(bot/storage/resp_sentinel.py) one to the primary it names; bot/storage/connect.py picks by URL.
 """
 
 from __future__ import annotations
