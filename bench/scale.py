@@ -19,7 +19,9 @@ Each round sends N messages, closed loop over C connections, to B borrowers of i
 (fresh for every round and topology, so every round is the same work), and waits until
 every message is processed and sent (the accounts' queues and outboxes and the senders'
 index empty). Figures per topology, the median over the rounds: end-to-end messages/s, the
-service's CPU per message (every process of it, from /proc) and Redis's (every node).
+service's CPU per message (every process of it, from /proc) and Redis's (every node), Redis
+commands per message; against one Redis, the median of the rounds' own ratios (the machine's
+speed changes between rounds more than between the topologies of one round).
 
 The machine's cores are printed. On 2 cores the two-process figure cannot show a speed-up
 of the service alone: the load generator and Redis use the second core; what it shows is
@@ -327,15 +329,17 @@ def inbound_redis(workdir: Path, stack: contextlib.ExitStack, core: int | None) 
 
 
 def report(topologies: list[Topology]) -> None:
-    base = statistics.median(topologies[0].cpu_us)
+    """Medians per topology; "vs one Redis" is the median of the rounds' own ratios (the
+    topologies of one round ran minutes apart at most, the rounds' machine state differs)."""
+    base = topologies[0]
     print(f"\n{'topology':32} {'msg/s':>8} {'service CPU/msg':>16} {'vs one Redis':>13} "
           f"{'Redis CPU/msg':>14} {'commands/msg':>13}")  # fmt: skip
     for t in topologies:
-        cpu = statistics.median(t.cpu_us)
+        ratio = statistics.median(c / b for c, b in zip(t.cpu_us, base.cpu_us, strict=True))
         print(
-            f"{t.name:32} {statistics.median(t.rates):8.0f} {cpu:13.0f} µs "
-            f"{(cpu / base - 1) * 100:+12.1f}% {statistics.median(t.redis_us):11.0f} µs"
-            f" {statistics.median(t.commands):13.1f}"
+            f"{t.name:32} {statistics.median(t.rates):8.0f} "
+            f"{statistics.median(t.cpu_us):13.0f} µs {(ratio - 1) * 100:+12.1f}% "
+            f"{statistics.median(t.redis_us):11.0f} µs {statistics.median(t.commands):13.1f}"
             + (f"   ({t.failed} requests failed)" if t.failed else "")
         )
     print(

@@ -288,6 +288,11 @@ class RedisConnection:
         self._outage.served()
         return replies
 
+    def connected(self) -> _Protocol | None:
+        """The open connection, if there is one (no await: the cluster's hot path)."""
+        protocol = self._protocol
+        return protocol if protocol is not None and protocol.lost is None else None
+
     async def ready(self) -> _Protocol:
         """The open connection (made, with the scripts loaded, if there is none)."""
         protocol = self._protocol

@@ -222,7 +222,7 @@ class ClusterConnection:
             # unless a reply says the command has to go elsewhere.
             self._at = first
             node = self._node(first)
-            protocol = await node.ready()
+            protocol = node.connected() or await node.ready()
             got = await protocol.send(commands, node.shas)
             if not any(isinstance(r, hiredis.ReplyError) for r in got):
                 return got
@@ -244,25 +244,39 @@ class ClusterConnection:
                 end += 1
             indexes = range(start, end)
             if all(commands[i][0] in _READS for i in indexes):
-                started.append(await self._start(commands, addr, replies, indexes))
+                started.append(
+                    self._start(commands, addr, indexes)
+                    or await self._connected_start(commands, addr, indexes)
+                )
             else:
-                await self._finish(commands, started, replies)
-                started = []
-                run = await self._start(commands, addr, replies, indexes)
+                if started:
+                    await self._finish(commands, started, replies)
+                    started = []
+                run = self._start(commands, addr, indexes) or await self._connected_start(
+                    commands, addr, indexes
+                )
                 await self._finish(commands, [run], replies)
             start = end
-        await self._finish(commands, started, replies)
+        if started:
+            await self._finish(commands, started, replies)
         return replies
 
-    async def _start(
-        self, commands: Sequence[Command], addr: str, replies: list[Any], run: range | None = None
-    ) -> _Run:
-        indexes = list(run if run is not None else range(len(commands)))
+    def _start(self, commands: Sequence[Command], addr: str, run: range) -> _Run | None:
+        """Sends one run on the node's open connection (None: there is none yet)."""
         self._at = addr
         node = self._node(addr)
-        protocol = await node.ready()
-        sent = protocol.send([commands[i] for i in indexes], node.shas)
-        return _Run(addr, indexes, sent)
+        protocol = node.connected()
+        if protocol is None:
+            return None
+        indexes = list(run)
+        return _Run(addr, indexes, protocol.send([commands[i] for i in indexes], node.shas))
+
+    async def _connected_start(self, commands: Sequence[Command], addr: str, run: range) -> _Run:
+        """:meth:`_start` once the node's connection is made (the first time, after a loss)."""
+        protocol = await self._node(addr).ready()
+        node = self._node(addr)
+        indexes = list(run)
+        return _Run(addr, indexes, protocol.send([commands[i] for i in indexes], node.shas))
 
     async def _finish(
         self, commands: Sequence[Command], runs: list[_Run], replies: list[Any]
@@ -278,7 +292,11 @@ class ClusterConnection:
                     assert rest.sent is not None
                     rest.sent.add_done_callback(_consumed)
                 raise
-            await self._settle(commands, run, got, replies)
+            if any(isinstance(r, hiredis.ReplyError) for r in got):
+                await self._settle(commands, run, got, replies)
+            else:
+                for i, reply in zip(run.indexes, got, strict=True):
+                    replies[i] = reply
 
     async def _settle(
         self, commands: Sequence[Command], run: _Run, got: list[Any], replies: list[Any]
