@@ -205,11 +205,11 @@ class Settings(BaseSettings):
     @classmethod
     def _redis_url(cls, v: str | None) -> str | None:
         if v:
-            from bot.storage.resp import RedisConnection
+            from bot.storage.connect import connection_for
 
             # Parsed (TLS files loaded) now: a typo fails at start-up with its reason, not as
             # a traceback when the store first connects. Nothing connects here.
-            RedisConnection(v)
+            connection_for(v)
         return v
 
     @field_validator("aliyun_allowed_ips", "tencent_allowed_ips")

@@ -26,7 +26,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from bot.storage import keys
 from bot.storage.base import StoreUnavailable
-from bot.storage.resp import RedisConnection
+from bot.storage.resp import Connection
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ class MemoryDeskEvents(DeskEvents):
 
 
 class RedisDeskEvents(DeskEvents):
-    def __init__(self, connection: RedisConnection, listen: Callable[[], RedisConnection]) -> None:
+    def __init__(self, connection: Connection, listen: Callable[[], Connection]) -> None:
         self._pipe = connection
         self._listen = listen  # a new connection for one subscriber's blocking reads
 

@@ -39,7 +39,8 @@ step of a campaign is one script in one slot:
   confirmed submitted; the release step re-submits entries older than its lease
 - ``smsbot:{cmp:<id>}:released``       set     account ids whose start event was submitted
 
-Global (each in its own slot; never combined with per-account keys in one script):
+Global (each in its own slot; never combined with per-account keys in one script; see "Redis
+Cluster" below):
 
 - ``smsbot:phone:<E.164>``             string  the account id of a phone number
 - ``smsbot:due``                       zset    account id -> earliest timer (µs since epoch)
@@ -76,6 +77,34 @@ Global (each in its own slot; never combined with per-account keys in one script
 - ``smsbot:campaign:name:<name>``      string  the campaign id of a name (names are unique)
 - ``smsbot:{unmatched}:handled``       list    unmatched messages taken off the list, with who
   linked (to which account) or dismissed them and when (JSON): kept for audit
+
+Redis Cluster (``redis+cluster://``, bot/storage/resp_cluster.py): where each key lives and why
+no script spans two slots.
+
+- Every Lua script's keys are in one slot: one account's (``{acc:<id>}``: enqueue, commit with
+  its case part, the outbound transition, the desk's steps, retention's edits), one
+  campaign's (``{cmp:<id>}``: add, take, mark, set state), the unmatched list and its claims
+  (``{unmatched}``), or a single key (the rate bucket, the receipts list, the agents' hash,
+  compare-and-delete of a phone key). Redis itself refuses a script whose keys span slots
+  (CROSSSLOT); the contract suites run every script on a real 3-primary cluster.
+- The global keys (due index, senders' index, suppression and unreachable sets, desk index,
+  campaign index and names, phone and message-id keys, sandbox log) are never in a script:
+  they are separate commands in the same *group*, written before the script and removed
+  after it (the rule of ``Store.move`` in bot/storage/base.py: an extra index entry or ledger
+  charge is harmless, a missing one is not). Split already, so none had to be split for the
+  cluster. On a cluster such a group reaches two or three primaries: the client keeps its
+  order (a run with a write waits for what comes before it), so the rule still holds at the
+  price of a round trip per primary.
+- The hot global keys stay single, not sharded by slot range. Per inbound message the due
+  index takes 2–3 commands (``ZADD LT``, ``ZSCORE``, at times the exact ``ZADD``), the
+  senders' index about 2, the suppression and unreachable sets one ``SISMEMBER`` each: each
+  an O(log n) or O(1) command on a primary that runs well over 100,000 such commands a
+  second, against about 1,000 messages a second per service process (bench/scale.py). So
+  the hottest primary binds only past some tens of processes; sharding (``{due:<n>}`` per
+  slot range) would cost every timer scan, backlog figure and repair one read per shard
+  from the first process on. Worth doing when a measured primary is the limit, not before.
+- The per-phone ledger (``{ph:<E.164>}``) and the message-id keys are spread by their own
+  names over every primary.
 """
 
 from __future__ import annotations

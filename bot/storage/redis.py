@@ -26,8 +26,8 @@ scanner wakes the account too early, and that tick's commit corrects the index) 
 
 1. before the commit script, lower the index to ``next_due`` (``ZADD LT``) and read its score;
    sent in the same group as the commit script, so still one round trip (a standalone server
-   runs a pipeline in order; with Redis Cluster these go to another node, so there step 1
-   must be a round trip of its own);
+   runs a pipeline in order; on a Redis Cluster the index is on another primary, and the
+   client sends the script only once step 1's replies are in: a round trip of its own);
 2. after a successful commit, set the exact value (``ZADD``) when the score read in step 1 is
    earlier than ``next_due``, or remove the entry (``ZREM``) when ``next_due`` is None and
    there was one. If this step fails, commit still returns True (it happened) and logs a
@@ -38,8 +38,9 @@ fails (its event is no longer at the head) may likewise leave the index lowered;
 raises nor removes it.
 
 Every connection or timeout error becomes :class:`StoreUnavailable`, so the web layer answers
-503 and providers retry. No command is ever retried (a retry of a command whose reply was lost
-could enqueue twice or pop two messages); the connection is made again on the next command,
+503 and providers retry. No command is ever retried unless its reply proves it did not run
+(NOSCRIPT; on a cluster also MOVED, ASK, TRYAGAIN): a retry of a command whose reply was lost
+could enqueue twice or pop two messages; the connection is made again on the next command,
 so the same store works again once Redis is back.
 """
 
@@ -57,6 +58,7 @@ from bot.memo import Memo
 from bot.records import AccountRecord, AuditEntry, Outbound, QueuedEvent, SendRecord
 from bot.storage import keys
 from bot.storage.base import AccountLock, GateFacts, Loaded, Progress, Store, StoreUnavailable
+from bot.storage.connect import connection_for
 from bot.storage.redis_campaigns import SCRIPTS as CAMPAIGN_SCRIPTS
 from bot.storage.redis_campaigns import RedisCampaigns
 from bot.storage.redis_codec import (
@@ -74,7 +76,7 @@ from bot.storage.redis_outbound import SCRIPTS as OUTBOUND_SCRIPTS
 from bot.storage.redis_outbound import RedisOutbound
 from bot.storage.redis_retention import SCRIPTS as RETENTION_SCRIPTS
 from bot.storage.redis_retention import RedisRetention
-from bot.storage.resp import RedisConnection
+from bot.storage.resp import Connection
 from bot.transport.inbound import InboundSms
 
 log = logging.getLogger(__name__)
@@ -321,9 +323,9 @@ class _RedisLock(AccountLock):
 
 
 class RedisStore(RedisOutbound, RedisRetention, Store):
-    """The store on one Redis server (standalone; keys are ready for Redis Cluster)."""
+    """The store on one Redis server, a Redis Cluster or a Sentinel-watched primary."""
 
-    def __init__(self, connection: RedisConnection, *, dedup_ttl_s: int = DEDUP_TTL_S) -> None:
+    def __init__(self, connection: Connection, *, dedup_ttl_s: int = DEDUP_TTL_S) -> None:
         self._pipe = connection
         self._dedup_ttl_s = dedup_ttl_s
         self._where = connection.where
@@ -343,11 +345,13 @@ class RedisStore(RedisOutbound, RedisRetention, Store):
         socket_timeout: float = 5.0,
         socket_connect_timeout: float = 2.0,
     ) -> RedisStore:
-        """A store on ``redis://[[user]:password@]host[:port][/db]`` (or rediss://, unix://).
+        """A store on ``redis://[[user]:password@]host[:port][/db]`` (or rediss://, unix://,
+        a cluster's ``redis+cluster://host:port,host:port``, Sentinel's
+        ``redis+sentinel://host:port/<name>``: bot.storage.connect).
 
         Connects lazily: a bad URL host only shows on first use (``ping``).
         """
-        connection = RedisConnection(
+        connection = connection_for(
             url,
             socket_timeout=socket_timeout,
             socket_connect_timeout=socket_connect_timeout,
@@ -473,17 +477,9 @@ class RedisStore(RedisOutbound, RedisRetention, Store):
         return self._event(await self._pipe.one("LINDEX", keys.queue(account_id), 0))
 
     async def _scan(self, pattern: str, type_: str | None = None) -> list[str]:
-        """Every key matching ``pattern`` (SCAN: slow on a big keyspace, never blocks Redis)."""
-        found: list[str] = []
-        cursor: bytes | int = 0
-        extra = ("TYPE", type_) if type_ else ()
-        while True:
-            cursor, batch = await self._pipe.one(
-                "SCAN", cursor, "MATCH", pattern, "COUNT", 1000, *extra
-            )
-            found += (_text(k) for k in batch)
-            if int(cursor) == 0:
-                return found
+        """Every key matching ``pattern`` (SCAN: slow on a big keyspace, never blocks Redis;
+        on a cluster, every primary in turn)."""
+        return [_text(k) async for batch in self._pipe.scan(pattern, type_=type_) for k in batch]
 
     async def pending_accounts(self) -> list[str]:
         # Recovery only. Empty lists do not exist in Redis, so every list found has something.

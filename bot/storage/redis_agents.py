@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from bot.storage import keys
 from bot.storage.agents import AgentRecord, AgentStore
-from bot.storage.resp import RedisConnection
+from bot.storage.connect import connection_for
+from bot.storage.resp import Connection
 
 # ARGV: name, the generation the stored record must have, the new record's JSON.
 # 1 = replaced, 0 = someone changed it first, -1 = no such agent.
@@ -26,7 +27,7 @@ return 1
 
 
 class RedisAgentStore(AgentStore):
-    def __init__(self, connection: RedisConnection) -> None:
+    def __init__(self, connection: Connection) -> None:
         self._pipe = connection
 
     @classmethod
@@ -34,7 +35,7 @@ class RedisAgentStore(AgentStore):
         cls, url: str, *, socket_timeout: float = 5.0, socket_connect_timeout: float = 2.0
     ) -> RedisAgentStore:
         return cls(
-            RedisConnection(
+            connection_for(
                 url,
                 socket_timeout=socket_timeout,
                 socket_connect_timeout=socket_connect_timeout,

@@ -13,7 +13,7 @@ from bot.campaigns.model import Campaign, CampaignConflict, CampaignNotFound
 from bot.storage import keys
 from bot.storage.campaigns import Action, CampaignStore, next_state
 from bot.storage.redis_codec import score
-from bot.storage.resp import RedisConnection
+from bot.storage.resp import Connection
 
 # KEYS: campaign, members, pending   ARGV: account ids.  -1: no campaign; -2: cancelled.
 _ADD = b"""
@@ -80,7 +80,7 @@ def _text(value: bytes | str) -> str:
 
 
 class RedisCampaigns(CampaignStore):
-    def __init__(self, connection: RedisConnection) -> None:
+    def __init__(self, connection: Connection) -> None:
         self._pipe = connection
 
     def _reads(self, campaign_id: str) -> list[tuple[Any, ...]]:

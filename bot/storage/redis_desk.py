@@ -32,7 +32,7 @@ from bot.storage.desk import (
 )
 from bot.storage.desk_events import RedisDeskEvents
 from bot.storage.redis_codec import audit_element, score
-from bot.storage.resp import RedisConnection
+from bot.storage.resp import Connection
 from bot.transport.inbound import InboundSms
 
 # In the commit script (KEYS 6-10: case, case log, closed case, closed log, cases list;
@@ -193,13 +193,13 @@ def case_from(fields: Sequence[bytes] | dict[bytes, bytes], log: Sequence[bytes]
 
 
 class RedisDesk(DeskStore):
-    def __init__(self, connection: RedisConnection) -> None:
+    def __init__(self, connection: Connection) -> None:
         self._pipe = connection
 
-        def listen() -> RedisConnection:
+        def listen() -> Connection:
             # Longer than one blocking read (BLOCK_MS), so a server that stopped answering is
             # noticed and the read retried, rather than waited on forever.
-            return RedisConnection(connection.url, socket_timeout=10.0)
+            return connection.listener(socket_timeout=10.0)
 
         self.events = RedisDeskEvents(connection, listen)
 
@@ -341,25 +341,12 @@ class RedisDesk(DeskStore):
     async def repair_index(self) -> int:
         changed = 0
         open_: dict[str, int] = {}
-        cursor: bytes | int = 0
-        while True:
-            cursor, batch = await self._pipe.one(
-                "SCAN",
-                cursor,
-                "MATCH",
-                keys.account_pattern(keys.CASE),
-                "COUNT",
-                1000,
-                "TYPE",
-                "hash",
-            )
+        async for batch in self._pipe.scan(keys.account_pattern(keys.CASE), type_="hash"):
             # One round trip per SCAN page, not per case.
             found = [a for k in batch if (a := keys.account_of(_text(k), keys.CASE)) is not None]
             if found:
                 slas = await self._pipe.call(*(("HGET", keys.case(a), "sla_us") for a in found))
                 open_.update((a, int(sla)) for a, sla in zip(found, slas, strict=True) if sla)
-            if int(cursor) == 0:
-                break
         if open_:
             added = await self._pipe.call(
                 *(("ZADD", keys.DESK_OPEN, "LT", sla, a) for a, sla in open_.items())

@@ -28,7 +28,7 @@ from bot.storage.redis_codec import (
     sandbox_commands,
     score,
 )
-from bot.storage.resp import RedisConnection
+from bot.storage.resp import Connection
 
 # How long the id indexes are kept: receipts come within days; 30 covers late pushes.
 INDEX_TTL_S = 30 * 24 * 3600
@@ -99,7 +99,7 @@ class RedisOutbound:
     """Mixed into :class:`bot.storage.redis.RedisStore` (which provides ``_pipe`` and calls
     ``_init_outbound``)."""
 
-    _pipe: RedisConnection
+    _pipe: Connection
 
     def _init_outbound(self) -> None:
         # Settled records leaving the senders' index, batched (see _unindex_soon).

@@ -22,7 +22,7 @@ from bot.storage import keys
 from bot.storage import retention_items as ri
 from bot.storage.base import AuditEdit, KeptKind, NoteEdit, RecordEdit, RetentionAction
 from bot.storage.redis_codec import AUDIT_ENTRIES, audit_element
-from bot.storage.resp import RedisConnection
+from bot.storage.resp import Connection
 from bot.transport.inbound import InboundSms
 
 log = logging.getLogger(__name__)
@@ -86,7 +86,7 @@ def _chunks(seq: list[Any], n: int) -> list[list[Any]]:
 
 
 class RedisRetention:
-    _pipe: RedisConnection
+    _pipe: Connection
 
     async def edit_audit(
         self, account_id: str, edit: AuditEdit, *, apply: bool

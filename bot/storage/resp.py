@@ -18,58 +18,52 @@ Guarantees:
   next command connects again, so the store recovers by itself when Redis is back. Nothing is
   ever re-sent (a retried command whose reply was lost could enqueue twice).
 
-redis-py provides the exception classes; the tests and the benchmark use its client.
+redis-py provides the exception classes; the tests and the benchmark use its client. A Redis
+Cluster (bot/storage/resp_cluster.py) runs one of these per primary, Sentinel
+(bot/storage/resp_sentinel.py) one to the primary it names; bot/storage/connect.py picks by URL.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import logging
 import ssl
 from collections import deque
-from collections.abc import Sequence
-from typing import Any, cast
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any, Protocol, cast
 from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
 
 import hiredis
 from redis.exceptions import (
     AuthenticationError,
-    BusyLoadingError,
-    NoScriptError,
-    OutOfMemoryError,
-    ReadOnlyError,
-    ResponseError,
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from bot.storage.base import StoreUnavailable
+from bot.storage.resp_errors import UNAVAILABLE, Outage, raise_first_error, reply_error
 from bot.storage.tls import tls_context, tls_options
-from bot.telemetry import metrics
 
 Command = Sequence[Any]
 
-# "Redis cannot be used right now" (retry later), not "we have a bug": refused or lost
-# connections, authentication, a server still loading its data (BusyLoadingError is a
-# ConnectionError), timeouts, a replica after a fail-over, Redis at maxmemory.
-log = logging.getLogger(__name__)
-_UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, ReadOnlyError, OutOfMemoryError)
 
-# Error replies whose first word says more than "ERR": the same classes redis-py raises.
-_ERRORS: dict[str, type[Exception]] = {
-    "NOSCRIPT": NoScriptError,
-    "READONLY": ReadOnlyError,
-    "OOM": OutOfMemoryError,
-    "LOADING": BusyLoadingError,
-    "NOAUTH": AuthenticationError,
-    "WRONGPASS": AuthenticationError,
-}
+class Connection(Protocol):
+    """What the Redis stores use: a single server (:class:`RedisConnection`) or a Redis
+    Cluster (:class:`bot.storage.resp_cluster.ClusterConnection`)."""
 
+    url: str
+    where: str
 
-def _error(reply: hiredis.ReplyError) -> Exception:
-    message = str(reply)
-    return _ERRORS.get(message.split(" ", 1)[0], ResponseError)(message)
+    async def call(self, *commands: Command) -> list[Any]: ...
+
+    async def one(self, *command: Any) -> Any: ...
+
+    def scan(
+        self, pattern: str, *, type_: str | None = None, count: int = 1000
+    ) -> AsyncIterator[list[bytes]]: ...
+
+    def listener(self, socket_timeout: float) -> Connection: ...
+
+    async def close(self) -> None: ...
 
 
 class _Group:
@@ -195,6 +189,27 @@ def _redacted(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+def split_hosts(url: str, schemes: Sequence[str], what: str) -> tuple[list[str], list[str], str]:
+    """A cluster's or Sentinel's ``<scheme>://[[user]:password@]host:port[,host:port...]
+    [/path...][?query]``: its ``host:port`` list, its path's parts, and the URL of one node
+    as a template (``{addr}``, ``{db}``) with the credentials and TLS options."""
+    parts = urlsplit(url)
+    if parts.scheme not in schemes:
+        raise ValueError(f"not a {schemes[0]}:// URL: {_redacted(url)!r}")
+    userinfo, _, hosts = parts.netloc.rpartition("@")
+    found: list[str] = []
+    for seed in hosts.split(","):
+        host, _, port = seed.strip().rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"{what} URL needs host:port for each server: {_redacted(url)!r}")
+        found.append(f"{host}:{int(port)}")
+    path = [unquote(p) for p in parts.path.strip("/").split("/") if p]
+    auth = f"{userinfo}@" if userinfo else ""
+    query = f"?{parts.query}" if parts.query else ""
+    scheme = parts.scheme.split("+", 1)[0]  # rediss+cluster: TLS to every node
+    return found, path, f"{scheme}://{auth}{{addr}}/{{db}}{query}"
+
+
 class RedisConnection:
     """``redis://[[user]:password@]host[:port][/db]``, ``rediss://…`` (TLS; options as in
     redis-py: ``?ssl_ca_certs=…&ssl_cert_reqs=…&ssl_certfile=…&ssl_keyfile=…``) or
@@ -250,55 +265,66 @@ class RedisConnection:
         self._protocol: _Protocol | None = None
         self._connecting: asyncio.Task[_Protocol] | None = None
         self._shas = {body: hashlib.sha1(body).hexdigest().encode() for body in scripts}
-        self._down = False  # the last call found Redis unavailable (logged once per outage)
+        self._outage = Outage(self.where)
 
     async def call(self, *commands: Command) -> list[Any]:
         """Runs the commands (in this order); their replies as Redis sent them (bytes, int,
         list, None). An error reply raises (redis-py's exception classes); a lost connection,
         a timeout, or Redis refusing writes (OOM, READONLY, LOADING) is StoreUnavailable."""
         try:
-            protocol = self._protocol
-            if protocol is None or protocol.lost is not None:
-                protocol = await self._connect()
+            protocol = await self.ready()
             replies = await protocol.send(commands, self._shas)
-            errors = [r for r in replies if isinstance(r, hiredis.ReplyError)]
-            if any(str(r).startswith("NOSCRIPT") for r in errors):
+            if any(
+                isinstance(r, hiredis.ReplyError) and str(r).startswith("NOSCRIPT") for r in replies
+            ):
                 # Redis forgot its scripts (SCRIPT FLUSH): load them and send the group again.
                 # A script that failed so did not run; callers put scripts last in a group and
                 # only commands safe to repeat before them.
-                await self._load_scripts(protocol)
+                await self.load_scripts(protocol)
                 replies = await protocol.send(commands, self._shas)
-                errors = [r for r in replies if isinstance(r, hiredis.ReplyError)]
-            if errors:
-                metrics.REDIS_ERRORS.labels("reply").inc(len(errors))
-                raise _error(errors[0])
-        except _UNAVAILABLE as exc:
-            metrics.REDIS_ERRORS.labels("unavailable").inc()
-            if not self._down:  # one WARNING per outage, whatever the traffic meanwhile
-                self._down = True
-                log.warning(
-                    "Redis at %s is unavailable: %s: %s", self.where, type(exc).__name__, exc
-                )
-            raise StoreUnavailable(
-                f"Redis at {self.where} is unavailable ({commands[0][0]}): "
-                f"{type(exc).__name__}: {exc}"
-            ) from exc
-        if self._down:
-            self._down = False
-            log.warning("Redis at %s is available again", self.where)
+            raise_first_error(replies)
+        except UNAVAILABLE as exc:
+            raise self._outage.unavailable(exc, commands) from exc
+        self._outage.served()
         return replies
+
+    def connected(self) -> _Protocol | None:
+        """The open connection, if there is one (no await: the cluster's hot path)."""
+        protocol = self._protocol
+        return protocol if protocol is not None and protocol.lost is None else None
+
+    async def ready(self) -> _Protocol:
+        """The open connection (made, with the scripts loaded, if there is none)."""
+        protocol = self._protocol
+        if protocol is None or protocol.lost is not None:
+            protocol = await self._connect()
+        return protocol
+
+    @property
+    def shas(self) -> dict[bytes, bytes]:
+        return self._shas
+
+    def scan(
+        self, pattern: str, *, type_: str | None = None, count: int = 1000
+    ) -> AsyncIterator[list[bytes]]:
+        """Every key matching ``pattern``, a SCAN page at a time (never blocks Redis)."""
+        return scan_node(self, pattern, type_, count)
+
+    def listener(self, socket_timeout: float) -> RedisConnection:
+        """A connection of its own to the same server (for blocking reads)."""
+        return RedisConnection(self.url, socket_timeout=socket_timeout)
 
     async def one(self, *command: Any) -> Any:
         """Runs one command; its reply."""
         return (await self.call(command))[0]
 
-    async def _load_scripts(self, protocol: _Protocol) -> None:
+    async def load_scripts(self, protocol: _Protocol) -> None:
         if not self._shas:
             return
         replies = await protocol.send([("SCRIPT", "LOAD", body) for body in self._shas])
         for reply in replies:
             if isinstance(reply, hiredis.ReplyError):
-                raise _error(reply)
+                raise reply_error(reply)
 
     async def _connect(self) -> _Protocol:
         # Callers that arrive while a connection is being made wait for that one.
@@ -307,12 +333,28 @@ class RedisConnection:
         return await asyncio.shield(self._connecting)
 
     async def _open(self) -> _Protocol:
-        loop = asyncio.get_running_loop()
         where = self.where
+        made: list[_Protocol] = []
 
         def factory() -> _Protocol:
-            return _Protocol(where, self._timeout)
+            made.append(_Protocol(where, self._timeout))
+            return made[-1]
 
+        try:
+            protocol = await self._handshake(factory)
+        except BaseException:
+            # Timed out, refused or cancelled (a close() meanwhile) half-way: the socket is
+            # not left open.
+            for half in made:
+                half.close()
+            raise
+        self._protocol = protocol
+        return protocol
+
+    async def _handshake(self, factory: Callable[[], _Protocol]) -> _Protocol:
+        """Connects, authenticates, selects the database and loads the scripts."""
+        loop = asyncio.get_running_loop()
+        where = self.where
         try:
             async with asyncio.timeout(self._connect_timeout):
                 if self._path is not None:
@@ -341,7 +383,7 @@ class RedisConnection:
                         protocol.close()
                         # A wrong password or database is a set-up error: "unavailable", with
                         # Redis's own words (never the password) for the operator.
-                        error = _error(refused)
+                        error = reply_error(refused)
                         if not isinstance(error, AuthenticationError):
                             error = RedisConnectionError(
                                 f"Redis at {where} refused the connection set-up: {refused}"
@@ -353,7 +395,6 @@ class RedisConnection:
             ) from None
         except OSError as exc:
             raise RedisConnectionError(f"Error connecting to Redis at {where}: {exc}") from exc
-        self._protocol = protocol
         return protocol
 
     async def close(self) -> None:
@@ -362,3 +403,15 @@ class RedisConnection:
         if self._protocol is not None:
             self._protocol.close()
             self._protocol = None
+
+
+async def scan_node(
+    node: RedisConnection, pattern: str, type_: str | None, count: int
+) -> AsyncIterator[list[bytes]]:
+    cursor: bytes | int = 0
+    extra = ("TYPE", type_) if type_ else ()
+    while True:
+        cursor, batch = await node.one("SCAN", cursor, "MATCH", pattern, "COUNT", count, *extra)
+        yield batch
+        if int(cursor) == 0:
+            return

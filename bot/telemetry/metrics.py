@@ -98,6 +98,13 @@ REDIS_ERRORS = Counter(
     ["kind"],
     registry=REGISTRY,
 )
+REDIS_RESENT = Counter(
+    "smsbot_redis_resent",
+    "Redis Cluster commands sent again because the reply proved they had not run "
+    "(moved, ask, tryagain, noscript: a reshard, a fail-over, scripts flushed)",
+    ["kind"],
+    registry=REGISTRY,
+)
 HTTP_SECONDS = Histogram(
     "smsbot_http_request_duration_seconds",
     "HTTP requests by route, method and status class",

@@ -22,8 +22,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from bot.storage.base import Store
-from bot.storage.memory import MemoryStore
-from bot.storage.redis import RedisStore
+from tests.service.cluster import RedisCluster
+from tests.service.storehelpers import open_store
 
 _START_TIMEOUT_S = 10.0
 
@@ -47,8 +47,16 @@ def _answers_ping(port: int) -> bool:
 class RedisServer:
     """One private redis-server process; can be stopped, restarted (same port) and paused."""
 
-    def __init__(self, workdir: Path, port: int | None = None, *, aof: bool = False) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        port: int | None = None,
+        *,
+        aof: bool = False,
+        extra: tuple[str, ...] = (),
+    ) -> None:
         self.workdir = workdir
+        self.extra = extra  # more redis-server options (e.g. cluster mode)
         self.port = port or _free_port()
         # aof: every write on disk before Redis answers (appendfsync always), so a kill -9 of
         # the server loses nothing it acknowledged; a restart replays the file.
@@ -78,6 +86,7 @@ class RedisServer:
                     *(("--appendonly", "yes", "--appendfsync", "always") if self.aof
                       else ("--appendonly", "no")),
                     "--dir", str(self.workdir), "--daemonize", "no",
+                    *self.extra,
                 ],
                 cwd=self.workdir, stdout=out, stderr=subprocess.STDOUT,
             )
@@ -152,20 +161,38 @@ async def redis_url(redis_server: RedisServer) -> str:
     return redis_server.url
 
 
-@pytest.fixture(params=["memory", "redis"])
-async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
-    """Each implementation of the store seam, empty; closed at teardown."""
-    if request.param == "memory":
-        memory = MemoryStore()
-        yield memory
-        await memory.close()
-        return
-    # Requested only here, so `-k memory` runs without a redis-server.
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
+    """The run's private 3-primary Redis Cluster (started on first use)."""
+    cluster = RedisCluster(tmp_path_factory.mktemp("cluster"), primaries=3)
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+async def redis_cluster_url(redis_cluster: RedisCluster) -> str:
+    """The run's cluster, emptied: ``redis+cluster://…``."""
+    await redis_cluster.flush()
+    return redis_cluster.url
+
+
+@pytest.fixture(params=["redis", "cluster"])
+async def shared_url(request: pytest.FixtureRequest) -> str:
+    """One Redis or a Redis Cluster, emptied: for tests of several processes sharing it."""
+    if request.param == "cluster":
+        cluster: RedisCluster = request.getfixturevalue("redis_cluster")
+        return await cluster.flush_url()
     server: RedisServer = request.getfixturevalue("redis_server")
     async with aioredis.Redis.from_url(server.url) as admin:
         await admin.flushdb()
-    redis_store = RedisStore.from_url(server.url)
-    try:
-        yield redis_store
-    finally:
-        await redis_store.close()
+    return server.url
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
+    """Each implementation of the store seam, empty; closed at teardown."""
+    async for opened in open_store(request):
+        yield opened

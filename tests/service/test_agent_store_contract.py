@@ -34,15 +34,19 @@ def agent(name: str = "li.na", **kw: object) -> AgentRecord:
     return AgentRecord.model_validate(fields)
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "cluster"])
 async def agents(request: pytest.FixtureRequest) -> AsyncIterator[AgentStore]:
     if request.param == "memory":
         yield MemoryAgentStore()
         return
-    server: RedisServer = request.getfixturevalue("redis_server")
-    async with aioredis.Redis.from_url(server.url) as admin:
-        await admin.flushdb()
-    store = open_agent_store(server.url)
+    if request.param == "cluster":
+        url = await request.getfixturevalue("redis_cluster").flush_url()
+    else:
+        server: RedisServer = request.getfixturevalue("redis_server")
+        async with aioredis.Redis.from_url(server.url) as admin:
+            await admin.flushdb()
+        url = server.url
+    store = open_agent_store(url)
     assert isinstance(store, RedisAgentStore)
     try:
         yield store

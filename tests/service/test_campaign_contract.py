@@ -5,12 +5,22 @@ pause, resume, cancel and done."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from bot.campaigns.model import Campaign, CampaignConflict, CampaignNotFound
 from bot.storage.base import Store
+from tests.service.storehelpers import CONTRACT_KINDS, open_store
+
+
+@pytest.fixture(params=CONTRACT_KINDS)
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
+    """Memory, one Redis, and a Redis Cluster: the contract holds on each."""
+    async for opened in open_store(request):
+        yield opened
+
 
 T0 = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)
 

@@ -5,6 +5,7 @@ unmatched messages taken once, the live feed. Redis-only tests say so in their n
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -18,7 +19,16 @@ from bot.storage import keys
 from bot.storage.base import Store
 from bot.storage.desk_events import DeskEvent
 from bot.storage.redis import RedisStore
+from tests.service.storehelpers import CONTRACT_KINDS, open_store
 from tests.service.test_store_contract import T0, account, sms
+
+
+@pytest.fixture(params=CONTRACT_KINDS)
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
+    """Memory, one Redis, and a Redis Cluster: the contract holds on each."""
+    async for opened in open_store(request):
+        yield opened
+
 
 if TYPE_CHECKING:
     from conftest import RedisServer

@@ -1,4 +1,5 @@
-"""The service over a real Redis: several processes, restarts, crashes and outages."""
+"""The service over a real Redis (and, where several processes share it, a Redis Cluster too):
+several processes, restarts, crashes and outages."""
 
 from __future__ import annotations
 
@@ -39,10 +40,10 @@ async def _settle(*clients: Any) -> None:
 
 
 async def test_two_processes_process_one_borrower_in_order(
-    nlu: Understander, redis_url: str
+    nlu: Understander, shared_url: str
 ) -> None:
     # Two app instances with their own Redis clients and pipelines stand for two processes.
-    async with client(nlu, redis_url=redis_url) as a, client(nlu, redis_url=redis_url) as b:
+    async with client(nlu, redis_url=shared_url) as a, client(nlu, redis_url=shared_url) as b:
         r = await a.post("/api/accounts", json={"accounts": [account(1)]}, headers=AUTH)
         assert r.status == 200
         await _settle(a, b)
@@ -83,9 +84,9 @@ async def test_each_process_reads_what_the_other_committed(
         assert all(x["after"] == y["before"] for x, y in itertools.pairwise(steps))
 
 
-async def test_timers_survive_a_restart_and_fire_once(nlu: Understander, redis_url: str) -> None:
+async def test_timers_survive_a_restart_and_fire_once(nlu: Understander, shared_url: str) -> None:
     clock = daytime_clock()  # three days on it is daytime too: the follow-up goes at once
-    async with client(nlu, redis_url=redis_url, clock=clock) as c:
+    async with client(nlu, redis_url=shared_url, clock=clock) as c:
         await c.post("/api/accounts", json={"accounts": [account(1)]}, headers=AUTH)
         await _settle(c)
         conv = await conversation(c, "acc-0001")
@@ -93,8 +94,8 @@ async def test_timers_survive_a_restart_and_fire_once(nlu: Understander, redis_u
     # Down for three days; two processes come back at once.
     clock.advance(timedelta(days=3))
     async with (
-        client(nlu, redis_url=redis_url, clock=clock) as a,
-        client(nlu, redis_url=redis_url, clock=clock) as b,
+        client(nlu, redis_url=shared_url, clock=clock) as a,
+        client(nlu, redis_url=shared_url, clock=clock) as b,
     ):
         for _ in range(40):
             await asyncio.sleep(0.05)
@@ -144,12 +145,12 @@ async def test_redis_down_means_503_then_recovery(
         assert borrower_texts(await conversation(c, "acc-0001")) == ["明天还"]
 
 
-async def test_crash_after_acknowledgement_is_recovered_once(redis_url: str) -> None:
+async def test_crash_after_acknowledgement_is_recovered_once(shared_url: str) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     async with aiohttp.ClientSession() as session:
         # 1. A process that acknowledges but does not get to process (then dies hard).
-        proc = serve(redis_url, port, SMSBOT_PAUSE_PROCESSING="1")
+        proc = serve(shared_url, port, SMSBOT_PAUSE_PROCESSING="1")
         try:
             await wait_ready(session, base)
             async with session.post(
@@ -165,7 +166,7 @@ async def test_crash_after_acknowledgement_is_recovered_once(redis_url: str) -> 
             proc.send_signal(signal.SIGKILL)
             proc.wait()
         # 2. Restarted: the queued message is processed once; a late provider retry is not.
-        proc = serve(redis_url, port)
+        proc = serve(shared_url, port)
         try:
             await wait_ready(session, base)
             async with session.post(base + "/webhooks/generic", data=body, headers=headers) as r:
@@ -195,10 +196,10 @@ async def test_graceful_shutdown_finishes_in_flight_work(nlu: Understander, redi
         assert conv["state"] == "promised"
 
 
-async def test_two_real_processes_keep_one_borrower_in_order(redis_url: str) -> None:
+async def test_two_real_processes_keep_one_borrower_in_order(shared_url: str) -> None:
     ports = [free_port(), free_port()]
     bases = [f"http://127.0.0.1:{p}" for p in ports]
-    procs = [serve(redis_url, p) for p in ports]
+    procs = [serve(shared_url, p) for p in ports]
     try:
         async with aiohttp.ClientSession() as session:
             for base in bases:

@@ -24,6 +24,15 @@ from bot.storage import keys
 from bot.storage.base import Store, StoreUnavailable, Transition
 from bot.storage.redis import RedisStore
 from bot.transport.inbound import InboundSms
+from tests.service.storehelpers import CONTRACT_KINDS, open_store
+
+
+@pytest.fixture(params=CONTRACT_KINDS)
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
+    """Memory, one Redis, and a Redis Cluster: the contract holds on each."""
+    async for opened in open_store(request):
+        yield opened
+
 
 if TYPE_CHECKING:
     from conftest import RedisServer  # tests/service/conftest.py (fixtures only at run time)
