@@ -24,7 +24,7 @@ from bot.console.app import DEMO_LOGINS
 from bot.outbound.setup import carriers_in_use
 from bot.settings import Settings, load_settings
 from bot.telemetry import logs
-from bot.workers import METRICS_DIR, Supervisor, watch_parent
+from bot.workers import METRICS_DIR, Supervisor, ready_on, watch_parent
 from common.errors import UsageError
 from intents.nlu import default_cache_dir
 
@@ -157,7 +157,9 @@ def _supervise(args: argparse.Namespace, settings: Settings) -> int:
             argv.append("--no-banner")
         return argv
 
-    supervisor = Supervisor(command, args.workers, env)
+    supervisor = Supervisor(
+        command, args.workers, env, ready=ready_on(settings.host, settings.port)
+    )
     log.info("smsbot supervisor (pid %d): %d workers", os.getpid(), args.workers)
     return asyncio.run(supervisor.run())
 

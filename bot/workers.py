@@ -14,7 +14,11 @@ parent serves nothing itself. It
   is killed;
 - forwards SIGHUP: each worker reloads flows, rule packs and SLA settings (``bot/reload.py``),
   exactly as a single process does. Not a restart: a restart would start from files that may
-  not load, while a reload keeps the last good version of whatever has a problem.
+  not load, while a reload keeps the last good version of whatever has a problem;
+- on SIGUSR2 replaces the workers one at a time (new code, a retrained model): a successor is
+  started beside the worker it replaces (SO_REUSEPORT: both accept), and only once it answers
+  /readyz with its own pid is the old one told to stop, so the port never goes dark; a
+  successor that does not become ready replaces nothing and the old one serves on.
 
 Workers run in their own process group, so a Ctrl-C on the terminal reaches only the parent
 (which forwards it once: a second signal would cut a worker's drain short), and each worker
@@ -29,8 +33,9 @@ import logging
 import os
 import signal
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
+import aiohttp
 from aiohttp import web
 from prometheus_client import multiprocess
 
@@ -43,6 +48,33 @@ YOUNG_S = 30.0
 GIVE_UP_AFTER = 5  # young deaths running, in one slot
 METRICS_DIR = "PROMETHEUS_MULTIPROC_DIR"  # the workers' metric files (bot/telemetry/metrics.py)
 Command = Callable[[int, bool], list[str]]  # (worker index, first start) -> argv
+# (pid, process) -> True once that worker answers /readyz on the shared port; False if it
+# died or did not within its time.
+Ready = Callable[[int, asyncio.subprocess.Process], Awaitable[bool]]
+READY_TIMEOUT_S = 180.0  # a successor may train the model first (a new build): 20-40 s
+
+
+def ready_on(host: str, port: int) -> Ready:
+    """Asks /readyz on the shared port over new connections (the kernel spreads them over the
+    workers) until the worker with that pid answers 200."""
+    probe = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+    url = f"http://[{probe}]:{port}/readyz" if ":" in probe else f"http://{probe}:{port}/readyz"
+
+    async def ready(pid: int, proc: asyncio.subprocess.Process) -> bool:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + READY_TIMEOUT_S
+        timeout = aiohttp.ClientTimeout(total=2.0)
+        connector = aiohttp.TCPConnector(force_close=True)
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+            while loop.time() < deadline and proc.returncode is None:
+                with contextlib.suppress(aiohttp.ClientError, TimeoutError, ValueError):
+                    async with session.get(url) as r:
+                        if r.status == 200 and (await r.json()).get("pid") == pid:
+                            return True
+                await asyncio.sleep(0.05)
+        return False
+
+    return ready
 
 
 class Supervisor:
@@ -54,8 +86,11 @@ class Supervisor:
         *,
         stop_timeout_s: float = 75.0,
         backoff_start_s: float = BACKOFF_START_S,
+        ready: Ready | None = None,
     ) -> None:
         self._command = command
+        self._ready = ready
+        self._rolling: asyncio.Task[None] | None = None
         self._workers = workers
         self._env = dict(env)
         self._stop_timeout_s = stop_timeout_s
@@ -70,14 +105,18 @@ class Supervisor:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop, sig)
         loop.add_signal_handler(signal.SIGHUP, self._forward, signal.SIGHUP)
+        loop.add_signal_handler(signal.SIGUSR2, self.roll)
         slots = [asyncio.create_task(self._keep(i)) for i in range(self._workers)]
         await self._stopping.wait()
+        if self._rolling is not None:
+            self._rolling.cancel()
+            await asyncio.gather(self._rolling, return_exceptions=True)
         self._forward(self._stop_signal)
         code = await self._wait_all()
         for task in slots:
             task.cancel()
         await asyncio.gather(*slots, return_exceptions=True)
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR2):
             loop.remove_signal_handler(sig)
         return 1 if self._failed else code
 
@@ -86,6 +125,53 @@ class Supervisor:
             log.info("%s: stopping %d worker(s) gracefully", sig.name, len(self._procs))
             self._stop_signal = sig
             self._stopping.set()
+
+    def roll(self) -> None:
+        """SIGUSR2: every worker replaced by a new process, one at a time (new code, a
+        retrained model), the port answering throughout."""
+        if self._ready is None or self._stopping.is_set():
+            return
+        if self._rolling is not None and not self._rolling.done():
+            log.warning("SIGUSR2: a rolling restart is under way already")
+            return
+        self._rolling = asyncio.create_task(self._roll())
+
+    async def _roll(self) -> None:
+        assert self._ready is not None
+        log.info("SIGUSR2: replacing %d worker(s) one at a time", len(self._procs))
+        for index in sorted(self._procs):
+            old = self._procs[index]
+            new = await asyncio.create_subprocess_exec(
+                *self._command(index, False), env=self._env, process_group=0
+            )
+            log.info("worker %d: its successor started (pid %d)", index, new.pid)
+            if not await self._ready(new.pid, new) or self._stopping.is_set():
+                # The old one keeps serving: a build that does not start replaces nothing.
+                log.error(
+                    "worker %d: its successor (pid %d) did not become ready; pid %d stays and"
+                    " the rolling restart stops",
+                    index,
+                    new.pid,
+                    old.pid,
+                )
+                with contextlib.suppress(ProcessLookupError):
+                    new.terminate()
+                await new.wait()
+                self._gone(new)
+                return
+            # The slot's keeper now watches the successor; the old one drains and leaves
+            # (read again: it may itself have been restarted meanwhile).
+            old = self._procs[index]
+            self._procs[index] = new
+            with contextlib.suppress(ProcessLookupError):
+                old.send_signal(signal.SIGTERM)
+            log.info("worker %d replaced: pid %d -> %d", index, old.pid, new.pid)
+        log.info("rolling restart done")
+
+    def _gone(self, proc: asyncio.subprocess.Process) -> None:
+        if self._env.get(METRICS_DIR):
+            # Its gauges of live values (drains waiting) leave the sum; its counters stay.
+            multiprocess.mark_process_dead(proc.pid, self._env[METRICS_DIR])  # type: ignore[no-untyped-call]
 
     def pids(self) -> dict[int, int]:
         """Worker index -> pid of the processes running now."""
@@ -114,9 +200,12 @@ class Supervisor:
             started = time.monotonic()
             log.info("worker %d started (pid %d)", index, proc.pid)
             code = await proc.wait()
-            if self._env.get(METRICS_DIR):
-                # Its gauges of live values (drains waiting) leave the sum; its counters stay.
-                multiprocess.mark_process_dead(proc.pid, self._env[METRICS_DIR])  # type: ignore[no-untyped-call]
+            self._gone(proc)
+            while self._procs[index] is not proc and not self._stopping.is_set():
+                # Replaced by a rolling restart (it was told to stop): watch its successor.
+                proc, started = self._procs[index], time.monotonic()
+                code = await proc.wait()
+                self._gone(proc)
             if self._stopping.is_set():
                 return
             lived = time.monotonic() - started

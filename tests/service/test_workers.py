@@ -242,3 +242,80 @@ def test_a_worker_whose_supervisor_died_before_it_started_stops(
             proc.kill()
             proc.wait()
     assert "is gone: stopping" in log.read_text(errors="replace")
+
+
+async def test_sigusr2_replaces_every_worker_while_the_port_answers(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """A rolling restart (new code): each worker gets a successor, and is stopped only once
+    its successor answers; requests made all along are all answered, replies processed once."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    log = tmp_path / "serve.log"
+    proc = serve(redis_url, port, log, args=["--workers", "2"])
+    try:
+        async with fresh_connections() as session:
+            await wait_ready(session, base)
+            before = await both_answering(session, base)
+            r = await session.post(
+                base + "/api/accounts",
+                json={"accounts": [account(1)], "start": False},
+                headers=AUTH,
+            )
+            assert r.status == 200
+            failures: list[str] = []
+            answered: set[int] = set()
+            sent: list[str] = []
+            done = asyncio.Event()
+
+            async def traffic() -> None:
+                n = 0
+                while not done.is_set():
+                    n += 1
+                    text = f"第{n}条"
+                    body, headers = generic_request(f"roll-{n}", account(1)["phone"], text)
+                    try:
+                        async with session.post(
+                            base + "/webhooks/generic", data=body, headers=headers
+                        ) as r:
+                            if r.status != 200:
+                                failures.append(f"{r.status}")
+                            else:
+                                sent.append(text)
+                        async with session.get(base + "/readyz") as r:
+                            answered.add((await r.json())["pid"])
+                    except aiohttp.ClientError as exc:
+                        failures.append(repr(exc))
+                    await asyncio.sleep(0.02)
+
+            load = asyncio.create_task(traffic())
+            proc.send_signal(signal.SIGUSR2)
+            deadline = time.monotonic() + 120
+            while "rolling restart done" not in log.read_text(errors="replace"):
+                assert time.monotonic() < deadline, log.read_text(errors="replace")
+                await asyncio.sleep(0.2)
+            after = await both_answering(session, base)
+            done.set()
+            await load
+            assert not (after & before), (before, after)  # both replaced
+            assert not any(alive(pid) for pid in before)
+            assert not failures, failures  # the port never went dark
+            assert answered & before and answered & after  # served by old and new alike
+            assert len(sent) >= 20, len(sent)  # replies kept coming during the restart
+            conv: dict[str, object] = {}
+            for _ in range(100):
+                async with session.get(f"{base}/api/conversations/acc-0001", headers=AUTH) as r:
+                    conv = await r.json()
+                if len(borrower_texts(conv)) >= len(sent):
+                    break
+                await asyncio.sleep(0.1)
+            assert sorted(borrower_texts(conv)) == sorted(sent)  # each once
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    out = log.read_text(errors="replace")
+    assert out.count("smsbot is running on") == 1, out
+    assert "Traceback" not in out, out
