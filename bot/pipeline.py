@@ -254,7 +254,7 @@ class Pipeline:
         event = loaded.head
         outbox: list[Outbound] | None = None  # None: not read yet (a recovery): flush reads it
         while event is not None:
-            bind_contextvars(event=event.id)
+            bind_contextvars(event_id=event.id)
             progress, state = await self._process(account_id, event, state, lock)
             if not progress.held:
                 log.warning("lost the lock of account %s; its new owner goes on", account_id)

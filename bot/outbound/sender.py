@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from structlog.contextvars import bind_contextvars
+
 from bot.clock import Clock
 from bot.ids import new_id
 from bot.outbound.carriers.base import Carrier, SendOutcome
@@ -158,6 +160,9 @@ class Sender(Reconciling):
         a bug is logged, never raised (the record stays where its last stored step left it)."""
         if key in self._inflight:
             return
+        # Its own task (_spawn): the log lines of this send name the account and message, and
+        # keep the request id of the reply whose drain reserved it (the task copied that context).
+        bind_contextvars(account=key[0], message_id=key[1])
         self._inflight.add(key)
         try:
             await work()

@@ -5,7 +5,8 @@ The code logs through the standard library (``logging.getLogger(__name__)``), as
 and the libraries; structlog's ``ProcessorFormatter`` turns every record, ours or theirs, into
 one line with the same fields: ``timestamp`` (UTC), ``level``, ``logger``, ``event`` (the
 message), the ids bound to the context (``request_id`` of the HTTP request, and in the tasks
-it starts; ``account`` and ``event`` while a drain processes an account's queue), and
+it starts; ``account`` and ``event_id`` while a drain processes an account's queue,
+``message_id`` while a message is sent), and
 ``exception`` with its traceback.
 
 Masking (《个人信息保护法》): callers mask what they know is personal (``bot.privacy``); then

@@ -6,6 +6,9 @@ way it can, and the service refusing to start without what its carriers need.
 
 from __future__ import annotations
 
+import io
+import json
+import logging
 import shutil
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -22,10 +25,18 @@ from bot.context import PIPELINE, SENDER
 from bot.outbound.record import SETTLED
 from bot.settings import Settings
 from bot.storage.base import Store
+from bot.telemetry import logs
 from common.errors import ConfigError
 from intents import Understander
 from tests.outbound.fakecarrier import FakeCarrier, flows_with_codes
-from tests.service.apphelpers import ALIYUN_TOKEN, account, conversation, daytime_clock, settings
+from tests.service.apphelpers import (
+    ALIYUN_TOKEN,
+    AUTH,
+    account,
+    conversation,
+    daytime_clock,
+    settings,
+)
 from tests.service.carrierhelpers import (
     aliyun_settings,
     fake_on,
@@ -132,6 +143,38 @@ async def test_each_rule_pack_sends_through_its_own_carrier(
         assert (us_got.carrier, us_got.phone) == ("twilio", us["phone"])
         assert us_got.text == us_msg["text"]
         assert sorted(sends(fake)) == ["SendSms", "create"]
+
+
+async def test_a_send_logs_its_message_and_the_request_that_caused_it(
+    nlu: Understander, clock: Clock, fake: FakeCarrier
+) -> None:
+    # Request id through webhook or API -> drain -> gate -> the carrier call's own task. The
+    # service's formatter on a handler of its own: ids are read from the context as each line
+    # is written, in the task that writes it.
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(logs.formatter("json"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    fake.permanent[account(1)["phone"]] = "invalid_number"  # the failure is logged
+    try:
+        async with service(nlu, None, clock, **twilio_settings(fake)) as c:
+            r = await c.post(
+                "/api/accounts",
+                json={"accounts": [account(1)], "start": True},
+                headers={**AUTH, "X-Request-ID": "batch-import-0001"},
+            )
+            assert r.status == 200
+            await c.app[PIPELINE].idle()
+            (m,) = (await conversation(c, "acc-0001"))["messages"]
+    finally:
+        root.removeHandler(handler)
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    failed = [x for x in lines if x["event"].startswith(f"message {m['id']}")]
+    assert failed, [(x["logger"], x["event"][:60]) for x in lines]
+    assert failed[0]["request_id"] == "batch-import-0001", failed[0]
+    assert (failed[0]["account"], failed[0]["message_id"]) == ("acc-0001", m["id"])
+    assert account(1)["phone"] not in out.getvalue()
 
 
 # --- what a provider says about the number outlives the message --------------------------------

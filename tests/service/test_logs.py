@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from bot.context import PIPELINE
+from bot.privacy import mask_text
 from bot.telemetry import logs
 from intents import Understander
 from tests.service.apphelpers import (
@@ -94,6 +95,7 @@ async def test_request_id_reaches_the_pipeline(nlu: Understander, lines: io.Stri
     assert committed, found
     assert committed[-1]["request_id"] == "req-from-the-lb-01"
     assert committed[-1]["account"] == "acc-0081"
+    assert committed[-1]["event"].split()[1] == committed[-1]["event_id"]  # an id, unmasked
     unknown = [r for r in found if "unknown number" in r["event"]]
     assert unknown and unknown[0]["request_id"] != "req-from-the-lb-01"
     assert "+86139****0001" in unknown[0]["event"]
@@ -128,3 +130,13 @@ async def test_a_redis_outage_is_one_warning_each_way(
     up = [m for m in warnings if "available again" in m]
     assert len(down) == 1, warnings
     assert len(up) == 1, warnings
+
+
+def test_our_ids_are_not_read_as_card_numbers() -> None:
+    # A message id with a run of zeros stays whole (it is what an operator greps for); a phone
+    # beside it, or glued to text that only looks like an id, is still masked.
+    mid = "25b8ec041ff8d3ee0000000000000003"
+    assert mask_text(f"message {mid} to +8613812345678") == f"message {mid} to +86138****5678"
+    assert "13812345678" not in mask_text("a" * 40 + "13812345678")
+    assert "13812345678" not in mask_text("ab12" + "13812345678" + "cdef")
+    assert mask_text("卡号6222021234567890123") == "卡号6222***********0123"
