@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from aiohttp import web
 from aiohttp.web_log import AccessLogger
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_response import StreamResponse
@@ -19,7 +20,9 @@ MASK = "***"
 
 class MaskingAccessLogger(AccessLogger):
     def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
-        match_info = getattr(request, "match_info", None)
+        # A request that could not be parsed (a bad header) was never routed: no match_info
+        # (aiohttp's property asserts there is one), and nothing secret in its path.
+        match_info = request._match_info if isinstance(request, web.Request) else None
         if match_info is not None and match_info.get("token"):
             # aiohttp's formatters only read attributes of the request: a stand-in whose
             # path ends in the mask (a request whose body was read cannot be cloned).

@@ -70,7 +70,7 @@ def _serve(args: argparse.Namespace) -> int:
     if args.demo_force:
         overrides["demo_force"] = True
     settings = load_settings(**overrides)
-    logs.configure(settings.log_format, settings.log_level)
+    json_logs = logs.configure(settings.log_format, settings.log_level) == "json"
     if args.workers < 1:
         raise UsageError("--workers must be at least 1")
     if args.workers > 1:
@@ -86,6 +86,7 @@ def _serve(args: argparse.Namespace) -> int:
         banner=not args.no_banner,
         key_file=key_file,
         supervisor=args.supervisor_pid,
+        json_logs=json_logs,
     )
     return 0
 
@@ -171,6 +172,7 @@ def _run(
     banner: bool,
     key_file: Path | None,
     supervisor: int | None = None,
+    json_logs: bool = False,
 ) -> None:
     app = create_app(settings)
     if supervisor is not None:
@@ -212,12 +214,25 @@ def _run(
             f"  API document     {base}/api/openapi.json",
             f"  health           {base}/healthz   {base}/readyz",
         ]
+        if settings.metrics_port is not None:
+            where = f"http://{settings.metrics_host}:{settings.metrics_port}/metrics"
+            lines.append(f"  metrics          {where}")
+        elif settings.metrics_token is not None:
+            lines.append(f"  metrics          {base}/metrics (Bearer $SMSBOT_METRICS_TOKEN)")
         if key_file is not None:
             lines.append(
                 f"  API key          made for this run, in {key_file} (readable by you only);"
                 " set SMSBOT_API_KEY to fix one"
             )
-        print("\n".join(lines) + "\n", file=sys.stderr, flush=True)
+        if json_logs:
+            # The stream is JSON lines for a collector: the banner is one of them, without the
+            # demo's passwords (a terminal shows those: SMSBOT_LOG_FORMAT=console).
+            shown = [line.strip() for line in lines[2:] if "demo sign-in" not in line]
+            if app[DEMO_LOGINS]:
+                shown.append("demo sign-ins: shown on a terminal only (SMSBOT_LOG_FORMAT=console)")
+            log.info("%s", lines[1], extra={"urls": shown})
+        else:
+            print("\n".join(lines) + "\n", file=sys.stderr, flush=True)
 
     if banner:
         app.on_startup.append(print_banner)

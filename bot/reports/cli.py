@@ -12,6 +12,7 @@ from bot.campaigns.cli import run_on_store
 from bot.campaigns.service import Campaigns
 from bot.reports import collect, render
 from bot.reports.model import Dashboard
+from common.errors import UsageError
 
 
 def register(sub: Any) -> None:
@@ -37,8 +38,13 @@ async def build(c: Campaigns, start: str | None, end: str | None, ref: str | Non
 
 
 def _report(args: argparse.Namespace) -> int:
-    d = run_on_store(lambda c: build(c, args.start, args.end, args.campaign))
     out: Path = args.output
+    # Before the figures are read (a minute on a large store): where they go must be writable.
+    if out.suffix.lower() not in (".html", ".htm", ".csv"):
+        raise UsageError(f"-o {out}: write a .html or a .csv file")
+    if out.is_dir() or not out.parent.is_dir():
+        raise UsageError(f"-o {out}: not a file in an existing directory")
+    d = run_on_store(lambda c: build(c, args.start, args.end, args.campaign))
     if out.suffix.lower() == ".csv":
         out.write_text(render.to_csv(d), encoding="utf-8")
     else:

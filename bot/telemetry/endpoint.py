@@ -17,21 +17,23 @@ import os
 import re
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 
 from aiohttp import web
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
-    GC_COLLECTOR,
     PLATFORM_COLLECTOR,
-    PROCESS_COLLECTOR,
     CollectorRegistry,
     generate_latest,
     multiprocess,
 )
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 from structlog.contextvars import bind_contextvars
 
 from bot.context import SETTINGS
+from bot.privacy import mask_text
 from bot.telemetry import metrics
 
 PATH = "/metrics"
@@ -43,6 +45,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _PREFIX = secrets.token_hex(4)  # this process's (a restart or another worker: another)
 _serial = itertools.count(1)
 _CLASS = {n: f"{n}xx" for n in range(1, 6)}
+_PID_FILE = re.compile(r"_(\d+)\.db$")
 
 
 @web.middleware
@@ -54,7 +57,11 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     # Made from the process's prefix and a counter: unique, and a tenth of a random token's
     # cost. Only this middleware binds in a request's task (a keep-alive connection's
     # requests run in one task, one at a time): each request's id replaces the last.
-    rid = given if given and _CALLERS_ID.fullmatch(given) else f"{_PREFIX}{next(_serial):x}"
+    # A phone or ID number is no request id (it would be masked in our lines, not in theirs).
+    if given and _CALLERS_ID.fullmatch(given) and mask_text(given) == given:
+        rid = given
+    else:
+        rid = f"{_PREFIX}{next(_serial):x}"
     bind_contextvars(request_id=rid)
     started = time.perf_counter()
     status = 500
@@ -100,13 +107,44 @@ def exposition() -> web.Response:
 
 def registry() -> CollectorRegistry:
     """This process's metrics, or every worker's when they share a directory of files."""
-    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not directory:
         return metrics.REGISTRY
     combined = CollectorRegistry()
     multiprocess.MultiProcessCollector(combined)  # type: ignore[no-untyped-call]
-    for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
-        combined.register(collector)  # the process that answers
+    # process_* and python_gc_* would describe whichever worker answered, jumping between
+    # them from one scrape to the next (read as counter resets): every worker's, by pid.
+    combined.register(PLATFORM_COLLECTOR)
+    combined.register(Workers(Path(directory)))
     return combined
+
+
+class Workers(Collector):
+    """CPU and resident memory of every live process that writes to the metrics directory
+    (its files end in ``_<pid>.db``), read from /proc, labelled by pid."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def collect(self) -> Iterator[Metric]:
+        cpu = CounterMetricFamily(
+            "smsbot_worker_cpu_seconds", "CPU time of each worker process", labels=["pid"]
+        )
+        rss = GaugeMetricFamily(
+            "smsbot_worker_resident_memory_bytes", "Resident memory of each worker", labels=["pid"]
+        )
+        pids = {m[1] for f in self.directory.glob("*.db") if (m := _PID_FILE.search(f.name))}
+        tick, page = os.sysconf("SC_CLK_TCK"), os.sysconf("SC_PAGE_SIZE")
+        for pid in sorted(pids):
+            try:
+                stat = Path(f"/proc/{pid}/stat").read_text()
+            except OSError:
+                continue  # a worker that died: its counters stay in the sums, not its process
+            fields = stat.rpartition(")")[2].split()  # after the command's name
+            cpu.add_metric([pid], (int(fields[11]) + int(fields[12])) / tick)
+            rss.add_metric([pid], int(fields[21]) * page)
+        yield cpu
+        yield rss
 
 
 def metrics_app() -> web.Application:

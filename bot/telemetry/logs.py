@@ -18,10 +18,12 @@ or a forgotten call site is masked anyway. A test scans every line the test suit
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from typing import Any, TextIO
 
 import structlog
+from aiohttp.http_exceptions import HttpProcessingError
 from structlog.typing import EventDict, WrappedLogger
 
 from bot.privacy import mask_text
@@ -32,17 +34,48 @@ _QUIET = ("jieba", "transitions", "asyncio", "aiohttp.server")
 
 
 def mask_personal(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
-    """Masks phone, ID and card numbers in every string value of the line."""
+    """Masks phone, ID and card numbers in every string of the line, however deep (aiohttp's
+    access log nests the request's headers)."""
     for key, value in event.items():
-        if isinstance(value, str):
-            event[key] = mask_text(value)
+        event[key] = _masked(value)
     return event
+
+
+def _masked(value: Any) -> Any:
+    if isinstance(value, str):
+        return mask_text(value)
+    if isinstance(value, dict):
+        return {k: _masked(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_masked(v) for v in value]
+    return value
+
+
+def _pid(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
+    # With `smsbot serve --workers N` several processes write one stream: which one said it.
+    event["pid"] = os.getpid()
+    return event
+
+
+class BadRequests(logging.Filter):
+    """aiohttp logs a malformed request (a bad header, a bad Content-Length) as an ERROR with
+    a traceback and a piece of the client's bytes: anyone could fill the log with alerts. It
+    is the client's error: one WARNING line, no traceback (the 400 was answered)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.msg, record.args = "bad HTTP request: %s", (type(exc).__name__,)
+            record.exc_info = record.exc_text = None
+        return True
 
 
 def formatter(fmt: str) -> logging.Formatter:
     """The formatter of every handler: ``json`` or ``console``."""
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
+        _pid,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.stdlib.ExtraAdder(),
@@ -73,9 +106,9 @@ def _keep(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
     return event
 
 
-def configure(fmt: str = "auto", level: str = "INFO", stream: TextIO | None = None) -> None:
+def configure(fmt: str = "auto", level: str = "INFO", stream: TextIO | None = None) -> str:
     """Sends every log record of the process through one handler on ``stream`` (stderr).
-    ``auto``: key=value lines on a terminal, JSON lines otherwise."""
+    ``auto``: key=value lines on a terminal, JSON lines otherwise. The format chosen."""
     out = stream or sys.stderr
     if fmt == "auto":
         fmt = "console" if out.isatty() else "json"
@@ -86,5 +119,9 @@ def configure(fmt: str = "auto", level: str = "INFO", stream: TextIO | None = No
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+    server = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, BadRequests) for f in server.filters):
+        server.addFilter(BadRequests())
     for name in _QUIET:
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
+    return fmt

@@ -153,6 +153,15 @@ async def test_smsbot_report_writes_the_file(
     assert "funnel,total,paid,1" in (tmp_path / "figures.csv").read_text(encoding="utf-8-sig")
     bad = await asyncio.to_thread(smsbot, env, "report", "--to", "2026-11-31")
     assert bad.returncode == 2 and "to: not a date" in bad.stderr
+    # Where it goes is checked first, with the reason: no traceback after the figures.
+    for where, reason in (
+        (tmp_path / "missing" / "r.html", "not a file in an existing directory"),
+        (tmp_path, "write a .html or a .csv file"),
+        (tmp_path / "r.pdf", "write a .html or a .csv file"),
+    ):
+        bad = await asyncio.to_thread(smsbot, env, "report", "-o", str(where))
+        assert bad.returncode == 2 and reason in bad.stderr, bad.stderr
+        assert "Traceback" not in bad.stderr
 
 
 def smsbot(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

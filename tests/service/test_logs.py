@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -54,7 +55,8 @@ def test_lines_are_json_and_personal_numbers_are_masked(lines: io.StringIO) -> N
     except ValueError:
         log.exception("failed for id 11010519491231002X")
     log.warning("plain", extra={"phone": "13800138000"})
-    first, second, third = records(lines)
+    log.info("nested", extra={"request_header": {"Referer": "http://x/?tel=13912345678"}})
+    first, second, third, fourth = records(lines)
     assert first["event"] == "reply from +86138****5678"
     assert (first["level"], first["logger"]) == ("info", "bot.somewhere")
     assert first["timestamp"].endswith("Z")
@@ -63,6 +65,8 @@ def test_lines_are_json_and_personal_numbers_are_masked(lines: io.StringIO) -> N
     assert "13912345678" not in second["exception"] and "139****5678" in second["exception"]
     assert "ValueError" in second["exception"]
     assert third["phone"] == "138****8000"
+    assert fourth["request_header"]["Referer"] == "http://x/?tel=139****5678"  # however deep
+    assert first["pid"] == os.getpid()  # several workers write one stream
 
 
 def test_console_format_masks_too(lines: io.StringIO) -> None:

@@ -141,6 +141,9 @@ async def test_request_id_is_kept_or_made(nlu: Understander) -> None:
         r = await c.get("/healthz", headers={"X-Request-ID": "lb-4f2a9c01"})
         assert r.headers["X-Request-ID"] == "lb-4f2a9c01"
         r = await c.get("/healthz", headers={"X-Request-ID": "bad id\u202e"})
+        # A phone number is no request id: ours would be masked, the caller's not.
+        r2 = await c.get("/healthz", headers={"X-Request-ID": "13812345678"})
+        assert r2.headers["X-Request-ID"] != "13812345678"
         made = r.headers["X-Request-ID"]
         assert made != "bad id\u202e" and made.isalnum()
         again = (await c.get("/healthz")).headers["X-Request-ID"]

@@ -5,6 +5,8 @@ tokens are masked in the access log."""
 from __future__ import annotations
 
 import asyncio
+import io
+import json
 import logging
 import os
 import signal
@@ -20,6 +22,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from bot.accesslog import MaskingAccessLogger
 from bot.app import create_app
 from bot.serve import write_api_key
+from bot.telemetry import logs
 from common.errors import UsageError
 from intents import Understander
 from intents.nlu import default_cache_dir
@@ -129,3 +132,44 @@ async def test_a_real_start_prints_neither_the_key_nor_a_token(tmp_path: Path) -
     assert key not in out
     assert ALIYUN_TOKEN not in out
     assert "/webhooks/aliyun/***" in out
+
+
+async def test_a_malformed_request_is_one_warning_not_an_error_with_a_traceback(
+    nlu: Understander,
+) -> None:
+    out = io.StringIO()
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    logs.configure("json", "INFO", stream=out)  # as smsbot serve configures it
+    try:
+        server = TestServer(create_app(settings(), nlu=nlu))
+        await server.start_server(
+            access_log=logging.getLogger("aiohttp.access"), access_log_class=MaskingAccessLogger
+        )
+        try:
+            bad = [
+                b"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
+                b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Request-ID: " + b"a" * 10_000 + b"\r\n\r\n",
+                b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Bad: 13812345678\x01\r\n\r\n",
+            ]
+            for raw in bad:
+                reader, writer = await asyncio.open_connection(server.host, server.port)
+                writer.write(raw)
+                await writer.drain()
+                status = await reader.readline()
+                assert b" 400 " in status, status
+                writer.close()
+            await asyncio.sleep(0.1)
+        finally:
+            await server.close()
+    finally:
+        for h in list(root.handlers):
+            root.removeHandler(h)
+        for h in saved[0]:
+            root.addHandler(h)
+        root.setLevel(saved[1])
+    records = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert not [r for r in records if r["level"] in ("error", "critical")], records
+    bad_lines = [r for r in records if r["event"].startswith("bad HTTP request")]
+    assert len(bad_lines) == len(bad) and all(r["level"] == "warning" for r in bad_lines)
+    assert "13812345678" not in out.getvalue() and "Traceback" not in out.getvalue()

@@ -159,6 +159,20 @@ async def test_two_workers_share_the_port_and_stop_cleanly(redis_url: str, tmp_p
                     if s.name == "smsbot_events_total" and s.labels == {"kind": "inbound"}
                 ]
                 assert inbound == [len(reqs)], inbound
+                # Each worker's CPU and memory by pid, whichever answers (no process_* of
+                # one worker that would jump to the other's at the next scrape).
+                samples = [s for f in text_string_to_metric_families(text) for s in f.samples]
+                cpu = {
+                    s.labels["pid"] for s in samples if s.name == "smsbot_worker_cpu_seconds_total"
+                }
+                rss = {
+                    s.labels["pid"]: s.value
+                    for s in samples
+                    if s.name == "smsbot_worker_resident_memory_bytes"
+                }
+                assert cpu == set(rss) == {str(p) for p in first}, (cpu, first)
+                assert all(v > 10_000_000 for v in rss.values())
+                assert not [s for s in samples if s.name.startswith("process_cpu")]
 
             # kill -9 one worker: the parent starts another, and the port keeps answering.
             victim = min(first)
