@@ -4,6 +4,7 @@ suites, which also run on a Redis Cluster (their own ``store`` fixture)."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
 import redis.asyncio as aioredis
@@ -14,6 +15,18 @@ from bot.storage.redis import RedisStore
 
 # The store contract suites run on these; other tests on the first two.
 CONTRACT_KINDS = ["memory", "redis", "cluster"]
+
+
+@asynccontextmanager
+async def redis_store_on(url: str) -> AsyncIterator[RedisStore]:
+    """A Redis store on ``url``'s server, emptied first; closed after."""
+    async with aioredis.Redis.from_url(url) as admin:
+        await admin.flushdb()
+    store = RedisStore.from_url(url)
+    try:
+        yield store
+    finally:
+        await store.close()
 
 
 async def open_store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
@@ -32,11 +45,5 @@ async def open_store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
         await memory.close()
         return
     # Requested only here, so `-k memory` runs without a redis-server.
-    server = request.getfixturevalue("redis_server")
-    async with aioredis.Redis.from_url(server.url) as admin:
-        await admin.flushdb()
-    redis_store = RedisStore.from_url(server.url)
-    try:
-        yield redis_store
-    finally:
-        await redis_store.close()
+    async with redis_store_on(request.getfixturevalue("redis_server").url) as store:
+        yield store

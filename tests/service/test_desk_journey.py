@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from bot.context import CLOCK, DESK, DESK_SERVICE, PIPELINE
+from bot.desk.case import Case
 from bot.desk.errors import CaseHeld, InvalidRequest, PermissionDenied
 from bot.records import Instalment
 from bot.storage.base import Store
@@ -41,6 +42,15 @@ async def _disputed(c: Any) -> dict[str, Any]:
     await post_twilio(c, acc["phone"], "这笔钱我根本没借过，你们搞错了", "SM" + "1" * 32)
     await _settle(c)
     return acc
+
+
+async def _claimed(c: Any) -> tuple[dict[str, Any], Case]:
+    """A disputed borrower's case, claimed by alice."""
+    desk = c.app[DESK_SERVICE]
+    acc = await _disputed(c)
+    (case,) = await desk.list_cases("alice", "agent")
+    await desk.claim("alice", "agent", acc["id"], case.id)
+    return acc, case
 
 
 async def test_handoff_claim_promise_give_back_and_the_bot_reminds(
@@ -132,9 +142,7 @@ async def test_a_plan_given_back_at_promised_is_tracked_instalment_by_instalment
 ) -> None:
     async with client(nlu, store=store, clock=daytime_clock()) as c:
         desk = c.app[DESK_SERVICE]
-        acc = await _disputed(c)
-        (case,) = await desk.list_cases("alice", "agent")
-        await desk.claim("alice", "agent", acc["id"], case.id)
+        acc, case = await _claimed(c)
         days = [date(2026, 11, 28), date(2026, 12, 8), date(2026, 12, 18)]
         amounts = ["1000.00", "1000.00", "1200.00"]
         plan = [Instalment(due=d, amount=Decimal(a)) for d, a in zip(days, amounts, strict=True)]
@@ -172,9 +180,7 @@ async def test_a_new_plan_replaces_the_old_and_an_empty_one_clears_it(
 ) -> None:
     async with client(nlu, store=store, clock=daytime_clock()) as c:
         desk = c.app[DESK_SERVICE]
-        acc = await _disputed(c)
-        (case,) = await desk.list_cases("alice", "agent")
-        await desk.claim("alice", "agent", acc["id"], case.id)
+        acc, case = await _claimed(c)
         first = [Instalment(due=date(2026, 12, 1), amount=Decimal("3200"))]
         second = [Instalment(due=date(2026, 12, 2), amount=Decimal("1600"))]
         for plan, want in ((first, ["2026-12-01"]), (second, ["2026-12-02"]), ([], [])):

@@ -24,7 +24,7 @@ from bot.storage import keys
 from bot.storage.base import Store, StoreUnavailable, Transition
 from bot.storage.redis import RedisStore
 from bot.transport.inbound import InboundSms
-from tests.service.storehelpers import CONTRACT_KINDS, open_store
+from tests.service.storehelpers import CONTRACT_KINDS, open_store, redis_store_on
 
 
 @pytest.fixture(params=CONTRACT_KINDS)
@@ -708,13 +708,8 @@ async def test_pending_accounts_have_events_or_unsent_messages(store: Store) -> 
 
 @pytest.fixture
 async def redis_store(redis_server: RedisServer) -> AsyncIterator[RedisStore]:
-    async with aioredis.Redis.from_url(redis_server.url) as admin:
-        await admin.flushdb()
-    store = RedisStore.from_url(redis_server.url)
-    try:
+    async with redis_store_on(redis_server.url) as store:
         yield store
-    finally:
-        await store.close()
 
 
 async def test_redis_lock_lease_expires(redis_store: RedisStore) -> None:
