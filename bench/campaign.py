@@ -463,6 +463,19 @@ async def bench_release(
                 shown = {k: v for k, v in fields.items() if v not in (0, {}, [], "0", "0.00")}
                 took = time.perf_counter() - t
                 print(f"  status of {ids[0]} once at the end ({took:.1f} s): {shown}")
+            # The same conversations idle weeks later: the phone's send ledger (kept 8 days)
+            # and the duplicate claims (30 days) have expired; deleted here to show what stays.
+            expiring = [keys.sends(p) for _, p in accounts]
+            expiring += [keys.seen(a, "start") for a, _ in accounts]
+            before_expiry = await used_memory(admin)
+            for i in range(0, len(expiring), 1000):
+                await admin.one("DEL", *expiring[i : i + 1000])
+            freed = before_expiry - await used_memory(admin)
+            idle = (delta - sandbox - freed) / started
+            print(
+                f"  MEMORY once the 8-day ledger and the 30-day claims have expired: {idle:,.0f} B"
+                " per idle conversation (sandbox's set excluded)   [target <= 2,048 B]"
+            )
     finally:
         await admin.close()
         await store.close()

@@ -14,6 +14,7 @@ from pydantic import TypeAdapter
 
 from bot.records import AuditEntry, Outbound, SendKind, SendRecord
 from bot.storage import keys
+from bot.storage.redis_pack import pack, unpack
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
@@ -124,6 +125,15 @@ AUDIT_ENTRIES = TypeAdapter(list[AuditEntry])
 
 def audit_element(entries: Sequence[AuditEntry]) -> bytes | str:
     """One write's audit entries (an event's, a gate decision's) as one element of the
-    account's audit list: one JSON array, dumped in one call ('' for none). One dump per
-    entry cost twice as much, and a message makes about seven entries (bench/inbound.py)."""
-    return AUDIT_ENTRIES.dump_json(list(entries)) if entries else ""
+    account's audit list: one JSON array, dumped in one call and compressed (redis_pack; ''
+    for none). One dump per entry cost twice as much, and a message makes about seven entries
+    (bench/inbound.py)."""
+    return pack(AUDIT_ENTRIES.dump_json(list(entries))) if entries else ""
+
+
+def audit_entries(element: bytes) -> list[AuditEntry]:
+    """The entries of one element of an audit list, in any of the forms it was written."""
+    data = unpack(element)
+    if data[:1] == b"[":
+        return AUDIT_ENTRIES.validate_json(data)
+    return [AuditEntry.model_validate_json(data)]  # one entry per element (older data)

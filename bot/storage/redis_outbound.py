@@ -28,6 +28,7 @@ from bot.storage.redis_codec import (
     sandbox_commands,
     score,
 )
+from bot.storage.redis_pack import pack_versioned, unpack
 from bot.storage.resp import Connection
 
 # How long the id indexes are kept: receipts come within days; 30 covers late pushes.
@@ -36,8 +37,8 @@ UNMATCHED_RECEIPTS_MAX = 10_000
 
 # KEYS: outbound, outbox, deferred, audit, meta, queue
 # ARGV: message id, expected version ('' = take it from the outbox or the deferred list),
-#       record JSON, deferred message JSON (''), audit element (''), contacted time (''),
-#       event JSON ('')
+#       record (redis_pack.pack_versioned), deferred message JSON (''), audit element (''),
+#       contacted time (''), event JSON ('')
 # Outbound JSON starts with its id (pydantic dumps fields in order), so the message is found
 # by prefix without decoding every element.
 _MOVE = b"""
@@ -60,8 +61,12 @@ if ARGV[2] == '' then
 else
   local cur = redis.call('HGET', KEYS[1], mid)
   if not cur then return 0 end
-  local ok, rec = pcall(cjson.decode, cur)
-  if not ok or type(rec) ~= 'table' or tostring(rec['version']) ~= ARGV[2] then return 0 end
+  local version = string.match(cur, '^\2(%d+)%z')
+  if not version then
+    local ok, rec = pcall(cjson.decode, cur)
+    if ok and type(rec) == 'table' then version = tostring(rec['version']) end
+  end
+  if version ~= ARGV[2] then return 0 end
 end
 redis.call('HSET', KEYS[1], mid, ARGV[3])
 if ARGV[4] ~= '' then redis.call('RPUSH', KEYS[3], ARGV[4]) end
@@ -164,9 +169,9 @@ class RedisOutbound:
         args = (
             mid,
             "" if t.expected is None else str(t.expected),
-            # Unset fields left out (read back as None): about 90 bytes of a record's 1 KB,
-            # kept as long as the conversation. The script reads only "version" (always set).
-            record.model_dump_json(exclude_none=True),
+            # Unset fields left out (read back as None) and compressed (redis_pack), its
+            # version in clear: the script compares only that.
+            pack_versioned(record.model_dump_json(exclude_none=True), record.version),
             record.message.model_dump_json() if t.defer else "",
             audit_element(t.audit),
             contacted,
@@ -196,7 +201,7 @@ class RedisOutbound:
         if not keys.usable_account_id(account_id):
             return None
         raw = await self._pipe.one("HGET", keys.outbound(account_id), message_id)
-        return OutboundRecord.model_validate_json(raw) if raw is not None else None
+        return OutboundRecord.model_validate_json(unpack(raw)) if raw is not None else None
 
     async def outbound_records(self, account_id: str) -> list[OutboundRecord]:
         if not keys.usable_account_id(account_id):
@@ -204,7 +209,7 @@ class RedisOutbound:
         past, waiting = await self._pipe.call(
             ("HVALS", keys.outbound(account_id)), ("LRANGE", keys.outbox(account_id), 0, -1)
         )
-        records = [OutboundRecord.model_validate_json(r) for r in past]
+        records = [OutboundRecord.model_validate_json(unpack(r)) for r in past]
         records.sort(key=lambda r: (r.message.created_at, r.id))
         return records + [queued(Outbound.model_validate_json(m)) for m in waiting]
 

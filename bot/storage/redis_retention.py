@@ -21,7 +21,8 @@ from bot.records import AuditEntry, Outbound
 from bot.storage import keys
 from bot.storage import retention_items as ri
 from bot.storage.base import AuditEdit, KeptKind, NoteEdit, RecordEdit, RetentionAction
-from bot.storage.redis_codec import AUDIT_ENTRIES, audit_element
+from bot.storage.redis_codec import audit_element, audit_entries
+from bot.storage.redis_pack import pack_versioned, unpack
 from bot.storage.resp import Connection
 from bot.transport.inbound import InboundSms
 
@@ -75,12 +76,6 @@ _KEPT_LISTS = {
 }
 
 
-def _entries(element: bytes) -> list[AuditEntry]:
-    if element[:1] == b"[":
-        return AUDIT_ENTRIES.validate_json(element)
-    return [AuditEntry.model_validate_json(element)]  # one entry per element (older data)
-
-
 def _chunks(seq: list[Any], n: int) -> list[list[Any]]:
     return [seq[i : i + n] for i in range(0, len(seq), n)]
 
@@ -98,7 +93,7 @@ class RedisRetention:
         for index, element in enumerate(await self._pipe.one("LRANGE", key, 0, -1)):
             kept: list[AuditEntry] = []
             did: list[tuple[str, RetentionAction]] = []
-            for entry in _entries(element):
+            for entry in audit_entries(element):
                 new = edit(entry)
                 if new is None or new is not entry:
                     did.append((ri.audit_item(n, entry), "delete" if new is None else "redact"))
@@ -122,11 +117,12 @@ class RedisRetention:
     async def edit_outbound(self, account_id: str, edit: RecordEdit, *, apply: bool) -> list[str]:
         key = keys.outbound(account_id)
         raw = await self._pipe.one("HGETALL", key)
-        changes: list[tuple[bytes, bytes, str]] = []
+        changes: list[tuple[bytes, bytes, bytes]] = []
         for field, value in zip(raw[::2], raw[1::2], strict=True):
-            new = edit(OutboundRecord.model_validate_json(value))
+            new = edit(OutboundRecord.model_validate_json(unpack(value)))
             if new is not None:
-                changes.append((field, value, new.model_dump_json()))
+                stored = new.model_dump_json(exclude_none=True)
+                changes.append((field, value, pack_versioned(stored, new.version)))
         if not apply:
             return [f.decode() for f, _, _ in changes]
         done: list[str] = []
