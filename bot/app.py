@@ -200,7 +200,14 @@ async def _pipeline_ctx(app: web.Application) -> AsyncIterator[None]:
     app[PIPELINE] = pipeline
     app[DESK_SERVICE] = Desk(store, pipeline.submit, app[FLOWS], app[CLOCK], app[GATE])
     release_every = settings.campaign_release_interval_s
-    campaigns = Campaigns(store, pipeline.submit, app[FLOWS], app[CLOCK], interval_s=release_every)
+    campaigns = Campaigns(
+        store,
+        pipeline.submit,
+        app[FLOWS],
+        app[CLOCK],
+        interval_s=release_every,
+        backlog=lambda: pipeline.drains_waiting,
+    )
     app[CAMPAIGNS] = campaigns
     if settings.demo:
         from bot.demo import load_demo

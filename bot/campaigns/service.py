@@ -10,6 +10,13 @@ the first reminder is an ordinary message of the flow, so the compliance gate de
 (quiet hours, caps, opt-outs, holds), and an account in two campaigns, or imported twice, is
 started once. Taken members are marked released only after their submission; members a dead
 process took are re-submitted once their lease has run out (bot.storage.campaigns).
+
+Backlog guard: a rate above what the process gates would release into ever longer queues —
+one waiting drain per account, in memory. A round releases only while fewer than
+``max_backlog`` accounts wait for this process's drains; the bucket keeps the rest of its
+tokens, so the release follows the gate's pace. Measured (bench/campaign.py, 1,000,000 at
+2,500/s): without it up to 170,000 accounts waited at once, 599 µs of CPU per account, peak RSS
+874 MiB, 10.3 min; with it 548 µs, 648 MiB, 9.6 min.
 """
 
 from __future__ import annotations
@@ -40,6 +47,9 @@ log = logging.getLogger(__name__)
 # Members taken but not confirmed released this long ago are re-submitted: far longer than a
 # submission takes (one enqueue per member), so a live process is never overtaken.
 RELEASE_LEASE = timedelta(seconds=30)
+# Accounts waiting for this process's drains above which a round releases nobody: about 5 s
+# of gating, so the gate never waits for the next round (once a second).
+MAX_BACKLOG = 10_000
 IMPORT_BATCH = 500  # accounts upserted at once (one pipelined write on Redis)
 MAX_ERRORS_SHOWN = 100
 
@@ -73,12 +83,16 @@ class Campaigns:
         clock: Clock,
         *,
         interval_s: float = 1.0,
+        backlog: Callable[[], int] = lambda: 0,
+        max_backlog: int = MAX_BACKLOG,
     ) -> None:
         self.store = store
         self.submit = submit
         self.registry = registry
         self.clock = clock
         self.interval_s = interval_s  # how often release_due runs: a bucket holds that much
+        self.backlog = backlog  # accounts waiting for this process's drains (the guard)
+        self.max_backlog = max_backlog
 
     # --- campaigns ----------------------------------------------------------------------
 
@@ -213,7 +227,10 @@ class Campaigns:
         return max(1, math.ceil(campaign.rate * self.interval_s * 2))
 
     async def _tokens(self, campaign: Campaign, now: datetime) -> int:
-        want = min(self.burst(campaign), campaign.pending)
+        room = self.max_backlog - self.backlog()
+        if room <= 0:
+            return 0  # the guard (module docstring): the tokens stay in the bucket
+        want = min(self.burst(campaign), campaign.pending, room)
         bucket = f"campaign:{campaign.id}"
         return await self.store.take_up_to(bucket, campaign.rate, self.burst(campaign), want, now)
 

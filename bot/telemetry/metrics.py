@@ -142,6 +142,13 @@ BACKLOG_AGE = Gauge(
     registry=REGISTRY,
     multiprocess_mode="mostrecent",
 )
+RECOVERY_SECONDS = Gauge(
+    "smsbot_recovery_round_seconds",
+    "How long this process's last recovery round (a scan of the store for queues and outboxes"
+    " a crash left) took; the next waits at least 19 times as long (bot/loops.py)",
+    registry=REGISTRY,
+    multiprocess_mode="livemax",
+)
 DRAINS_WAITING = Gauge(
     "smsbot_drains_waiting",
     "Accounts with queued events waiting for one of this process's drain slots",

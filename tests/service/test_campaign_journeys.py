@@ -175,3 +175,29 @@ async def test_members_taken_by_a_process_that_died_are_released_once(
             assert len(await s.records(f"acc-{i:04d}")) == 1
         got = await s.campaigns.get(c.id)
         assert (got.state, got.released, got.releasing) == ("done", 3, 0)
+
+
+async def test_release_waits_while_the_process_has_a_backlog(
+    nlu: Understander, store: Store
+) -> None:
+    """The backlog guard: while this process has max_backlog accounts waiting for its drains,
+    a round releases nobody and the bucket keeps its tokens; as the backlog falls, the release
+    goes on, never past the room left."""
+    async with service(nlu, store, DAY) as s:
+        waiting = [0]
+        s.campaigns.backlog = lambda: waiting[0]
+        s.campaigns.max_backlog = 5
+        c = await s.campaigns.create("guarded", "collections", DAY, rate=2)
+        await s.campaigns.import_rows(c.id, rows(*range(1, 11)))
+        waiting[0] = 5
+        assert await s.release() == 0
+        later(s.clock, 0.5)
+        waiting[0] = 4
+        assert await s.release() == 1  # the room, though the bucket holds more
+        waiting[0] = 0
+        assert await s.release() == 3  # the rest of the bucket: the tokens were kept
+        later(s.clock, 1)
+        assert await s.release() == 2  # and then the rate
+        got = await s.campaigns.get(c.id)
+        assert (got.released, got.pending) == (6, 4)
+        assert [r.state for r in await s.records("acc-0001")] == ["sent"]
