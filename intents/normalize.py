@@ -66,6 +66,13 @@ _URL = re.compile(
     r"|(?<![\w@])[a-z0-9-]+(?:\.[a-z0-9-]+)*\.(?:cn|com|net|org|co|cc|io|me|ly|top|xyz|vip|shop)"
     r"(?:/\S*)?(?![a-z])"
 )
+# A function call is code, not a reply: stop(), timer.stop(); — the rules that read `compact`
+# (punctuation gone) would see the word stop in it. Only calls with empty parentheses or ended
+# by a semicolon, and none holding Chinese: STOP（别发了） is a person's.
+_CODE_CALL = re.compile(
+    r"(?<![a-z0-9_.])[a-z_][a-z0-9_.]*\(\s*\)\s*;?"
+    r"|(?<![a-z0-9_.])[a-z_][a-z0-9_.]*\([^()\u3400-\u9fff]{0,40}\)\s*;"
+)
 # The opt-out line of a marketing text (退订回T, 回TD退订, 拒收请回R, reply STOP to opt out).
 _OPT_OUT_LINE = re.compile(
     r"(?:退订|拒收|取消)\s*(?:请)?\s*回复?\s*(?:td|t|r|n|qxdy|0000|\d{1,2})(?![a-z0-9])"
@@ -153,7 +160,7 @@ class Normalizer:
         text = _SPACED_LETTERS.sub(lambda m: re.sub(r"[\s.\-_*]+", "", m.group()), text)
         text = _REPEATED_PUNCT.sub(r"\1", text)
         text = text[:MAX_ANALYSED_CHARS]
-        compact = re.sub(r"[\W_]+", "", _URL.sub(" ", text))
+        compact = re.sub(r"[\W_]+", "", _CODE_CALL.sub(" ", _URL.sub(" ", text)))
         return Normalized(text=text, compact=compact, stripped_quote=quote)
 
     def _simplified(self, text: str) -> str:

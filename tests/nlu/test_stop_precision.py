@@ -27,6 +27,8 @@ def _stop_hits(rules: Rules, text: str) -> list[str]:
 
 
 STOPS = [
+    "STOP（别发了）",  # parentheses holding Chinese are a person's, not a call
+    "stop! 别发了 app.stop();",
     "ＴＤ",
     "ｔｄ",
     "t d",
@@ -91,6 +93,11 @@ NOT_STOPS_BY_RULES = [
     "that's it",
     "what's that",
     "table t where",
+    # Code: a call's parentheses are gone from the compact text the spacing rule reads.
+    "timer.stop(); 又崩了",
+    "调用stop()就退出了",
+    "我在调试 stop() 这个函数",
+    "app.stop(0);",
 ]
 
 
