@@ -46,32 +46,34 @@ so the same store works again once Redis is back.
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from bot.desk.case import CaseChange
-from bot.ids import new_id
 from bot.memo import Memo
 from bot.records import AccountRecord, AuditEntry, Outbound, QueuedEvent, SendRecord
 from bot.storage import keys
-from bot.storage.base import AccountLock, GateFacts, Loaded, Progress, Store, StoreUnavailable
+from bot.storage.base import AccountLock, GateFacts, Loaded, Store, StoreUnavailable
 from bot.storage.connect import connection_for
 from bot.storage.redis_campaigns import SCRIPTS as CAMPAIGN_SCRIPTS
 from bot.storage.redis_campaigns import RedisCampaigns
 from bot.storage.redis_codec import (
     PUSH_CAPPED,
+    account_record,
     audit_element,
     audit_entries,
     ledger_commands,
     ledger_records,
     sandbox_commands,
     score,
+    text,
 )
 from bot.storage.redis_desk import CASE_ARGS, COMMIT_CASE, RedisDesk, case_args, case_keys
 from bot.storage.redis_desk import SCRIPTS as DESK_SCRIPTS
+from bot.storage.redis_lock import DELETE_IF_EQUAL, RedisLock
+from bot.storage.redis_lock import SCRIPTS as LOCK_SCRIPTS
 from bot.storage.redis_outbound import SCRIPTS as OUTBOUND_SCRIPTS
 from bot.storage.redis_outbound import RedisOutbound
 from bot.storage.redis_pack import pack, unpack_text
@@ -96,26 +98,6 @@ _ENQUEUE_DEDUP = b"""
 if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[2]) then return 0 end
 redis.call('RPUSH', KEYS[1], ARGV[1])
 return 1
-"""
-
-# KEYS: queue, seen, lock, account, conversation, deferred
-# ARGV: event JSON, claim TTL (s), token, ttl (ms)
-# _ENQUEUE_DEDUP, then _ACQUIRE_AND_LOAD: {0} for a duplicate, {1} when the lock is someone
-# else's, else {1, head, account, conversation, deferred}.
-_ENQUEUE_AND_ACQUIRE = b"""
-if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[2]) then return {0} end
-redis.call('RPUSH', KEYS[1], ARGV[1])
-if not redis.call('SET', KEYS[3], ARGV[3], 'NX', 'PX', ARGV[4]) then return {1} end
-return {1, redis.call('LINDEX', KEYS[1], 0), redis.call('GET', KEYS[4]),
-        redis.call('GET', KEYS[5]), redis.call('LRANGE', KEYS[6], 0, -1)}
-"""
-
-# KEYS: lock, queue, account, conversation, deferred   ARGV: token, ttl (ms)
-# Nothing is read unless the lock was taken: state is read only by the lock's holder.
-_ACQUIRE_AND_LOAD = b"""
-if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return false end
-return {redis.call('LINDEX', KEYS[2], 0), redis.call('GET', KEYS[3]),
-        redis.call('GET', KEYS[4]), redis.call('LRANGE', KEYS[5], 0, -1)}
 """
 
 # KEYS: queue, conversation, audit, outbox, lock[, the case keys of redis_desk.case_keys]
@@ -161,24 +143,6 @@ _COMMIT_CASE = _COMMIT_TEMPLATE.replace(b"FIRST", str(7 + CASE_ARGS).encode()).r
     b"--CASE\n", COMMIT_CASE
 )
 
-# KEYS: lock, queue   ARGV: token   Returns the number of queued events after the release.
-_RELEASE_AND_CHECK = b"""
-if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
-return redis.call('LLEN', KEYS[2])
-"""
-
-# KEYS: key   ARGV: expected value
-_DELETE_IF_EQUAL = b"""
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
-# KEYS: lock   ARGV: token, ttl (ms)
-_REFRESH_IF_EQUAL = b"""
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return 0
-"""
-
 # KEYS: seen, list   ARGV: InboundSms JSON, claim TTL (s)
 _ADD_UNMATCHED = b"""
 if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[2]) then return 0 end
@@ -188,141 +152,16 @@ return 1
 
 _SCRIPTS = (
     _ENQUEUE_DEDUP,
-    _ENQUEUE_AND_ACQUIRE,
-    _ACQUIRE_AND_LOAD,
     _COMMIT,
     _COMMIT_CASE,
-    _RELEASE_AND_CHECK,
-    _DELETE_IF_EQUAL,
-    _REFRESH_IF_EQUAL,
     _ADD_UNMATCHED,
     PUSH_CAPPED,
+    *LOCK_SCRIPTS,
     *OUTBOUND_SCRIPTS,
     *DESK_SCRIPTS,
     *CAMPAIGN_SCRIPTS,
     *RETENTION_SCRIPTS,
 )
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
-@functools.lru_cache(maxsize=4096)
-def _account(raw: bytes) -> AccountRecord:
-    """Account records change rarely and are read for every event: each stored version is
-    validated once (the model is frozen, so sharing it is safe)."""
-    return AccountRecord.model_validate_json(raw)
-
-
-class _RedisLock(AccountLock):
-    """SET NX PX with a random owner token; refresh and release compare the token first."""
-
-    def __init__(self, store: RedisStore, account_id: str, ttl_ms: int) -> None:
-        if ttl_ms <= 0:
-            raise ValueError(f"lock ttl_ms must be positive, got {ttl_ms}")
-        super().__init__(store, account_id)
-        self._store = store
-        self._where = store._where
-        self._key = keys.lock(account_id)
-        self._ttl_ms = ttl_ms
-        # One token per lock object: a second acquire() by the same owner must not forget
-        # the token of the lease it already holds.
-        self._token = new_id()
-        # Messages this lock committed to the outbox, by their JSON: when commit hands the
-        # outbox back, these need no parsing.
-        self._pushed: dict[bytes, Outbound] = {}
-
-    async def acquire(self) -> bool:
-        reply = await self._store._pipe.one("SET", self._key, self._token, "NX", "PX", self._ttl_ms)
-        return reply is not None
-
-    async def refresh(self) -> bool:
-        return bool(
-            await self._store._pipe.one(
-                "EVAL", _REFRESH_IF_EQUAL, 1, self._key, self._token, self._ttl_ms
-            )
-        )
-
-    async def release(self) -> None:
-        await self._store._pipe.one("EVAL", _DELETE_IF_EQUAL, 1, self._key, self._token)
-
-    async def enqueue_and_acquire(
-        self, event: QueuedEvent, dedup: str | None = None
-    ) -> tuple[bool, Loaded | None]:
-        if dedup is None:
-            return await super().enqueue_and_acquire(event, dedup)
-        a = self.account_id
-        data = self._store._remember(event)
-        queue, seen = keys.queue(a), keys.seen(a, dedup)
-        state = (keys.account(a), keys.conversation(a), keys.deferred(a))
-        args = (data, self._store._dedup_ttl_s, self._token, self._ttl_ms)
-        reply = await self._store._pipe.one(
-            "EVAL", _ENQUEUE_AND_ACQUIRE, 6, queue, seen, self._key, *state, *args
-        )
-        if not reply[0]:
-            self._store._queued.pop(data)  # a provider's retry: the first copy is the one queued
-            return False, None
-        return True, self._loaded(reply[1:]) if len(reply) > 1 else None
-
-    async def acquire_and_load(self) -> Loaded | None:
-        a = self.account_id
-        keys_ = (self._key, keys.queue(a), keys.account(a), keys.conversation(a), keys.deferred(a))
-        reply = await self._store._pipe.one(
-            "EVAL", _ACQUIRE_AND_LOAD, len(keys_), *keys_, self._token, self._ttl_ms
-        )
-        return self._loaded(reply) if reply is not None else None
-
-    def _loaded(self, reply: list[Any]) -> Loaded:
-        head, account, conversation, deferred = reply
-        return Loaded(
-            _account(account) if account is not None else None,
-            unpack_text(conversation) if conversation is not None else None,
-            [Outbound.model_validate_json(m) for m in deferred],
-            self._store._event(head),
-        )
-
-    async def commit(
-        self,
-        event_id: str,
-        conversation: str | None,
-        audit: Sequence[AuditEntry],
-        outbox: Sequence[Outbound],
-        next_due: datetime | None,
-        *,
-        release_if_idle: bool = False,
-        case: CaseChange | None = None,
-    ) -> Progress:
-        encoded = [(o.model_dump_json().encode(), o) for o in outbox]
-        self._pushed.update(encoded)
-        reply = await self._store._commit(
-            self.account_id,
-            event_id,
-            conversation,
-            audit,
-            [raw for raw, _ in encoded],
-            next_due,
-            lock=(self._key, self._token, self._ttl_ms),
-            release_if_idle=release_if_idle,
-            case=case,
-        )
-        committed = bool(reply[0])
-        if not reply[1]:
-            return Progress(committed, held=False, head=None, outbox=[])
-        if reply[2] is not None:
-            return Progress(committed, held=True, head=self._store._event(reply[2]), outbox=[])
-        if len(reply) > 4:  # released by the script, with the queue empty
-            self._pushed.clear()
-            return Progress(committed, True, None, [], released=True, waiting=False)
-        taken = [self._pushed.get(raw) or Outbound.model_validate_json(raw) for raw in reply[3]]
-        self._pushed.clear()
-        return Progress(committed, held=True, head=None, outbox=taken)
-
-    async def release_and_check(self) -> bool:
-        waiting = await self._store._pipe.one(
-            "EVAL", _RELEASE_AND_CHECK, 2, self._key, keys.queue(self.account_id), self._token
-        )
-        return bool(waiting)
 
 
 class RedisStore(RedisOutbound, RedisRetention, Store):
@@ -396,7 +235,7 @@ class RedisStore(RedisOutbound, RedisRetention, Store):
             old_phone = keys.phone(old.phone)
             await self._pipe.call(
                 ("SET", new_phone, account.id),
-                ("EVAL", _DELETE_IF_EQUAL, 1, old_phone, account.id),
+                ("EVAL", DELETE_IF_EQUAL, 1, old_phone, account.id),
             )
             previous = await self._pipe.one("SET", key, data, "GET")
         else:
@@ -414,7 +253,7 @@ class RedisStore(RedisOutbound, RedisRetention, Store):
             ("LRANGE", keys.deferred(account_id), 0, -1),
         )
         return Loaded(
-            _account(account) if account is not None else None,
+            account_record(account) if account is not None else None,
             unpack_text(conversation) if conversation is not None else None,
             [Outbound.model_validate_json(m) for m in deferred],
         )
@@ -429,7 +268,7 @@ class RedisStore(RedisOutbound, RedisRetention, Store):
         return GateFacts(
             opted_out=bool(opted_out),
             history=ledger_records(history),
-            preferences=_text(preferences) if preferences is not None else None,
+            preferences=text(preferences) if preferences is not None else None,
             contacted=contacted is not None,
             invalid_number=bool(invalid),
         )
@@ -438,11 +277,11 @@ class RedisStore(RedisOutbound, RedisRetention, Store):
         if not keys.usable_account_id(account_id):
             return None  # no AccountRecord has such an id (e.g. from a URL): unknown, not 500
         raw = await self._pipe.one("GET", keys.account(account_id))
-        return _account(raw) if raw is not None else None
+        return account_record(raw) if raw is not None else None
 
     async def find_account(self, phone: str) -> str | None:
         raw = await self._pipe.one("GET", keys.phone(phone))
-        return _text(raw) if raw is not None else None
+        return text(raw) if raw is not None else None
 
     # --- per-account event queue ---------------------------------------------------------
 
@@ -481,7 +320,7 @@ class RedisStore(RedisOutbound, RedisRetention, Store):
     async def _scan(self, pattern: str, type_: str | None = None) -> list[str]:
         """Every key matching ``pattern`` (SCAN: slow on a big keyspace, never blocks Redis;
         on a cluster, every primary in turn)."""
-        return [_text(k) async for batch in self._pipe.scan(pattern, type_=type_) for k in batch]
+        return [text(k) async for batch in self._pipe.scan(pattern, type_=type_) for k in batch]
 
     async def pending_accounts(self) -> list[str]:
         # Recovery only. Empty lists do not exist in Redis, so every list found has something.
@@ -590,7 +429,7 @@ class RedisStore(RedisOutbound, RedisRetention, Store):
         return list(reply)
 
     def lock(self, account_id: str, ttl_ms: int = 30_000) -> AccountLock:
-        return _RedisLock(self, account_id, ttl_ms)
+        return RedisLock(self, account_id, ttl_ms)
 
     # --- timers --------------------------------------------------------------------------
 
@@ -615,7 +454,7 @@ class RedisStore(RedisOutbound, RedisRetention, Store):
         raw = await self._pipe.one(
             "ZRANGE", keys.DUE, "-inf", score(now), "BYSCORE", "LIMIT", 0, limit
         )
-        return [_text(r) for r in raw]
+        return [text(r) for r in raw]
 
     async def lower_due(self, account_id: str, at: datetime) -> None:
         await self._pipe.one("ZADD", keys.DUE, "LT", score(at), account_id)
@@ -638,7 +477,7 @@ class RedisStore(RedisOutbound, RedisRetention, Store):
 
     async def get_meta(self, account_id: str, key: str) -> str | None:
         raw = await self._pipe.one("HGET", keys.meta(account_id), key)
-        return _text(raw) if raw is not None else None
+        return text(raw) if raw is not None else None
 
     async def set_meta(self, account_id: str, key: str, value: str) -> None:
         await self._pipe.one("HSET", keys.meta(account_id), key, value)

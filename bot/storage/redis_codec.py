@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from bot.records import AuditEntry, Outbound, SendKind, SendRecord
+from bot.records import AccountRecord, AuditEntry, Outbound, SendKind, SendRecord
 from bot.storage import keys
 from bot.storage.redis_pack import pack, unpack
 
@@ -27,6 +27,18 @@ redis.call('RPUSH', KEYS[1], ARGV[1])
 redis.call('LTRIM', KEYS[1], -tonumber(ARGV[2]), -1)
 return 1
 """
+
+
+def text(value: bytes | str) -> str:
+    """A reply's bytes as text (ids, keys, plain values)."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
+@functools.lru_cache(maxsize=4096)
+def account_record(raw: bytes) -> AccountRecord:
+    """Account records change rarely and are read for every event: each stored version is
+    validated once (the model is frozen, so sharing it is safe)."""
+    return AccountRecord.model_validate_json(raw)
 
 
 def score(at: datetime) -> int:
