@@ -95,6 +95,13 @@ def _import(args: argparse.Namespace) -> int:
     )
     for line in report.errors[:10]:
         print(f"  {line}")
+    if report.shared_phones:
+        print(
+            f"{report.shared_phones} row(s) have a phone that is another account's: taken, but a"
+            " reply from such a phone reaches only the account imported last"
+        )
+        for line in report.warnings[:10]:
+            print(f"  {line}")
     if args.errors is not None and problems:
         rows.write_errors(problems, args.errors)
         print(f"refused rows written to {args.errors}")

@@ -5,6 +5,7 @@ streamed, a batch of members at a time (bot.campaigns.status)."""
 from __future__ import annotations
 
 import csv
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -26,6 +27,10 @@ COLUMNS = (
     "handed_off",
     "last_message_state",
 )
+
+
+_MONEY = tuple(COLUMNS.index(c) for c in ("amount_due", "promise_amount", "paid"))
+_DATE = COLUMNS.index("promise_date")
 
 
 def row(m: Member) -> list[str]:
@@ -77,12 +82,30 @@ async def _xlsx(store: Store, campaign_id: str, path: Path) -> int:
         from openpyxl import Workbook  # type: ignore[import-untyped,import-not-found,unused-ignore]
     except ImportError as exc:  # an optional dependency: CSV needs nothing
         raise CampaignError("XLSX export needs openpyxl (pip install openpyxl)") from exc
+    from openpyxl.cell import WriteOnlyCell  # type: ignore[import-untyped,import-not-found,unused-ignore]
+
     book = Workbook(write_only=True)  # rows go to a temporary file, not held in memory
     sheet = book.create_sheet("accounts")
     sheet.append(list(COLUMNS))
+
+    def cells(values: list[str]) -> list[object]:
+        """Amounts as numbers and the promised day as a date, so Excel sums and sorts them
+        (a text cell, as in the CSV, would need converting first)."""
+        out: list[object] = list(values)
+        for i in _MONEY:
+            if values[i]:
+                cell = WriteOnlyCell(sheet, value=float(values[i]))  # Excel keeps doubles
+                cell.number_format = "#,##0.00"
+                out[i] = cell
+        if values[_DATE]:
+            cell = WriteOnlyCell(sheet, value=datetime.fromisoformat(values[_DATE]))
+            cell.number_format = "yyyy-mm-dd"
+            out[_DATE] = cell
+        return out
+
     n = 0
     async for m in read_members(store, campaign_id):
-        sheet.append(row(m))
+        sheet.append(cells(row(m)))
         n += 1
     book.save(path)
     return n

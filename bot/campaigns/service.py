@@ -36,6 +36,7 @@ from bot.campaigns.rows import RowError
 from bot.campaigns.status import CampaignStatus, status
 from bot.clock import Clock
 from bot.desk.unmatched import Submit
+from bot.privacy import mask_phone
 from bot.records import AccountRecord, QueuedEvent
 from bot.storage.base import Store, StoreUnavailable
 from bot.storage.campaigns import Action
@@ -63,6 +64,10 @@ class ImportReport(BaseModel):
     added: int  # of those, accounts new to the campaign
     rejected: int
     errors: list[str]  # the first MAX_ERRORS_SHOWN rejected rows, as "row N: field: why"
+    # Rows whose phone is another account's (one borrower may have two loans): taken, but a
+    # reply from that phone now reaches the account imported last, as POST /api/accounts says.
+    shared_phones: int = 0
+    warnings: list[str] = []  # the first MAX_ERRORS_SHOWN of them, as "row N: ..."
 
 
 async def _rows(rows: Iterable[Row] | AsyncIterable[Row]) -> AsyncIterator[Row]:
@@ -151,21 +156,35 @@ class Campaigns:
         campaign = await self.get(ref)
         if campaign.state == "cancelled":
             raise CampaignConflict(f"campaign {campaign.name!r} is cancelled")
-        imported = added = rejected = 0
+        imported = added = rejected = shared = 0
         errors: list[str] = []
-        batch: dict[str, AccountRecord] = {}
+        warnings: list[str] = []
+        batch: dict[str, tuple[int, AccountRecord]] = {}
+        phones: dict[str, str] = {}  # phone -> the account of this file that has it, so far
         bad = 0
 
         async def flush() -> None:
-            nonlocal imported, added, bad
-            accounts = list(batch.values())
+            nonlocal imported, added, bad, shared
+            rows_ = list(batch.values())
+            accounts = [a for _, a in rows_]
             batch.clear()
+            owners = await asyncio.gather(*(self.store.find_account(a.phone) for a in accounts))
+            for (row, account), owner in zip(rows_, owners, strict=True):
+                other = phones.get(account.phone) or owner
+                phones[account.phone] = account.id
+                if other is not None and other != account.id:
+                    shared += 1
+                    if len(warnings) < MAX_ERRORS_SHOWN:
+                        warnings.append(
+                            f"row {row}: phone {mask_phone(account.phone)} is also account"
+                            f" {other}'s; replies from it now go to {account.id}"
+                        )
             await asyncio.gather(*(self.store.upsert_account(a) for a in accounts))
             new = await self.store.campaigns.add_members(campaign.id, [a.id for a in accounts])
             await self.store.campaigns.count_import(campaign.id, new, bad)
             imported, added, bad = imported + len(accounts), added + new, 0
 
-        async for _, item in _rows(rows):
+        async for row, item in _rows(rows):
             if isinstance(item, AccountRecord):
                 # The campaign's flow: its start event starts that flow's conversation.
                 account = (
@@ -174,7 +193,7 @@ class Campaigns:
                     else item.model_copy(update={"flow": campaign.flow})
                 )
                 batch.pop(account.id, None)  # a repeated id: its last row counts, in its place
-                batch[account.id] = account
+                batch[account.id] = (row, account)
                 if len(batch) >= IMPORT_BATCH:
                     await flush()
             else:
@@ -191,6 +210,8 @@ class Campaigns:
             added=added,
             rejected=rejected,
             errors=errors,
+            shared_phones=shared,
+            warnings=warnings,
         )
 
     # --- release ------------------------------------------------------------------------

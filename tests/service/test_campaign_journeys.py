@@ -201,3 +201,27 @@ async def test_release_waits_while_the_process_has_a_backlog(
         got = await s.campaigns.get(c.id)
         assert (got.released, got.pending) == (6, 4)
         assert [r.state for r in await s.records("acc-0001")] == ["sent"]
+
+
+async def test_an_import_says_which_rows_share_a_phone_with_another_account(
+    nlu: Understander, store: Store
+) -> None:
+    """A phone already another account's (in the store or earlier in the file) is taken — one
+    borrower may have two loans — but said, row by row: replies from it reach only the account
+    imported last (as POST /api/accounts warns)."""
+    async with service(nlu, store, DAY) as s:
+        first = await s.campaigns.create("first", "collections", DAY + timedelta(days=1))
+        await s.campaigns.import_rows(first.id, rows(1))
+        c = await s.campaigns.create("second", "collections", DAY + timedelta(days=1))
+        shared = rows(50, phone="+8613800000001")  # acc-0001's phone, in the store
+        twice = rows(51, 52, phone="+8613800000099")  # two rows of this file
+        report = await s.campaigns.import_rows(c.id, [*rows(2), *shared, *twice])
+        assert (report.imported, report.rejected, report.shared_phones) == (4, 0, 2)
+        assert report.warnings == [
+            "row 51: phone +86138****0001 is also account acc-0001's;"
+            " replies from it now go to acc-0050",
+            "row 53: phone +86138****0099 is also account acc-0051's;"
+            " replies from it now go to acc-0052",
+        ]
+        again = await s.campaigns.import_rows(c.id, [*rows(2), *shared, *twice])
+        assert again.shared_phones == 2  # said again: it is still so

@@ -70,3 +70,13 @@ async def test_status_and_export_follow_the_conversations(
         values = [list(r) for r in book["accounts"].iter_rows(values_only=True)]
         book.close()
         assert values[0][0] == "id" and values[1][:2] == ["acc-0001", "张三"]
+        # Amounts are numbers and the promised day a date: Excel sums and sorts them.
+        head = list(values[0])
+        xl = {r[0]: dict(zip(head, r, strict=True)) for r in values[1:]}
+        assert xl["acc-0001"]["amount_due"] == 3200.0
+        assert xl["acc-0001"]["promise_amount"] == 3200.0
+        assert xl["acc-0004"]["paid"] == 500.0
+        assert sum(r["amount_due"] for r in xl.values()) == 5 * 3200.0
+        promised = xl["acc-0001"]["promise_date"]
+        assert isinstance(promised, datetime), promised
+        assert promised.date().isoformat() == by_id["acc-0001"]["promise_date"]
