@@ -15,8 +15,7 @@ from bot.context import API_KEY, CLOCK, FLOWS, GATE, NLU, PIPELINE, SENDER, STOR
 from bot.desk.snapshot import read_snapshot
 from bot.outbound.record import OutboundRecord
 from bot.phones import mobile_e164
-from bot.privacy import mask_phone
-from bot.records import AccountRecord, QueuedEvent
+from bot.records import AccountRecord, QueuedEvent, shared_phone
 from bot.storage.base import StoreUnavailable
 from bot.transport.inbound import WebhookError, same_secret
 
@@ -139,8 +138,7 @@ async def post_accounts(request: web.Request) -> web.Response:
                 {
                     "index": index,
                     "id": account.id,
-                    "warning": f"phone {mask_phone(account.phone)} is also account {other}'s;"
-                    f" replies from it now go to {account.id}",
+                    "warning": shared_phone(account.phone, other, account.id),
                 }
             )
         phones[account.phone] = account.id

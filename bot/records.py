@@ -10,7 +10,17 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from bot.ids import new_id
+from bot.privacy import mask_phone
 from bot.transport.inbound import InboundSms, e164
+
+
+def shared_phone(phone: str, other: str, account_id: str) -> str:
+    """What an upload or import says when ``account_id`` takes a phone ``other`` has: taken
+    (one borrower may have two loans), but a reply from it reaches one conversation only."""
+    return (
+        f"phone {mask_phone(phone)} is also account {other}'s; replies from it now go to"
+        f" {account_id}"
+    )
 
 
 class _Record(BaseModel):

@@ -36,8 +36,7 @@ from bot.campaigns.rows import RowError
 from bot.campaigns.status import CampaignStatus, status
 from bot.clock import Clock
 from bot.desk.unmatched import Submit
-from bot.privacy import mask_phone
-from bot.records import AccountRecord, QueuedEvent
+from bot.records import AccountRecord, QueuedEvent, shared_phone
 from bot.storage.base import Store, StoreUnavailable
 from bot.storage.campaigns import Action
 from common.errors import SmsbotError
@@ -176,8 +175,7 @@ class Campaigns:
                     shared += 1
                     if len(warnings) < MAX_ERRORS_SHOWN:
                         warnings.append(
-                            f"row {row}: phone {mask_phone(account.phone)} is also account"
-                            f" {other}'s; replies from it now go to {account.id}"
+                            f"row {row}: {shared_phone(account.phone, other, account.id)}"
                         )
             await asyncio.gather(*(self.store.upsert_account(a) for a in accounts))
             new = await self.store.campaigns.add_members(campaign.id, [a.id for a in accounts])

@@ -62,13 +62,13 @@ from bot.storage.redis_campaigns import RedisCampaigns
 from bot.storage.redis_codec import (
     PUSH_CAPPED,
     account_record,
+    as_text,
     audit_element,
     audit_entries,
     ledger_commands,
     ledger_records,
     sandbox_commands,
     score,
-    text,
 )
 from bot.storage.redis_desk import CASE_ARGS, COMMIT_CASE, RedisDesk, case_args, case_keys
 from bot.storage.redis_desk import SCRIPTS as DESK_SCRIPTS
@@ -268,7 +268,7 @@ class RedisStore(RedisOutbound, RedisRetention, Store):
         return GateFacts(
             opted_out=bool(opted_out),
             history=ledger_records(history),
-            preferences=text(preferences) if preferences is not None else None,
+            preferences=as_text(preferences) if preferences is not None else None,
             contacted=contacted is not None,
             invalid_number=bool(invalid),
         )
@@ -281,7 +281,7 @@ class RedisStore(RedisOutbound, RedisRetention, Store):
 
     async def find_account(self, phone: str) -> str | None:
         raw = await self._pipe.one("GET", keys.phone(phone))
-        return text(raw) if raw is not None else None
+        return as_text(raw) if raw is not None else None
 
     # --- per-account event queue ---------------------------------------------------------
 
@@ -320,7 +320,7 @@ class RedisStore(RedisOutbound, RedisRetention, Store):
     async def _scan(self, pattern: str, type_: str | None = None) -> list[str]:
         """Every key matching ``pattern`` (SCAN: slow on a big keyspace, never blocks Redis;
         on a cluster, every primary in turn)."""
-        return [text(k) async for batch in self._pipe.scan(pattern, type_=type_) for k in batch]
+        return [as_text(k) async for batch in self._pipe.scan(pattern, type_=type_) for k in batch]
 
     async def pending_accounts(self) -> list[str]:
         # Recovery only. Empty lists do not exist in Redis, so every list found has something.
@@ -454,7 +454,7 @@ class RedisStore(RedisOutbound, RedisRetention, Store):
         raw = await self._pipe.one(
             "ZRANGE", keys.DUE, "-inf", score(now), "BYSCORE", "LIMIT", 0, limit
         )
-        return [text(r) for r in raw]
+        return [as_text(r) for r in raw]
 
     async def lower_due(self, account_id: str, at: datetime) -> None:
         await self._pipe.one("ZADD", keys.DUE, "LT", score(at), account_id)
@@ -477,7 +477,7 @@ class RedisStore(RedisOutbound, RedisRetention, Store):
 
     async def get_meta(self, account_id: str, key: str) -> str | None:
         raw = await self._pipe.one("HGET", keys.meta(account_id), key)
-        return text(raw) if raw is not None else None
+        return as_text(raw) if raw is not None else None
 
     async def set_meta(self, account_id: str, key: str, value: str) -> None:
         await self._pipe.one("HSET", keys.meta(account_id), key, value)

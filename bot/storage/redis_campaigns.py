@@ -12,7 +12,7 @@ from typing import Any
 from bot.campaigns.model import Campaign, CampaignConflict, CampaignNotFound
 from bot.storage import keys
 from bot.storage.campaigns import Action, CampaignStore, next_state
-from bot.storage.redis_codec import score, text
+from bot.storage.redis_codec import as_text, score
 from bot.storage.resp import Connection
 
 # KEYS: campaign, members, pending   ARGV: account ids.  -1: no campaign; -2: cancelled.
@@ -90,7 +90,7 @@ class RedisCampaigns(CampaignStore):
     def _campaign(fields: Sequence[bytes], pending: int, releasing: int) -> Campaign | None:
         if not fields:
             return None  # an index entry a crash left before the campaign was written
-        data = {text(k): text(v) for k, v in zip(fields[::2], fields[1::2], strict=True)}
+        data = {as_text(k): as_text(v) for k, v in zip(fields[::2], fields[1::2], strict=True)}
         data.pop("seq", None)
         return Campaign.model_validate({**data, "pending": pending, "releasing": releasing})
 
@@ -123,11 +123,11 @@ class RedisCampaigns(CampaignStore):
 
     async def find(self, name: str) -> Campaign | None:
         owner = await self._pipe.one("GET", keys.campaign_name(name))
-        found = await self.get(text(owner)) if owner is not None else None
+        found = await self.get(as_text(owner)) if owner is not None else None
         return found if found is not None and found.name == name else None
 
     async def list_all(self) -> list[Campaign]:
-        ids = [text(i) for i in await self._pipe.one("ZRANGE", keys.CAMPAIGNS, 0, -1)]
+        ids = [as_text(i) for i in await self._pipe.one("ZRANGE", keys.CAMPAIGNS, 0, -1)]
         ids = [i for i in ids if keys.usable_campaign_id(i)]
         if not ids:
             return []
@@ -138,7 +138,7 @@ class RedisCampaigns(CampaignStore):
             return []
         # Only campaigns their name points to: not one a create left half-made (see create).
         owners = await self._pipe.call(*(("GET", keys.campaign_name(c.name)) for c in campaigns))
-        return [c for c, o in zip(campaigns, owners, strict=True) if o and text(o) == c.id]
+        return [c for c, o in zip(campaigns, owners, strict=True) if o and as_text(o) == c.id]
 
     async def add_members(self, campaign_id: str, account_ids: Sequence[str]) -> int:
         if not keys.usable_campaign_id(campaign_id):
@@ -169,13 +169,13 @@ class RedisCampaigns(CampaignStore):
         if not keys.usable_campaign_id(campaign_id):
             return []
         found = await self._pipe.one("ZRANGE", keys.campaign_members(campaign_id), start, stop)
-        return [text(m) for m in found]
+        return [as_text(m) for m in found]
 
     async def campaigns_of(self, account_id: str) -> list[str]:
         if not keys.usable_account_id(account_id):
             return []
         found = await self._pipe.one("SMEMBERS", keys.account_campaigns(account_id))
-        return sorted(text(m) for m in found)
+        return sorted(as_text(m) for m in found)
 
     async def take_due(self, campaign_id: str, n: int, now: datetime) -> list[str]:
         if n <= 0 or not keys.usable_campaign_id(campaign_id):
@@ -184,14 +184,14 @@ class RedisCampaigns(CampaignStore):
         taken = await self._pipe.one(
             "EVAL", _TAKE, 3, k.campaign, k.pending, k.releasing, n, score(now)
         )
-        return [text(a) for a in taken or []]
+        return [as_text(a) for a in taken or []]
 
     async def stale(self, campaign_id: str, before: datetime) -> list[str]:
         if not keys.usable_campaign_id(campaign_id):
             return []
         key = keys.campaign_releasing(campaign_id)
         found = await self._pipe.one("ZRANGE", key, "-inf", f"({score(before)}", "BYSCORE")
-        return [text(a) for a in found]
+        return [as_text(a) for a in found]
 
     async def mark_released(self, campaign_id: str, account_ids: Sequence[str]) -> int:
         if not account_ids or not keys.usable_campaign_id(campaign_id):

@@ -29,7 +29,7 @@ return 1
 """
 
 
-def text(value: bytes | str) -> str:
+def as_text(value: bytes | str) -> str:
     """A reply's bytes as text (ids, keys, plain values)."""
     return value.decode() if isinstance(value, bytes) else value
 

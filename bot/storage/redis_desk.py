@@ -31,7 +31,7 @@ from bot.storage.desk import (
     is_due,
 )
 from bot.storage.desk_events import RedisDeskEvents
-from bot.storage.redis_codec import audit_element, score, text
+from bot.storage.redis_codec import as_text, audit_element, score
 from bot.storage.resp import Connection
 from bot.transport.inbound import InboundSms
 
@@ -179,7 +179,7 @@ SCRIPTS = (_CLAIM, _ASSIGN, _NOTE, _EXPIRE, _TAKE_UNMATCHED, _ZREM_IF_SCORE)
 
 def case_from(fields: Sequence[bytes] | dict[bytes, bytes], log: Sequence[bytes]) -> Case:
     raw = fields if isinstance(fields, dict) else dict(zip(fields[::2], fields[1::2], strict=True))
-    data: dict[str, Any] = {text(k): text(v) for k, v in raw.items() if text(v)}
+    data: dict[str, Any] = {as_text(k): as_text(v) for k, v in raw.items() if as_text(v)}
     data.pop("rank", None)
     data.pop("sla_us", None)
     entries = [CaseEntry.model_validate_json(e) for e in log]
@@ -201,7 +201,7 @@ class RedisDesk(DeskStore):
 
     async def open_cases(self) -> list[Case]:
         members = await self._pipe.one("ZRANGE", keys.DESK_OPEN, 0, -1)
-        ids = [text(m) for m in members if keys.usable_account_id(text(m))]
+        ids = [as_text(m) for m in members if keys.usable_account_id(as_text(m))]
         if not ids:
             return []
         commands: list[tuple[Any, ...]] = []
@@ -219,7 +219,7 @@ class RedisDesk(DeskStore):
         # The index's score is the SLA due (or earlier: a crash's leftover), so only due cases
         # are looked at, first by two fields each; the few that need marking are read whole.
         members = await self._pipe.one("ZRANGE", keys.DESK_OPEN, "-inf", score(now), "BYSCORE")
-        ids = [text(m) for m in members if keys.usable_account_id(text(m))]
+        ids = [as_text(m) for m in members if keys.usable_account_id(as_text(m))]
         if not ids:
             return []
         states = await self._pipe.call(
@@ -249,7 +249,9 @@ class RedisDesk(DeskStore):
     async def closed_cases(self, account_id: str, limit: int = 20) -> list[Case]:
         if limit <= 0 or not keys.usable_account_id(account_id):
             return []
-        ids = [text(i) for i in await self._pipe.one("LRANGE", keys.cases(account_id), -limit, -1)]
+        ids = [
+            as_text(i) for i in await self._pipe.one("LRANGE", keys.cases(account_id), -limit, -1)
+        ]
         if not ids:
             return []
         commands: list[tuple[Any, ...]] = []
@@ -265,7 +267,7 @@ class RedisDesk(DeskStore):
         if reply[0] == 0:
             raise CaseNotFound(f"account {account_id} has no open case {case_id}")
         if reply[0] == 2:
-            raise CaseHeld(case_id, text(reply[1]))
+            raise CaseHeld(case_id, as_text(reply[1]))
         if reply[0] == 3:
             raise CaseConflict(f"case {case_id} is not held by anyone")
         return case_from(reply[1], reply[2])
@@ -339,7 +341,7 @@ class RedisDesk(DeskStore):
         open_: dict[str, int] = {}
         async for batch in self._pipe.scan(keys.account_pattern(keys.CASE), type_="hash"):
             # One round trip per SCAN page, not per case.
-            found = [a for k in batch if (a := keys.account_of(text(k), keys.CASE)) is not None]
+            found = [a for k in batch if (a := keys.account_of(as_text(k), keys.CASE)) is not None]
             if found:
                 slas = await self._pipe.call(*(("HGET", keys.case(a), "sla_us") for a in found))
                 open_.update((a, int(sla)) for a, sla in zip(found, slas, strict=True) if sla)
@@ -352,7 +354,7 @@ class RedisDesk(DeskStore):
         stale = [
             (a, s)
             for member, s in zip(indexed[::2], indexed[1::2], strict=True)
-            if (a := text(member)) not in open_
+            if (a := as_text(member)) not in open_
         ]
         checkable = [(a, s) for a, s in stale if keys.usable_account_id(a)]
         exists = (

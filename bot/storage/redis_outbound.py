@@ -22,12 +22,12 @@ from bot.storage import keys
 from bot.storage.base import StoreUnavailable, Transition
 from bot.storage.redis_codec import (
     PUSH_CAPPED,
+    as_text,
     audit_element,
     ledger_commands,
     ledger_release,
     sandbox_commands,
     score,
-    text,
 )
 from bot.storage.redis_pack import pack_versioned, unpack
 from bot.storage.resp import Connection
@@ -219,7 +219,7 @@ class RedisOutbound:
         )
         found: list[tuple[str, str]] = []
         for member in raw:
-            account_id, _, message_id = text(member).partition(" ")
+            account_id, _, message_id = as_text(member).partition(" ")
             found.append((account_id, message_id))
         return found
 
@@ -228,13 +228,13 @@ class RedisOutbound:
 
     async def message_account(self, message_id: str) -> str | None:
         raw = await self._pipe.one("GET", keys.message(message_id))
-        return text(raw) if raw is not None else None
+        return as_text(raw) if raw is not None else None
 
     async def locate(self, carrier: str, provider_id: str) -> tuple[str, str] | None:
         raw = await self._pipe.one("GET", keys.provider_id(carrier, provider_id))
         if raw is None:
             return None
-        account_id, _, message_id = text(raw).partition(" ")
+        account_id, _, message_id = as_text(raw).partition(" ")
         return account_id, message_id
 
     async def add_unmatched_receipt(self, receipt_json: str) -> None:
@@ -246,7 +246,7 @@ class RedisOutbound:
         if limit <= 0:
             return []
         raw = await self._pipe.one("LRANGE", keys.UNMATCHED_RECEIPTS, -limit, -1)
-        return [text(r) for r in raw]
+        return [as_text(r) for r in raw]
 
     async def _take(self, bucket: str, rate: float, burst: int, n: int, now: datetime) -> list[Any]:
         reply: list[Any] = await self._pipe.one(
