@@ -4,13 +4,12 @@
 Read from the members' own data, not from counters kept on the side: the conversation
 (state, promise, payments), the outbound records (where the latest message is), the audit
 (replies and what they meant, the gate's reasons), the suppression list and the desk's
-cases. Members are read in batches whose reads are issued together (on Redis the connection
-sends what one loop iteration issues in one write: bot.storage.resp).
+cases. Members are read a batch at a time with ``Store.account_facts`` (two round trips a
+batch on Redis: bot.storage.redis_reports).
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -21,10 +20,10 @@ from pydantic import BaseModel, ValidationError
 from bot.campaigns.model import Campaign
 from bot.outbound.record import OutboundRecord
 from bot.records import AccountRecord
-from bot.storage.base import Store
+from bot.storage.base import AccountFacts, Store
 from dialogs import conversation as c
 
-READ_BATCH = 200  # members read at once
+READ_BATCH = 500  # members read at once
 # Where an account's latest message is, as the status counts it.
 STAGES = {
     "queued": "queued",
@@ -91,34 +90,25 @@ def _conversation(raw: str | None) -> c.Conversation | None:
         return None  # a report must not fail on one damaged conversation
 
 
-async def read_member(store: Store, account_id: str) -> Member:
-    account, raw, records, audit, case, closed = await asyncio.gather(
-        store.get_account(account_id),
-        store.get_conversation(account_id),
-        store.outbound_records(account_id),
-        store.read_audit(account_id),
-        store.desk.case(account_id),
-        store.desk.closed_cases(account_id, limit=1),
-    )
-    opted_out = await store.is_opted_out(account.phone) if account else False
-    live = [r for r in records if r.state != "superseded"]
+def _member(account_id: str, facts: AccountFacts) -> Member:
+    live = [r for r in facts.records if r.state != "superseded"]
     last = live[-1] if live else None
     rules: tuple[str, ...] = ()
     if last is not None and last.state in ("deferred", "blocked"):
-        for e in reversed(audit):
+        for e in reversed(facts.audit):
             if e.kind == "gate" and e.detail.get("message_id") == last.id:
                 rules = tuple(e.detail.get("rules") or ())
                 break
-    intents = tuple(str(e.detail.get("intent")) for e in audit if e.kind == "understood")
+    intents = tuple(str(e.detail.get("intent")) for e in facts.audit if e.kind == "understood")
     return Member(
         id=account_id,
-        account=account,
-        conversation=_conversation(raw),
+        account=facts.account,
+        conversation=_conversation(facts.conversation),
         last=last,
         rules=rules,
         intents=intents,
-        opted_out=opted_out,
-        handed_off=case is not None or bool(closed),
+        opted_out=facts.opted_out,
+        handed_off=facts.handed_off,
     )
 
 
@@ -129,8 +119,8 @@ async def read_members(store: Store, campaign_id: str) -> AsyncIterator[Member]:
         ids = await store.campaigns.members(campaign_id, start, start + READ_BATCH - 1)
         if not ids:
             return
-        for m in await asyncio.gather(*(read_member(store, a) for a in ids)):
-            yield m
+        for a, facts in zip(ids, await store.account_facts(ids), strict=True):
+            yield _member(a, facts)
         start += READ_BATCH
 
 

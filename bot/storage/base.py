@@ -17,6 +17,7 @@ Design (why it looks like this):
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING, Literal
 from bot.desk.case import CaseChange, CaseEntry
 from bot.outbound.record import OutboundRecord
 from bot.records import AccountRecord, AuditEntry, Outbound, QueuedEvent, SendRecord
+from bot.storage import keys
 from bot.telemetry import metrics
 from bot.transport.inbound import InboundSms
 from common.errors import SmsbotError
@@ -66,6 +68,26 @@ class GateFacts:
     preferences: str | None  # JSON, from ``get_meta(…, "preferences")``
     contacted: bool  # anything was ever sent to this account (``get_meta(…, "contacted")``)
     invalid_number: bool = False  # a provider said the number cannot be reached
+
+
+AUDIT_READ = 1000  # the audit entries a report reads per account (read_audit's default)
+
+
+@dataclass(frozen=True)
+class AccountFacts:
+    """What a report over many accounts reads of each (campaign status and export)."""
+
+    account: AccountRecord | None
+    conversation: str | None  # JSON, as ``get_conversation``
+    records: list[OutboundRecord]  # as ``outbound_records``
+    audit: list[AuditEntry]  # the newest ``AUDIT_READ`` entries, as ``read_audit``
+    opted_out: bool  # the account's phone is on the suppression list
+    handed_off: bool  # a case was ever opened for it (open or resolved)
+
+
+NO_FACTS = AccountFacts(  # an unknown account's
+    account=None, conversation=None, records=[], audit=[], opted_out=False, handed_off=False
+)
 
 
 @dataclass(frozen=True)
@@ -398,6 +420,32 @@ class Store(ABC):
 
     @abstractmethod
     async def list_unmatched(self, limit: int = 100) -> list[InboundSms]: ...
+
+    # --- reports ---
+    async def account_facts(self, account_ids: Sequence[str]) -> list[AccountFacts]:
+        """Each account's :class:`AccountFacts`, in order. Built from the methods above; the
+        Redis store reads a batch in two round trips instead (bot.storage.redis_reports)."""
+        return list(await asyncio.gather(*(self._facts(a) for a in account_ids)))
+
+    async def _facts(self, account_id: str) -> AccountFacts:
+        if not keys.usable_account_id(account_id):
+            return NO_FACTS  # no key can be built for it (and no AccountRecord has such an id)
+        account, conversation, records, audit, case, closed = await asyncio.gather(
+            self.get_account(account_id),
+            self.get_conversation(account_id),
+            self.outbound_records(account_id),
+            self.read_audit(account_id, AUDIT_READ),
+            self.desk.case(account_id),
+            self.desk.closed_cases(account_id, limit=1),
+        )
+        return AccountFacts(
+            account=account,
+            conversation=conversation,
+            records=records,
+            audit=audit,
+            opted_out=await self.is_opted_out(account.phone) if account else False,
+            handed_off=case is not None or bool(closed),
+        )
 
     # --- sandbox provider's record of "sent" messages ---
     @abstractmethod

@@ -64,9 +64,9 @@ from bot.storage.redis_codec import (
     account_record,
     as_text,
     audit_element,
-    audit_entries,
     ledger_commands,
     ledger_records,
+    newest_entries,
     sandbox_commands,
     score,
 )
@@ -77,6 +77,7 @@ from bot.storage.redis_lock import SCRIPTS as LOCK_SCRIPTS
 from bot.storage.redis_outbound import SCRIPTS as OUTBOUND_SCRIPTS
 from bot.storage.redis_outbound import RedisOutbound
 from bot.storage.redis_pack import pack, unpack_text
+from bot.storage.redis_reports import RedisReports
 from bot.storage.redis_retention import SCRIPTS as RETENTION_SCRIPTS
 from bot.storage.redis_retention import RedisRetention
 from bot.storage.resp import Connection
@@ -164,7 +165,7 @@ _SCRIPTS = (
 )
 
 
-class RedisStore(RedisOutbound, RedisRetention, Store):
+class RedisStore(RedisOutbound, RedisRetention, RedisReports, Store):
     """The store on one Redis server, a Redis Cluster or a Sentinel-watched primary."""
 
     def __init__(self, connection: Connection, *, dedup_ttl_s: int = DEDUP_TTL_S) -> None:
@@ -522,8 +523,7 @@ class RedisStore(RedisOutbound, RedisRetention, Store):
         # Every element holds at least one entry: the last `limit` elements hold the last
         # `limit` entries (or all there are).
         raw = await self._pipe.one("LRANGE", keys.audit(account_id), -limit, -1)
-        entries = [entry for element in raw for entry in audit_entries(element)]
-        return entries[-limit:]
+        return newest_entries(raw, limit)
 
     # --- messages from unknown numbers ---------------------------------------------------
 

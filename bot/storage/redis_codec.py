@@ -143,6 +143,12 @@ def audit_element(entries: Sequence[AuditEntry]) -> bytes | str:
     return pack(AUDIT_ENTRIES.dump_json(list(entries))) if entries else ""
 
 
+def newest_entries(elements: list[bytes], limit: int) -> list[AuditEntry]:
+    """The newest ``limit`` entries of the last ``limit`` elements of an audit list (every
+    element holds at least one entry, so they hold the newest ``limit`` or all there are)."""
+    return [entry for element in elements for entry in audit_entries(element)][-limit:]
+
+
 def audit_entries(element: bytes) -> list[AuditEntry]:
     """The entries of one element of an audit list, in any of the forms it was written."""
     data = unpack(element)

@@ -97,6 +97,18 @@ return {taken, tostring(wait)}
 SCRIPTS = (_MOVE, _TAKE_TOKENS)
 
 
+def records_reads(account_id: str) -> list[tuple[Any, ...]]:
+    """The reads of an account's outbound records (decoded by :func:`records_of`)."""
+    return [("HVALS", keys.outbound(account_id)), ("LRANGE", keys.outbox(account_id), 0, -1)]
+
+
+def records_of(past: list[bytes], waiting: list[bytes]) -> list[OutboundRecord]:
+    """The records past the outbox, oldest first, then the queued ones."""
+    records = [OutboundRecord.model_validate_json(unpack(r)) for r in past]
+    records.sort(key=lambda r: (r.message.created_at, r.id))
+    return records + [queued(Outbound.model_validate_json(m)) for m in waiting]
+
+
 class RedisOutbound:
     """Mixed into :class:`bot.storage.redis.RedisStore` (which provides ``_pipe`` and calls
     ``_init_outbound``)."""
@@ -203,12 +215,7 @@ class RedisOutbound:
     async def outbound_records(self, account_id: str) -> list[OutboundRecord]:
         if not keys.usable_account_id(account_id):
             return []
-        past, waiting = await self._pipe.call(
-            ("HVALS", keys.outbound(account_id)), ("LRANGE", keys.outbox(account_id), 0, -1)
-        )
-        records = [OutboundRecord.model_validate_json(unpack(r)) for r in past]
-        records.sort(key=lambda r: (r.message.created_at, r.id))
-        return records + [queued(Outbound.model_validate_json(m)) for m in waiting]
+        return records_of(*await self._pipe.call(*records_reads(account_id)))
 
     async def due_sends(self, now: datetime, limit: int = 500) -> list[tuple[str, str]]:
         if limit <= 0:

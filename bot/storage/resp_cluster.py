@@ -59,8 +59,9 @@ _MAP = "slot map"  # the outage of loading it (see ClusterConnection.call)
 _RESENT = frozenset({"MOVED", "ASK", "TRYAGAIN", "NOSCRIPT"})  # replies proving "did not run"
 # Commands that change nothing: runs of these may leave together (see ClusterConnection._run).
 _READS = frozenset(
-    {"GET", "LINDEX", "LRANGE", "LLEN", "HGET", "HMGET", "HGETALL", "HLEN", "ZSCORE", "ZRANGE",
-     "ZCOUNT", "ZCARD", "SISMEMBER", "SMEMBERS", "SCARD", "EXISTS", "TYPE", "TTL", "PTTL", "PING"}
+    {"GET", "LINDEX", "LRANGE", "LLEN", "HGET", "HMGET", "HGETALL", "HVALS", "HKEYS",
+     "HLEN", "HEXISTS", "ZSCORE", "ZRANGE", "ZCOUNT", "ZCARD", "SISMEMBER", "SMISMEMBER",
+     "SMEMBERS", "SCARD", "EXISTS", "TYPE", "TTL", "PTTL", "PING"}
 )  # fmt: skip
 # Commands without a key: any primary answers them.
 _KEYLESS = frozenset({"PING", "SCAN", "INFO", "SCRIPT", "FLUSHALL", "FLUSHDB", "DBSIZE", "TIME"})

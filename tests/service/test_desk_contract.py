@@ -20,7 +20,7 @@ from bot.storage.base import Store
 from bot.storage.desk_events import DeskEvent
 from bot.storage.redis import RedisStore
 from tests.service.storehelpers import CONTRACT_KINDS, open_store
-from tests.service.test_store_contract import T0, account, sms
+from tests.service.test_store_contract import T0, account, entry, outbound, sms
 
 
 @pytest.fixture(params=CONTRACT_KINDS)
@@ -163,6 +163,40 @@ async def test_resolving_commit_closes_the_case_and_a_new_handoff_opens_another(
     assert await commit(store, opening("hardship"))
     new = await store.desk.case("L0001")
     assert new is not None and new.id != case.id and new.reason == "hardship"
+
+
+async def test_account_facts_read_a_batch_as_the_per_account_methods_do(store: Store) -> None:
+    """Store.account_facts (the campaign status's read; one batch, two round trips on Redis)
+    against the per-account methods it stands for (the base class's definition)."""
+    # L0001: a conversation, a queued message, audit entries and an open case.
+    case = await opened(store)
+    await store.upsert_account(account("L0002", "13900139000"))
+    await store.upsert_account(account("L0003", "13700137000"))
+    event = QueuedEvent(kind="tick", at=T0)
+    await store.enqueue("L0001", event)
+    assert await store.commit("L0001", event.id, '{"state": "x"}', [entry("understood")],
+                              [outbound("第一条")], None)  # fmt: skip
+    # L0002: opted out, and a case opened and resolved.
+    await store.add_opt_out("+8613900139000")
+    assert await commit(store, opening(account_id="L0002"), "L0002")
+    second = await store.desk.case("L0002")
+    assert second is not None and second.id != case.id
+    assert await commit(store, CaseChange(resolve=Resolving(second.id, "bob", T0, "ok")), "L0002")
+    ids = ["L0001", "L0002", "L0003", "L9999", "a{b}"]
+    facts = await store.account_facts(ids)
+    assert facts == await Store.account_facts(store, ids)
+    one, two, three, unknown, unusable = facts
+    assert one.account is not None and one.account.id == "L0001"
+    assert one.conversation == '{"state": "x"}'
+    assert [r.message.text for r in one.records] == ["第一条"]
+    assert [e.kind for e in one.audit] == ["understood"]
+    assert (one.opted_out, one.handed_off) == (False, True)
+    assert (two.opted_out, two.handed_off) == (True, True)
+    assert three.account is not None and (three.opted_out, three.handed_off) == (False, False)
+    assert three.conversation is None and three.records == [] and three.audit == []
+    for nobody in (unknown, unusable):
+        assert nobody.account is None and not nobody.opted_out and not nobody.handed_off
+    assert await store.account_facts([]) == []
 
 
 async def test_sla_expiry_marks_an_unclaimed_case_once_with_its_audit(store: Store) -> None:
