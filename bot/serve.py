@@ -79,6 +79,7 @@ def _serve(args: argparse.Namespace) -> int:
     if settings.api_key is None:
         key = secrets.token_urlsafe(24)
         key_file = write_api_key(key)
+        warn_generated_key(key_file)
         settings = settings.model_copy(update={"api_key": SecretStr(key)})
     _run(
         settings,
@@ -112,6 +113,16 @@ def write_api_key(key: str, directory: Path | None = None) -> Path:
     return path
 
 
+def warn_generated_key(path: Path) -> None:
+    # In the log too, not only in the banner: a service started by a supervisor or with JSON
+    # logs shows no banner, and every restart makes a new key (clients then get 401).
+    log.warning(
+        "SMSBOT_API_KEY is not set: this run's API key was made now and is in %s; a restart"
+        " makes another, so clients holding this one get 401 after it (set SMSBOT_API_KEY)",
+        path,
+    )
+
+
 def _supervise(args: argparse.Namespace, settings: Settings) -> int:
     """The parent of ``--workers N``: checks what every worker would share, then runs them."""
     if not settings.redis_url:
@@ -128,6 +139,7 @@ def _supervise(args: argparse.Namespace, settings: Settings) -> int:
     if settings.api_key is None:  # one key for all workers, made here
         key = secrets.token_urlsafe(24)
         key_file = write_api_key(key)
+        warn_generated_key(key_file)
         env["SMSBOT_API_KEY"] = key
     if settings.session_key is None:  # one session key, or a worker could not read a cookie
         env["SMSBOT_SESSION_KEY"] = Fernet.generate_key().decode()

@@ -114,7 +114,8 @@ def _status(args: argparse.Namespace) -> int:
         print(st.model_dump_json(indent=2))
         return 0
     c = st.campaign
-    print(f"{c.name} ({c.id}) {c.state}, flow {c.flow}, {c.rate:g}/s from {c.start_at:%F %T%z}")
+    start = c.start_at.astimezone(DEFAULT_ZONE)  # as --start-at reads a time without an offset
+    print(f"{c.name} ({c.id}) {c.state}, flow {c.flow}, {c.rate:g}/s from {start:%F %T%z}")
     fields = st.model_dump(mode="json", exclude={"campaign"})
     for key, value in fields.items():
         shown = json.dumps(value, ensure_ascii=False) if isinstance(value, dict) else value

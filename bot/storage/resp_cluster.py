@@ -33,7 +33,6 @@ What a group (one :meth:`ClusterConnection.call`) keeps of the single-server gua
 from __future__ import annotations
 
 import asyncio
-import functools
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -57,7 +56,7 @@ TRYAGAIN_WAIT_S = 0.02  # times the attempt: a migration moves a key in well und
 
 _MAP = "slot map"  # the outage of loading it (see ClusterConnection.call)
 _RESENT = frozenset({"MOVED", "ASK", "TRYAGAIN", "NOSCRIPT"})  # replies proving "did not run"
-# Commands that change nothing: runs of these may leave together (see ClusterConnection._run).
+# Commands that change nothing: runs of these may leave together (see ClusterConnection._runs).
 _READS = frozenset(
     {"GET", "LINDEX", "LRANGE", "LLEN", "HGET", "HMGET", "HGETALL", "HVALS", "HKEYS",
      "HLEN", "HEXISTS", "ZSCORE", "ZRANGE", "ZCOUNT", "ZCARD", "SISMEMBER", "SMISMEMBER",
@@ -67,9 +66,20 @@ _READS = frozenset(
 _KEYLESS = frozenset({"PING", "SCAN", "INFO", "SCRIPT", "FLUSHALL", "FLUSHDB", "DBSIZE", "TIME"})
 
 
-@functools.lru_cache(maxsize=65536)  # a message builds about ten keys, most of them again
+# A message builds about ten keys, most of them again: their slots are remembered (a dict,
+# emptied when full: cheaper per lookup than functools.lru_cache's bookkeeping).
+_SLOT_OF: dict[str | bytes, int] = {}
+_SLOT_CACHE_SIZE = 65536
+_ERROR = hiredis.ReplyError
+
+
 def _slot_of_key(key: str | bytes) -> int:
-    return int(key_slot(key.encode() if isinstance(key, str) else key))
+    slot = _SLOT_OF.get(key)
+    if slot is None:
+        if len(_SLOT_OF) >= _SLOT_CACHE_SIZE:
+            _SLOT_OF.clear()
+        slot = _SLOT_OF[key] = int(key_slot(key.encode() if isinstance(key, str) else key))
+    return slot
 
 
 def slot_of(command: Command) -> int | None:
@@ -144,8 +154,24 @@ class ClusterConnection:
             if self._stale:
                 self._at = _MAP
                 await self._refresh()
-            replies = await self._run(commands)
-            raise_first_error(replies)
+            addrs = self._route(commands)
+            first = addrs[0]
+            if addrs.count(first) == len(addrs):
+                # The usual case (one account's commands, or one global key): as on one
+                # server, unless a reply says a command has to go elsewhere. Inline: every
+                # call comes here, about seven a message (bench/scale.py).
+                self._at = first
+                node = self._nodes.get(first) or self._node(first)
+                protocol = node.connected() or await node.ready()
+                replies = await protocol.send(commands, node.shas)
+                for r in replies:
+                    if isinstance(r, _ERROR):
+                        replies = await self._redirected(commands, first, replies)
+                        raise_first_error(replies)
+                        break
+            else:
+                replies = await self._runs(commands, addrs)
+                raise_first_error(replies)
         except UNAVAILABLE as exc:
             self._stale = True
             outage = self._outages.get(self._at)
@@ -213,25 +239,26 @@ class ClusterConnection:
             raise RedisConnectionError(f"Redis {self.where}: no primary serves slot {slot}")
         return addr
 
-    async def _run(self, commands: Sequence[Command]) -> list[Any]:
-        addrs = [self._addr(slot_of(c)) for c in commands]
-        first = addrs[0]
-        replies: list[Any]
+    def _route(self, commands: Sequence[Command]) -> list[str]:
+        """The primary of each command; the group's nodes are remembered in ``_touched``."""
+        slots = self._slots
+        addrs: list[str] = []
+        for c in commands:
+            slot = slot_of(c)
+            addrs.append((slots[slot] if slot is not None else None) or self._addr(slot))
         self._touched = addrs
-        if all(a == first for a in addrs):
-            # The usual case (one account's commands, or one global key): as on one server,
-            # unless a reply says the command has to go elsewhere.
-            self._at = first
-            node = self._node(first)
-            protocol = node.connected() or await node.ready()
-            got = await protocol.send(commands, node.shas)
-            if not any(isinstance(r, hiredis.ReplyError) for r in got):
-                return got
-            replies = [None] * len(commands)
-            await self._settle(
-                commands, _Run(first, list(range(len(commands))), None), got, replies
-            )
-            return replies
+        return addrs
+
+    async def _redirected(
+        self, commands: Sequence[Command], addr: str, got: list[Any]
+    ) -> list[Any]:
+        """The replies of a group sent to one primary, once the redirected ones are in."""
+        replies: list[Any] = [None] * len(commands)
+        await self._settle(commands, _Run(addr, list(range(len(commands))), None), got, replies)
+        return replies
+
+    async def _runs(self, commands: Sequence[Command], addrs: list[str]) -> list[Any]:
+        """A group whose commands are on several primaries."""
         replies = [None] * len(commands)
         # Runs of consecutive commands per primary. Runs of reads only leave together (their
         # order cannot be seen); a run with a write waits for every run before it, and every
@@ -293,8 +320,10 @@ class ClusterConnection:
                     assert rest.sent is not None
                     rest.sent.add_done_callback(_consumed)
                 raise
-            if any(isinstance(r, hiredis.ReplyError) for r in got):
-                await self._settle(commands, run, got, replies)
+            for r in got:
+                if isinstance(r, _ERROR):
+                    await self._settle(commands, run, got, replies)
+                    break
             else:
                 for i, reply in zip(run.indexes, got, strict=True):
                     replies[i] = reply

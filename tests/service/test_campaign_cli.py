@@ -76,6 +76,12 @@ def test_import_status_pause_resume_cancel_export_list(
     assert "cannot resume" in capsys.readouterr().err
     assert main(["campaign", "status", "nope"]) == 1
     assert "no campaign" in capsys.readouterr().err
+    # A start time without an offset is Beijing time, and the status shows it so.
+    later = ["campaign", "import", str(source), "--name", "一月", "--start-at", "2030-01-02T09:00"]
+    assert main([*later, "--map", "手机=phone"]) == 0
+    capsys.readouterr()
+    assert main(["campaign", "status", "一月"]) == 0
+    assert "/s from 2030-01-02 09:00:00+0800" in capsys.readouterr().out
 
 
 def test_status_into_a_pipe_that_closes_early_is_not_an_error(redis_url: str) -> None:

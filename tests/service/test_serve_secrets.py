@@ -129,6 +129,7 @@ async def test_a_real_start_prints_neither_the_key_nor_a_token(tmp_path: Path) -
         proc.wait(timeout=30)
     out = log.read_text(errors="replace")
     assert f"in {cache / 'api-key'}" in out
+    assert f"SMSBOT_API_KEY is not set: this run's API key was made now and is in {cache}" in out
     assert key not in out
     assert ALIYUN_TOKEN not in out
     assert "/webhooks/aliyun/***" in out
