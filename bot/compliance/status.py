@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from typing import Any
 
 from bot.compliance.gate import Gate, GateContext
@@ -67,5 +67,25 @@ def status(ctx: GateContext, now: datetime) -> dict[str, Any]:
             "replies_today": sum(r.kind == "reply" for r in used_today),
             "reply_max_per_day": pack.frequency.reply_max_per_day,
         },
-        "next_allowed_send": next_allowed(now, ctx.zones, pack.window, ctx.preferences).isoformat(),
+        "next_allowed_send": next_proactive_send(ctx, now).isoformat(),
     }
+
+
+def next_proactive_send(ctx: GateContext, now: datetime) -> datetime:
+    """The first time the window, the borrower's preferences and the proactive caps all allow
+    (holds and opt-outs are reported beside it). The caps as the gate counts them: the day's
+    cap lifts at the next local midnight, the 7-day cap when the oldest send that fills it is
+    7 days old; the window then applies from there."""
+    freq = ctx.pack.frequency
+    zone = ctx.zones[0]
+    local_day = now.astimezone(zone).date()
+    next_day = datetime.combine(local_day + timedelta(days=1), time(0), zone)
+    day_start = datetime.combine(local_day, time(0), zone)
+    proactive = sorted(r.at for r in ctx.history if r.kind == "proactive")
+    earliest = now
+    if sum(day_start <= at < next_day for at in proactive) >= freq.proactive_max_per_day:
+        earliest = max(earliest, next_day)
+    week = [at for at in proactive if at > now - timedelta(days=7)]
+    if len(week) >= freq.proactive_max_per_7d:
+        earliest = max(earliest, week[-freq.proactive_max_per_7d] + timedelta(days=7))
+    return next_allowed(earliest, ctx.zones, ctx.pack.window, ctx.preferences)

@@ -9,6 +9,7 @@ import pytest
 
 from bot.compliance.gate import Decision, Gate, GateContext, text_hash
 from bot.compliance.preferences import extract, merge
+from bot.compliance.status import status
 from bot.records import Outbound, SendKind, SendRecord
 
 SH = ZoneInfo("Asia/Shanghai")
@@ -129,6 +130,29 @@ def test_daily_and_weekly_caps_defer(gate: Gate) -> None:
     assert d.until == at(10) - timedelta(days=4) + timedelta(days=7)
     replies = ctx(gate, history=[sent(at(9, i), "reply") for i in range(10)])
     assert gate.decide(msg(kind="reply"), replies, at(10)).rules == ("CN-FREQ-03",)
+
+
+@pytest.mark.parametrize(
+    ("history", "now"),
+    [
+        ([], at(10)),  # nothing used: now
+        ([], at(21, 30)),  # the window: tomorrow 08:00
+        ([at(9)], at(10)),  # the day's cap used: not "now" but tomorrow's first minute
+        ([at(10) - timedelta(days=n) for n in (4, 3, 2)], at(10)),  # the 7-day cap
+        ([at(9) - timedelta(days=n) for n in (6, 3, 2)], at(22)),  # cap lifts in the night
+    ],
+)
+def test_the_status_next_send_is_when_the_gate_would_send(
+    gate: Gate, history: list[datetime], now: datetime
+) -> None:
+    """`smsbot compliance explain` and the desk's snapshot say when a reminder could go: the
+    time the gate itself would release one (an operator saw "now" while the cap was used)."""
+    c = ctx(gate, history=[sent(t) for t in history])
+    d = gate.decide(msg(), c, now)
+    expected = now if d.verdict == "send" else d.until
+    assert datetime.fromisoformat(status(c, now)["next_allowed_send"]) == expected
+    if d.verdict == "defer":  # and at that time the gate does send
+        assert gate.decide(msg(), c, expected).verdict == "send"
 
 
 def test_identical_text_waits_for_the_gap(gate: Gate) -> None:
