@@ -90,7 +90,9 @@ class ConversationView(_Body):
     timers: dict[str, str] = Field(description="timer name -> when it fires (ISO-8601)")
     opted_out: bool
     compliance: dict[str, Any] = Field(
-        description="the gate's view now: window, caps, deferred messages"
+        description="the gate's view now: window, caps, next_allowed_send (when a proactive"
+        " message could go; null while none may: an opt-out, a wrong number, a hold),"
+        " deferred messages"
     )
     transcript: list[AuditEntry]
     messages: list[MessageView]

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 from dialogs import conversation as c
 from dialogs.engine import CompiledFlow, rerender, step
-from dialogs.templates import day_bound
+from dialogs.templates import RenderError, day_bound
 
 # A message that left within this long of being written was not held: its timers stand.
 _HELD = timedelta(minutes=1)
@@ -34,21 +34,24 @@ class Leaving:
 def as_it_leaves(
     cf: CompiledFlow, conv: c.Conversation, template: str, written: datetime, at: datetime
 ) -> Leaving:
-    """On the day it was written (the flow's zone), a message leaves as written. On a later
-    day, one whose own words name a day (今天是您约定的还款日) is dropped, and one whose values
-    change daily (已逾期{days_overdue}天) is rendered again for ``at``. The service
-    (bot.outbound.dispatch) and conversation tests ask this same question."""
+    """A held message leaves with the values of the moment it leaves: today's days overdue,
+    and the ledger's amount, due date and name as the conversation quotes them now (an import
+    or ``POST /api/accounts`` may have changed them meanwhile: a reminder must not quote a
+    superseded amount). On a later day than written (the flow's zone), one whose own words
+    name a day (今天是您约定的还款日) is dropped instead. A message that is not one of the
+    flow's templates (a person's) leaves as written. The service (bot.outbound.dispatch) and
+    conversation tests ask this same question."""
     tpl = cf.flow.templates.get(template)
+    if tpl is None:
+        return Leaving()
     zone = ZoneInfo(cf.flow.spec.settings.timezone)
     day = written.astimezone(zone).date()
-    if tpl is None or at.astimezone(zone).date() == day:
+    if at.astimezone(zone).date() != day and day_bound(tpl.text) == "that_day_only":
+        return Leaving(dropped=f"its words held on {day.isoformat()} only")
+    try:
+        return Leaving(rendered=rerender(cf, conv, template, at))
+    except RenderError:  # a value it was written with is gone: as written, as before
         return Leaving()
-    match day_bound(tpl.text):
-        case "that_day_only":
-            return Leaving(dropped=f"its words held on {day.isoformat()} only")
-        case "rerender":
-            return Leaving(rendered=rerender(cf, conv, template, at))
-    return Leaving()
 
 
 def counted_from_delivery(at: datetime, written: datetime, left: datetime) -> datetime | None:

@@ -67,7 +67,12 @@ def status(ctx: GateContext, now: datetime) -> dict[str, Any]:
             "replies_today": sum(r.kind == "reply" for r in used_today),
             "reply_max_per_day": pack.frequency.reply_max_per_day,
         },
-        "next_allowed_send": next_proactive_send(ctx, now).isoformat(),
+        # None: no proactive message may go at all (an opt-out, a wrong number, a hold).
+        "next_allowed_send": (
+            None
+            if ctx.opted_out or "wrong_number" in ctx.flags or holds
+            else next_proactive_send(ctx, now).isoformat()
+        ),
     }
 
 

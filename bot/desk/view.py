@@ -186,7 +186,7 @@ def next_proactive(
     It judges a text, so it is asked about one of the flow's own reminders that was not sent
     lately (the same text again is held for its own reason: a gap between identical texts)."""
     if snap.conv is None:
-        return dt.datetime.fromisoformat(snap.compliance["next_allowed_send"])
+        return _next_send(snap)
     cf = registry.get(snap.conv.flow)
     recent = {r.text_hash for r in snap.context.history}
     for name, spec in cf.flow.templates.items():
@@ -211,7 +211,12 @@ def next_proactive(
         if decision.verdict == "block":
             return None
         return decision.until if decision.verdict == "defer" else now
-    return dt.datetime.fromisoformat(snap.compliance["next_allowed_send"])
+    return _next_send(snap)
+
+
+def _next_send(snap: Snapshot) -> dt.datetime | None:
+    value = snap.compliance["next_allowed_send"]  # None: nothing proactive may go
+    return dt.datetime.fromisoformat(value) if value else None
 
 
 def give_back_states(registry: Registry, conv: c.Conversation) -> dict[str, str]:

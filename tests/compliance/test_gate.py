@@ -155,6 +155,19 @@ def test_the_status_next_send_is_when_the_gate_would_send(
         assert gate.decide(msg(), c, expected).verdict == "send"
 
 
+@pytest.mark.parametrize(
+    "facts",
+    [{"opted_out": True}, {"flags": frozenset({"wrong_number"})}, {"flags": frozenset({"disputed"})},
+     {"agent_owned": True}],
+)  # fmt: skip
+def test_the_status_has_no_next_send_while_nothing_proactive_may_go(
+    gate: Gate, facts: dict[str, object]
+) -> None:
+    c = ctx(gate, **facts)
+    assert gate.decide(msg(), c, at(10)).verdict == "block"
+    assert status(c, at(10))["next_allowed_send"] is None
+
+
 def test_identical_text_waits_for_the_gap(gate: Gate) -> None:
     history = ctx(gate, history=[sent(at(9) - timedelta(days=1), "reply", REMINDER)])
     d = gate.decide(msg(kind="reply"), history, at(8, 30))

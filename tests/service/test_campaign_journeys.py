@@ -114,6 +114,32 @@ async def test_reminders_released_after_21_are_deferred_to_8(
         assert not_before.astimezone(SHANGHAI) == datetime(2026, 11, 26, 8, 0, tzinfo=SHANGHAI)
 
 
+async def test_a_reminder_held_until_8_leaves_with_the_amount_imported_meanwhile(
+    nlu: Understander, store: Store
+) -> None:
+    """An operator's trial: a deferred reminder still quoted the old amount after a re-import
+    changed it. Held at 06:30 until 08:00 the same day (a later day re-rendered it already,
+    for its days overdue), it must leave with the ledger's amount of 08:00."""
+    dawn = datetime(2026, 11, 25, 6, 30, tzinfo=SHANGHAI)
+    async with service(nlu, store, dawn) as s:
+        c = await s.campaigns.create("early", "collections", dawn, rate=10)
+        await s.campaigns.import_rows(c.id, rows(1, amount_due="3200.00"))
+        assert await s.release() == 1
+        (held,) = await s.records("acc-0001")
+        assert held.state == "deferred" and "3200.00" in held.message.text
+        again = await s.campaigns.import_rows(c.id, rows(1, amount_due="2750.50"))
+        assert (again.added, again.imported) == (0, 1)
+        s.clock.advance(timedelta(hours=1, minutes=31))  # 08:01
+        assert await s.pipeline.fire_due_timers() >= 1
+        await s.settle()
+        (sent,) = await s.records("acc-0001")
+        assert sent.state == "sent", sent.state
+        assert "2750.50" in sent.message.text and "3200" not in sent.message.text
+        assert sent.message.params.get("amount_due", "2750.50") == "2750.50"
+        (out,) = [m for m in await store.list_sandbox() if m.account_id == "acc-0001"]
+        assert "2750.50" in out.text
+
+
 async def test_a_phone_that_opted_out_elsewhere_is_never_texted(
     nlu: Understander, store: Store
 ) -> None:
