@@ -31,8 +31,8 @@ class Campaign(BaseModel):
     rate: float = Field(gt=0, le=MAX_RATE)  # accounts released per second
     state: State = "scheduled"
     created_at: AwareDatetime
-    imported: int = 0  # rows taken (an account imported twice counts once per import)
-    rejected: int = 0
+    imported: int = 0  # members (an account imported twice counts once)
+    rejected: int = 0  # rows the latest import refused (its errors file lists them)
     released: int = 0  # accounts whose start event was submitted
     # Read with the campaign, never written from here: the store counts its lists.
     pending: int = 0  # members not taken for release yet

@@ -161,9 +161,10 @@ class Campaigns:
         batch: dict[str, tuple[int, AccountRecord]] = {}
         phones: dict[str, str] = {}  # phone -> the account of this file that has it, so far
         bad = 0
+        first = True  # the first count of this import replaces the last import's refusals
 
         async def flush() -> None:
-            nonlocal imported, added, bad, shared
+            nonlocal imported, added, bad, shared, first
             rows_ = list(batch.values())
             accounts = [a for _, a in rows_]
             batch.clear()
@@ -179,8 +180,8 @@ class Campaigns:
                         )
             await asyncio.gather(*(self.store.upsert_account(a) for a in accounts))
             new = await self.store.campaigns.add_members(campaign.id, [a.id for a in accounts])
-            await self.store.campaigns.count_import(campaign.id, new, bad)
-            imported, added, bad = imported + len(accounts), added + new, 0
+            await self.store.campaigns.count_import(campaign.id, new, bad, first=first)
+            imported, added, bad, first = imported + len(accounts), added + new, 0, False
 
         async for row, item in _rows(rows):
             if isinstance(item, AccountRecord):

@@ -64,6 +64,7 @@ class CampaignStatus(BaseModel):
     pending: int  # not released yet
     releasing: int
     released: int
+    cancelled: int  # members a cancel left unreleased: never started by this campaign
     queued: int  # the latest message is waiting for the gate or a carrier
     deferred: int
     deferred_reasons: dict[str, int]  # the gate's rule id -> accounts deferred by it
@@ -156,6 +157,11 @@ async def status(store: Store, campaign: Campaign) -> CampaignStatus:
         pending=campaign.pending,
         releasing=campaign.releasing,
         released=campaign.released,
+        cancelled=(
+            max(0, members - campaign.released - campaign.releasing - campaign.pending)
+            if campaign.state == "cancelled"
+            else 0
+        ),
         queued=stages["queued"],
         deferred=stages["deferred"],
         deferred_reasons=dict(deferred),

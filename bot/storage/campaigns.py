@@ -73,8 +73,12 @@ class CampaignStore(ABC):
         (CampaignConflict)."""
 
     @abstractmethod
-    async def count_import(self, campaign_id: str, imported: int, rejected: int) -> None:
-        """Adds to the campaign's imported and rejected counts."""
+    async def count_import(
+        self, campaign_id: str, imported: int, rejected: int, *, first: bool = False
+    ) -> None:
+        """Adds ``imported`` new members to the campaign's count, and ``rejected`` to the rows
+        the current import refused (``first``: a new import begins, its count replaces the
+        last import's: the same file imported twice does not count its bad rows twice)."""
 
     @abstractmethod
     async def members(self, campaign_id: str, start: int = 0, stop: int = -1) -> list[str]:
@@ -167,10 +171,13 @@ class MemoryCampaigns(CampaignStore):
             self._set(e, state="running")
         return added
 
-    async def count_import(self, campaign_id: str, imported: int, rejected: int) -> None:
+    async def count_import(
+        self, campaign_id: str, imported: int, rejected: int, *, first: bool = False
+    ) -> None:
         e = self._entry(campaign_id)
         c = e.campaign
-        self._set(e, imported=c.imported + imported, rejected=c.rejected + rejected)
+        before = 0 if first else c.rejected
+        self._set(e, imported=c.imported + imported, rejected=before + rejected)
 
     async def members(self, campaign_id: str, start: int = 0, stop: int = -1) -> list[str]:
         e = self._campaigns.get(campaign_id)

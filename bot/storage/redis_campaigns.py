@@ -158,11 +158,16 @@ class RedisCampaigns(CampaignStore):
             raise CampaignConflict(f"campaign {campaign_id} is cancelled")
         return int(added)
 
-    async def count_import(self, campaign_id: str, imported: int, rejected: int) -> None:
+    async def count_import(
+        self, campaign_id: str, imported: int, rejected: int, *, first: bool = False
+    ) -> None:
         await self._must(campaign_id)
         key = keys.campaign(campaign_id)
         await self._pipe.call(
-            ("HINCRBY", key, "imported", imported), ("HINCRBY", key, "rejected", rejected)
+            ("HINCRBY", key, "imported", imported),
+            ("HSET", key, "rejected", rejected)
+            if first
+            else ("HINCRBY", key, "rejected", rejected),
         )
 
     async def members(self, campaign_id: str, start: int = 0, stop: int = -1) -> list[str]:

@@ -80,6 +80,10 @@ async def test_cancel_drops_the_pending(nlu: Understander, store: Store) -> None
         assert await s.release() == 0
         assert await s.records("acc-0005") == []
         assert len(await s.records("acc-0001")) == 1  # released before: untouched
+        # Every member is in a count: the 6 the cancel left are "cancelled" (an operator
+        # found them in none).
+        st = await s.campaigns.status(c.id)
+        assert (st.imported, st.released, st.pending, st.cancelled) == (10, 4, 0, 6)
 
 
 async def test_an_account_in_two_campaigns_is_texted_once(nlu: Understander, store: Store) -> None:
@@ -179,6 +183,11 @@ async def test_importing_the_same_rows_again_starts_nobody_and_updates_amounts(
         assert await s.release() == 0
         for i in (1, 2):
             assert len(await s.records(f"acc-{i:04d}")) == 1
+        got = await s.campaigns.get(c.id)
+        # The fixed file refused nothing: the campaign's rejected is the latest import's.
+        assert (got.imported, got.rejected, got.released) == (2, 0, 2)
+        await s.campaigns.import_rows(c.id, [*rows(1, 2), bad])  # the first file again
+        await s.campaigns.import_rows(c.id, [*rows(1, 2), bad])  # and again: 1, never 2
         got = await s.campaigns.get(c.id)
         assert (got.imported, got.rejected, got.released) == (2, 1, 2)
 
