@@ -23,6 +23,10 @@ def holds(cond: Condition, conv: ConversationView, event: c.AnyEvent, today: dat
             return False
         if cond.any_entity and not any(e in present for e in cond.any_entity):
             return False
+    if cond.intents:
+        carried = {s.name for s in event.intents} if isinstance(event, c.Reply) else set()
+        if not all(i in carried for i in cond.intents):
+            return False
     flags = conv.flags
     if not all(f in flags for f in cond.flags) or any(f in flags for f in cond.not_flags):
         return False

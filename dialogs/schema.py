@@ -124,6 +124,8 @@ class Condition(Frozen):
     entity: list[EntityName] = Field(default_factory=list)
     no_entity: list[EntityName] = Field(default_factory=list)
     any_entity: list[EntityName] = Field(default_factory=list)  # at least one of them
+    # The reply carries every one of these intents, primary or not (a stop that also promises).
+    intents: list[str] = Field(default_factory=list)
     within_days: int | None = Field(default=None, ge=0)
     amount_covers_due: bool | None = None
     paid_in_full: bool | None = None
@@ -137,10 +139,20 @@ class Condition(Frozen):
     flags: list[Flag] = Field(default_factory=list)
     not_flags: list[Flag] = Field(default_factory=list)
 
-    @field_validator("entity", "no_entity", "any_entity", "flags", "not_flags", mode="before")
+    @field_validator(
+        "entity", "no_entity", "any_entity", "intents", "flags", "not_flags", mode="before"
+    )
     @classmethod
     def _one_or_many(cls, v: Any) -> Any:
         return [v] if isinstance(v, str) else v
+
+    @field_validator("intents")
+    @classmethod
+    def _known_intents(cls, v: list[str]) -> list[str]:
+        unknown = [i for i in v if i not in INTENT_NAMES]
+        if unknown:
+            raise ValueError(f"unknown intent {unknown[0]!r}; known: {', '.join(INTENT_NAMES)}")
+        return v
 
     @property
     def guaranteed_entities(self) -> set[str]:
