@@ -91,7 +91,7 @@ def _import(args: argparse.Namespace) -> int:
     campaign, report = run_on_store(work, with_flows=True)
     print(
         f"campaign {campaign.name} ({campaign.id}): {report.imported} imported"
-        f" ({report.added} new), {report.rejected} rejected"
+        f" ({report.added} new, {report.updated} updated), {report.rejected} rejected"
     )
     for line in report.errors[:10]:
         print(f"  {line}")
@@ -100,6 +100,12 @@ def _import(args: argparse.Namespace) -> int:
             f"{report.shared_phones} row(s) have a phone that is another account's: taken, but a"
             " reply from such a phone reaches only the account imported last"
         )
+    if report.days_mismatch:
+        print(
+            f"{report.days_mismatch} row(s) have days_overdue that disagree with due_date:"
+            " taken; messages count the days from the due date"
+        )
+    if report.warnings:
         for line in report.warnings[:10]:
             print(f"  {line}")
     if args.errors is not None and problems:

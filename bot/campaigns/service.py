@@ -27,6 +27,7 @@ import math
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from datetime import datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel
 
@@ -55,6 +56,7 @@ MAX_ERRORS_SHOWN = 100
 
 
 Row = tuple[int, AccountRecord | RowError]
+BEIJING = ZoneInfo("Asia/Shanghai")  # the lenders' files' dates
 
 
 class ImportReport(BaseModel):
@@ -66,6 +68,12 @@ class ImportReport(BaseModel):
     # Rows whose phone is another account's (one borrower may have two loans): taken, but a
     # reply from that phone now reaches the account imported last, as POST /api/accounts says.
     shared_phones: int = 0
+    # Accounts the store had with other values (a changed amount): updated, and their
+    # conversations quote the new values from their next event on.
+    updated: int = 0
+    # Rows whose 逾期天数 disagrees with their 到期日 by more than a day: messages count the
+    # days from the due date, so the file's figure is not what the borrower reads.
+    days_mismatch: int = 0
     warnings: list[str] = []  # the first MAX_ERRORS_SHOWN of them, as "row N: ..."
 
 
@@ -155,7 +163,8 @@ class Campaigns:
         campaign = await self.get(ref)
         if campaign.state == "cancelled":
             raise CampaignConflict(f"campaign {campaign.name!r} is cancelled")
-        imported = added = rejected = shared = 0
+        imported = added = rejected = shared = updated = mismatched = 0
+        today = self.clock.now().astimezone(BEIJING).date()
         errors: list[str] = []
         warnings: list[str] = []
         batch: dict[str, tuple[int, AccountRecord]] = {}
@@ -164,11 +173,27 @@ class Campaigns:
         first = True  # the first count of this import replaces the last import's refusals
 
         async def flush() -> None:
-            nonlocal imported, added, bad, shared, first
+            nonlocal imported, added, bad, shared, first, updated, mismatched
             rows_ = list(batch.values())
             accounts = [a for _, a in rows_]
             batch.clear()
-            owners = await asyncio.gather(*(self.store.find_account(a.phone) for a in accounts))
+            owners, before = await asyncio.gather(
+                asyncio.gather(*(self.store.find_account(a.phone) for a in accounts)),
+                asyncio.gather(*(self.store.get_account(a.id) for a in accounts)),
+            )
+            updated += sum(
+                old is not None and old != a for old, a in zip(before, accounts, strict=True)
+            )
+            for row, account in rows_:
+                since_due = (today - account.due_date).days
+                if abs(since_due - account.days_overdue) > 1:  # a file written yesterday: ±1
+                    mismatched += 1
+                    if len(warnings) < MAX_ERRORS_SHOWN:
+                        warnings.append(
+                            f"row {row}: days_overdue {account.days_overdue} but due_date"
+                            f" {account.due_date} was {since_due} days ago: messages count"
+                            " from the due date"
+                        )
             for (row, account), owner in zip(rows_, owners, strict=True):
                 other = phones.get(account.phone) or owner
                 phones[account.phone] = account.id
@@ -210,6 +235,8 @@ class Campaigns:
             rejected=rejected,
             errors=errors,
             shared_phones=shared,
+            updated=updated,
+            days_mismatch=mismatched,
             warnings=warnings,
         )
 

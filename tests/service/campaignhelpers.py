@@ -27,6 +27,7 @@ _ids = itertools.count(1)
 
 
 def rows(*numbers: int, **extra: Any) -> list[Row]:
+    extra.setdefault("days_overdue", 1)  # due 2026-11-24, and the tests' clocks on 11-25
     return [(n + 1, AccountRecord.model_validate(account(n, **extra))) for n in numbers]
 
 

@@ -49,12 +49,15 @@ def test_import_status_pause_resume_cancel_export_list(
     argv = ["campaign", "import", str(source), "--name", "十二月", "--rate", "5"]
     assert main([*argv, "--map", "手机=phone", "--errors", str(errors)]) == 0
     out = capsys.readouterr().out
-    assert "3 imported (3 new), 1 rejected" in out
+    assert "3 imported (3 new, 0 updated), 1 rejected" in out
+    # The file's 逾期天数 (5) is not the days since its 到期日 (2026-11-24): said, not refused.
+    assert "3 row(s) have days_overdue that disagree with due_date" in out
+    assert "row 2: days_overdue 5 but due_date 2026-11-24 was " in out
     assert "row 4: phone: " in out and "landline" in out
     written = errors.read_text(encoding="utf-8-sig").strip()
     assert written.startswith("row 4: phone: ") and "62345678" not in written  # masked
     assert main(argv) == 0  # again: nobody new
-    assert "3 imported (0 new)" in capsys.readouterr().out
+    assert "3 imported (0 new, 0 updated)" in capsys.readouterr().out
 
     assert main(["campaign", "status", "十二月"]) == 0
     out = capsys.readouterr().out

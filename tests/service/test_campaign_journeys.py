@@ -177,6 +177,7 @@ async def test_importing_the_same_rows_again_starts_nobody_and_updates_amounts(
         problems: list[object] = []
         again = await s.campaigns.import_rows(c.id, changed, on_error=problems.append)
         assert (again.imported, again.added, again.rejected) == (2, 0, 0)
+        assert again.updated == 1  # acc-0002's amount; acc-0001 is as it was
         account = await store.get_account("acc-0002")
         assert account is not None and account.amount_due == Decimal("999.00")
         later(s.clock, 60)
