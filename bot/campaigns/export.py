@@ -8,6 +8,7 @@ import csv
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from bot.campaigns.model import CampaignError
 from bot.campaigns.status import Member, read_members
@@ -26,11 +27,16 @@ COLUMNS = (
     "opted_out",
     "handed_off",
     "last_message_state",
+    "sent_at",  # when the latest message left; Beijing time, as the lenders' files
+    "deferred_until",  # when the gate lets the latest message go, if it holds it
+    "last_reply_at",
 )
 
 
 _MONEY = tuple(COLUMNS.index(c) for c in ("amount_due", "promise_amount", "paid"))
 _DATE = COLUMNS.index("promise_date")
+_TIMES = tuple(COLUMNS.index(c) for c in ("sent_at", "deferred_until", "last_reply_at"))
+BEIJING = ZoneInfo("Asia/Shanghai")
 
 
 def row(m: Member) -> list[str]:
@@ -49,7 +55,14 @@ def row(m: Member) -> list[str]:
         "yes" if m.opted_out else "no",
         "yes" if m.handed_off else "no",
         m.last.state if m.last else "",
+        _time(m.last.sent_at if m.last else None),
+        _time(m.last.message.not_before if m.last and m.last.state == "deferred" else None),
+        _time(m.last_reply_at),
     ]
+
+
+def _time(at: datetime | None) -> str:
+    return at.astimezone(BEIJING).strftime("%Y-%m-%d %H:%M:%S") if at else ""
 
 
 def _money(amount: Decimal) -> str:
@@ -101,6 +114,11 @@ async def _xlsx(store: Store, campaign_id: str, path: Path) -> int:
             cell = WriteOnlyCell(sheet, value=datetime.fromisoformat(values[_DATE]))
             cell.number_format = "yyyy-mm-dd"
             out[_DATE] = cell
+        for i in _TIMES:  # Excel has no zones: Beijing time, as in the CSV
+            if values[i]:
+                cell = WriteOnlyCell(sheet, value=datetime.fromisoformat(values[i]))
+                cell.number_format = "yyyy-mm-dd hh:mm:ss"
+                out[i] = cell
         return out
 
     n = 0

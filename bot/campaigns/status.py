@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 
 from pydantic import BaseModel, ValidationError
@@ -49,6 +50,7 @@ class Member:
     last: OutboundRecord | None  # the latest message that was not superseded
     rules: tuple[str, ...]  # the gate's rules when the latest message was deferred or blocked
     intents: tuple[str, ...]  # what each reply meant, oldest first
+    last_reply_at: datetime | None  # when the latest reply was understood
     opted_out: bool
     handed_off: bool  # a case was opened for the account (open or resolved)
 
@@ -100,7 +102,8 @@ def _member(account_id: str, facts: AccountFacts) -> Member:
             if e.kind == "gate" and e.detail.get("message_id") == last.id:
                 rules = tuple(e.detail.get("rules") or ())
                 break
-    intents = tuple(str(e.detail.get("intent")) for e in facts.audit if e.kind == "understood")
+    understood = [e for e in facts.audit if e.kind == "understood"]
+    intents = tuple(str(e.detail.get("intent")) for e in understood)
     return Member(
         id=account_id,
         account=facts.account,
@@ -108,6 +111,7 @@ def _member(account_id: str, facts: AccountFacts) -> Member:
         last=last,
         rules=rules,
         intents=intents,
+        last_reply_at=understood[-1].at if understood else None,
         opted_out=facts.opted_out,
         handed_off=facts.handed_off,
     )

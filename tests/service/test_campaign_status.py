@@ -60,6 +60,10 @@ async def test_status_and_export_follow_the_conversations(
         assert by_id["acc-0003"]["state"] == "with_agent"
         assert by_id["acc-0004"]["paid"] == "500.00"
         assert by_id["acc-0005"]["last_message_state"] == "sent"
+        # Times in Beijing time, as the lender's own files: 10:00 was the release.
+        assert by_id["acc-0005"]["sent_at"].startswith("2026-11-25 10:00")
+        assert by_id["acc-0001"]["last_reply_at"].startswith("2026-11-25 10:00")
+        assert by_id["acc-0005"]["last_reply_at"] == by_id["acc-0005"]["deferred_until"] == ""
 
         xlsx = tmp_path / "report.xlsx"
         pytest.importorskip("openpyxl")
@@ -80,3 +84,5 @@ async def test_status_and_export_follow_the_conversations(
         promised = xl["acc-0001"]["promise_date"]
         assert isinstance(promised, datetime), promised
         assert promised.date().isoformat() == by_id["acc-0001"]["promise_date"]
+        sent = xl["acc-0005"]["sent_at"]
+        assert isinstance(sent, datetime) and sent.strftime("%F %T") == by_id["acc-0005"]["sent_at"]
