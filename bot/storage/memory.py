@@ -21,6 +21,7 @@ from bot.storage.base import (
     RetentionAction,
     Store,
     Transition,
+    hidden_deferred,
 )
 from bot.storage.campaigns import MemoryCampaigns
 from bot.storage.desk import MemoryDesk
@@ -181,10 +182,7 @@ class MemoryStore(Store):
         self._outbox[account_id].extend(outbox)
         if case:
             self.desk.apply(account_id, case)
-        if next_due is None:
-            self._due.pop(account_id, None)
-        else:
-            self._due[account_id] = next_due
+        self._set_due(account_id, next_due)
         return True
 
     def lock(self, account_id: str, ttl_ms: int = 30_000) -> AccountLock:
@@ -208,6 +206,11 @@ class MemoryStore(Store):
         self._due[account_id] = at if current is None else min(current, at)
 
     async def set_due(self, account_id: str, at: datetime | None) -> None:
+        self._set_due(account_id, at)
+
+    def _set_due(self, account_id: str, at: datetime | None) -> None:
+        # Never past a deferred message (Store.keep_deferred_due; here in the same step).
+        at = hidden_deferred(self._deferred.get(account_id, []), at) or at
         if at is None:
             self._due.pop(account_id, None)
         else:

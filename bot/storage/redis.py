@@ -55,7 +55,14 @@ from bot.desk.case import CaseChange
 from bot.memo import Memo
 from bot.records import AccountRecord, AuditEntry, Outbound, QueuedEvent, SendRecord
 from bot.storage import keys
-from bot.storage.base import AccountLock, GateFacts, Loaded, Store, StoreUnavailable
+from bot.storage.base import (
+    AccountLock,
+    GateFacts,
+    Loaded,
+    Store,
+    StoreUnavailable,
+    hidden_deferred,
+)
 from bot.storage.connect import connection_for
 from bot.storage.redis_campaigns import SCRIPTS as CAMPAIGN_SCRIPTS
 from bot.storage.redis_campaigns import RedisCampaigns
@@ -407,9 +414,9 @@ class RedisStore(RedisOutbound, RedisRetention, RedisReports, Store):
         try:
             if due is not None:
                 if indexed is None or int(float(indexed)) != due:
-                    await self._pipe.one("ZADD", keys.DUE, due, account_id)
+                    await self._raise_due(account_id, ("ZADD", keys.DUE, due, account_id), next_due)
             elif indexed is not None:
-                await self._pipe.one("ZREM", keys.DUE, account_id)
+                await self._raise_due(account_id, ("ZREM", keys.DUE, account_id), None)
             # Only this lock's holder opens cases, so "no case now" stays true until our next
             # commit: the entry can go.
             if (
@@ -462,9 +469,20 @@ class RedisStore(RedisOutbound, RedisRetention, RedisReports, Store):
 
     async def set_due(self, account_id: str, at: datetime | None) -> None:
         if at is None:
-            await self._pipe.one("ZREM", keys.DUE, account_id)
+            await self._raise_due(account_id, ("ZREM", keys.DUE, account_id), None)
         else:
-            await self._pipe.one("ZADD", keys.DUE, score(at), account_id)
+            await self._raise_due(account_id, ("ZADD", keys.DUE, score(at), account_id), at)
+
+    async def _raise_due(
+        self, account_id: str, command: tuple[Any, ...], written: datetime | None
+    ) -> None:
+        """``command`` raises (or removes) the account's due entry; the deferred list is read
+        after it in the same group, for Store.keep_deferred_due's check (no extra round trip
+        on one server)."""
+        _, raw = await self._pipe.call(command, ("LRANGE", keys.deferred(account_id), 0, -1))
+        earliest = hidden_deferred([Outbound.model_validate_json(r) for r in raw], written)
+        if earliest is not None:
+            await self.lower_due(account_id, earliest)
 
     # --- accounts (reports) and per-account facts ---------------------------------------
 

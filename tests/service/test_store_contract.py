@@ -927,14 +927,14 @@ async def test_redis_commit_stands_when_only_the_index_update_fails(
     await redis_store.enqueue("L0001", tick())
     await commit_head(redis_store, "L0001", next_due=T0)
 
-    one = redis_store._pipe.one
+    call = redis_store._pipe.call
 
-    async def down_for_zadd(*command: object) -> object:
-        if command[0] == "ZADD":
+    async def down_for_zadd(*commands: tuple[object, ...]) -> list[object]:
+        if commands[0][0] == "ZADD" and commands[0][2] != "LT":  # step 2, not step 1's ZADD LT
             raise StoreUnavailable("Redis at test is unavailable (ZADD): connection reset")
-        return await one(*command)
+        return await call(*commands)
 
-    monkeypatch.setattr(redis_store._pipe, "one", down_for_zadd)
+    monkeypatch.setattr(redis_store._pipe, "call", down_for_zadd)
     await commit_head(
         redis_store, "L0001", conversation='{"n": 2}', next_due=T0 + timedelta(days=1)
     )
@@ -1052,6 +1052,26 @@ async def test_a_deferred_message_leaves_the_deferred_list_once(store: Store) ->
     assert (await store.outbound("L0001", "m1")).state == "superseded"  # type: ignore[union-attr]
     nope = queued(_deferred_msg("nope", T0)).moved("blocked", T0)
     assert await store.move(Transition(nope, None)) is False
+
+
+async def test_raising_the_due_time_never_hides_a_deferred_message(store: Store) -> None:
+    """A sender puts a message back to the gate off the account's lock (index, message,
+    index again: bot.outbound.settle); a drain that read the deferred list before the message
+    was there raises the index meanwhile. Whatever the order, the message is due on time (a
+    kill-9 test found one held until the account's next timer)."""
+    await store.upsert_account(account())
+    at = T0 + timedelta(hours=1)
+    await store.lower_due("L0001", at)  # the sender: index first
+    await defer(store, _deferred_msg("m1", at))  # then the message
+    await store.set_due("L0001", T0 + timedelta(days=2))  # a drain's exact index, set after
+    assert await store.due_accounts(at) == ["L0001"]
+    # The same through a commit's own index step (the exact time written after it).
+    await store.enqueue("L0001", tick())
+    await commit_head(store, "L0001", next_due=T0 + timedelta(days=3))
+    assert await store.due_accounts(at) == ["L0001"]
+    await store.set_due("L0001", None)  # nothing due but the message: it still is
+    assert await store.due_accounts(at) == ["L0001"]
+    assert await store.due_accounts(at - timedelta(seconds=1)) == []
 
 
 async def test_send_ledger_by_time(store: Store) -> None:
