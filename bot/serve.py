@@ -249,6 +249,7 @@ def _run(
     if banner:
         app.on_startup.append(print_banner)
     app.on_startup.append(tune_garbage_collector)  # after every cleanup_ctx has started
+    app.on_shutdown.append(say_stopping)
     web.run_app(
         app,
         host=settings.host,
@@ -261,6 +262,13 @@ def _run(
         reuse_port=worker is not None,
         loop=new_event_loop(),
     )
+    log.info("smsbot (pid %d) stopped", os.getpid())
+
+
+async def say_stopping(app: web.Application) -> None:
+    # A SIGTERM (or Ctrl-C) reached the process: said, so an operator's log shows the stop
+    # and how long the work in flight took to finish (the next line, "stopped").
+    log.info("smsbot (pid %d) stopping: no new requests, finishing the work in flight", os.getpid())
 
 
 # Young-generation collections after this many new container objects instead of 700. Per

@@ -24,6 +24,7 @@ COLUMNS = (
     "promise_date",
     "promise_amount",
     "paid",
+    "overpaid",  # paid beyond the amount due: a refund may be owed
     "opted_out",
     "handed_off",
     "last_message_state",
@@ -33,7 +34,7 @@ COLUMNS = (
 )
 
 
-_MONEY = tuple(COLUMNS.index(c) for c in ("amount_due", "promise_amount", "paid"))
+_MONEY = tuple(COLUMNS.index(c) for c in ("amount_due", "promise_amount", "paid", "overpaid"))
 _DATE = COLUMNS.index("promise_date")
 _TIMES = tuple(COLUMNS.index(c) for c in ("sent_at", "deferred_until", "last_reply_at"))
 BEIJING = ZoneInfo("Asia/Shanghai")
@@ -52,6 +53,7 @@ def row(m: Member) -> list[str]:
         promise.date.isoformat() if promise and promise.date else "",
         _money(promise.amount) if promise and promise.amount is not None else "",
         _money(conv.paid_total if conv else Decimal(0)),
+        _money(max(conv.paid_total - conv.account.amount_due, Decimal(0)) if conv else Decimal(0)),
         "yes" if m.opted_out else "no",
         "yes" if m.handed_off else "no",
         m.last.state if m.last else "",

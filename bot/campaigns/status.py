@@ -80,6 +80,7 @@ class CampaignStatus(BaseModel):
     promised: int
     paid: int
     recovered: Decimal  # the sum of what was paid
+    overpaid: int  # accounts that paid more than was due (a refund may be owed)
     opted_out: int
     handed_off: int
 
@@ -134,7 +135,7 @@ async def status(store: Store, campaign: Campaign) -> CampaignStatus:
     deferred: Counter[str] = Counter()
     blocked: Counter[str] = Counter()
     intents: Counter[str] = Counter()
-    members = replied = promised = paid = opted_out = handed_off = 0
+    members = replied = promised = paid = overpaid = opted_out = handed_off = 0
     recovered = Decimal(0)
     async for m in read_members(store, campaign.id):
         members += 1
@@ -152,6 +153,7 @@ async def status(store: Store, campaign: Campaign) -> CampaignStatus:
         if conv is not None and conv.paid_total > 0:
             paid += 1
             recovered += conv.paid_total
+            overpaid += conv.paid_total > conv.account.amount_due
         opted_out += m.opted_out
         handed_off += m.handed_off
     return CampaignStatus(
@@ -179,6 +181,7 @@ async def status(store: Store, campaign: Campaign) -> CampaignStatus:
         promised=promised,
         paid=paid,
         recovered=recovered,
+        overpaid=overpaid,
         opted_out=opted_out,
         handed_off=handed_off,
     )

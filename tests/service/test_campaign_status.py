@@ -33,6 +33,9 @@ async def test_status_and_export_follow_the_conversations(
         await s.reply("+8613800000003", "这笔钱我根本没借过，你们搞错了")  # a dispute: handoff
         payment = QueuedEvent(kind="payment", at=s.clock.now(), amount=Decimal("500.00"))
         await s.pipeline.submit("acc-0004", payment.model_copy(update={"reference": "P1"}))
+        # acc-0005 owed 3200.00 and paid 3500.00: an overpayment the lender must see.
+        more = QueuedEvent(kind="payment", at=s.clock.now(), amount=Decimal("3500.00"))
+        await s.pipeline.submit("acc-0005", more.model_copy(update={"reference": "P2"}))
         await s.settle()
 
         st = await s.campaigns.status("status")
@@ -40,7 +43,8 @@ async def test_status_and_export_follow_the_conversations(
         assert st.replied == 3
         assert st.replies_by_intent["promise_to_pay"] == 1
         assert sum(st.replies_by_intent.values()) == 3
-        assert (st.promised, st.paid, st.recovered) == (1, 1, Decimal("500.00"))
+        assert (st.promised, st.paid, st.recovered) == (1, 2, Decimal("4000.00"))
+        assert st.overpaid == 1  # acc-0005
         # The collections flow hands a stop to a person too (a case is opened for it).
         assert (st.opted_out, st.handed_off) == (1, 2)
         assert st.sent + st.delivered + st.queued + st.deferred + st.blocked == 5
@@ -59,6 +63,7 @@ async def test_status_and_export_follow_the_conversations(
         assert by_id["acc-0003"]["handed_off"] == "yes"
         assert by_id["acc-0003"]["state"] == "with_agent"
         assert by_id["acc-0004"]["paid"] == "500.00"
+        assert (by_id["acc-0004"]["overpaid"], by_id["acc-0005"]["overpaid"]) == ("0.00", "300.00")
         assert by_id["acc-0005"]["last_message_state"] == "sent"
         # Times in Beijing time, as the lender's own files: 10:00 was the release.
         assert by_id["acc-0005"]["sent_at"].startswith("2026-11-25 10:00")

@@ -130,6 +130,8 @@ async def test_a_real_start_prints_neither_the_key_nor_a_token(tmp_path: Path) -
     out = log.read_text(errors="replace")
     assert f"in {cache / 'api-key'}" in out
     assert f"SMSBOT_API_KEY is not set: this run's API key was made now and is in {cache}" in out
+    assert "stopping: no new requests, finishing the work in flight" in out  # the SIGTERM
+    assert f"smsbot (pid {proc.pid}) stopped" in out
     assert key not in out
     assert ALIYUN_TOKEN not in out
     assert "/webhooks/aliyun/***" in out
