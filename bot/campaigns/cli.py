@@ -12,11 +12,10 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
-from zoneinfo import ZoneInfo
 
 from bot.campaigns import rows
 from bot.campaigns.columns import parse_map
-from bot.campaigns.model import Campaign, CampaignError
+from bot.campaigns.model import BEIJING, Campaign, CampaignError
 from bot.campaigns.rows import RowError
 from bot.campaigns.service import Campaigns
 from bot.clock import Clock
@@ -25,7 +24,6 @@ from common.errors import UsageError
 
 T = TypeVar("T")
 # A --start-at without an offset is Beijing time (the lenders' files are).
-DEFAULT_ZONE = ZoneInfo("Asia/Shanghai")
 
 
 def register(sub: Any) -> None:
@@ -65,7 +63,7 @@ def _when(text: str) -> datetime:
         at = datetime.fromisoformat(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"not an ISO time: {text!r}") from exc
-    return at if at.tzinfo is not None else at.replace(tzinfo=DEFAULT_ZONE)
+    return at if at.tzinfo is not None else at.replace(tzinfo=BEIJING)
 
 
 def _mapping(text: str) -> dict[str, str]:
@@ -120,7 +118,7 @@ def _status(args: argparse.Namespace) -> int:
         print(st.model_dump_json(indent=2))
         return 0
     c = st.campaign
-    start = c.start_at.astimezone(DEFAULT_ZONE)  # as --start-at reads a time without an offset
+    start = c.start_at.astimezone(BEIJING)  # as --start-at reads a time without an offset
     print(f"{c.name} ({c.id}) {c.state}, flow {c.flow}, {c.rate:g}/s from {start:%F %T%z}")
     fields = st.model_dump(mode="json", exclude={"campaign"})
     for key, value in fields.items():

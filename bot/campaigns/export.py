@@ -8,9 +8,8 @@ import csv
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
-from bot.campaigns.model import CampaignError
+from bot.campaigns.model import BEIJING, CampaignError
 from bot.campaigns.status import Member, read_members
 from bot.storage.base import Store
 
@@ -37,7 +36,6 @@ COLUMNS = (
 _MONEY = tuple(COLUMNS.index(c) for c in ("amount_due", "promise_amount", "paid", "overpaid"))
 _DATE = COLUMNS.index("promise_date")
 _TIMES = tuple(COLUMNS.index(c) for c in ("sent_at", "deferred_until", "last_reply_at"))
-BEIJING = ZoneInfo("Asia/Shanghai")
 
 
 def row(m: Member) -> list[str]:

@@ -27,12 +27,11 @@ import math
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from datetime import datetime, timedelta
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel
 
 from bot.campaigns.export import export
-from bot.campaigns.model import Campaign, CampaignConflict, CampaignNotFound, is_due
+from bot.campaigns.model import BEIJING, Campaign, CampaignConflict, CampaignNotFound, is_due
 from bot.campaigns.rows import RowError
 from bot.campaigns.status import CampaignStatus, status
 from bot.clock import Clock
@@ -56,7 +55,6 @@ MAX_ERRORS_SHOWN = 100
 
 
 Row = tuple[int, AccountRecord | RowError]
-BEIJING = ZoneInfo("Asia/Shanghai")  # the lenders' files' dates
 
 
 class ImportReport(BaseModel):
@@ -184,25 +182,22 @@ class Campaigns:
             updated += sum(
                 old is not None and old != a for old, a in zip(before, accounts, strict=True)
             )
-            for row, account in rows_:
+            for (row, account), owner in zip(rows_, owners, strict=True):
+                said: list[str] = []
                 since_due = (today - account.due_date).days
                 if abs(since_due - account.days_overdue) > 1:  # a file written yesterday: ±1
                     mismatched += 1
-                    if len(warnings) < MAX_ERRORS_SHOWN:
-                        warnings.append(
-                            f"row {row}: days_overdue {account.days_overdue} but due_date"
-                            f" {account.due_date} was {since_due} days ago: messages count"
-                            " from the due date"
-                        )
-            for (row, account), owner in zip(rows_, owners, strict=True):
+                    said.append(
+                        f"days_overdue {account.days_overdue} but due_date {account.due_date}"
+                        f" was {since_due} days ago: messages count from the due date"
+                    )
                 other = phones.get(account.phone) or owner
                 phones[account.phone] = account.id
                 if other is not None and other != account.id:
                     shared += 1
-                    if len(warnings) < MAX_ERRORS_SHOWN:
-                        warnings.append(
-                            f"row {row}: {shared_phone(account.phone, other, account.id)}"
-                        )
+                    said.append(shared_phone(account.phone, other, account.id))
+                room = max(MAX_ERRORS_SHOWN - len(warnings), 0)
+                warnings.extend([f"row {row}: {w}" for w in said][:room])
             await asyncio.gather(*(self.store.upsert_account(a) for a in accounts))
             new = await self.store.campaigns.add_members(campaign.id, [a.id for a in accounts])
             await self.store.campaigns.count_import(campaign.id, new, bad, first=first)

@@ -184,7 +184,7 @@ class Settling:
             log.warning("message %s: lease lost before its outcome was stored", record.id)
             return False
         # Again after: a drain that read the deferred list before the message was there may
-        # have raised the index meanwhile (Store.keep_deferred_due).
+        # have raised the index meanwhile (bot.storage.base.hidden_deferred).
         await self.store.lower_due(record.account_id, at)
         if at <= now:
             self._on_event(record.account_id)

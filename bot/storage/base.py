@@ -91,7 +91,14 @@ NO_FACTS = AccountFacts(  # an unknown account's
 
 
 def hidden_deferred(deferred: Sequence[Outbound], written: datetime | None) -> datetime | None:
-    """The earliest deferred message's time if a due time ``written`` would hide it."""
+    """The earliest deferred message's time if a due time ``written`` would hide it.
+
+    Every step that sets an account's due time later (a commit's index step, ``set_due``)
+    reads the deferred list after writing and lowers the time to this. A sender puts a message
+    back to the gate off the account's lock (bot.outbound.settle: due time lowered, message
+    back, due time lowered again); a drain that read the deferred list before the message
+    arrived may raise the time past it in between. One of the two sees the other. Found by
+    test_outbound_crash (a message held until the account's next timer)."""
     waiting = [m.not_before for m in deferred if m.not_before]
     if waiting and (written is None or min(waiting) < written):
         return min(waiting)
@@ -326,19 +333,7 @@ class Store(ABC):
     async def set_due(self, account_id: str, at: datetime | None) -> None:
         """Sets the account's due time exactly (None: nothing due), outside a commit: after
         the outbox was flushed and messages were deferred or sent. Never later than a
-        deferred message of the account (``keep_deferred_due``)."""
-
-    async def keep_deferred_due(self, account_id: str, written: datetime | None) -> None:
-        """After the account's due time was raised to ``written`` (None: removed): lowered
-        again to its earliest deferred message if that is due before. A sender puts a message
-        back to the gate off the account's lock (bot.outbound.settle: due index first, then
-        the message, then the index again); a drain that read the deferred list before the
-        message arrived may raise the index past it in between. One of the two sees the
-        other: the sender's second lowering comes after the raise, or this read after the
-        message. Found by test_outbound_crash (a message held until the next timer)."""
-        earliest = hidden_deferred(await self.deferred(account_id), written)
-        if earliest is not None:
-            await self.lower_due(account_id, earliest)
+        deferred message of the account (``hidden_deferred``)."""
 
     # --- outbound records (bot.outbound.record) ---
     @abstractmethod

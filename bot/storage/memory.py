@@ -209,7 +209,7 @@ class MemoryStore(Store):
         self._set_due(account_id, at)
 
     def _set_due(self, account_id: str, at: datetime | None) -> None:
-        # Never past a deferred message (Store.keep_deferred_due; here in the same step).
+        # Never past a deferred message (base.hidden_deferred; here in the same step).
         at = hidden_deferred(self._deferred.get(account_id, []), at) or at
         if at is None:
             self._due.pop(account_id, None)

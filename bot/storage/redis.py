@@ -477,8 +477,8 @@ class RedisStore(RedisOutbound, RedisRetention, RedisReports, Store):
         self, account_id: str, command: tuple[Any, ...], written: datetime | None
     ) -> None:
         """``command`` raises (or removes) the account's due entry; the deferred list is read
-        after it in the same group, for Store.keep_deferred_due's check (no extra round trip
-        on one server)."""
+        after it in the same group, for bot.storage.base.hidden_deferred's check (no extra
+        round trip on one server)."""
         _, raw = await self._pipe.call(command, ("LRANGE", keys.deferred(account_id), 0, -1))
         earliest = hidden_deferred([Outbound.model_validate_json(r) for r in raw], written)
         if earliest is not None:
