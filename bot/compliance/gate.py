@@ -227,6 +227,12 @@ class Gate:
         proactive_week: list[datetime] = []
         last_same: datetime | None = None
         for r in ctx.history:  # one pass: this runs before every single send
+            if r.message_id == msg.id:
+                # Its own charge, left by a crash between putting it back to the gate and
+                # taking the charge back (Store.move's rule: an extra charge, never a missing
+                # one). A message is not another send to the borrower: counted, it would
+                # hold itself back by the daily cap and the same-text gap.
+                continue
             today = day_start <= r.at < next_day  # cheaper than converting each time
             if r.kind == "proactive":
                 proactive_today += today

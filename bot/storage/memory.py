@@ -241,7 +241,15 @@ class MemoryStore(Store):
             self._queues[a].append(t.event)
         phone = record.message.phone
         if t.charge is not None:
-            self._sends[phone].append(t.charge)
+            # As on Redis, where the charge is a sorted-set member without its time: the same
+            # charge again (a message back from the gate, its release lost) replaces it.
+            c = t.charge
+            same = (c.kind, c.message_id, c.text_hash, c.account_id)
+            ledger = self._sends[phone]
+            ledger[:] = [
+                r for r in ledger if (r.kind, r.message_id, r.text_hash, r.account_id) != same
+            ]
+            ledger.append(c)
             if t.first_contact:
                 self._meta[a].setdefault("contacted", t.charge.at.isoformat())
         if t.release is not None and t.release in self._sends.get(phone, ()):

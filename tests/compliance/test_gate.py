@@ -175,6 +175,17 @@ def test_identical_text_waits_for_the_gap(gate: Gate) -> None:
     assert d.until == at(9)
 
 
+def test_a_message_is_not_held_back_by_its_own_charge(gate: Gate) -> None:
+    """A message back at the gate whose earlier charge a crash left in the ledger: that
+    charge is not another send (it would trip the daily cap and the same-text gap)."""
+    m = msg()
+    own = sent(at(9, 55), text=REMINDER).model_copy(update={"message_id": m.id})
+    assert gate.decide(m, ctx(gate, history=[own]), at(10)).verdict == "send"
+    other = own.model_copy(update={"message_id": "another"})
+    d = gate.decide(m, ctx(gate, history=[other]), at(10))
+    assert d.verdict == "defer" and {"CN-FREQ-01", "CN-FREQ-04"} <= set(d.rules)
+
+
 def test_borrower_quiet_times_are_honoured(gate: Gate) -> None:
     prefs = merge(None, extract("晚上别发短信"))
     d = gate.decide(msg(kind="reply"), ctx(gate, preferences=prefs), at(19))

@@ -147,8 +147,9 @@ async def _check(store: RedisStore, carrier: FakeCarrier, ids: list[str]) -> Cou
     assert twice == {}, f"sent more than once: {twice}"
     for r in records:
         if r.state not in {"sent", "unknown"}:
-            # An intermittent failure under the full suite's load (a message back at the gate
-            # still deferred 60 s later): what a reader needs to find out why.
+            # What a reader needs to find out why a message is still held (once: a message
+            # back at the gate deferred to the next day by its own charge, which a kill had
+            # left in the ledger; tests/service/test_regate.py).
             audit = [
                 (e.at.isoformat(), e.kind, e.detail) for e in await store.read_audit(r.account_id)
             ]

@@ -1147,6 +1147,24 @@ async def test_a_reserved_send_is_charged_and_marked_in_one_step(store: Store) -
     assert [r.state for r in await store.outbound_records("L0001")] == ["reserved", "failed"]
 
 
+async def test_a_message_charged_again_has_one_ledger_entry(store: Store) -> None:
+    """Back at the gate after a crash that lost its charge's release, a message is charged
+    again when the gate reserves it: one entry, at the later time, on every store (Redis's
+    member carries no time, so the second ZADD replaces the first)."""
+    phone = "+8613800138000"
+    a = outbound("a")
+    await store.enqueue("L0001", tick())
+    await commit_head(store, "L0001", outbox=[a])
+    first = queued(a).moved("reserved", T0, carrier="sandbox", reserved_at=T0)
+    assert await store.move(Transition(first, None, charge=first.ledger_entry()))
+    later = T0 + timedelta(minutes=5)
+    held = first.moved("deferred", later, reserved_at=None)
+    assert await store.move(Transition(held, first.version, defer=True))  # release lost
+    again = held.moved("reserved", later, reserved_at=later)
+    assert await store.move(Transition(again, None, charge=again.ledger_entry()))
+    assert await store.send_history(phone, T0 - timedelta(days=1)) == [again.ledger_entry()]
+
+
 async def test_transitions_compare_and_set_on_the_version(store: Store) -> None:
     a = outbound("a")
     await store.enqueue("L0001", tick())
