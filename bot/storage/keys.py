@@ -43,7 +43,8 @@ Global (each in its own slot; never combined with per-account keys in one script
 Cluster" below):
 
 - ``smsbot:phone:<E.164>``             string  the account id of a phone number
-- ``smsbot:due``                       zset    account id -> earliest timer (µs since epoch)
+- ``smsbot:due``                       zset    account id -> earliest timer (µs since epoch);
+  on a Redis Cluster ``smsbot:{due:<n>:<salt>}``, one per range of 256 slots (below)
 - ``smsbot:optout``                    set     phone numbers that opted out
 - ``smsbot:{unmatched}:list``          list    InboundSms from unknown numbers (JSON)
 - ``smsbot:{unmatched}:seen:<p>:<id>`` string  claim of one provider message id (same slot as
@@ -95,14 +96,18 @@ no script spans two slots.
   cluster. On a cluster such a group reaches two or three primaries: the client keeps its
   order (a run with a write waits for what comes before it), so the rule still holds at the
   price of a round trip per primary.
-- The hot global keys stay single, not sharded by slot range. Per inbound message the due
-  index takes 2–3 commands (``ZADD LT``, ``ZSCORE``, at times the exact ``ZADD``), the
-  senders' index about 2, the suppression and unreachable sets one ``SISMEMBER`` each: each
-  an O(log n) or O(1) command on a primary that runs well over 100,000 such commands a
-  second, against about 1,000 messages a second per service process (bench/scale.py). So
-  the hottest primary binds only past some tens of processes; sharding (``{due:<n>}`` per
-  slot range) would cost every timer scan, backlog figure and repair one read per shard
-  from the first process on. Worth doing when a measured primary is the limit, not before.
+- The due index is sharded on a cluster (``due_shards``): 64 shards, shard ``n`` indexing the
+  accounts of the n-th range of 256 slots and tagged so that it lies in that range itself,
+  so on the primary of (nearly) all its accounts. Measured (bench/cluster_groups.py, 3
+  primaries, 400 replies): with one global index 1.6 of a reply's 5.0 groups reached
+  several primaries (2.2 extra runs); sharded, 1.0 (1.4). A timer scan reads all 64 shards
+  in one group (and ``smsbot:due``, which older versions wrote, moving its due entries to
+  their shards).
+  On one server the index stays one key: nothing to gain there.
+- The other hot global keys stay single. Per inbound message the senders' index takes about
+  2 commands, the suppression and unreachable sets one ``SISMEMBER`` each: O(log n) or O(1)
+  commands on a primary that runs well over 100,000 such commands a second, against about
+  1,000 messages a second per service process (bench/scale.py).
 - The per-phone ledger (``{ph:<E.164>}``) and the message-id keys are spread by their own
   names over every primary.
 """
@@ -111,6 +116,8 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+
+from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 
 PREFIX = "smsbot:"
 
@@ -265,6 +272,32 @@ def phone(number: str) -> str:
 
 def unmatched_seen(provider: str, msg_id: str) -> str:
     return f"{UNMATCHED_SEEN_PREFIX}{provider}:{msg_id}"
+
+
+# --- the due index on a cluster ---------------------------------------------------------------
+DUE_SHARDS = 64  # on a Redis Cluster only (see "Redis Cluster" above)
+_DUE_WIDTH = REDIS_CLUSTER_HASH_SLOTS // DUE_SHARDS
+
+
+@functools.cache
+def due_shards() -> tuple[str, ...]:
+    """Every shard of the due index: ``smsbot:{due:<n>:<salt>}``, shard ``n`` indexing the
+    accounts whose slot is in the n-th range of 256 slots, its salt the first whose tag hashes
+    into that same range (found once, about 64 tries a shard). A stored format: never change
+    the scheme without reading the old keys too."""
+    found: list[str] = []
+    for n in range(DUE_SHARDS):
+        salt = 0
+        while key_slot(f"due:{n}:{salt}".encode()) // _DUE_WIDTH != n:
+            salt += 1
+        found.append(f"{PREFIX}{{due:{n}:{salt}}}")
+    return tuple(found)
+
+
+@functools.lru_cache(maxsize=4096)
+def due_shard(account_id: str) -> str:
+    """The due index shard of an account (cluster mode), in its keys' slot range."""
+    return due_shards()[key_slot(account(account_id).encode()) // _DUE_WIDTH]
 
 
 def account_pattern(suffix: str) -> str:

@@ -19,15 +19,15 @@ Scripts are loaded when the connection is made and sent by SHA1; if Redis forgot
 (SCRIPT FLUSH) they are loaded again and the group is re-sent. So in a group a script comes
 last, and whatever precedes it is safe to repeat.
 
-The due-timer index is a global sorted set, so it cannot be updated inside the commit script
-(another slot). Its crash-safety rule is that the index may be *earlier* than the truth (the
-scanner wakes the account too early, and that tick's commit corrects the index) but never
-*later* (a timer would be missed):
+The due-timer index is a global sorted set (bot.storage.redis_due), so it cannot be updated
+inside the commit script (another slot). Its crash-safety rule is that the index may be
+*earlier* than the truth (the scanner wakes the account too early, and that tick's commit
+corrects the index) but never *later* (a timer would be missed):
 
 1. before the commit script, lower the index to ``next_due`` (``ZADD LT``) and read its score;
    sent in the same group as the commit script, so still one round trip (a standalone server
-   runs a pipeline in order; on a Redis Cluster the index is on another primary, and the
-   client sends the script only once step 1's replies are in: a round trip of its own);
+   runs a pipeline in order; on a Redis Cluster the index is sharded so that the account's
+   shard is on its own primary, bot.storage.redis_due);
 2. after a successful commit, set the exact value (``ZADD``) when the score read in step 1 is
    earlier than ``next_due``, or remove the entry (``ZREM``) when ``next_due`` is None and
    there was one. If this step fails, commit still returns True (it happened) and logs a
@@ -61,7 +61,6 @@ from bot.storage.base import (
     Loaded,
     Store,
     StoreUnavailable,
-    hidden_deferred,
 )
 from bot.storage.connect import connection_for
 from bot.storage.redis_campaigns import SCRIPTS as CAMPAIGN_SCRIPTS
@@ -79,6 +78,7 @@ from bot.storage.redis_codec import (
 )
 from bot.storage.redis_desk import CASE_ARGS, COMMIT_CASE, RedisDesk, case_args, case_keys
 from bot.storage.redis_desk import SCRIPTS as DESK_SCRIPTS
+from bot.storage.redis_due import RedisDue
 from bot.storage.redis_lock import DELETE_IF_EQUAL, RedisLock
 from bot.storage.redis_lock import SCRIPTS as LOCK_SCRIPTS
 from bot.storage.redis_outbound import SCRIPTS as OUTBOUND_SCRIPTS
@@ -172,7 +172,7 @@ _SCRIPTS = (
 )
 
 
-class RedisStore(RedisOutbound, RedisRetention, RedisReports, Store):
+class RedisStore(RedisOutbound, RedisDue, RedisRetention, RedisReports, Store):
     """The store on one Redis server, a Redis Cluster or a Sentinel-watched primary."""
 
     def __init__(self, connection: Connection, *, dedup_ttl_s: int = DEDUP_TTL_S) -> None:
@@ -393,6 +393,7 @@ class RedisStore(RedisOutbound, RedisRetention, RedisReports, Store):
             args += case_args(account_id, case)
         args += outbox
         due = score(next_due) if next_due is not None else None
+        due_key = self._due_key(account_id)
 
         # Step 1 (see the module docstring): one group, run in this order by Redis.
         commands: list[tuple[Any, ...]] = []
@@ -402,8 +403,8 @@ class RedisStore(RedisOutbound, RedisRetention, RedisReports, Store):
                 ("ZADD", keys.DESK_OPEN, "LT", score(case.open.case.sla_due), account_id)
             )
         if due is not None:
-            commands.append(("ZADD", keys.DUE, "LT", due, account_id))
-        commands.append(("ZSCORE", keys.DUE, account_id))
+            commands.append(("ZADD", due_key, "LT", due, account_id))
+        commands.append(("ZSCORE", due_key, account_id))
         commands.append(("EVAL", script, len(script_keys), *script_keys, *args))
         *_, indexed, reply = await self._pipe.call(*commands)
         if not reply[0]:
@@ -414,9 +415,9 @@ class RedisStore(RedisOutbound, RedisRetention, RedisReports, Store):
         try:
             if due is not None:
                 if indexed is None or int(float(indexed)) != due:
-                    await self._raise_due(account_id, ("ZADD", keys.DUE, due, account_id), next_due)
+                    await self._raise_due(account_id, ("ZADD", due_key, due, account_id), next_due)
             elif indexed is not None:
-                await self._raise_due(account_id, ("ZREM", keys.DUE, account_id), None)
+                await self._raise_due(account_id, ("ZREM", due_key, account_id), None)
             # Only this lock's holder opens cases, so "no case now" stays true until our next
             # commit: the entry can go.
             if (
@@ -438,51 +439,6 @@ class RedisStore(RedisOutbound, RedisRetention, RedisReports, Store):
 
     def lock(self, account_id: str, ttl_ms: int = 30_000) -> AccountLock:
         return RedisLock(self, account_id, ttl_ms)
-
-    # --- timers --------------------------------------------------------------------------
-
-    async def backlog(self, now: datetime) -> dict[str, tuple[int, float]]:
-        at = score(now)
-        replies = await self._pipe.call(
-            ("ZCOUNT", keys.DUE, "-inf", at),
-            ("ZRANGE", keys.DUE, 0, 0, "WITHSCORES"),
-            ("ZCOUNT", keys.SEND_QUEUE, "-inf", at),
-            ("ZRANGE", keys.SEND_QUEUE, 0, 0, "WITHSCORES"),
-        )
-
-        def of(count: int, first: list[bytes]) -> tuple[int, float]:
-            # Scores are microseconds (redis_codec.score).
-            return count, max(0.0, (at - float(first[1])) / 1e6) if count and first else 0.0
-
-        return {"timers": of(*replies[:2]), "sends": of(*replies[2:])}
-
-    async def due_accounts(self, now: datetime, limit: int = 500) -> list[str]:
-        if limit <= 0:
-            return []
-        raw = await self._pipe.one(
-            "ZRANGE", keys.DUE, "-inf", score(now), "BYSCORE", "LIMIT", 0, limit
-        )
-        return [as_text(r) for r in raw]
-
-    async def lower_due(self, account_id: str, at: datetime) -> None:
-        await self._pipe.one("ZADD", keys.DUE, "LT", score(at), account_id)
-
-    async def set_due(self, account_id: str, at: datetime | None) -> None:
-        if at is None:
-            await self._raise_due(account_id, ("ZREM", keys.DUE, account_id), None)
-        else:
-            await self._raise_due(account_id, ("ZADD", keys.DUE, score(at), account_id), at)
-
-    async def _raise_due(
-        self, account_id: str, command: tuple[Any, ...], written: datetime | None
-    ) -> None:
-        """``command`` raises (or removes) the account's due entry; the deferred list is read
-        after it in the same group, for bot.storage.base.hidden_deferred's check (no extra
-        round trip on one server)."""
-        _, raw = await self._pipe.call(command, ("LRANGE", keys.deferred(account_id), 0, -1))
-        earliest = hidden_deferred([Outbound.model_validate_json(r) for r in raw], written)
-        if earliest is not None:
-            await self.lower_due(account_id, earliest)
 
     # --- accounts (reports) and per-account facts ---------------------------------------
 

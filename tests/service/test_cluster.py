@@ -256,3 +256,53 @@ def test_a_cluster_url_is_checked_at_start_up() -> None:
     assert isinstance(pipe, ClusterConnection)
     assert "s3cret" not in pipe.where  # logged: never the password
     assert pipe.node("10.0.0.3:7002").url == "redis://:s3cret@10.0.0.3:7002/0"
+
+
+def test_each_due_index_shard_sits_in_the_slots_it_indexes() -> None:
+    from bot.storage import keys
+
+    width = 16384 // keys.DUE_SHARDS
+    shards = keys.due_shards()
+    assert len(set(shards)) == keys.DUE_SHARDS
+    for n, key in enumerate(shards):
+        assert key_slot(key.encode()) // width == n, key
+    for i in range(500):
+        account_id = f"acc-{i:04d}"
+        slot = key_slot(keys.account(account_id).encode())
+        assert key_slot(keys.due_shard(account_id).encode()) // width == slot // width
+
+
+async def test_on_a_cluster_the_due_index_is_sharded_and_older_entries_are_moved(
+    redis_cluster_url: str,
+) -> None:
+    """Due accounts are found over every shard, earliest first, up to the limit; the backlog
+    adds the shards up; an entry of the single index written by an older version (which a
+    cluster deployment may hold) is found as well and moved to its shard."""
+    from datetime import UTC, datetime, timedelta
+
+    from bot.storage import keys
+    from bot.storage.redis import RedisStore
+    from bot.storage.redis_codec import score
+
+    t0 = datetime(2026, 12, 2, 2, 0, tzinfo=UTC)
+    store = RedisStore.from_url(redis_cluster_url)
+    try:
+        ids = [f"acc-{i:04d}" for i in range(40)]
+        assert len({keys.due_shard(a) for a in ids}) > 20  # spread over many shards
+        for i, a in enumerate(ids):
+            await store.set_due(a, t0 + timedelta(minutes=i))
+        assert await store._pipe.one("EXISTS", keys.DUE) == 0  # nothing in the single index
+        assert await store.due_accounts(t0 + timedelta(minutes=9)) == ids[:10]
+        assert await store.due_accounts(t0 + timedelta(hours=1), limit=5) == ids[:5]
+        count, oldest = (await store.backlog(t0 + timedelta(minutes=9, seconds=30)))["timers"]
+        assert (count, oldest) == (10, 570.0)
+        # An entry an older version wrote: due before every other, then in its shard only.
+        await store._pipe.one("ZADD", keys.DUE, score(t0 - timedelta(minutes=1)), "acc-old")
+        assert (await store.due_accounts(t0))[:2] == ["acc-old", ids[0]]
+        assert await store._pipe.one("EXISTS", keys.DUE) == 0
+        shard = await store._pipe.one("ZSCORE", keys.due_shard("acc-old"), "acc-old")
+        assert int(float(shard)) == score(t0 - timedelta(minutes=1))
+        await store.set_due("acc-old", None)
+        assert "acc-old" not in await store.due_accounts(t0 + timedelta(days=1))
+    finally:
+        await store.close()
