@@ -102,8 +102,7 @@ no script spans two slots.
   primaries, 400 replies): with one global index 1.6 of a reply's 5.0 groups reached
   several primaries (2.2 extra runs); sharded, 1.0 (1.4). A timer scan reads all 64 shards
   in one group (and ``smsbot:due``, which older versions wrote, moving its due entries to
-  their shards).
-  On one server the index stays one key: nothing to gain there.
+  their shards). On one server the index stays one key: nothing to gain there.
 - The other hot global keys stay single. Per inbound message the senders' index takes about
   2 commands, the suppression and unreachable sets one ``SISMEMBER`` each: O(log n) or O(1)
   commands on a primary that runs well over 100,000 such commands a second, against about
