@@ -23,6 +23,9 @@ service's CPU per message (every process of it, from /proc) and Redis's (every n
 commands per message; against one Redis, the median of the rounds' own ratios (the machine's
 speed changes between rounds more than between the topologies of one round).
 
+``--compare DIR`` adds a fourth service: one process on the cluster running the code of the
+checkout DIR (a git worktree of another commit), in the same rounds.
+
 The machine's cores are printed. On 2 cores the two-process figure cannot show a speed-up
 of the service alone: the load generator and Redis use the second core; what it shows is
 that the work divides with no extra CPU per message.
@@ -83,6 +86,7 @@ class Topology:
     redis_us: list[float] = field(default_factory=list)
     commands: list[float] = field(default_factory=list)  # Redis commands per message
     failed: int = 0
+    code: str | None = None  # another checkout's code (--compare)
 
 
 def family_cpu(pid: int) -> float:
@@ -164,6 +168,9 @@ def start_service(
     )
     smsbot = Path(sys.executable).parent / "smsbot"
     cmd = [str(smsbot), "serve"] if smsbot.exists() else [sys.executable, "-m", "bot.cli", "serve"]
+    if t.code is not None:  # the same service from another checkout, on this environment
+        env["PYTHONPATH"] = t.code
+        cmd = [sys.executable, "-m", "bot.cli", "serve"]
     if t.workers > 1:
         cmd += ["--workers", str(t.workers)]
     log = workdir / f"service-{t.name.replace(' ', '-')}.log"
@@ -266,6 +273,11 @@ def run(args: argparse.Namespace, workdir: Path, stack: contextlib.ExitStack) ->
         Topology("1 process, 3-primary cluster", cluster_url, cluster_pids, 1),
         Topology("2 processes, 3-primary cluster", cluster_url, cluster_pids, 2),
     ]
+    if args.compare:
+        # Another version beside this one, in the same rounds: an A/B free of the machine's
+        # drift between runs. It shares the cluster (each round's borrowers are its own).
+        name = f"1 process, 3-primary cluster, {Path(args.compare).name}"
+        topologies.insert(2, Topology(name, cluster_url, cluster_pids, 1, code=args.compare))
     for t in topologies:
         start_service(t, workdir, stack, server_core)
     blocks = (args.rounds + 1) * len(topologies)
@@ -332,12 +344,13 @@ def report(topologies: list[Topology]) -> None:
     """Medians per topology; "vs one Redis" is the median of the rounds' own ratios (the
     topologies of one round ran minutes apart at most, the rounds' machine state differs)."""
     base = topologies[0]
-    print(f"\n{'topology':32} {'msg/s':>8} {'service CPU/msg':>16} {'vs one Redis':>13} "
+    width = max(32, *(len(t.name) for t in topologies))
+    print(f"\n{'topology':{width}} {'msg/s':>8} {'service CPU/msg':>16} {'vs one Redis':>13} "
           f"{'Redis CPU/msg':>14} {'commands/msg':>13}")  # fmt: skip
     for t in topologies:
         ratio = statistics.median(c / b for c, b in zip(t.cpu_us, base.cpu_us, strict=True))
         print(
-            f"{t.name:32} {statistics.median(t.rates):8.0f} "
+            f"{t.name:{width}} {statistics.median(t.rates):8.0f} "
             f"{statistics.median(t.cpu_us):13.0f} µs {(ratio - 1) * 100:+12.1f}% "
             f"{statistics.median(t.redis_us):11.0f} µs {statistics.median(t.commands):13.1f}"
             + (f"   ({t.failed} requests failed)" if t.failed else "")
@@ -345,7 +358,7 @@ def report(topologies: list[Topology]) -> None:
     print(
         "rounds (msg/s | service µs/msg): "
         + "; ".join(
-            f"{t.name.split(',')[0]}{' cluster' if 'cluster' in t.name else ''}: "
+            f"{t.name.replace(', 3-primary', '').replace(', one Redis', '')}: "
             + ", ".join(f"{r:.0f}|{c:.0f}" for r, c in zip(t.rates, t.cpu_us, strict=True))
             for t in topologies
         )
@@ -359,6 +372,12 @@ def main() -> None:
     parser.add_argument("--borrowers", type=int, default=500, help="borrowers per round")
     parser.add_argument("--concurrency", type=int, default=32, help="client connections")
     parser.add_argument("--keep", action="store_true", help="keep the logs' directory")
+    parser.add_argument(
+        "--compare",
+        metavar="DIR",
+        help="also run, in the same rounds, a one-process service on the cluster from the "
+        "checkout DIR (e.g. a git worktree of an older commit)",
+    )
     parser.add_argument(
         "--profile",
         action="store_true",
