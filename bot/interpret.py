@@ -91,7 +91,7 @@ class Interpreter:
         reply_to = self.gate.pack(account.pack).frequency.reply_to
         kind: SendKind = "reply" if event.kind in reply_to else "proactive"
         if event.kind == "tick":
-            conv = await self._follow_delivery(account.id, conv, event.at, audit)
+            conv = await self._follow_delivery(account.id, cf, conv, event.at, audit)
         if event.desk is not None:  # a person's console action (bot.desk)
             conv = apply_desk(conv, event.desk, event.at, audit)
             if event.desk.do == "message":
@@ -176,13 +176,19 @@ class Interpreter:
         )
 
     async def _follow_delivery(
-        self, account_id: str, conv: c.Conversation, now: datetime, audit: list[AuditEntry]
+        self,
+        account_id: str,
+        cf: CompiledFlow,
+        conv: c.Conversation,
+        now: datetime,
+        audit: list[AuditEntry],
     ) -> c.Conversation:
-        """The flow's clock follows delivery, not decision. A timer the flow set in the same
-        step as a message ("3 days without an answer" after a follow-up) counts from when
-        that message left: held by the gate (quiet hours, a cap), the timer is pushed back by
-        as long as the message was held, or is held still. A message that never left moves
-        nothing (there was no contact to wait on)."""
+        """The flow's clock follows delivery, not decision. An ``after:`` timer the flow set in
+        the same step as a message ("3 days without an answer" after a follow-up) counts from
+        when that message left: held by the gate (quiet hours, a cap), its delay counts from
+        when the message left, or is held still (dialogs.held.counted_from_delivery). A
+        message that never left moves nothing (there was no contact to wait on); a timer on a
+        date (the promised day) never moves."""
         due = {name: at for name, at in conv.timers.items() if at <= now}
         if not due:
             return conv  # the common tick costs no store read
@@ -197,8 +203,12 @@ class Interpreter:
             left = r.sent_at if r is not None and r.sent_at else None
             if r is not None and r.state in ("queued", "deferred") and r.message.not_before:
                 left = r.message.not_before  # held still: at least until then
-            later = counted_from_delivery(at, r.message.created_at, left) if r and left else None
-            if r is None or later is None:
+            if r is None or left is None:
+                continue
+            after = r.message.pace_delays.get(name)
+            settings = cf.flow.spec.settings
+            later = counted_from_delivery(at, r.message.created_at, left, after, settings)
+            if later is None:
                 continue
             timers[name] = later
             audit.append(
@@ -291,7 +301,9 @@ class Interpreter:
     ) -> Iterable[AuditEntry]:
         written_for: str | None = None  # the conversation's fingerprint, once per step
         # The timers this step set count from its messages (see _follow_delivery).
-        paces = {a.timer: a.at for a in actions if isinstance(a, c.Schedule)}
+        paced = [a for a in actions if isinstance(a, c.Schedule) and a.after is not None]
+        paces = {a.timer: a.at for a in paced}
+        delays = {a.timer: a.after for a in paced if a.after is not None}
         for action in actions:
             if isinstance(action, c.Send):
                 written_for = written_for or fingerprint(conv)
@@ -312,6 +324,7 @@ class Interpreter:
                     approved=spec.approved,
                     fingerprint=written_for,
                     paces=paces,
+                    pace_delays=delays,
                 )
                 outbox.append(msg)
                 yield audit_entry(

@@ -154,8 +154,11 @@ class Outbound(_Record):
     fingerprint: str = ""
     not_before: AwareDatetime | None = None
     # Timers the flow set in the step that wrote this message (name -> due): they count from
-    # when it leaves (bot.interpret: the flow's clock follows delivery).
+    # when it leaves (bot.interpret: the flow's clock follows delivery). ``after: 2d`` timers
+    # only, with their delay: a timer on a date never moves. Messages stored before the
+    # delays were kept have paces without them (counted as then: shifted by the hold).
     paces: dict[str, AwareDatetime] = Field(default_factory=dict)
+    pace_delays: dict[str, dt.timedelta] = Field(default_factory=dict)
 
 
 class SendRecord(_Record):

@@ -219,6 +219,9 @@ class Schedule(Frozen):
     kind: Literal["schedule"] = "schedule"
     timer: str
     at: AwareDatetime
+    # ``after: 2d`` timers: the delay, counted again from when the step's message leaves
+    # (dialogs.held.counted_from_delivery). None for a timer on a date, which never moves.
+    after: dt.timedelta | None = None
 
 
 class Cancel(Frozen):

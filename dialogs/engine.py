@@ -233,7 +233,7 @@ class _Work:
             # wrong day once a cap holds it. The state's own timeout always stands.
             return
         self._update(timers={**self.timers, name: at})
-        self.actions.append(c.Schedule(timer=name, at=at))
+        self.actions.append(c.Schedule(timer=name, at=at, after=delay.after))
 
     def _cancel(self, name: str) -> None:
         timers = self.timers

@@ -16,7 +16,8 @@ from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from dialogs import conversation as c
-from dialogs.engine import CompiledFlow, rerender, step
+from dialogs.engine import CompiledFlow, into_window, rerender, step
+from dialogs.schema import Settings
 from dialogs.templates import RenderError, day_bound
 
 # A message that left within this long of being written was not held: its timers stand.
@@ -54,12 +55,30 @@ def as_it_leaves(
         return Leaving()
 
 
-def counted_from_delivery(at: datetime, written: datetime, left: datetime) -> datetime | None:
-    """When a timer due ``at``, set with a message written at ``written`` that left (or is
-    held until) ``left``, really comes due; None when the message was not held (the timer
-    stands). The service (bot.interpret) and conversation tests count it the same way."""
-    held = left - written
-    return at + held if held >= _HELD else None
+def counted_from_delivery(
+    at: datetime,
+    written: datetime,
+    left: datetime,
+    after: timedelta | None,
+    settings: Settings,
+) -> datetime | None:
+    """When an ``after:`` timer due ``at``, set with a message written at ``written`` that left
+    (or is held until) ``left``, really comes due: its delay counted from ``left``, into the
+    send window as when it was set; None when that changes nothing (the message was not held,
+    or the window had already moved the timer as far). ``after`` None: a message stored before
+    the delays were kept, shifted by the hold as then. The service (bot.interpret) and
+    conversation tests count it the same way.
+
+    Not the timer shifted by the hold: one set at night was already moved to the morning's
+    window, and shifting that by a night's hold pushed it to the afternoon (a first reminder
+    written at 01:14 and held until 08:15: its 2-day follow-up due at 15:00, not 08:15)."""
+    if left - written < _HELD:
+        return None
+    if after is None:
+        later = at + (left - written)
+    else:
+        later = into_window(left + after, settings, ZoneInfo(settings.timezone))
+    return later if later > at else None
 
 
 class Verdict(Protocol):
@@ -93,7 +112,7 @@ class Held:
     written: datetime
     fingerprint: str
     answers: str | None
-    paces: dict[str, datetime]
+    paces: dict[str, tuple[datetime, timedelta]]  # after: timers set with it: (due, delay)
 
 
 @dataclass
@@ -137,7 +156,7 @@ def judge(
     sends = [a for a in actions if isinstance(a, c.Send)]
     if not sends:
         return
-    paces = {a.timer: a.at for a in actions if isinstance(a, c.Schedule)}
+    paces = {a.timer: (a.at, a.after) for a in actions if isinstance(a, c.Schedule) and a.after}
     zone = ZoneInfo(cf.flow.spec.settings.timezone)
     for send, d in zip(sends, gate.decide(cf, conv, sends, answers, now), strict=True):
         moves.notes.append(describe(d, zone))
@@ -168,7 +187,7 @@ def advance(
         if not timers:
             return conv, moves
         at, name = timers[0]
-        later = _follows_delivery(name, at, queue)
+        later = _follows_delivery(name, at, queue, cf.flow.spec.settings)
         if later is not None:
             conv = conv.model_copy(update={"timers": {**conv.timers, name: later}})
             continue
@@ -214,13 +233,11 @@ def _release(
         moves.dropped.append(name)
 
 
-def _follows_delivery(name: str, at: datetime, queue: Queue) -> datetime | None:
+def _follows_delivery(name: str, at: datetime, queue: Queue, settings: Settings) -> datetime | None:
     """When a timer set with a held message really comes due (None: now), as the service
     counts it: from when the message left, or is due to leave."""
-    for h in queue.held:
-        if h.paces.get(name) == at:
-            return counted_from_delivery(at, h.written, h.until)
-    for h, left in queue.left:
-        if h.paces.get(name) == at:
-            return counted_from_delivery(at, h.written, left)
+    for h, left in [*((h, h.until) for h in queue.held), *queue.left]:
+        paced = h.paces.get(name)
+        if paced is not None and paced[0] == at:
+            return counted_from_delivery(at, h.written, left, paced[1], settings)
     return None

@@ -212,3 +212,58 @@ async def test_a_wrong_number_is_suppressed_for_every_account_on_it(nlu: Underst
         blocked = _gate(await conversation(c, "acc-0002"))[-1]
         assert blocked["verdict"] == "block" and blocked["rules"] == ["CN-OPTOUT-01"]
         assert len(await _sent(c)) == 2
+
+
+async def test_a_reminder_written_at_night_counts_its_two_days_from_when_it_left(
+    nlu: Understander,
+) -> None:
+    """From a borrower-journey trial: a first reminder written at 01:14 is held until 08:00.
+    Its "2 days without an answer" were due at 08:00 on the third day (01:14 + 2 days, moved
+    into the window) and were then shifted by the 6 h 46 min hold, to 14:46. They count from
+    when it left: 08:00."""
+    clock = clock_at(datetime(2026, 12, 2, 1, 14, tzinfo=SH))
+    async with client(nlu, clock=clock) as c:
+        await c.post("/api/accounts", json={"accounts": [account(1)]}, headers=AUTH)
+        await _settle(c)
+        assert await _sent(c) == []  # held for the night
+        clock.advance(timedelta(hours=6, minutes=46))  # 08:00
+        await _settle(c)
+        assert [m["template"] for m in await _sent(c)] == ["first_reminder"]
+        clock.advance(timedelta(days=2, minutes=1))  # 12-04 08:01: two days after it left
+        await _settle(c)
+        conv = await conversation(c, "acc-0001")
+        assert conv["state"] == "follow_up_sent", conv["timers"]
+        assert [m["template"] for m in await _sent(c)] == ["first_reminder", "follow_up"]
+        (moved,) = [e["detail"] for e in conv["transcript"] if e["kind"] == "timer_moved"]
+        left = datetime(2026, 12, 2, 8, 0, tzinfo=SH)  # and the seconds the test took
+        assert timedelta(0) <= datetime.fromisoformat(moved["due"]) - left - timedelta(days=2)
+        assert datetime.fromisoformat(moved["due"]) - left - timedelta(days=2) < timedelta(
+            minutes=1
+        )
+
+
+async def test_a_promise_check_on_a_date_does_not_move_with_a_held_confirmation(
+    nlu: Understander,
+) -> None:
+    """From the same trial: 明天还 at 22:30 is confirmed at 08:00 (held for the night); the
+    check the day after the promised day (10:00) was shifted by that 9 h 30 min hold to
+    19:30. A timer on a date never moves."""
+    clock = clock_at(datetime(2026, 12, 2, 10, 0, tzinfo=SH))
+    async with client(nlu, clock=clock) as c:
+        await c.post("/api/accounts", json={"accounts": [account(1)]}, headers=AUTH)
+        await _settle(c)
+        clock.advance(timedelta(hours=12, minutes=30))  # 22:30
+        await post_twilio(c, account(1)["phone"], "明天还", "SM" + "f" * 32)
+        await _settle(c)
+        conv = await conversation(c, "acc-0001")
+        assert conv["state"] == "promised" and conv["promise"]["date"] == "2026-12-03"
+        check = datetime(2026, 12, 4, 10, 0, tzinfo=SH)
+        assert datetime.fromisoformat(conv["timers"]["timeout"]) == check
+        clock.advance(timedelta(hours=9, minutes=31))  # 12-03 08:01: the confirmation leaves
+        await _settle(c)
+        assert "promise_confirm" in [m["template"] for m in await _sent(c)]
+        clock.advance(timedelta(days=1, hours=2))  # 12-04 10:01: the check is due
+        await _settle(c)
+        conv = await conversation(c, "acc-0001")
+        assert not [e for e in conv["transcript"] if e["kind"] == "timer_moved"]
+        assert conv["state"] != "promised" or "timeout" not in conv["timers"], conv["timers"]
