@@ -186,6 +186,17 @@ class Gate:
             # for it within five minutes), and caps do not count it.
             return Decision(verdict="send")
         self._caps(msg, ctx, now, v)
+        same = f"{p}-FREQ-04"
+        if msg.kind == "reply" and any(rule == same for rule, _, _ in v.defers):
+            # An answer the borrower already has, word for word, from the last hours: held,
+            # it would arrive unasked the next day (a dispute acknowledged twice, the amount
+            # owed repeated). Identical content is not repeated (the pack's rule); it is
+            # dropped. A proactive message waits for the gap instead.
+            return Decision(
+                verdict="block",
+                rules=(same,),
+                reasons=("the borrower received the same answer in the last hours",),
+            )
         earliest = max([now, *(at for _, _, at in v.defers)])
         try:
             allowed = next_allowed(earliest, ctx.zones, pack.window, ctx.preferences)

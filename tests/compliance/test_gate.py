@@ -170,9 +170,19 @@ def test_the_status_has_no_next_send_while_nothing_proactive_may_go(
 
 def test_identical_text_waits_for_the_gap(gate: Gate) -> None:
     history = ctx(gate, history=[sent(at(9) - timedelta(days=1), "reply", REMINDER)])
-    d = gate.decide(msg(kind="reply"), history, at(8, 30))
+    d = gate.decide(msg(kind="proactive"), history, at(8, 30))
     assert d.verdict == "defer" and "CN-FREQ-04" in d.rules
     assert d.until == at(9)
+    assert gate.decide(msg(kind="proactive"), history, at(9)).verdict == "send"
+
+
+def test_an_identical_answer_within_the_gap_is_dropped_not_held(gate: Gate) -> None:
+    """From a borrower-journey trial: an answer the borrower already has word for word
+    (asked twice in a row), held for the gap, arrived unasked the next day. It is dropped."""
+    history = ctx(gate, history=[sent(at(9) - timedelta(days=1), "reply", REMINDER)])
+    d = gate.decide(msg(kind="reply"), history, at(8, 30))
+    assert (d.verdict, d.rules) == ("block", ("CN-FREQ-04",))
+    assert gate.decide(msg(kind="reply"), history, at(9)).verdict == "send"  # after the gap
 
 
 def test_a_message_is_not_held_back_by_its_own_charge(gate: Gate) -> None:

@@ -267,3 +267,26 @@ async def test_a_promise_check_on_a_date_does_not_move_with_a_held_confirmation(
         conv = await conversation(c, "acc-0001")
         assert not [e for e in conv["transcript"] if e["kind"] == "timer_moved"]
         assert conv["state"] != "promised" or "timeout" not in conv["timers"], conv["timers"]
+
+
+async def test_the_same_answer_asked_twice_is_not_sent_again_the_next_day(
+    nlu: Understander,
+) -> None:
+    """From a borrower-journey trial: asked twice in a row, the second identical answer was
+    held by the same-text gap and arrived unasked the next day. It is dropped instead."""
+    clock = clock_at(datetime(2026, 12, 2, 10, 0, tzinfo=SH))
+    async with client(nlu, clock=clock) as c:
+        await c.post("/api/accounts", json={"accounts": [account(1)]}, headers=AUTH)
+        await _settle(c)
+        for i, text in enumerate(["还差多少钱", "到底还差多少"]):
+            clock.advance(timedelta(minutes=5))
+            await post_twilio(c, account(1)["phone"], text, "SM" + f"{i}" * 32)
+            await _settle(c)
+        conv = await conversation(c, "acc-0001")
+        verdicts = [(g["template"], g["verdict"]) for g in _gate(conv)]
+        assert verdicts[-2:] == [("account_info", "send"), ("account_info", "block")]
+        assert _gate(conv)[-1]["rules"] == ["CN-FREQ-04"]
+        clock.advance(timedelta(days=1))
+        await _settle(c)
+        sent = [m["template"] for m in await _sent(c)]
+        assert sent.count("account_info") == 1, sent
