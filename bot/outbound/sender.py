@@ -121,7 +121,8 @@ class Sender(Reconciling):
             try:
                 await self.poll()
             except StoreUnavailable as exc:
-                log.warning("sender poll: store unavailable: %s", exc)
+                # Said once per outage by the Redis client (bot.storage.resp_errors).
+                log.debug("sender poll: store unavailable: %s", exc)
             except Exception:
                 log.exception("sender poll failed; retrying")
             await asyncio.sleep(interval)
@@ -167,7 +168,8 @@ class Sender(Reconciling):
         try:
             await work()
         except StoreUnavailable as exc:
-            log.warning("sender: store unavailable (message %s): %s", key[1], exc)
+            # Said once per outage by the Redis client; the record stays for the next poll.
+            log.debug("sender: store unavailable (message %s): %s", key[1], exc)
         except Exception:
             log.exception("sender: message %s of account %s failed", key[1], key[0])
         finally:

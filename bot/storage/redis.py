@@ -88,6 +88,7 @@ from bot.storage.redis_reports import RedisReports
 from bot.storage.redis_retention import SCRIPTS as RETENTION_SCRIPTS
 from bot.storage.redis_retention import RedisRetention
 from bot.storage.resp import Connection
+from bot.storage.resp_cluster import ClusterConnection
 from bot.transport.inbound import InboundSms
 
 log = logging.getLogger(__name__)
@@ -212,12 +213,21 @@ class RedisStore(RedisOutbound, RedisDue, RedisRetention, RedisReports, Store):
     # --- lifecycle -----------------------------------------------------------------------
 
     async def ping(self) -> None:
+        """Redis can serve (readiness). On a cluster, every primary: one down leaves part of
+        the keyspace unserved while the others answer."""
         try:
-            await self._pipe.one("PING")
+            await self._ping_once()
         except StoreUnavailable:
             # After a Redis restart the pool still holds dead connections; a PING is safe to
             # repeat, so one more try on a fresh connection tells the truth.
-            await self._pipe.one("PING")
+            await self._ping_once()
+
+    async def _ping_once(self) -> None:
+        pipe = self._pipe
+        if isinstance(pipe, ClusterConnection):
+            await pipe.ping_primaries()
+        else:
+            await pipe.one("PING")
 
     async def close(self) -> None:
         await self._unindexed()

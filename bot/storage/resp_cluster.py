@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
+from contextvars import ContextVar
 from typing import Any
 
 import hiredis
@@ -71,6 +72,14 @@ _KEYLESS = frozenset({"PING", "SCAN", "INFO", "SCRIPT", "FLUSHALL", "FLUSHDB", "
 _SLOT_OF: dict[str | bytes, int] = {}
 _SLOT_CACHE_SIZE = 65536
 _ERROR = hiredis.ReplyError
+
+# The node a group was addressing when it failed, and the nodes a group reached: per task, as
+# each drain, send and request is its own task. Kept on the connection they were shared by
+# every group in flight, so an outage was blamed on whichever node another group had just
+# addressed, and a success elsewhere declared it over: "unavailable" and "available again"
+# alternated for healthy nodes (an integrator's trial: 159 WARNING lines for one outage).
+_AT: ContextVar[str] = ContextVar("smsbot_cluster_at", default="")
+_TOUCHED: ContextVar[Sequence[str]] = ContextVar("smsbot_cluster_touched", default=())
 
 
 def _slot_of_key(key: str | bytes) -> int:
@@ -140,8 +149,6 @@ class ClusterConnection:
         # One outage log per node (a primary down while the others serve is one WARNING,
         # and one when it is back), and one for the slot map (no node gave one).
         self._outages: dict[str, Outage] = {}
-        self._at = ""  # the node (or "slot map") of the command in flight when one fails
-        self._touched: list[str] = []  # the nodes the last successful group reached
         self._slots: list[str | None] = [None] * REDIS_CLUSTER_HASH_SLOTS
         self._primaries: list[str] = []
         self._stale = True  # the slot map must be (re)loaded before the next command
@@ -152,7 +159,7 @@ class ClusterConnection:
     async def call(self, *commands: Command) -> list[Any]:
         try:
             if self._stale:
-                self._at = _MAP
+                _AT.set(_MAP)
                 await self._refresh()
             addrs = self._route(commands)
             first = addrs[0]
@@ -160,7 +167,7 @@ class ClusterConnection:
                 # The usual case (one account's commands, or one global key): as on one
                 # server, unless a reply says a command has to go elsewhere. Inline: every
                 # call comes here, about seven a message (bench/scale.py).
-                self._at = first
+                _AT.set(first)
                 node = self._nodes.get(first) or self._node(first)
                 protocol = node.connected() or await node.ready()
                 replies = await protocol.send(commands, node.shas)
@@ -174,12 +181,13 @@ class ClusterConnection:
                 raise_first_error(replies)
         except UNAVAILABLE as exc:
             self._stale = True
-            outage = self._outages.get(self._at)
+            at = _AT.get()
+            outage = self._outages.get(at)
             if outage is None:
-                outage = self._outages[self._at] = Outage(f"{self._at} of {self.where}")
+                outage = self._outages[at] = Outage(f"{at} of {self.where}")
             raise outage.unavailable(exc, commands) from exc
         if self._outages:  # some node was down: those this group reached serve again
-            for addr in (_MAP, *self._touched):
+            for addr in (_MAP, *_TOUCHED.get()):
                 if (outage := self._outages.pop(addr, None)) is not None:
                     outage.served()
         return replies
@@ -212,6 +220,22 @@ class ClusterConnection:
         """The connection to one node (``host:port``), e.g. for a per-node INFO."""
         return self._node(addr)
 
+    async def ping_primaries(self) -> None:
+        """Every primary answers a PING (readiness: with one down, part of the keyspace
+        cannot be served, though the others answer); StoreUnavailable naming it if not."""
+        if self._stale:
+            await self.call(("PING",))  # loads the map, or raises StoreUnavailable
+        for addr in list(self._primaries):
+            _AT.set(addr)
+            try:
+                await (await self._node(addr).ready()).send([("PING",)])
+            except UNAVAILABLE as exc:
+                self._stale = True
+                outage = self._outages.get(addr)
+                if outage is None:
+                    outage = self._outages[addr] = Outage(f"{addr} of {self.where}")
+                raise outage.unavailable(exc, [("PING",)]) from exc
+
     async def primaries(self) -> list[str]:
         """``host:port`` of every primary (after loading the map if needed)."""
         if self._stale:
@@ -235,18 +259,18 @@ class ClusterConnection:
         addr = self._slots[slot]
         if addr is None:
             self._stale = True
-            self._at = _MAP
+            _AT.set(_MAP)
             raise RedisConnectionError(f"Redis {self.where}: no primary serves slot {slot}")
         return addr
 
     def _route(self, commands: Sequence[Command]) -> list[str]:
-        """The primary of each command; the group's nodes are remembered in ``_touched``."""
+        """The primary of each command; the group's nodes are remembered in ``_TOUCHED``."""
         slots = self._slots
         addrs: list[str] = []
         for c in commands:
             slot = slot_of(c)
             addrs.append((slots[slot] if slot is not None else None) or self._addr(slot))
-        self._touched = addrs
+        _TOUCHED.set(addrs)
         return addrs
 
     async def _redirected(
@@ -291,7 +315,7 @@ class ClusterConnection:
 
     def _start(self, commands: Sequence[Command], addr: str, run: range) -> _Run | None:
         """Sends one run on the node's open connection (None: there is none yet)."""
-        self._at = addr
+        _AT.set(addr)
         node = self._node(addr)
         protocol = node.connected()
         if protocol is None:
@@ -312,7 +336,7 @@ class ClusterConnection:
         """The replies of runs already sent, and whatever of them is redirected."""
         for n, run in enumerate(runs):
             assert run.sent is not None
-            self._at = run.addr
+            _AT.set(run.addr)
             try:
                 got = await run.sent
             except BaseException:
@@ -338,7 +362,7 @@ class ClusterConnection:
             next_asking: set[int] = set()
             wait = False
             for target, indexes in batches.items():
-                self._at = target
+                _AT.set(target)
                 node = self._node(target)
                 if attempt:  # the first attempt's replies are ``got``
                     protocol = await node.ready()

@@ -306,3 +306,42 @@ async def test_on_a_cluster_the_due_index_is_sharded_and_older_entries_are_moved
         assert "acc-old" not in await store.due_accounts(t0 + timedelta(days=1))
     finally:
         await store.close()
+
+
+async def test_a_dead_primary_makes_the_service_unready_and_is_the_node_the_log_names(
+    nlu: Understander, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """From an integrator's trial: with one of three primaries shut down, /readyz said ready
+    (it pinged one node) while every write to that node's slots got a 503; and the outage's
+    WARNING named whichever node another request had addressed meanwhile, so "unavailable"
+    and "available again" alternated for healthy nodes dozens of times."""
+    import logging
+
+    from bot.context import STORE
+    from bot.storage.base import Store
+
+    cluster = RedisCluster(tmp_path, primaries=3)
+    cluster.start()
+    try:
+        async with client(nlu, redis_url=cluster.url) as c:
+            assert (await c.get("/readyz")).status == 200
+            store: Store = c.app[STORE]
+            victim = cluster.primaries()[-1]
+            cluster.kill(victim)
+            caplog.clear()
+            with caplog.at_level(logging.WARNING, logger="bot.storage"):
+                for _ in range(3):  # reads of every primary's slots, at once, again and again
+                    await asyncio.gather(
+                        *(store.get_conversation(f"acc-{i:04d}") for i in range(60)),
+                        return_exceptions=True,
+                    )
+                r = await c.get("/readyz")
+                assert r.status == 503, await r.text()
+            lines = [r.getMessage() for r in caplog.records if r.name.startswith("bot.storage")]
+            down = [line for line in lines if "is unavailable" in line]
+            # (the cluster's line "… <node> of cluster …", or the node connection's own)
+            named = [line.split(" is unavailable")[0] for line in down]
+            assert down and all(f"127.0.0.1:{victim}" in n for n in named), down
+            assert not [line for line in lines if "available again" in line], lines
+    finally:
+        cluster.stop()

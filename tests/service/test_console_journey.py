@@ -9,7 +9,6 @@ agent reaching for a supervisor's action. Screenshots at a laptop's and a phone'
 from __future__ import annotations
 
 import json
-import re
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -215,7 +214,16 @@ def test_handoff_claim_race_reply_block_promise_give_back(
         expect(li.locator("#message-text")).to_be_disabled()
         expect(li.locator("#message-text")).to_have_value(options.first.get_attribute("title"))
         li.click("#send")
-        expect(li.locator("#flash-message")).to_contain_text(re.compile("已发送|已排队|已拦截"))
+        # The same words as the reminder sent this morning: an identical answer is dropped
+        # (CN-FREQ-04), and the box keeps the refused template for the agent to see ...
+        expect(li.locator("#flash-message")).to_contain_text("已拦截")
+        expect(li.locator("#flash-message")).to_contain_text("CN-FREQ-04")
+        expect(li.locator("#message-text")).to_be_disabled()
+        assert [m["text"] for m in service.sandbox()].count(
+            options.first.get_attribute("title")
+        ) <= 1
+        # ... until no template is chosen: the box comes back.
+        li.select_option("#message-template", "")
         expect(li.locator("#message-text")).to_be_enabled()
 
         # An agent cannot reach a supervisor's action; a write without the token is refused.
