@@ -181,11 +181,7 @@ class ClusterConnection:
                 raise_first_error(replies)
         except UNAVAILABLE as exc:
             self._stale = True
-            at = _AT.get()
-            outage = self._outages.get(at)
-            if outage is None:
-                outage = self._outages[at] = Outage(f"{at} of {self.where}")
-            raise outage.unavailable(exc, commands) from exc
+            raise self._outage(_AT.get()).unavailable(exc, commands) from exc
         if self._outages:  # some node was down: those this group reached serve again
             for addr in (_MAP, *_TOUCHED.get()):
                 if (outage := self._outages.pop(addr, None)) is not None:
@@ -231,10 +227,14 @@ class ClusterConnection:
                 await (await self._node(addr).ready()).send([("PING",)])
             except UNAVAILABLE as exc:
                 self._stale = True
-                outage = self._outages.get(addr)
-                if outage is None:
-                    outage = self._outages[addr] = Outage(f"{addr} of {self.where}")
-                raise outage.unavailable(exc, [("PING",)]) from exc
+                raise self._outage(addr).unavailable(exc, [("PING",)]) from exc
+
+    def _outage(self, addr: str) -> Outage:
+        """The outage log of one node (or of the slot map)."""
+        outage = self._outages.get(addr)
+        if outage is None:
+            outage = self._outages[addr] = Outage(f"{addr} of {self.where}")
+        return outage
 
     async def primaries(self) -> list[str]:
         """``host:port`` of every primary (after loading the map if needed)."""
