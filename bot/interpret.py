@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -198,6 +198,7 @@ class Interpreter:
             for name, at in r.message.paces.items()
         }
         timers = dict(conv.timers)
+        settings = cf.flow.spec.settings
         for name, at in due.items():
             r = paced.get((name, at))
             left = r.sent_at if r is not None and r.sent_at else None
@@ -206,7 +207,6 @@ class Interpreter:
             if r is None or left is None:
                 continue
             after = r.message.pace_delays.get(name)
-            settings = cf.flow.spec.settings
             later = counted_from_delivery(at, r.message.created_at, left, after, settings)
             if later is None:
                 continue
@@ -301,9 +301,11 @@ class Interpreter:
     ) -> Iterable[AuditEntry]:
         written_for: str | None = None  # the conversation's fingerprint, once per step
         # The timers this step set count from its messages (see _follow_delivery).
-        paced = [a for a in actions if isinstance(a, c.Schedule) and a.after is not None]
-        paces = {a.timer: a.at for a in paced}
-        delays = {a.timer: a.after for a in paced if a.after is not None}
+        paces: dict[str, datetime] = {}
+        delays: dict[str, timedelta] = {}
+        for a in actions:
+            if isinstance(a, c.Schedule) and a.after is not None:  # a timer on a date stays
+                paces[a.timer], delays[a.timer] = a.at, a.after
         for action in actions:
             if isinstance(action, c.Send):
                 written_for = written_for or fingerprint(conv)

@@ -156,7 +156,11 @@ def judge(
     sends = [a for a in actions if isinstance(a, c.Send)]
     if not sends:
         return
-    paces = {a.timer: (a.at, a.after) for a in actions if isinstance(a, c.Schedule) and a.after}
+    paces = {
+        a.timer: (a.at, a.after)
+        for a in actions
+        if isinstance(a, c.Schedule) and a.after is not None
+    }
     zone = ZoneInfo(cf.flow.spec.settings.timezone)
     for send, d in zip(sends, gate.decide(cf, conv, sends, answers, now), strict=True):
         moves.notes.append(describe(d, zone))

@@ -228,6 +228,8 @@ class ClusterConnection:
             except UNAVAILABLE as exc:
                 self._stale = True
                 raise self._outage(addr).unavailable(exc, [("PING",)]) from exc
+            if (outage := self._outages.pop(addr, None)) is not None:
+                outage.served()  # a probe may be the first to see a primary back
 
     def _outage(self, addr: str) -> Outage:
         """The outage log of one node (or of the slot map)."""
