@@ -421,3 +421,40 @@ def find_time_expressions(text: str) -> Iterator[TimeExpr]:
         if not any(s < te and ts < e for ts, te in taken):
             found.append(TimeExpr(m.group(), s, e, _unresolved, None))
     yield from sorted(found, key=lambda t: t.start)
+
+
+# What may stand around the day in a reply that is only a day: hedges, particles, joins and
+# deadlines (16号吧, 下周一之前, 大概15号左右, 16号或者18号, by the 20th). Never a question mark
+# or 吗 (16号吗 asks whether the debt falls due then) and never a verb: 16号还 is a promise the
+# model reads, 16号发工资 is not a pay day.
+_BARE_FILLER = re.compile(
+    r"(?:吧|啊|呀|哦|噢|喔|嗯|呢|哈|啦|咯|哟|嘞|呗|左右|之前|以前|前后|前|那天|当天|这天|大概|应该|"
+    r"差不多|估计|可能|一定|争取|尽量|最晚|最迟|或者|或|和|到|至|就|"
+    r"(?<![a-z])(?:by|on|the|around|maybe|probably|ok|okay)(?![a-z])|[\s,.!~;:…、\-—～])+"
+)
+# A time of day alone (晚上, 下午吧) answers "which day": today, when it is the whole reply.
+_BARE_TIME_OF_DAY = re.compile(
+    rf"(?:早上|早晨|上午|中午|下午|傍晚|晚上|夜里|今晚)(?:\s*{_N}\s*点(?:钟|半)?)?|{_N}\s*点(?:钟|半)?"
+)
+
+
+def bare_answer(text: str, times: list[TimeExpr]) -> list[TimeExpr] | None:
+    """The time phrases of a reply that is nothing but a day to come (16号, 明天吧, 晚上),
+    else None: the answer to the bot's "which day will you pay?" (a borrower's trial: after
+    that question 16号, 18号 and 明天 were not understood, and the bot handed off).
+
+    A day said to be past (昨天) answers something else, and is not a bare answer.
+    """
+    if not times:
+        m = _BARE_TIME_OF_DAY.search(text)
+        if m is None:
+            return None
+        times = [TimeExpr(m.group(), m.start(), m.end(), _offset(0), None)]
+    if any(t.inherent_past for t in times):
+        return None
+    rest, cut = [], 0
+    for t in sorted(times, key=lambda t: t.start):
+        rest.append(text[cut : t.start])
+        cut = max(cut, t.end)
+    rest.append(text[cut:])
+    return times if all(_BARE_FILLER.fullmatch(r) or not r for r in rest) else None

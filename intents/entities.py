@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import date
 
-from intents.dates import TimeExpr, find_time_expressions, within_bounds
+from intents.dates import TimeExpr, bare_answer, find_time_expressions, within_bounds
 from intents.model import Entities, Intent, Span
 from intents.numbers import NUMBER_RE, parse_number
 
@@ -46,7 +46,12 @@ _DASHED = re.compile(r"(?<![\d.])(?:\d{2,4}-\d{3,4}-\d{3,8}|(?:0\d{1,3}|400|800)
 # Above this no borrower of a consumer loan pays in one go: a bigger figure is a typo, an
 # account number or a provocation, and is not acted on (the flow asks instead).
 MAX_AMOUNT = 10_000_000
-_CANNOT_PAY = re.compile(r"[^,.!?;\s]{0,4}?(?:不上|不了|不起|不出|没钱|不行|不方便)")
+# 今天没空, 今天来不及了, 今天有事: the day is put off, not named (a borrower's trial: 今天没空，
+# 明天还 was read as a promise for today, then called broken).
+_CANNOT_PAY = re.compile(
+    r"[^,.!?;\s]{0,4}?(?:不上|不了|不起|不出|没钱|不行|不方便|没空|没时间|来不及|赶不及|不够|没办法"
+    r"|没法|够呛|有事|太忙|很忙|在忙|忙不过来|不得空|不得闲|(?<!能)不能)"
+)
 _INSTALLMENTS = re.compile(
     r"(?:分|拆)\s*(?:成|为)?\s*(\d{1,2}|[一二两三四五六七八九十]{1,3})\s*(?:期|个月|次|份|个月还|回)"
     r"|(\d{1,2}|[一二两三四五六七八九十]{1,3})\s*期(?:还|付|分期)?"
@@ -84,11 +89,16 @@ class Readings:
     installments: Span | None = None
     negated: frozenset[int] = frozenset()  # starts of time phrases in a can't-pay clause
     doubt: str | None = None
+    # The reply is nothing but a day to come (16号, 明天吧): the answer to "which day?"
+    bare: bool = False
 
 
 def read(text: str) -> Readings:
     """Everything that depends on the text alone (cacheable per normalised text)."""
     times = list(find_time_expressions(text))
+    bare = bare_answer(text, times)
+    if bare is not None:
+        times = bare
     taken = [(t.start, t.end) for t in times]
     inst = _read_installments(text)
     if inst is not None:
@@ -104,6 +114,7 @@ def read(text: str) -> Readings:
         installments=inst,
         negated=negated,
         doubt=doubt.group() if doubt else None,
+        bare=bare is not None,
     )
 
 

@@ -35,6 +35,9 @@ from intents.tuning import training_key
 log = logging.getLogger(__name__)
 
 DEFAULT_TZ = "Asia/Shanghai"
+# The explanation's name for a reply read as a promise because it is only a day (`explain`).
+BARE_DATE_RULE = "promise.bare_date"
+_BARE_DATE_SCORE = 0.9
 _CACHE_SIZE = 8192
 # What the fallback reading keeps: letters and digits of any script (CJK included), spaces
 # and sentence punctuation.
@@ -207,6 +210,17 @@ class Understander:
         feats = features(text, self._tokenizer, hits, suppressed)
         model = self._model.scores(feats) if meaningful else {}
         scores = combine(hits, model, self._model, self._rules.suppress, meaningful=meaningful)
+        readings = ent.read(text)
+        if readings.bare and [s.name for s in scores] == [Intent.UNKNOWN]:
+            # Nothing but a day to come (16号, 明天吧, 下周一之前) answers the question every
+            # message of a collection asks, "when will you pay?" (DATA.md). Replies this
+            # short carry too few n-grams for the model: 15号 was a promise, 16号 unknown.
+            hit = RuleHit(
+                rule=BARE_DATE_RULE, intent=Intent.PROMISE_TO_PAY, weight=_BARE_DATE_SCORE,
+                match=text,
+            )  # fmt: skip
+            hits = [*hits, hit]
+            scores = (IntentScore(name=Intent.PROMISE_TO_PAY, score=_BARE_DATE_SCORE),)
         return _Analysis(
             normalized=text,
             stripped_quote=quote,
@@ -214,7 +228,7 @@ class Understander:
             hits=tuple(hits),
             suppressed=tuple(suppressed),
             model={i.value: round(p, 4) for i, p in model.items()},
-            readings=ent.read(text),
+            readings=readings,
         )
 
 

@@ -38,12 +38,64 @@ D = date
         ("三天后还", D(2026, 12, 5)),
         ("3天后还", D(2026, 12, 5)),
         ("今天还不上 明天一定还", D(2026, 12, 3)),  # not the day they cannot pay
+        # a day put off in other words (a borrower's trial: these promised today)
+        ("今天没空，明天还", D(2026, 12, 3)),
+        ("今天来不及了明天还你们", D(2026, 12, 3)),
+        ("今天有事 周五转", D(2026, 12, 4)),
+        ("今天太忙了后天还吧", D(2026, 12, 4)),
     ],
 )
 def test_promise_dates(understand, text: str, expected: date) -> None:  # type: ignore[no-untyped-def]
     u: Understanding = understand(text)
     assert u.entities.date == expected, u.explain.spans
     assert u.entities.date_range is None
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("今天能不能先还一半", D(2026, 12, 2)),  # 能不能 asks; it does not put today off
+        ("今天忙完就还", D(2026, 12, 2)),
+    ],
+)
+def test_a_day_not_put_off_stays(understand, text: str, expected: date) -> None:  # type: ignore[no-untyped-def]
+    assert understand(text).entities.date == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("16号", D(2026, 12, 16)),
+        ("18号吧", D(2026, 12, 18)),
+        ("25号", D(2026, 12, 25)),
+        ("明天吧", D(2026, 12, 3)),
+        ("下周一之前", D(2026, 12, 7)),
+        ("大概15号左右", D(2026, 12, 15)),
+        ("16号或者18号", D(2026, 12, 16)),
+        ("晚上", D(2026, 12, 2)),  # a time of day alone: today
+        ("下午吧", D(2026, 12, 2)),
+        ("by the 20th", D(2026, 12, 20)),
+    ],
+)
+def test_a_reply_that_is_only_a_day_promises_it(understand, text: str, expected: date) -> None:  # type: ignore[no-untyped-def]
+    u: Understanding = understand(text)
+    assert u.intent == "promise_to_pay", u.explain
+    assert u.entities.date == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "16号吗",  # asks whether the debt falls due then
+        "16号?",
+        "16号发工资",  # a verb: not only a day (the model reads it)
+        "晚上好",
+        "1",
+    ],
+)
+def test_not_a_bare_day(understand, text: str) -> None:  # type: ignore[no-untyped-def]
+    u: Understanding = understand(text)
+    assert not any(h.rule == "promise.bare_date" for h in u.explain.rules), u.explain
 
 
 @pytest.mark.parametrize(
