@@ -198,6 +198,13 @@ async def _pipeline_ctx(app: web.Application) -> AsyncIterator[None]:
         desk=app[DESK],
     )
     app[PIPELINE] = pipeline
+    if settings.pause_processing:
+        # Said once a start: a paused service answers 200 to every webhook, so nothing else
+        # shows that replies wait (an integrator's trial: the pause was silent).
+        log.warning(
+            "processing paused (SMSBOT_PAUSE_PROCESSING): replies are accepted and stored, not"
+            " processed; another service on the same store still processes them"
+        )
     app[DESK_SERVICE] = Desk(store, pipeline.submit, app[FLOWS], app[CLOCK], app[GATE])
     release_every = settings.campaign_release_interval_s
     campaigns = Campaigns(

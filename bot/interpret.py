@@ -271,7 +271,11 @@ class Interpreter:
             case "delivery_failed":
                 yield c.DeliveryFailed(reason=event.reason or ""), event.at
             case "tick":
-                yield from _due_timers(conv, event.at)
+                # Counted here, where the timers fire: every process's scan may queue a tick
+                # for the same account, and only the first to be processed finds them due.
+                due = list(_due_timers(conv, event.at))
+                metrics.TIMERS_FIRED.inc(len(due))
+                yield from due
 
     def _reading(self, u: Understanding) -> tuple[c.Reply, dict[str, Any]]:
         """The dialog's event and the audited reading of an NLU answer. The NLU hands out the

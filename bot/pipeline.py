@@ -300,7 +300,6 @@ class Pipeline:
             # One tick per due time, however many processes scan: the dedup key says which.
             tick = QueuedEvent(kind="tick", at=now)
             await self.submit(account_id, tick, dedup=f"tick:{int(now.timestamp())}")
-        metrics.TIMERS_FIRED.inc(len(accounts))
         return len(accounts)
 
     async def expire_cases(self) -> int:

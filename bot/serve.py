@@ -23,6 +23,7 @@ from bot.app import create_app
 from bot.console.app import DEMO_LOGINS
 from bot.outbound.setup import carriers_in_use
 from bot.settings import Settings, load_settings
+from bot.storage.connect import store_kind
 from bot.telemetry import logs
 from bot.workers import METRICS_DIR, Supervisor, ready_on, watch_parent
 from common.errors import UsageError
@@ -192,7 +193,7 @@ def _run(
 
     async def print_banner(app: web.Application) -> None:
         base = settings.base_url
-        store = "redis" if settings.redis_url else "memory (data is lost on exit)"
+        store = store_kind(settings.redis_url)
         carriers = carriers_in_use(settings)
         lines = [
             "",
@@ -213,6 +214,11 @@ def _run(
             )
         if "sandbox" in carriers:
             lines.append(f"  sandbox messages {base}/api/sandbox/messages")
+        if settings.pause_processing:
+            lines.append(
+                "  PAUSED (SMSBOT_PAUSE_PROCESSING): replies are accepted and stored, not"
+                " processed, until a start without it"
+            )
         # The delivery-receipt URLs to register with each carrier (tokens not printed).
         receipts = {
             "twilio": "(set per message as StatusCallback)",

@@ -70,6 +70,15 @@ async def _twilio_form(request: web.Request) -> list[tuple[str, str]]:
         if (request.charset or "utf-8").lower() in ("utf-8", "utf8"):
             form = await request.post()
             params = [(k, v) for k, v in form.items() if isinstance(v, str)]
+            if any("\ufffd" in k or "\ufffd" in v for k, v in params):
+                # aiohttp reads a bad escaped byte (%FF) as U+FFFD; the generic webhook refuses
+                # such a body, and so does this one (read strictly: a real U+FFFD is kept).
+                params = parse_qsl(
+                    (await request.read()).decode("utf-8"),
+                    keep_blank_values=True,
+                    encoding="utf-8",
+                    errors="strict",
+                )
         else:
             params = parse_qsl(
                 (await request.read()).decode("utf-8"),

@@ -39,16 +39,20 @@ def as_it_leaves(
     and the ledger's amount, due date and name as the conversation quotes them now (an import
     or ``POST /api/accounts`` may have changed them meanwhile: a reminder must not quote a
     superseded amount). On a later day than written (the flow's zone), one whose own words
-    name a day (今天是您约定的还款日) is dropped instead. A message that is not one of the
+    name a day (今天是您约定的还款日) is dropped instead, and so is one about a day to come
+    (``until: promised_date``) once that day is past. A message that is not one of the
     flow's templates (a person's) leaves as written. The service (bot.outbound.dispatch) and
     conversation tests ask this same question."""
     tpl = cf.flow.templates.get(template)
     if tpl is None:
         return Leaving()
     zone = ZoneInfo(cf.flow.spec.settings.timezone)
-    day = written.astimezone(zone).date()
-    if at.astimezone(zone).date() != day and day_bound(tpl.text) == "that_day_only":
+    day, today = written.astimezone(zone).date(), at.astimezone(zone).date()
+    if today != day and day_bound(tpl.text) == "that_day_only":
         return Leaving(dropped=f"its words held on {day.isoformat()} only")
+    until = conv.promise.date if tpl.until == "promised_date" and conv.promise else None
+    if until is not None and until < today:
+        return Leaving(dropped=f"the day it speaks of, {until.isoformat()}, is past")
     try:
         return Leaving(rendered=rerender(cf, conv, template, at))
     except RenderError:  # a value it was written with is gone: as written, as before

@@ -352,6 +352,9 @@ class TemplateSpec(Frozen):
     # the approval names who approved it and when. It never covers hard-prohibited wording.
     compliance_approved: Approval | None = None
     codes: dict[Name, str] = Field(default_factory=dict)
+    # A text about a day to come (届时, 计划于{promised_date}): held past that day (a promise for
+    # tonight answered after the send window closed), it is dropped, not sent naming a day gone.
+    until: Literal["promised_date"] | None = None
 
     @field_validator("compliance_approved", mode="before")
     @classmethod

@@ -11,6 +11,16 @@ from bot.storage.resp_cluster import CLUSTER_SCHEMES, ClusterConnection
 from bot.storage.resp_sentinel import SENTINEL_SCHEMES, SentinelConnection
 
 
+def store_kind(url: str | None) -> str:
+    """What a store URL names, for the banner: memory, redis, redis cluster or redis sentinel."""
+    if not url:
+        return "memory (data is lost on exit)"
+    scheme = urlsplit(url).scheme
+    if scheme in CLUSTER_SCHEMES:
+        return "redis cluster"
+    return "redis sentinel" if scheme in SENTINEL_SCHEMES else "redis"
+
+
 def connection_for(
     url: str,
     *,

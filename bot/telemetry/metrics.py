@@ -89,7 +89,7 @@ GATE = Counter(
 )
 TIMERS_FIRED = Counter(
     "smsbot_timers_fired",
-    "Due conversation timers queued as ticks (each process counts the ones it found)",
+    "Conversation timers fired (counted where they fire: once, however many processes scan)",
     registry=REGISTRY,
 )
 REDIS_ERRORS = Counter(

@@ -269,6 +269,38 @@ async def test_a_promise_check_on_a_date_does_not_move_with_a_held_confirmation(
         assert conv["state"] != "promised" or "timeout" not in conv["timers"], conv["timers"]
 
 
+async def test_a_confirmation_held_past_the_promised_day_is_dropped(nlu: Understander) -> None:
+    """From a borrower's trial: 今晚还 at 22:30 was confirmed the next morning as "已记录您计划
+    于12月2日还款，届时…", naming a day gone. The held confirmation is dropped instead, and the
+    audit says why; the bare day 16号, answered then, is confirmed for that day."""
+    clock = clock_at(datetime(2026, 12, 2, 10, 0, tzinfo=SH))
+    async with client(nlu, clock=clock) as c:
+        await c.post("/api/accounts", json={"accounts": [account(1)]}, headers=AUTH)
+        await _settle(c)
+        clock.advance(timedelta(hours=12, minutes=30))  # 22:30
+        await post_twilio(c, account(1)["phone"], "今晚还", "SM" + "e" * 32)
+        await _settle(c)
+        conv = await conversation(c, "acc-0001")
+        assert conv["state"] == "promised" and conv["promise"]["date"] == "2026-12-02"
+        clock.advance(timedelta(hours=9, minutes=31))  # 12-03 08:01: the hold ends
+        await _settle(c)
+        assert "promise_confirm" not in [m["template"] for m in await _sent(c)]
+        conv = await conversation(c, "acc-0001")
+        dropped = [e for e in conv["transcript"] if e["kind"] == "superseded"]
+        assert [e["detail"] for e in dropped] == [
+            {
+                "message_id": dropped[0]["detail"]["message_id"],
+                "template": "promise_confirm",
+                "detail": "the day it speaks of, 2026-12-02, is past",
+            }
+        ]
+        await post_twilio(c, account(1)["phone"], "16号吧", "SM" + "d" * 32)
+        await _settle(c)
+        conv = await conversation(c, "acc-0001")
+        assert conv["promise"]["date"] == "2026-12-16", conv["promise"]
+        assert "12月16日" in (await _sent(c))[-1]["text"]
+
+
 async def test_the_same_answer_asked_twice_is_not_sent_again_the_next_day(
     nlu: Understander,
 ) -> None:

@@ -18,7 +18,15 @@ from aiohttp.test_utils import TestClient
 
 from bot.storage.base import Store
 from intents import Understander
-from tests.service.apphelpers import ALIYUN_TOKEN, API_KEY, AUTH, GENERIC_SECRET, account, client
+from tests.service.apphelpers import (
+    ALIYUN_TOKEN,
+    API_KEY,
+    AUTH,
+    GENERIC_SECRET,
+    account,
+    client,
+    post_twilio,
+)
 
 BAD_BODY = b"From=%2B8613800000001&Body=\xff\xfe\x80\xc3(&MessageSid=SM1"
 CONTENT_TYPES = [
@@ -172,3 +180,23 @@ async def test_lone_surrogates_in_json_are_refused_or_read_never_500(
     assert not [r for r in errors if r.levelno >= logging.ERROR], [
         r.getMessage() for r in errors if r.levelno >= logging.ERROR
     ]
+
+
+async def test_a_twilio_form_with_a_bad_escaped_byte_is_refused_like_the_generic_webhook(
+    nlu: Understander, store: Store
+) -> None:
+    """An integrator's trial: %FF in a Twilio form was read as U+FFFD and accepted, where the
+    generic webhook refuses a body that is not UTF-8. Both refuse it now; a real U+FFFD (sent
+    escaped as its UTF-8 bytes) is still a character like any other."""
+    async with client(nlu, store=store) as c:
+        await c.post("/api/accounts", json={"accounts": [account(1)]}, headers=AUTH)
+        body = b"From=%2B8613800000001&Body=%FF%FE%E6%98%8E&MessageSid=SM" + b"1" * 32
+        r = await c.post(
+            "/webhooks/twilio",
+            data=body,
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        assert r.status == 400
+        assert "not valid UTF-8" in await r.text()
+        r = await post_twilio(c, account(1)["phone"], "好的\ufffd", "SM" + "2" * 32)
+        assert r.status == 200

@@ -111,6 +111,29 @@ async def test_a_blocked_message_is_counted_by_its_rule(nlu: Understander) -> No
     )
 
 
+async def test_a_timer_is_counted_once_however_many_scans_find_it(nlu: Understander) -> None:
+    """An integrator's trial: two services counted 476 fired timers for 300 (each scan counted
+    what it found, the ticks de-duplicated away included). Counted where a timer fires."""
+    from datetime import timedelta
+
+    clock = daytime_clock()
+    async with client(nlu, clock=clock, metrics_token=TOKEN) as c:
+        pipeline = c.app[PIPELINE]
+        r = await c.post("/api/accounts", json={"accounts": [account(73)]}, headers=AUTH)
+        assert r.status == 200
+        await pipeline.idle()
+        before = await scrape(c)
+        clock.advance(timedelta(days=2, minutes=1))  # the first reminder's 2-day timeout
+        # Two scans a second apart before either tick is processed: what two processes see.
+        assert await pipeline.fire_due_timers() == 1
+        clock.advance(timedelta(seconds=1))
+        assert await pipeline.fire_due_timers() == 1
+        await pipeline.idle()
+        after = await scrape(c)
+    fired = value(after, "smsbot_timers_fired_total") - value(before, "smsbot_timers_fired_total")
+    assert fired == 1
+
+
 async def test_metrics_need_the_token(nlu: Understander) -> None:
     async with client(nlu, metrics_token=TOKEN) as c:
         assert (await c.get("/metrics")).status == 401
