@@ -104,7 +104,12 @@ def read(text: str) -> Readings:
     if inst is not None:
         taken.append((inst.start, inst.end))
     amounts = [
-        a for a in _read_amounts(text) if not any(a.start < e and s < a.end for s, e in taken)
+        a
+        for a in _read_amounts(text)
+        if not any(a.start < e and s < a.end for s, e in taken)
+        # 8000一次性还不上, 3000拿不出来: the sum the borrower cannot pay is not an offer (a
+        # borrower's trial: 8000一次性还不上，能不能分6期 recorded a promise of 8,000)
+        and not _CANNOT_PAY.match(text, a.end)
     ]
     negated = frozenset(t.start for t in times if _CANNOT_PAY.match(text, t.end))
     doubt = _DOUBT.search(text)

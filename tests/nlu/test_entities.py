@@ -172,6 +172,7 @@ def test_time_zone_decides_today(nlu) -> None:  # type: ignore[no-untyped-def]
         ("1500元明天打过去", 1500),
         ("昨天还了八百", 800),
         ("刚转了1000，注意查收", 1000),
+        ("500还不上，先还300", 300),  # the sum that cannot be paid is not the offer
     ],
 )
 def test_amounts(understand, text: str, amount: float) -> None:  # type: ignore[no-untyped-def]
@@ -188,6 +189,8 @@ def test_amounts(understand, text: str, amount: float) -> None:  # type: ignore[
         "逾期5天了明天还",  # days, not money
         "明天下午3点前还",  # a time, not money
         "分3期行吗",  # installments, not money
+        "8000一次性还不上，能不能分6期",  # what cannot be paid (a borrower's trial)
+        "3000块实在拿不出来",
     ],
 )
 def test_not_amounts(understand, text: str) -> None:  # type: ignore[no-untyped-def]
