@@ -242,6 +242,18 @@ async def test_a_reminder_written_at_night_counts_its_two_days_from_when_it_left
         )
 
 
+async def _promise_at_night(c: Any, clock: Clock, text: str, day: str) -> dict[str, Any]:
+    """A borrower with a reminder at 10:00 promises at 22:30 (the confirmation is held)."""
+    await c.post("/api/accounts", json={"accounts": [account(1)]}, headers=AUTH)
+    await _settle(c)
+    clock.advance(timedelta(hours=12, minutes=30))  # 22:30
+    await post_twilio(c, account(1)["phone"], text, "SM" + "f" * 32)
+    await _settle(c)
+    conv = await conversation(c, "acc-0001")
+    assert conv["state"] == "promised" and conv["promise"]["date"] == day
+    return conv
+
+
 async def test_a_promise_check_on_a_date_does_not_move_with_a_held_confirmation(
     nlu: Understander,
 ) -> None:
@@ -250,13 +262,7 @@ async def test_a_promise_check_on_a_date_does_not_move_with_a_held_confirmation(
     19:30. A timer on a date never moves."""
     clock = clock_at(datetime(2026, 12, 2, 10, 0, tzinfo=SH))
     async with client(nlu, clock=clock) as c:
-        await c.post("/api/accounts", json={"accounts": [account(1)]}, headers=AUTH)
-        await _settle(c)
-        clock.advance(timedelta(hours=12, minutes=30))  # 22:30
-        await post_twilio(c, account(1)["phone"], "明天还", "SM" + "f" * 32)
-        await _settle(c)
-        conv = await conversation(c, "acc-0001")
-        assert conv["state"] == "promised" and conv["promise"]["date"] == "2026-12-03"
+        conv = await _promise_at_night(c, clock, "明天还", "2026-12-03")
         check = datetime(2026, 12, 4, 10, 0, tzinfo=SH)
         assert datetime.fromisoformat(conv["timers"]["timeout"]) == check
         clock.advance(timedelta(hours=9, minutes=31))  # 12-03 08:01: the confirmation leaves
@@ -275,13 +281,7 @@ async def test_a_confirmation_held_past_the_promised_day_is_dropped(nlu: Underst
     audit says why; the bare day 16号, answered then, is confirmed for that day."""
     clock = clock_at(datetime(2026, 12, 2, 10, 0, tzinfo=SH))
     async with client(nlu, clock=clock) as c:
-        await c.post("/api/accounts", json={"accounts": [account(1)]}, headers=AUTH)
-        await _settle(c)
-        clock.advance(timedelta(hours=12, minutes=30))  # 22:30
-        await post_twilio(c, account(1)["phone"], "今晚还", "SM" + "e" * 32)
-        await _settle(c)
-        conv = await conversation(c, "acc-0001")
-        assert conv["state"] == "promised" and conv["promise"]["date"] == "2026-12-02"
+        await _promise_at_night(c, clock, "今晚还", "2026-12-02")
         clock.advance(timedelta(hours=9, minutes=31))  # 12-03 08:01: the hold ends
         await _settle(c)
         assert "promise_confirm" not in [m["template"] for m in await _sent(c)]
