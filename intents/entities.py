@@ -49,9 +49,10 @@ MAX_AMOUNT = 10_000_000
 # 今天没空, 今天来不及了, 今天有事: the day is put off, not named (a borrower's trial: 今天没空，
 # 明天还 was read as a promise for today, then called broken).
 _CANNOT_PAY = re.compile(
-    r"[^,.!?;\s]{0,4}?(?:不上|不了|不起|不出|没钱|不行|不方便|没空|没时间|来不及|赶不及|不够|没办法"
-    r"|没法|够呛|有事|太忙|很忙|在忙|忙不过来|不得空|不得闲|(?<!能)不能)"
+    r"[^,.!?;\s]{0,4}?(?:不上|不了|不起|不出|没钱|(?<!行)不行|(?<!方便)不方便|没空|没时间|来不及"
+    r"|赶不及|不够|没办法|没法|够呛|有事|太忙|很忙|在忙|忙不过来|不得空|不得闲|(?<!能)不能)"
 )
+# (行不行, 能不能, 方便不方便 ask "is it all right?": an offer put as a question, not a refusal.)
 _INSTALLMENTS = re.compile(
     r"(?:分|拆)\s*(?:成|为)?\s*(\d{1,2}|[一二两三四五六七八九十]{1,3})\s*(?:期|个月|次|份|个月还|回)"
     r"|(\d{1,2}|[一二两三四五六七八九十]{1,3})\s*期(?:还|付|分期)?"

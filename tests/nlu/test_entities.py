@@ -173,6 +173,8 @@ def test_time_zone_decides_today(nlu) -> None:  # type: ignore[no-untyped-def]
         ("昨天还了八百", 800),
         ("刚转了1000，注意查收", 1000),
         ("500还不上，先还300", 300),  # the sum that cannot be paid is not the offer
+        ("先还一千行不行", 1000),  # 行不行 asks; it refuses nothing
+        ("每月还八百方便不方便", 800),
     ],
 )
 def test_amounts(understand, text: str, amount: float) -> None:  # type: ignore[no-untyped-def]
