@@ -40,6 +40,13 @@ def register(sub: Any) -> None:
         "training data and print it beside, with the difference and its 95%% interval",
     )
     ev.add_argument(
+        "--readers",
+        type=Path,
+        metavar="FILE",
+        help="the same texts labelled again by readers who saw only DATA.md: print how often "
+        "they agree with the file's labels, beside the model (the ceiling the labels allow)",
+    )
+    ev.add_argument(
         "--cv",
         action="store_true",
         help="instead of a file: cross-validate on the training data (thresholds, which rules "
@@ -167,6 +174,7 @@ def _eval(args: argparse.Namespace) -> int:
     heldout = load_heldout(path)
     report = evaluate(_load(args), heldout.examples, heldout.now, heldout.tz)
     comparison = _baseline(report, heldout.examples, args.data) if args.baseline else None
+    readers = _readers(report, heldout.examples, args.readers) if args.readers else None
     if args.json:
         doc = report.as_dict()
         doc["file"] = str(path)
@@ -174,6 +182,8 @@ def _eval(args: argparse.Namespace) -> int:
             doc["errors"] = report.errors
         if comparison is not None:
             doc["baseline"] = comparison
+        if readers is not None:
+            doc["readers"] = readers.as_dict()
         print(json.dumps(doc, ensure_ascii=False, indent=2))
         return 0
     print(f"file              {path}")
@@ -183,7 +193,21 @@ def _eval(args: argparse.Namespace) -> int:
         print("\n" + styles)
     if comparison is not None:
         print("\n" + _format_baseline(comparison))
+    if readers is not None:
+        from intents.agreement import format_agreement
+
+        print("\n" + format_agreement(readers))
     return 0
+
+
+def _readers(report: Any, examples: list[Any], path: Path) -> Any:
+    from intents.agreement import agreement
+    from intents.data import load_heldout
+
+    if not path.exists():
+        raise UsageError(f"no such file: {path}")
+    readers = load_heldout(path).examples
+    return agreement(examples, readers, report.primaries, report.predicted)
 
 
 def _baseline(report: Any, examples: list[Any], data: Path) -> dict[str, Any]:

@@ -119,3 +119,48 @@ def test_train_says_whether_it_trained(
     assert re.search(r"model trained in [\d.]+s on \d{4,} examples", first.out)
     assert main(["intents", "train"]) == 0
     assert "model loaded from the cache" in capsys.readouterr().out
+
+
+_HEADER = 'now: "2026-12-02T10:00:00+08:00"\ntz: Asia/Shanghai\nexamples:\n'
+
+
+def _labelled(path: Path, rows: list[tuple[str, str]]) -> Path:
+    body = "".join(f'  - text: "{t}"\n    intents: [{i}]\n' for t, i in rows)
+    path.write_text(_HEADER + body, encoding="utf-8")
+    return path
+
+
+def test_readers_agreement_is_printed_beside_the_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    authors = _labelled(
+        tmp_path / "set.yaml",
+        [("退订", "stop"), ("明天还", "promise_to_pay"), ("我没借过钱", "dispute"), ("TD", "stop")],
+    )
+    readers = _labelled(
+        tmp_path / "readers.yaml",
+        [("退订", "stop"), ("明天还", "promise_to_pay"), ("我没借过钱", "refuse_to_pay"),
+         ("TD", "stop")],
+    )  # fmt: skip
+    assert main(["intents", "eval", str(authors), "--readers", str(readers), "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)["readers"]
+    assert got["examples"] == 4
+    assert got["readers_primary"] == 0.75
+    assert (got["stops_authors"], got["stops_readers"], got["stops_both"]) == (2, 2, 2)
+    assert got["model_stop_recall_both"] == 1.0
+    assert got["model_primary"] == pytest.approx(
+        got["model_vs_readers"]
+        + 0.25 * (1 if got["model_primary"] > got["model_vs_readers"] else 0),
+        abs=0.26,
+    )
+    assert main(["intents", "eval", str(authors), "--readers", str(readers)]) == 0
+    assert "readers vs authors   primary 0.7500" in capsys.readouterr().out
+
+
+def test_readers_of_other_texts_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    authors = _labelled(tmp_path / "set.yaml", [("退订", "stop"), ("明天还", "promise_to_pay")])
+    readers = _labelled(tmp_path / "readers.yaml", [("明天还", "promise_to_pay"), ("退订", "stop")])
+    assert main(["intents", "eval", str(authors), "--readers", str(readers)]) == 2
+    assert "texts, in its order" in capsys.readouterr().err
