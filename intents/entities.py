@@ -17,6 +17,8 @@ _CURRENCY_BEFORE = re.compile(r"(?:¥|￥|rmb|人民币|cny)\s*$")
 _NOT_MONEY_AFTER = re.compile(
     r"\s*(?:天|日|号|hao|点|时|分钟|小时|期|个|月(?![底初中])|年|周|星期|礼拜|次|岁|%|成|倍|楼|人|条|位"
     r"|斤|公里|折|投诉|举报|热线|客服|电话"
+    # 15或16号, 15到18号: the first day of two, never money
+    r"|(?:或者?|到|至|~|-)\s*\d{1,2}\s*(?:号|日)"
     # the 20th, by the 10th: an English day of the month, never money
     r"|(?:st|nd|rd|th)\b)"
 )
@@ -46,13 +48,22 @@ _DASHED = re.compile(r"(?<![\d.])(?:\d{2,4}-\d{3,4}-\d{3,8}|(?:0\d{1,3}|400|800)
 # Above this no borrower of a consumer loan pays in one go: a bigger figure is a typo, an
 # account number or a provocation, and is not acted on (the flow asks instead).
 MAX_AMOUNT = 10_000_000
-# 今天没空, 今天来不及了, 今天有事: the day is put off, not named (a borrower's trial: 今天没空，
-# 明天还 was read as a promise for today, then called broken).
-_CANNOT_PAY = re.compile(
-    r"[^,.!?;\s]{0,4}?(?:不上|不了|不起|不出|没钱|(?<!行)不行|(?<!方便)不方便|没空|没时间|来不及"
-    r"|赶不及|不够|没办法|没法|够呛|有事|太忙|很忙|在忙|忙不过来|不得空|不得闲|(?<!能)不能)"
+# 今天没空, 今天来不及了, 今天有事, 今天先不还: the day is put off, not named (a borrower's trial:
+# 今天没空，明天还 was read as a promise for today, then called broken). 行不行, 能不能 and
+# 方便不方便 ask "is it all right?": an offer put as a question, not a refusal.
+_CANNOT = (
+    r"不上|不了|不起|不出|没钱|(?<!行)不行|(?<!方便)不方便|没空|没时间|来不及|赶不及|不够|没办法|没法"
+    r"|够呛|有事|太忙|很忙|在忙|忙不过来|不得空|不得闲|(?<!能)不能|(?<!还)不还"
 )
-# (行不行, 能不能, 方便不方便 ask "is it all right?": an offer put as a question, not a refusal.)
+_CANNOT_PAY = re.compile(rf"[^,.!?;\s]{{0,4}}?(?:{_CANNOT})")
+# A sum said to be out of reach, after it or before it: 8000块我一下子拿不出来, 一次还不了8000,
+# 没有8000, 拿不出3200 (a borrower's trial recorded each as a promise of that sum).
+_CANNOT_PAY_SUM = re.compile(rf"[^,.!?;\s]{{0,6}}?(?:{_CANNOT})")
+_CANNOT_PAY_BEFORE = re.compile(
+    r"(?:还不上|还不了|还不起|拿不出|拿不出来|凑不齐|凑不出|凑不够|付不起|没有|没)\s*(?:这)?\s*$"
+)
+# 我周五发工资，周六还: the day the money comes is not the day it is paid.
+_PAY_DAY_AFTER = re.compile(r"[^,.!?;\s]{0,2}?(?:发工资|发薪|开工资|领工资|工资到|到账)")
 _INSTALLMENTS = re.compile(
     r"(?:分|拆)\s*(?:成|为)?\s*(\d{1,2}|[一二两三四五六七八九十]{1,3})\s*(?:期|个月|次|份|个月还|回)"
     r"|(\d{1,2}|[一二两三四五六七八九十]{1,3})\s*期(?:还|付|分期)?"
@@ -88,10 +99,13 @@ class Readings:
     times: list[TimeExpr] = field(default_factory=list)
     amounts: list[Span] = field(default_factory=list)
     installments: Span | None = None
-    negated: frozenset[int] = frozenset()  # starts of time phrases in a can't-pay clause
+    # Starts of time phrases that are not the pay day: put off (今天没空) or a pay day (发工资).
+    negated: frozenset[int] = frozenset()
     doubt: str | None = None
-    # The reply is nothing but a day to come (16号, 明天吧): the answer to "which day?"
+    # The reply is nothing but a day to come (16号, 明天吧): the answer to "which day?";
+    # ``bare_asked``: offered as a question (16号可以吗).
     bare: bool = False
+    bare_asked: bool = False
 
 
 def read(text: str) -> Readings:
@@ -99,7 +113,7 @@ def read(text: str) -> Readings:
     times = list(find_time_expressions(text))
     bare = bare_answer(text, times)
     if bare is not None:
-        times = bare
+        times = bare.times
     taken = [(t.start, t.end) for t in times]
     inst = _read_installments(text)
     if inst is not None:
@@ -110,9 +124,14 @@ def read(text: str) -> Readings:
         if not any(a.start < e and s < a.end for s, e in taken)
         # 8000一次性还不上, 3000拿不出来: the sum the borrower cannot pay is not an offer (a
         # borrower's trial: 8000一次性还不上，能不能分6期 recorded a promise of 8,000)
-        and not _CANNOT_PAY.match(text, a.end)
+        and not _CANNOT_PAY_SUM.match(text, a.end)
+        and not _CANNOT_PAY_BEFORE.search(text, max(0, a.start - 8), a.start)
     ]
-    negated = frozenset(t.start for t in times if _CANNOT_PAY.match(text, t.end))
+    negated = frozenset(
+        t.start
+        for t in times
+        if _CANNOT_PAY.match(text, t.end) or _PAY_DAY_AFTER.match(text, t.end)
+    )
     doubt = _DOUBT.search(text)
     return Readings(
         times=times,
@@ -121,6 +140,7 @@ def read(text: str) -> Readings:
         negated=negated,
         doubt=doubt.group() if doubt else None,
         bare=bare is not None,
+        bare_asked=bare is not None and bare.asked,
     )
 
 

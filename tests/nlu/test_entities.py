@@ -43,6 +43,8 @@ D = date
         ("今天来不及了明天还你们", D(2026, 12, 3)),
         ("今天有事 周五转", D(2026, 12, 4)),
         ("今天太忙了后天还吧", D(2026, 12, 4)),
+        ("今天先不还了明天还", D(2026, 12, 3)),
+        ("我周五发工资，周六还你们", D(2026, 12, 5)),  # the pay day is not the day paid
     ],
 )
 def test_promise_dates(understand, text: str, expected: date) -> None:  # type: ignore[no-untyped-def]
@@ -75,6 +77,16 @@ def test_a_day_not_put_off_stays(understand, text: str, expected: date) -> None:
         ("晚上", D(2026, 12, 2)),  # a time of day alone: today
         ("下午吧", D(2026, 12, 2)),
         ("by the 20th", D(2026, 12, 20)),
+        # from a second borrower's trial: Chinese numerals read as a stop, fillers, two days
+        ("十八号吧", D(2026, 12, 18)),
+        ("二十号吧。", D(2026, 12, 20)),
+        ("那就16号", D(2026, 12, 16)),
+        ("后天上午", D(2026, 12, 4)),
+        ("马上", D(2026, 12, 2)),
+        ("一会儿", D(2026, 12, 2)),
+        ("今天不行，明天吧", D(2026, 12, 3)),
+        ("16号有事，改到18号吧", D(2026, 12, 18)),
+        ("明天还不了了，推到周五", D(2026, 12, 4)),
     ],
 )
 def test_a_reply_that_is_only_a_day_promises_it(understand, text: str, expected: date) -> None:  # type: ignore[no-untyped-def]
@@ -84,12 +96,30 @@ def test_a_reply_that_is_only_a_day_promises_it(understand, text: str, expected:
 
 
 @pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("16号?", D(2026, 12, 16)),
+        ("16号吗", D(2026, 12, 16)),
+        ("16号可以吗", D(2026, 12, 16)),
+        ("28号行不行", D(2026, 12, 28)),
+        ("明天吧?", D(2026, 12, 3)),
+    ],
+)
+def test_a_day_offered_as_a_question_asks_for_it(understand, text: str, expected: date) -> None:  # type: ignore[no-untyped-def]
+    """DATA.md: a date offered as a question is [request_plan, promise_to_pay] (the flow
+    accepts it when it has just asked which day)."""
+    u: Understanding = understand(text)
+    assert [s.name for s in u.intents] == ["request_plan", "promise_to_pay"], u.explain
+    assert u.entities.date == expected
+
+
+@pytest.mark.parametrize(
     "text",
     [
-        "16号吗",  # asks whether the debt falls due then
-        "16号?",
         "16号发工资",  # a verb: not only a day (the model reads it)
+        "16号不行",  # one day, put off: no day offered
         "晚上好",
+        "退订 16号",  # an opt-out is never only a day
         "1",
     ],
 )
@@ -175,6 +205,7 @@ def test_time_zone_decides_today(nlu) -> None:  # type: ignore[no-untyped-def]
         ("500还不上，先还300", 300),  # the sum that cannot be paid is not the offer
         ("先还一千行不行", 1000),  # 行不行 asks; it refuses nothing
         ("每月还八百方便不方便", 800),
+        ("拿不出3200，先还1000行不行", 1000),  # the sum out of reach is not the offer
     ],
 )
 def test_amounts(understand, text: str, amount: float) -> None:  # type: ignore[no-untyped-def]
@@ -193,6 +224,10 @@ def test_amounts(understand, text: str, amount: float) -> None:  # type: ignore[
         "分3期行吗",  # installments, not money
         "8000一次性还不上，能不能分6期",  # what cannot be paid (a borrower's trial)
         "3000块实在拿不出来",
+        "一次还不了8000，分6期行吗",
+        "没有8000，能分6期吗",
+        "8000块我一下子拿不出来，分6个月还行吗",
+        "15或16号",  # the first of two days, not money
     ],
 )
 def test_not_amounts(understand, text: str) -> None:  # type: ignore[no-untyped-def]
