@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
@@ -22,8 +23,13 @@ _ROWS = [
 DEMO_IDS = frozenset(row[0] for row in _ROWS)
 
 
+# The demo borrowers are on +86 numbers: their days overdue count in Beijing time, as the
+# reminder's 已逾期N天 does (started before 08:00 Beijing, the UTC date said a day less).
+_DEMO_ZONE = ZoneInfo("Asia/Shanghai")
+
+
 def demo_accounts(app: web.Application) -> list[AccountRecord]:
-    today = app[CLOCK].now().date()
+    today = app[CLOCK].now().astimezone(_DEMO_ZONE).date()
     return [
         AccountRecord(
             id=acc_id,

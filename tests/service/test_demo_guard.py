@@ -72,3 +72,21 @@ async def test_the_simulator_acts_on_demo_accounts_only(nlu: Understander) -> No
         assert not [e for e in conv["transcript"] if e["kind"] in {"inbound", "payment"}]
         r = await c.get("/simulator/api/state/demo-0001")
         assert r.status == 200
+
+
+def test_demo_days_overdue_count_in_beijing_time() -> None:
+    """A tester's trial: started at 02:52 Beijing (the day before in UTC), the simulator listed
+    a borrower 5 days overdue whose reminder said 已逾期6天."""
+    from datetime import UTC, date, datetime
+
+    from aiohttp import web
+
+    from bot.clock import Clock
+    from bot.context import CLOCK
+    from bot.demo import demo_accounts
+
+    app = web.Application()
+    app[CLOCK] = Clock(datetime(2026, 12, 5, 18, 52, tzinfo=UTC) - datetime.now(UTC))  # 02:52
+    first = demo_accounts(app)[0]
+    assert first.days_overdue == 5
+    assert first.due_date == date(2026, 12, 1)  # Beijing's 12-06 less 5 days (UTC: 12-05)
