@@ -247,6 +247,11 @@ class _Work:
         if isinstance(self.event, c.Agent):
             # A person's promise (agent:promised always names the day).
             date, amount = self.event.promise_date, self.event.promise_amount
+        held = self.promise
+        if date is not None and amount is None and held is not None and held.date is None:
+            # One promise said in two replies (我只能还2000 → which day? → 15号): the day
+            # completes the sum on record (a borrower's trial lost the 2,000).
+            amount = held.amount
         promise = c.Promise(
             date=date,
             amount=amount,
