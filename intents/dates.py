@@ -114,6 +114,11 @@ def _unresolved(_today: date, _past: bool) -> Resolved:
     return None
 
 
+def names_a_day(t: TimeExpr) -> bool:
+    """Whether a calendar can place the phrase (16号, 明天), unlike 发工资 or 过年."""
+    return t.resolve is not _unresolved
+
+
 # A day further than this from today is not a pay date anyone schedules (一亿周后, 过一亿天):
 # the phrase is kept unresolved (for a person to read) instead of overflowing the calendar.
 # Three years is as far as the longest plan we offer (36 monthly installments) and covers
@@ -476,7 +481,7 @@ def bare_answer(text: str, times: list[TimeExpr]) -> BareAnswer | None:
             return None
         times = [TimeExpr(m.group(), m.start(), m.end(), _offset(0), None)]
     # 昨天 answers something else; 发工资, 过年 name no day (16号发工资 is a pay day, no offer).
-    if any(t.inherent_past or t.resolve is _unresolved for t in times):
+    if any(t.inherent_past or not names_a_day(t) for t in times):
         return None
     between = _PUT_OFF if len(times) > 1 else _BARE_FILLER
     rest, cut = [], 0

@@ -7,7 +7,13 @@ import re
 from dataclasses import dataclass, field
 from datetime import date
 
-from intents.dates import TimeExpr, bare_answer, find_time_expressions, within_bounds
+from intents.dates import (
+    TimeExpr,
+    bare_answer,
+    find_time_expressions,
+    names_a_day,
+    within_bounds,
+)
 from intents.model import Entities, Intent, Span
 from intents.numbers import NUMBER_RE, parse_number
 
@@ -62,8 +68,10 @@ _CANNOT_PAY_SUM = re.compile(rf"[^,.!?;\s]{{0,6}}?(?:{_CANNOT})")
 _CANNOT_PAY_BEFORE = re.compile(
     r"(?:还不上|还不了|还不起|拿不出|拿不出来|凑不齐|凑不出|凑不够|付不起|没有|没)\s*(?:这)?\s*$"
 )
-# 我周五发工资，周六还: the day the money comes is not the day it is paid.
+# 我周五发工资，周六还: the day the money comes is not the day it is paid, when another follows.
 _PAY_DAY_AFTER = re.compile(r"[^,.!?;\s]{0,2}?(?:发工资|发薪|开工资|领工资|工资到|到账)")
+_PAY_VERB_AFTER = re.compile(r"[^,.!?;\s]{0,3}?(?:还|转|打|付|给)")
+_SAME_DAY = frozenset({"当天", "那天", "这天"})
 _INSTALLMENTS = re.compile(
     r"(?:分|拆)\s*(?:成|为)?\s*(\d{1,2}|[一二两三四五六七八九十]{1,3})\s*(?:期|个月|次|份|个月还|回)"
     r"|(\d{1,2}|[一二两三四五六七八九十]{1,3})\s*期(?:还|付|分期)?"
@@ -127,10 +135,20 @@ def read(text: str) -> Readings:
         and not _CANNOT_PAY_SUM.match(text, a.end)
         and not _CANNOT_PAY_BEFORE.search(text, max(0, a.start - 8), a.start)
     ]
+    days = [t for t in times if names_a_day(t)]
     negated = frozenset(
         t.start
         for t in times
-        if _CANNOT_PAY.match(text, t.end) or _PAY_DAY_AFTER.match(text, t.end)
+        if _CANNOT_PAY.match(text, t.end)
+        # a pay day before another day named for paying (but 下个月10号发工资那天还 and
+        # 周五发工资，当天还 pay on the pay day itself)
+        or (
+            _PAY_DAY_AFTER.match(text, t.end)
+            and any(
+                d.start > t.end and d.text not in _SAME_DAY and _PAY_VERB_AFTER.match(text, d.end)
+                for d in days
+            )
+        )
     )
     doubt = _DOUBT.search(text)
     return Readings(

@@ -45,6 +45,8 @@ D = date
         ("今天太忙了后天还吧", D(2026, 12, 4)),
         ("今天先不还了明天还", D(2026, 12, 3)),
         ("我周五发工资，周六还你们", D(2026, 12, 5)),  # the pay day is not the day paid
+        ("周五发工资，当天就还", D(2026, 12, 4)),  # ... unless it is
+        ("下个月10号发工资那天还", D(2027, 1, 10)),
     ],
 )
 def test_promise_dates(understand, text: str, expected: date) -> None:  # type: ignore[no-untyped-def]
