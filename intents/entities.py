@@ -7,13 +7,8 @@ import re
 from dataclasses import dataclass, field
 from datetime import date
 
-from intents.dates import (
-    TimeExpr,
-    bare_answer,
-    find_time_expressions,
-    names_a_day,
-    within_bounds,
-)
+from intents.bare import bare_answer
+from intents.dates import TimeExpr, find_time_expressions, names_a_day, within_bounds
 from intents.model import Entities, Intent, Span
 from intents.numbers import NUMBER_RE, parse_number
 
