@@ -51,7 +51,6 @@ def agreement(
     n = len(authors)
     gold = [_primary(a) for a in authors]
     read = [_primary(r) for r in readers]
-    ours = primaries
     stops_a = {i for i, a in enumerate(authors) if Intent.STOP in a.intents}
     stops_r = {i for i, r in enumerate(readers) if Intent.STOP in r.intents}
     both = stops_a & stops_r
@@ -62,8 +61,8 @@ def agreement(
         readers_macro_f1=tuning.macro_f1(
             (set(r.intents), set(a.intents)) for a, r in zip(authors, readers, strict=True)
         ),
-        model_primary=sum(g == m for g, m in zip(gold, ours, strict=True)) / max(n, 1),
-        model_vs_readers=sum(r == m for r, m in zip(read, ours, strict=True)) / max(n, 1),
+        model_primary=sum(g == m for g, m in zip(gold, primaries, strict=True)) / max(n, 1),
+        model_vs_readers=sum(r == m for r, m in zip(read, primaries, strict=True)) / max(n, 1),
         stops_authors=len(stops_a),
         stops_readers=len(stops_r),
         stops_both=len(both),
