@@ -91,6 +91,8 @@ def _flow_through(
     if rule is not None and rule.if_ is not None and rule.if_.instalment:
         # The promise is a plan's instalment, which always has its day and amount.
         facts |= {"promised_date", "promised_amount"}
+    if rule is not None and rule.if_ is not None and rule.if_.promise_has_amount:
+        facts.add("promised_amount")
     for i, a in enumerate(actions):
         if a.record_promise:
             # A promise is replaced as a whole: only what this rule's `if:` guarantees is sure.

@@ -49,6 +49,10 @@ def holds(cond: Condition, conv: ConversationView, event: c.AnyEvent, today: dat
         return False
     if cond.instalment is not None and is_instalment(conv) != cond.instalment:
         return False
+    if cond.promise_has_amount is not None:
+        has = conv.promise is not None and conv.promise.amount is not None
+        if has != cond.promise_has_amount:
+            return False
     return cond.promise_kept is None or promise_kept(conv) == cond.promise_kept
 
 

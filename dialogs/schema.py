@@ -134,6 +134,8 @@ class Condition(Frozen):
     plan_remaining: bool | None = None
     # The promise is one of the plan's instalments (so it has a day and an amount).
     instalment: bool | None = None
+    # The promise on record names a sum (我周五先还500): `{promised_amount}` has a value.
+    promise_has_amount: bool | None = None
     counter_below: dict[Name, int] = Field(default_factory=dict)
     counter_at_least: dict[Name, int] = Field(default_factory=dict)
     flags: list[Flag] = Field(default_factory=list)

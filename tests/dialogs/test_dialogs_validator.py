@@ -129,3 +129,25 @@ def test_missing_template_file_is_reported(tmp_path: Path) -> None:
     (problem,) = problems_of(path)
     assert "template file 'nope.yaml' not found" in problem.message
     assert problem.field == "template_files[0]"
+
+
+def test_a_promised_sum_is_certain_only_where_the_rule_asks_for_it(tmp_path: Path) -> None:
+    """`promise_has_amount: true` makes `{promised_amount}` certain in its rule; without it
+    the promised day's sum may have no value (a promise without one), and the validator says
+    so."""
+    (tmp_path / "flows").mkdir()
+    (tmp_path / "templates").mkdir()
+    src = DEFAULT_FLOWS.parent / "templates" / "collections.yaml"
+    (tmp_path / "templates" / "collections.yaml").write_text(src.read_text())
+    flow = (DEFAULT_FLOWS / "collections.yaml").read_text()
+    guard = "        if: {promise_has_amount: true}\n"
+    assert guard in flow
+    path = tmp_path / "flows" / "collections.yaml"
+    path.write_text(flow)
+    assert problems_of(path) == []
+    path.write_text(flow.replace(guard, ""))
+    problems = problems_of(path)
+    assert any(
+        "promise_day_reminder_amount" in p.message and "{promised_amount}" in p.message
+        for p in problems
+    ), problems

@@ -160,7 +160,7 @@ async def test_queue_claim_race_reassign_note_promise_and_give_back(
         await c.app[PIPELINE].fire_due_timers()
         await _settle(c)
         sent = await (await c.get("/api/sandbox/messages", headers=AUTH)).json()
-        assert "promise_day_reminder" in [m["template"] for m in sent]
+        assert "promise_day_reminder_amount" in [m["template"] for m in sent]  # it named a sum
 
 
 async def test_without_a_session_or_csrf_token_nothing_changes(nlu: Understander) -> None:

@@ -258,10 +258,11 @@ def test_handoff_claim_race_reply_block_promise_give_back(
         expect(zhao.locator(f'.case[data-account="{acc["id"]}"]')).to_have_count(0)
 
     # Saturday 09:31 in Beijing: the bot reminds of the promise.
-    assert "promise_day_reminder" not in [m["template"] for m in service.sandbox()]
+    # The promise named a sum: the reminder quotes it (promise_day_reminder_amount).
+    assert "promise_day_reminder_amount" not in [m["template"] for m in service.sandbox()]
     service.clock.advance(timedelta(days=2, hours=23, minutes=31))
     deadline = datetime.now(UTC) + timedelta(seconds=20)
-    while "promise_day_reminder" not in [m["template"] for m in service.sandbox()]:
+    while "promise_day_reminder_amount" not in [m["template"] for m in service.sandbox()]:
         assert datetime.now(UTC) < deadline, "the promise-day reminder did not go out"
         time.sleep(0.1)
 

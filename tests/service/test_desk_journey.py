@@ -113,11 +113,11 @@ async def test_handoff_claim_promise_give_back_and_the_bot_reminds(
             ("alice", "resolve"),
         ]
         # The promised day, 09:30 in Shanghai: the bot reminds.
-        assert "promise_day_reminder" not in await _sent(c)
+        assert "promise_day_reminder_amount" not in await _sent(c)  # the promise named a sum
         clock.advance(timedelta(days=2, hours=23, minutes=31))
         await c.app[PIPELINE].fire_due_timers()
         await _settle(c)
-        assert "promise_day_reminder" in await _sent(c)
+        assert "promise_day_reminder_amount" in await _sent(c)
         await feed.aclose()  # type: ignore[attr-defined]
 
 

@@ -112,7 +112,7 @@ def test_play_a_borrower_promise_reminder_and_opt_out(page: Page, base_url: str)
 
     # One day later: the reminder on the promised day.
     page.click("#advance-1d")
-    expect(bubble(page, "promise_day_reminder")).to_be_visible()
+    expect(bubble(page, "promise_day_reminder_amount")).to_contain_text("约定还款500.00元")
     expect(page.locator("#clock")).to_contain_text("2026-12-03")
     expect(page.locator('#timers [data-timer="promise_day"]')).to_have_count(0)
     expect(page.locator("#status")).to_contain_text("1d")
