@@ -20,14 +20,16 @@ from intents.dates import COUNT, TimeExpr, names_a_day, today_resolver
 _FILLER_WORDS = (
     r"吧|啊|呀|哦|噢|喔|嗯|呢|哈|啦|咯|哟|嘞|呗|左右|之前|以前|之后|以后|前后|前|后|那天|当天|这天|"
     r"大概|应该|差不多|估计|可能|一定|争取|尽量|最晚|最迟|或者|或|和|到|至|就|那就|那么|那|好了|"
-    r"早上|早晨|上午|中午|下午|傍晚|晚上|夜里|"
-    r"(?<![a-z])(?:by|on|the|around|maybe|probably|ok|okay)(?![a-z])|[\s,.!~;:…、\-—～]"
+    r"早上|早晨|上午|中午|下午|傍晚|晚上|夜里|好的|谢谢|多谢|收到|知道了|行|可以|没问题|"
+    # a day corrected (the confirmation says 如有变化请回复): 不对，是18号; 错了，18号; 改成18号
+    r"不对|错了|写错了|说错了|打错字了|搞错了|弄错了|改成|改为|应该是|其实是|是|"
+    r"(?<![a-z])(?:by|on|the|around|maybe|probably|ok|okay|thanks|thx)(?![a-z])|[\s,.!~;:…、\-—～]"
 )
 _BARE_FILLER = re.compile(rf"(?:{_FILLER_WORDS})+")
-# With two days named, the first may be put off and the second offered: 今天不行，明天吧;
-# 16号有事，改到18号; 明天还不了了，推到周五 (the entities keep the day offered).
+# With two days named, one may be put off or corrected and the other offered: 今天不行，明天吧;
+# 16号有事，改到18号; 明天还不了了，推到周五; 不是16号，是18号 (the entities keep the day offered).
 _PUT_OFF = re.compile(
-    r"(?:不行|不可以|没空|没时间|来不及|有事|不方便|先不还|不还|还不了|还不上|没钱|了|改到|改成|推到|"
+    r"(?:不是|不行|不可以|没空|没时间|来不及|有事|不方便|先不还|不还|还不了|还不上|没钱|了|改到|推到|"
     rf"换到|挪到|延到|推迟到|改|{_FILLER_WORDS})+"
 )
 # Asked, the day is offered for the bot to accept (16号可以吗, 18号行不行, 明天吧?): DATA.md

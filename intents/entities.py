@@ -53,18 +53,21 @@ MAX_AMOUNT = 10_000_000
 # 今天没空，明天还 was read as a promise for today, then called broken). 行不行, 能不能 and
 # 方便不方便 ask "is it all right?": an offer put as a question, not a refusal.
 _CANNOT = (
-    r"不上|不了|不起|不出|没钱|(?<!行)不行|(?<!方便)不方便|没空|没时间|来不及|赶不及|不够|没办法|没法"
-    r"|够呛|有事|太忙|很忙|在忙|忙不过来|不得空|不得闲|(?<!能)不能|(?<!还)不还"
+    r"不上|不了|不起|不出|没钱|(?<!行)不行|(?<!方便)不方便|来不及|赶不及|不够|没办法|没法"
+    r"|够呛|(?<!能)不能|(?<!还)不还"
 )
-_CANNOT_PAY = re.compile(rf"[^,.!?;\s]{{0,4}}?(?:{_CANNOT})")
+# Busy, right after the day only: 今天有事 puts today off, 明天下班有事回来就还 does not.
+_BUSY = r"没空|没时间|有事|太忙|很忙|在忙|忙不过来|不得空|不得闲"
+_CANNOT_PAY = re.compile(rf"[^,.!?;\s]{{0,4}}?(?:{_CANNOT})|[^,.!?;\s]?(?:{_BUSY})")
 # A sum said to be out of reach, after it or before it: 8000块我一下子拿不出来, 一次还不了8000,
 # 没有8000, 拿不出3200 (a borrower's trial recorded each as a promise of that sum).
-_CANNOT_PAY_SUM = re.compile(rf"[^,.!?;\s]{{0,6}}?(?:{_CANNOT})")
+_CANNOT_PAY_SUM = re.compile(rf"[^,.!?;\s]{{0,6}}?(?:{_CANNOT}|{_BUSY})")
 _CANNOT_PAY_BEFORE = re.compile(
     r"(?:还不上|还不了|还不起|拿不出|拿不出来|凑不齐|凑不出|凑不够|付不起|没有|没)\s*(?:这)?\s*$"
 )
 # 我周五发工资，周六还: the day the money comes is not the day it is paid, when another follows.
 _PAY_DAY_AFTER = re.compile(r"[^,.!?;\s]{0,2}?(?:发工资|发薪|开工资|领工资|工资到|到账)")
+_NOT_THAT_DAY = re.compile(r"(?:不是|并非|而不是)\s*$")
 _PAY_VERB_AFTER = re.compile(r"[^,.!?;\s]{0,3}?(?:还|转|打|付|给)")
 _SAME_DAY = frozenset({"当天", "那天", "这天"})
 _INSTALLMENTS = re.compile(
@@ -135,6 +138,8 @@ def read(text: str) -> Readings:
         t.start
         for t in times
         if _CANNOT_PAY.match(text, t.end)
+        # 不是16号，是18号; 18号，不是16号: the day corrected away
+        or _NOT_THAT_DAY.search(text, max(0, t.start - 3), t.start)
         # a pay day before another day named for paying (but 下个月10号发工资那天还 and
         # 周五发工资，当天还 pay on the pay day itself)
         or (
@@ -223,8 +228,9 @@ def resolve(
     the_range: tuple[date, date] | None = None
     unresolved: list[str] = []
     if intents & DATE_INTENTS:
-        # 今天还不上 明天一定还: a day the borrower says they cannot pay is not the pay date.
-        times = [t for t in readings.times if t.start not in readings.negated] or readings.times
+        # 今天还不上 明天一定还: a day the borrower says they cannot pay is not the pay date,
+        # even alone (明天还不上, 20号不行: a borrower's trial had each confirmed as a promise).
+        times = [t for t in readings.times if t.start not in readings.negated]
         for t in times:
             try:
                 value = t.resolve(today, t.inherent_past if t.inherent_past is not None else past)

@@ -211,11 +211,12 @@ class Understander:
         model = self._model.scores(feats) if meaningful else {}
         scores = combine(hits, model, self._model, self._rules.suppress, meaningful=meaningful)
         readings = ent.read(text)
-        if readings.bare and not any(h.hard for h in hits):
+        if readings.bare and not any(h.hard and h.intent is Intent.STOP for h in hits):
             # Nothing but a day to come (16号, 明天吧, 下周一之前) answers the question every
             # message of a collection asks, "when will you pay?" (DATA.md); asked (16号可以吗)
             # it is a day offered. Replies this short carry too few n-grams for the model: 15号
-            # was a promise, 16号 unknown and 十八号吧 a stop. No opt-out is only a day.
+            # was a promise, 16号 unknown and 十八号吧 a stop. No opt-out is only a day, nor is
+            # a wrong number (打错字了，22号 corrects a day; a hard stop always stands).
             hit = RuleHit(
                 rule=BARE_DATE_RULE, intent=Intent.PROMISE_TO_PAY, weight=_BARE_DATE_SCORE,
                 match=text,

@@ -60,6 +60,7 @@ def test_promise_dates(understand, text: str, expected: date) -> None:  # type: 
     [
         ("今天能不能先还一半", D(2026, 12, 2)),  # 能不能 asks; it does not put today off
         ("今天忙完就还", D(2026, 12, 2)),
+        ("明天下班有事回来就还", D(2026, 12, 3)),  # busy later that day: still the day
     ],
 )
 def test_a_day_not_put_off_stays(understand, text: str, expected: date) -> None:  # type: ignore[no-untyped-def]
@@ -89,6 +90,15 @@ def test_a_day_not_put_off_stays(understand, text: str, expected: date) -> None:
         ("今天不行，明天吧", D(2026, 12, 3)),
         ("16号有事，改到18号吧", D(2026, 12, 18)),
         ("明天还不了了，推到周五", D(2026, 12, 4)),
+        # a third trial: a day corrected after the confirmation, or said with thanks
+        ("不是16号，是18号", D(2026, 12, 18)),
+        ("18号，不是16号", D(2026, 12, 18)),
+        ("不对，是18号", D(2026, 12, 18)),
+        ("打错字了，22号", D(2026, 12, 22)),  # a typo, not a wrong number
+        ("改成18号", D(2026, 12, 18)),
+        ("不是明天，是后天", D(2026, 12, 4)),
+        ("好的16号", D(2026, 12, 16)),
+        ("16号，谢谢", D(2026, 12, 16)),
     ],
 )
 def test_a_reply_that_is_only_a_day_promises_it(understand, text: str, expected: date) -> None:  # type: ignore[no-untyped-def]
@@ -115,12 +125,20 @@ def test_a_day_offered_as_a_question_asks_for_it(understand, text: str, expected
     assert u.entities.date == expected
 
 
+@pytest.mark.parametrize("text", ["明天还不上", "今天先不还", "20号不行", "明天没时间"])
+def test_a_day_put_off_alone_is_no_pay_day(understand, text: str) -> None:  # type: ignore[no-untyped-def]
+    """A third trial: each was confirmed as a promise for the very day put off."""
+    assert understand(text).entities.date is None
+
+
 @pytest.mark.parametrize(
     "text",
     [
         "16号发工资",  # a verb: not only a day (the model reads it)
         "16号不行",  # one day, put off: no day offered
         "晚上好",
+        "不是16号",  # a day denied, none offered
+        "打错了 16号",  # a wrong number stays one
         "退订 16号",  # an opt-out is never only a day
         "1",
     ],
