@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from intents.dates import COUNT, TimeExpr, names_a_day, today_resolver
+from intents.dates import CLOCK_TIME, PART_OF_DAY, TimeExpr, names_a_day, today_resolver
 
 # What may stand around the day in a reply that is only a day: hedges, particles, joins,
 # deadlines and parts of the day (16号吧, 那就下周一之前, 大概15号左右, 16号或者18号, 后天上午,
@@ -20,7 +20,7 @@ from intents.dates import COUNT, TimeExpr, names_a_day, today_resolver
 _FILLER_WORDS = (
     r"吧|啊|呀|哦|噢|喔|嗯|呢|哈|啦|咯|哟|嘞|呗|左右|之前|以前|之后|以后|前后|前|后|那天|当天|这天|"
     r"大概|应该|差不多|估计|可能|一定|争取|尽量|最晚|最迟|或者|或|和|到|至|就|那就|那么|那|好了|"
-    r"早上|早晨|上午|中午|下午|傍晚|晚上|夜里|好的|谢谢|多谢|收到|知道了|行|可以|没问题|"
+    rf"{PART_OF_DAY}|好的|谢谢|多谢|收到|知道了|行|可以|没问题|"
     # a day corrected (the confirmation says 如有变化请回复): 不对，是18号; 错了，18号; 改成18号
     r"不对|错了|写错了|说错了|打错字了|搞错了|弄错了|改成|改为|应该是|其实是|是|"
     r"(?<![a-z])(?:by|on|the|around|maybe|probably|ok|okay|thanks|thx)(?![a-z])|[\s,.!~;:…、\-—～]"
@@ -41,8 +41,7 @@ _ASKED = re.compile(
 # A time of day or "soon" alone (晚上, 下午吧, 马上, 一会儿) answers "which day": today, when it is
 # the whole reply.
 _BARE_TIME_OF_DAY = re.compile(
-    rf"(?:早上|早晨|上午|中午|下午|傍晚|晚上|夜里|今晚)(?:\s*{COUNT}\s*点(?:钟|半)?)?|{COUNT}\s*点(?:钟|半)?"
-    r"|一会儿?|马上|待会儿?|等会儿?|稍后|晚点|晚些|立刻|现在"
+    rf"{CLOCK_TIME}|今晚|一会儿?|马上|待会儿?|等会儿?|稍后|晚点|晚些|立刻|现在"
 )
 
 
@@ -57,9 +56,7 @@ class BareAnswer:
 def bare_answer(text: str, times: list[TimeExpr]) -> BareAnswer | None:
     """The reply as the answer to the bot's "which day will you pay?" when it is nothing but a
     day to come (16号, 明天吧, 晚上, 16号可以吗, 今天不行明天吧), else None (a borrower's trial:
-    after that question 16号, 18号 and 明天 were not understood, and the bot handed off).
-
-    """
+    after that question 16号, 18号 and 明天 were not understood, and the bot handed off)."""
     asked = _ASKED.search(text)
     core = text[: asked.start()] if asked else text
     times = [t for t in times if t.end <= len(core)]

@@ -172,9 +172,15 @@ def _eval(args: argparse.Namespace) -> int:
     if not path.exists():
         raise UsageError(f"no such file: {path}")
     heldout = load_heldout(path)
+    # A bad readers' file is said before the NLU loads and the set is read, not after.
+    second = _read_labels(args.readers) if args.readers else None
     report = evaluate(_load(args), heldout.examples, heldout.now, heldout.tz)
     comparison = _baseline(report, heldout.examples, args.data) if args.baseline else None
-    readers = _readers(report, heldout.examples, args.readers) if args.readers else None
+    readers = None
+    if second is not None:
+        from intents.agreement import agreement
+
+        readers = agreement(heldout.examples, second, report.primaries, report.predicted)
     if args.json:
         doc = report.as_dict()
         doc["file"] = str(path)
@@ -200,14 +206,12 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _readers(report: Any, examples: list[Any], path: Path) -> Any:
-    from intents.agreement import agreement
+def _read_labels(path: Path) -> list[Any]:
     from intents.data import load_heldout
 
     if not path.exists():
         raise UsageError(f"no such file: {path}")
-    readers = load_heldout(path).examples
-    return agreement(examples, readers, report.primaries, report.predicted)
+    return load_heldout(path).examples
 
 
 def _baseline(report: Any, examples: list[Any], data: Path) -> dict[str, Any]:

@@ -114,8 +114,10 @@ def _unresolved(_today: date, _past: bool) -> Resolved:
     return None
 
 
-# A count or day number, for readers elsewhere (intents.bare), and today as a resolver.
-COUNT = _N
+# A part of the day, and one with its hour (晚上, 下午三点) or an hour alone (三点钟): read here
+# as a deadline and by intents.bare as a whole reply.
+PART_OF_DAY = "早上|早晨|上午|中午|下午|傍晚|晚上|夜里"
+CLOCK_TIME = rf"(?:{PART_OF_DAY})(?:\s*{_N}\s*点(?:钟|半)?)?|{_N}\s*点(?:钟|半)?"
 
 
 def today_resolver() -> Resolver:
@@ -394,9 +396,8 @@ _RULES: list[tuple[re.Pattern[str], Callable[[re.Match[str]], Resolver | None], 
 # and only as a deadline or right before paying: 晚上好 and 我晚上还要上班 name no pay day.
 _PAY_SOON = r"(?=[^,.!?;\s]{0,4}?(?:还(?!要|在|是|没|得|有|会)|转|打|付|给|交|存|凑|处理))"
 _TIME_OF_DAY = re.compile(
-    rf"(?:(?:早上|早晨|上午|中午|下午|傍晚|晚上|夜里)(?:\s*{_N}\s*点(?:钟|半)?)?|{_N}\s*点(?:钟|半)?)"
-    r"\s*(?:前|之前|以前)"
-    rf"|(?:早上|早晨|上午|中午|下午|傍晚|晚上|夜里)(?:\s*{_N}\s*点(?:钟|半)?)?{_PAY_SOON}"
+    rf"(?:{CLOCK_TIME})\s*(?:前|之前|以前)"
+    rf"|(?:{PART_OF_DAY})(?:\s*{_N}\s*点(?:钟|半)?)?{_PAY_SOON}"
     # A bare hour needs 前 or 钟 (一点 alone is "a little": 多还一点).
     rf"|{_N}\s*点钟{_PAY_SOON}"
 )
